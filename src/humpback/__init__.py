@@ -1,0 +1,31 @@
+"""humpback: instruction backtranslation (Li et al. 2023) on transformers, TRL and vLLM.
+
+The Python API, one function per stage; ``run`` composes them::
+
+    import humpback
+    humpback.run(humpback.RunConfig(seed="seed.jsonl", corpus="web/", out="runs/mine"))
+"""
+
+from .augment import augment
+from .backward import train_backward
+from .config import (AugmentConfig, BackwardConfig, CurateConfig, ForwardConfig, GenerateConfig, RunConfig,
+                     SegmentConfig)
+from .curate import RUBRIC, curate, parse_score, rate, select
+from .engine import ENGINES, Engine, SamplingParams, TransformersEngine, make_engine
+from .generate import generate, generate_file
+from .models import ModelError, check_model, resolve_model
+from .pipeline import run
+from .seed import SeedError, load_seed
+from .segment import segment
+from .shards import read_jsonl, read_stage, stage_counters
+from .stats import histogram, table2
+from .tags import INFERENCE_TAGS, SEED_TAG, WEB_TAG
+from .train import train_forward
+
+__all__ = [
+    "AugmentConfig", "BackwardConfig", "CurateConfig", "ENGINES", "Engine", "ForwardConfig", "GenerateConfig",
+    "INFERENCE_TAGS", "ModelError", "RUBRIC", "RunConfig", "SEED_TAG", "SamplingParams", "SeedError",
+    "SegmentConfig", "TransformersEngine", "WEB_TAG", "augment", "check_model", "curate", "generate",
+    "generate_file", "histogram", "load_seed", "make_engine", "parse_score", "rate", "read_jsonl", "read_stage",
+    "resolve_model", "run", "segment", "select", "stage_counters", "table2", "train_backward", "train_forward",
+]

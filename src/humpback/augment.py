@@ -1,0 +1,57 @@
+"""Self-augmentation: the backward model writes one instruction for every segment.
+
+Every (instruction, segment) pair is a candidate; its id is the segment's id.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+
+from .backward import backward_prompt
+from .config import AugmentConfig, BackwardConfig
+from .engine import Engine, SamplingParams, make_engine
+from .shards import read_stage, reject, run_sharded, stage_info
+
+
+def augment_shard(segments: list[dict], engine: Engine, cfg: AugmentConfig, system_prompt: str,
+                  backward_model: str, shard_index: int):
+    prompts = [backward_prompt(s["text"], system_prompt) for s in segments]
+    params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                            seed=cfg.random_seed + shard_index)
+    instructions = engine.generate(prompts, params)
+    candidates, rejects, counts = [], [], Counter()
+    for segment, instruction in zip(segments, instructions):
+        if not instruction.strip():
+            rejects.append(reject("augment", segment["source"], "backward model wrote an empty instruction", segment))
+            counts["empty_instruction"] += 1
+            continue
+        candidates.append({"id": segment["id"], "source": segment["source"], "instruction": instruction.strip(),
+                           "output": segment["text"], "backward_model": backward_model})
+    counts["candidates"] = len(candidates)
+    return candidates, rejects, counts
+
+
+def augment(segments: Iterable[dict] | Path, backward_model: str, out_dir: Path,
+            cfg: AugmentConfig | None = None, system_prompt: str | None = None,
+            engine: Engine | None = None) -> dict:
+    """Write ``out_dir/part-*.jsonl`` candidates; segments is an iterable or a segments directory."""
+    cfg = cfg or AugmentConfig()
+    system_prompt = system_prompt or BackwardConfig().system_prompt
+    out_dir = Path(out_dir)
+    if (out_dir / "_SUCCESS").exists():
+        return stage_info(out_dir)
+    if isinstance(segments, (str, Path)):
+        segments = read_stage(Path(segments))
+    if cfg.max_segments is not None:
+        segments = itertools.islice(segments, cfg.max_segments)
+    state: dict = {}
+
+    def process(batch: list[dict], index: int):
+        if "engine" not in state:  # loaded only when a shard needs work
+            state["engine"] = engine or make_engine(cfg.engine, backward_model, dtype=cfg.dtype, batch_size=cfg.batch_size)
+        return augment_shard(batch, state["engine"], cfg, system_prompt, str(backward_model), index)
+
+    return run_sharded(segments, out_dir, cfg.records_per_shard, process, desc="augment")

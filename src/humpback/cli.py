@@ -1,0 +1,197 @@
+"""The command line: a thin typer layer over the Python API.
+
+Every config field is a flag (``--max-chars``, and for ``run`` the stage's prefix:
+``--segment-max-chars``); ``--config FILE.yaml`` sets any of them and flags override it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Callable, Literal, Optional
+
+import typer
+from pydantic import BaseModel
+
+import humpback as api
+from .config import (AugmentConfig, BackwardConfig, CurateConfig, ForwardConfig, GenerateConfig, RunConfig,
+                     SegmentConfig, deep_merge, load_yaml)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Instruction backtranslation: web text -> instruction data -> a better model.")
+
+
+def _flag_type(annotation: Any) -> Any | None:
+    """The CLI type of a config field, or None if it is only settable from YAML."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and len(args) == 1:
+        annotation = args[0]
+    if typing.get_origin(annotation) is Literal:
+        return str
+    if annotation in (int, float, str, bool, Path):
+        return annotation
+    return None
+
+
+def _config_params(model: type[BaseModel], prefix: str = "") -> list[inspect.Parameter]:
+    """One typer option per scalar config field; nested configs get their name as prefix."""
+    params = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            params += _config_params(annotation, f"{prefix}{name}_")
+            continue
+        kind = _flag_type(annotation)
+        if kind is None:
+            continue
+        flag = f"--{prefix}{name}".replace("_", "-")
+        decls = (f"{flag}/--no-{prefix}{name}".replace("_", "-"),) if kind is bool else (flag,)
+        help_text = (field.description or "").replace("\n", " ")
+        option = typer.Option(None, *decls, help=help_text, show_default=False)
+        params.append(inspect.Parameter(f"{prefix}{name}", inspect.Parameter.KEYWORD_ONLY,
+                                        default=option, annotation=Optional[kind]))
+    return params
+
+
+def _nest(flat: dict, model: type[BaseModel]) -> dict:
+    """{'segment_max_chars': 9} -> {'segment': {'max_chars': 9}} following the model's nesting."""
+    nested: dict = {}
+    for key, value in flat.items():
+        if value is None:
+            continue
+        target, current = nested, model
+        while key not in current.model_fields:
+            head = next(n for n in current.model_fields if key.startswith(n + "_")
+                        and isinstance(current.model_fields[n].annotation, type))
+            target = target.setdefault(head, {})
+            current = current.model_fields[head].annotation
+            key = key[len(head) + 1:]
+        target[key] = value
+    return nested
+
+
+def config_command(name: str, model: type[BaseModel], extra: list[inspect.Parameter], help_text: str):
+    """Register a command whose options are `extra` plus every field of `model`."""
+
+    def decorator(fn: Callable[..., None]):
+        config_param = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+                                         default=typer.Option(None, "--config", help="YAML file of options; flags override it."))
+        fields = _config_params(model)
+        extra_names = {p.name for p in extra}
+        fields = [p for p in fields if p.name not in extra_names]
+
+        def command(**kwargs):
+            _setup_logging()
+            overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in {p.name for p in fields}}
+            yaml_values = load_yaml(kwargs.pop("config"))
+            cfg = model.model_validate(deep_merge(yaml_values, _nest(overrides, model)))
+            try:
+                fn(cfg, **kwargs)
+            except (api.SeedError, api.ModelError, FileNotFoundError, ValueError) as e:
+                typer.secho(f"error: {e}", fg="red", err=True)
+                raise typer.Exit(2) from None
+
+        command.__signature__ = inspect.Signature(extra + [config_param] + fields)
+        command.__doc__ = help_text
+        app.command(name, help=help_text)(command)
+        return fn
+
+    return decorator
+
+
+def _opt(name: str, annotation: Any, default: Any, help_text: str, *decls: str) -> inspect.Parameter:
+    decls = decls or (f"--{name.replace('_', '-')}",)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                             default=typer.Option(default, *decls, help=help_text))
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
+    for noisy in ("transformers", "datasets", "httpx", "urllib3", "trafilatura", "htmldate", "courlan"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+@config_command("run", RunConfig, [], "Run (or resume) the whole loop: segment, backward, augment, curate and train x iterations.")
+def _run(cfg: RunConfig) -> None:
+    api.run(cfg)
+
+
+@config_command("segment", SegmentConfig, [
+    _opt("corpus", str, ..., "Corpus file, directory or glob (HTML, WARC, JSONL, TXT/MD), or 'demo'."),
+    _opt("out", Path, ..., "Output directory for the segment shards."),
+], "Split a web corpus into filtered, deduplicated header segments.")
+def _segment(cfg: SegmentConfig, corpus: str, out: Path) -> None:
+    info = api.segment(corpus, out, cfg)
+    typer.echo(f"{info['records']} segments in {out} ({info['rejects']} rejects); funnel: "
+               f"{dict(api.stage_counters(out))}")
+
+
+@config_command("augment", AugmentConfig, [
+    _opt("segments", Path, ..., "Directory of segment shards (from `humpback segment`)."),
+    _opt("model", str, ..., "The backward model directory."),
+    _opt("out", Path, ..., "Output directory for the candidate shards."),
+    _opt("system_prompt", Optional[str], None, "Backward model system prompt (must match its training)."),
+], "Self-augmentation: write an instruction for every segment with the backward model.")
+def _augment(cfg: AugmentConfig, segments: Path, model: str, out: Path, system_prompt: str | None) -> None:
+    info = api.augment(segments, api.resolve_model(model), out, cfg, system_prompt=system_prompt)
+    typer.echo(f"{info['records']} candidates in {out} ({info['rejects']} rejects)")
+
+
+@config_command("curate", CurateConfig, [
+    _opt("candidates", Path, ..., "Directory of candidate shards (from `humpback augment`)."),
+    _opt("model", str, ..., "The judge model (M_0, M_1, ...)."),
+    _opt("out", Path, ..., "Output directory: ratings/ and curated/ go inside."),
+    _opt("iteration", int, 1, "Iteration number recorded with each rating."),
+], "Self-curation: rate every candidate on the 5-point rubric and keep A_k.")
+def _curate(cfg: CurateConfig, candidates: Path, model: str, out: Path, iteration: int) -> None:
+    curated = api.curate(candidates, api.resolve_model(model), out, cfg, iteration=iteration)
+    hist = api.histogram(api.read_stage(out / "ratings"))
+    typer.echo(f"scores {hist}; A_{cfg.k}: {len(curated)} in {out / 'curated'}")
+
+
+@config_command("train", ForwardConfig, [
+    _opt("kind", str, "forward", "'backward' (output -> instruction) or 'forward' (tagged instruction -> output).", "--kind"),
+    _opt("seed", str, ..., "Seed data file (any supported shape) or 'demo'."),
+    _opt("curated", Optional[Path], None, "Forward only: curated candidates (a directory of shards or a JSONL file)."),
+    _opt("model", str, "smollm2-135m", "Base model."),
+    _opt("out", Path, ..., "Output model directory."),
+    _opt("system_prompt", Optional[str], None, "Backward only: the backward model's system message."),
+], "Fine-tune a backward model (--kind backward) or a forward model on seed (+ curated) data.")
+def _train(cfg: ForwardConfig, kind: str, seed: str, curated: Path | None, model: str, out: Path,
+           system_prompt: str | None) -> None:
+    examples, _ = api.load_seed(seed)
+    base = api.check_model(model)
+    if kind == "backward":
+        fields = cfg.model_dump(exclude={"tag_placement"})
+        if system_prompt:
+            fields["system_prompt"] = system_prompt
+        info = api.train_backward(examples, base, out, BackwardConfig(**fields))
+    elif kind == "forward":
+        extra = []
+        if curated is not None:
+            extra = list(api.read_stage(curated)) if Path(curated).is_dir() else list(api.read_jsonl(curated))
+        info = api.train_forward(examples, extra, base, out, cfg, dataset_path=Path(out) / "train.jsonl")
+    else:
+        raise ValueError(f"--kind must be backward or forward, not {kind!r}")
+    typer.echo(f"trained {out}: {info}")
+
+
+@config_command("generate", GenerateConfig, [
+    _opt("model", str, ..., "Model directory (e.g. runs/NAME/models/m2)."),
+    _opt("prompts", Path, ..., "Instructions: JSONL/JSON with 'instruction' (or 'prompt'), or a text file, one per line."),
+    _opt("out", Path, ..., "Output JSONL: each prompt record with 'output' added."),
+], "Answer instructions with a trained model (the paper's decoding and inference tag).")
+def _generate(cfg: GenerateConfig, model: str, prompts: Path, out: Path) -> None:
+    info = api.generate_file(prompts, api.resolve_model(model), out, cfg)
+    typer.echo(f"{info['answers']} answers in {out} ({info['rejects']} rejects)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""One typed config per stage. Field names are the YAML keys and the CLI flags.
+
+Defaults are the paper's values (Li et al. 2023, see METHOD.md) where it gives one; where it is
+silent the default is our choice and the field's docstring says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Config(BaseModel):
+    # Attribute docstrings become field descriptions: they are the CLI --help text.
+    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid", validate_assignment=True)
+
+
+class SegmentConfig(_Config):
+    """Split the web corpus into header segments and filter them (paper, section 2.3)."""
+
+    min_chars: int = 600
+    """Shortest segment kept, in characters (paper: 600)."""
+    max_chars: int = 3000
+    """Longest segment kept, in characters (paper: 3,000)."""
+    nav_header_words: list[str] = Field(
+        default_factory=lambda: [
+            "advertisement", "forum", "quick link", "newsletter",  # the paper's examples
+            "related", "share this", "subscribe", "cookie", "comments", "sign up", "follow us",
+            "menu", "navigation", "sponsored", "you may also like", "read more",
+        ]
+    )
+    """Segments whose header contains one of these (case-insensitive) are dropped as navigation.
+    The first four are the paper's examples; the rest are ours."""
+    max_header_upper_ratio: float = 0.5
+    """Drop a header whose letters are more than this share upper case (paper: 'a high share';
+    the threshold is ours). All-caps headers are always dropped."""
+    repeat_ngram: int = 3
+    """Word n-gram size for the repeated-sentence filter (paper silent; ours)."""
+    repeat_jaccard: float = 0.6
+    """Two sentences repeat each other when their n-gram Jaccard overlap is at least this (ours)."""
+    max_repeated_sentence_share: float = 0.3
+    """Drop a segment when more than this share of its sentences repeat an earlier one (ours)."""
+    dedup_exact: bool = True
+    """Drop exact duplicates (after whitespace and case normalisation)."""
+    minhash_threshold: float = 0.8
+    """Jaccard similarity above which two segments are near-duplicates (MinHash LSH; ours)."""
+    minhash_num_perm: int = 128
+    """Number of MinHash permutations."""
+    minhash_shingle: int = 5
+    """Word shingle size for MinHash."""
+    text_field: str = "text"
+    """Field holding the text in JSONL corpora."""
+    max_document_chars: int = 5_000_000
+    """Documents larger than this are rejected (a guard against runaway inputs)."""
+    documents_per_shard: int = 500
+    """Input documents per output shard; a finished shard is never redone."""
+
+
+class TrainConfig(_Config):
+    """Supervised fine-tuning with TRL's SFTTrainer; loss on the target tokens only."""
+
+    learning_rate: float | None = None
+    """Peak learning rate. None picks by model size: the paper's 1e-5 for models of 1B parameters
+    or more, 1e-4 below (measured: 1e-5 left a 135M backward model unchanged)."""
+    final_lr_ratio: float = 0.9
+    """The learning rate decays linearly to this share of the peak (paper: 1e-5 -> 9e-6)."""
+    weight_decay: float = 0.1
+    """Weight decay (paper: 0.1)."""
+    dropout: float = 0.1
+    """Dropout set on the model's dropout fields during training (paper: 0.1)."""
+    batch_size: int | None = None
+    """Effective batch size. None: 32, or 8 for fewer than 3,000 examples (paper)."""
+    micro_batch_size: int = 8
+    """Examples per forward pass; the rest of the batch is gradient accumulation."""
+    max_steps: int | None = None
+    """Optimizer steps. None: interpolated from the paper's data-scaling table (100 -> 30 steps,
+    800 -> 300, 1,600 -> 600, 3,200 -> 500 at batch 32, ...)."""
+    num_epochs: float | None = None
+    """If set, train this many epochs instead of the step schedule."""
+    max_length: int = 2048
+    """Longest training sequence in tokens; longer ones are truncated (paper silent)."""
+    warmup_ratio: float = 0.0
+    """Share of steps spent warming up (paper silent)."""
+    use_lora: bool = False
+    """Train LoRA adapters (PEFT) instead of all weights; merged into the saved model."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA alpha."""
+    lora_dropout: float = 0.05
+    """LoRA dropout."""
+    gradient_checkpointing: bool = False
+    """Trade compute for memory; not needed for small models."""
+    bf16: bool = False
+    """Train in bf16 mixed precision (on a GPU that supports it)."""
+    random_seed: int = 42
+    """Seed for data order and initialisation."""
+
+
+class BackwardConfig(TrainConfig):
+    """The backward model M_yx: given an output, write the instruction it answers."""
+
+    system_prompt: str = "Write the instruction or question to which the following text is the answer."
+    """System message of the backward model's prompt (paper silent; ours)."""
+
+
+class ForwardConfig(TrainConfig):
+    """The forward models M_0, M_1, ...: instruction -> output, each example tagged."""
+
+    tag_placement: Literal["system", "append", "none"] = "system"
+    """Where the tag sentence goes: as the system message, appended to the instruction, or not at all."""
+
+
+class AugmentConfig(_Config):
+    """Self-augmentation: one sampled instruction per segment."""
+
+    temperature: float = 0.7
+    """Sampling temperature (paper: 0.7)."""
+    top_p: float = 0.9
+    """Nucleus sampling top-p (paper: 0.9)."""
+    max_new_tokens: int = 128
+    """Longest instruction generated, in tokens (paper silent)."""
+    engine: str = "transformers"
+    """Generation engine (see humpback.engine.ENGINES)."""
+    batch_size: int = 16
+    """Prompts per generation batch."""
+    dtype: str = "float32"
+    """Weights dtype for generation: float32, bfloat16 or float16."""
+    records_per_shard: int = 256
+    """Segments per output shard."""
+    max_segments: int | None = None
+    """Use only the first N segments (a budget for quick runs)."""
+    random_seed: int = 0
+    """Sampling seed; each shard is seeded with it plus its index."""
+
+
+class CurateConfig(_Config):
+    """Self-curation: the model rates each candidate on the 5-point rubric; A_k keeps scores >= k."""
+
+    k: int = 5
+    """Keep candidates rated at least k (paper: A_5 for training, A_4 also reported)."""
+    template: Path | None = None
+    """A rubric template file with {instruction} and {output}; None uses humpback.curate.RUBRIC."""
+    max_new_tokens: int = 256
+    """Longest judge answer (reasoning and the Score line), in tokens."""
+    temperature: float = 0.0
+    """Judge temperature; 0 is greedy, so ratings are reproducible (paper silent)."""
+    top_p: float = 1.0
+    """Judge top-p when sampling."""
+    engine: str = "transformers"
+    """Rating engine (see humpback.engine.ENGINES)."""
+    batch_size: int = 16
+    """Prompts per generation batch."""
+    dtype: str = "float32"
+    """Weights dtype for rating: float32, bfloat16 or float16."""
+    records_per_shard: int = 256
+    """Candidates per ratings shard."""
+    random_seed: int = 0
+    """Seed used when temperature > 0."""
+
+
+class GenerateConfig(_Config):
+    """Inference with a trained model, using the paper's decoding and inference tag."""
+
+    temperature: float = 0.7
+    """Sampling temperature (paper's AlpacaEval decoding: 0.7)."""
+    top_p: float = 0.9
+    """Top-p (paper: 0.9)."""
+    max_new_tokens: int = 512
+    """Longest answer, in tokens."""
+    tag: Literal["both", "seed", "web", "none"] = "both"
+    """Inference tag: both sentences (the paper's best), S_a only, S_w only, or none."""
+    tag_placement: Literal["system", "append"] = "system"
+    """Must match how the model was trained."""
+    engine: str = "transformers"
+    """Generation engine."""
+    batch_size: int = 8
+    """Prompts per batch."""
+    dtype: str = "float32"
+    """Weights dtype."""
+    random_seed: int = 0
+    """Sampling seed."""
+
+
+class RunConfig(_Config):
+    """The whole loop: segment -> backward -> augment -> (curate -> train) x iterations."""
+
+    seed: str = "demo"
+    """Seed data: a JSONL/JSON/Parquet file, a hub dataset id, or 'demo' for the bundled pairs."""
+    corpus: str = "demo"
+    """Corpus: a file, directory or glob (HTML, WARC, JSONL, TXT/MD), or 'demo'."""
+    model: str = "smollm2-135m"
+    """Base model: a local transformers directory, a hub id, or 'smollm2-135m' (embedded GGUF)."""
+    out: Path = Path("runs/demo")
+    """Run directory."""
+    iterations: int = 2
+    """Curation/training iterations (paper: 2, giving M_1 and M_2)."""
+    max_seed_examples: int | None = None
+    """Use only the first N seed examples."""
+    segment: SegmentConfig = Field(default_factory=SegmentConfig)
+    backward: BackwardConfig = Field(default_factory=BackwardConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    curate: CurateConfig = Field(default_factory=CurateConfig)
+    forward: ForwardConfig = Field(default_factory=ForwardConfig)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Merge nested dicts; values in override win."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_yaml(path: str | Path | None) -> dict:
+    if path is None:
+        return {}
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config file must hold a mapping of option names to values")
+    return data
+
+
+def dump_yaml(config: BaseModel, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,64 @@
+"""Inference with a trained model: the paper's decoding (0.7 / 0.9) and inference tag (both)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .config import GenerateConfig
+from .engine import Engine, SamplingParams, make_engine
+from .shards import reject, write_jsonl
+from .tags import INFERENCE_TAGS, tagged_prompt
+
+
+def read_prompts(path: Path) -> tuple[list[dict], list[dict]]:
+    """Instructions from a JSONL/JSON file (field 'instruction' or 'prompt') or a text file, one per line."""
+    path = Path(path)
+    prompts, rejects = [], []
+    if path.suffix in (".jsonl", ".json"):
+        text = path.read_text(encoding="utf-8")
+        rows = json.loads(text) if path.suffix == ".json" else None
+        if rows is None:
+            rows = []
+            for i, line in enumerate(text.splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    rejects.append(reject("generate", f"{path}:{i}", f"malformed JSON ({e.msg})"))
+                    rows.append(None)
+        for i, row in enumerate(rows, 1):
+            if row is None:
+                continue
+            instruction = row.get("instruction") or row.get("prompt") if isinstance(row, dict) else None
+            if isinstance(instruction, str) and instruction.strip():
+                prompts.append({**row, "instruction": instruction})
+            else:
+                rejects.append(reject("generate", f"{path}:{i}", "no 'instruction' or 'prompt' field", row))
+    else:
+        prompts = [{"instruction": line} for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return prompts, rejects
+
+
+def generate(instructions: list[str], model: str, cfg: GenerateConfig | None = None,
+             engine: Engine | None = None) -> list[str]:
+    """Answers for instructions, under the configured inference tag."""
+    cfg = cfg or GenerateConfig()
+    engine = engine or make_engine(cfg.engine, model, dtype=cfg.dtype, batch_size=cfg.batch_size)
+    tag = INFERENCE_TAGS[cfg.tag]
+    prompts = [tagged_prompt(i, tag, cfg.tag_placement) for i in instructions]
+    params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                            seed=cfg.random_seed)
+    return engine.generate(prompts, params)
+
+
+def generate_file(prompts_path: Path, model: str, out_path: Path, cfg: GenerateConfig | None = None) -> dict:
+    """Read instructions from a file, answer them, write JSONL with 'output' added."""
+    cfg = cfg or GenerateConfig()
+    prompts, rejects = read_prompts(prompts_path)
+    outputs = generate([p["instruction"] for p in prompts], model, cfg)
+    n = write_jsonl(Path(out_path), ({**p, "output": o, "generator": str(model)} for p, o in zip(prompts, outputs)))
+    if rejects:
+        write_jsonl(Path(out_path).with_suffix(".rejects.jsonl"), rejects)
+    return {"answers": n, "rejects": len(rejects)}

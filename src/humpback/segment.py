@@ -1,0 +1,259 @@
+"""Segmenting: web documents -> header segments -> filtered, deduplicated segments.
+
+A segment is the text that follows an HTML header, including the lower-level headers and text
+under it (paper, section 2.3). Main-content extraction (trafilatura) drops navigation, cookie
+banners, ads and link lists before segmenting; then each segment goes through the paper's
+filters, in this order, each counted: header heuristics, the 600-3,000 character window,
+repeated sentences, exact duplicates, MinHash near-duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+
+from datasketch import MinHash, MinHashLSH
+from lxml import etree
+
+from .config import SegmentConfig
+from .corpus import Document, Unreadable, read_corpus
+from .shards import is_done, read_stage, reject, run_sharded, stable_id
+
+_HEADER_TAG = re.compile(rb"<h[1-6][\s>]", re.IGNORECASE)
+_WORD = re.compile(r"\w+")
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
+_MD_HEADER = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+
+
+# --- documents -> blocks ------------------------------------------------------------------
+# A block is (level, text): level 1..6 for a header, 0 for body text.
+
+def html_blocks(html: bytes) -> tuple[list[tuple[int, str]], str]:
+    """Main-content blocks of a page, and its title."""
+    import trafilatura
+
+    xml = trafilatura.extract(
+        html, output_format="xml", include_formatting=True, include_tables=True,
+        include_comments=False, include_links=False, include_images=False, with_metadata=True,
+        favor_recall=True,
+    )
+    if not xml:
+        return [], ""
+    root = etree.fromstring(xml.encode("utf-8"))
+    main = root.find("main")
+    blocks: list[tuple[int, str]] = []
+    for el in main if main is not None else []:
+        if el.tag == "head":
+            level = int((el.get("rend") or "h2").lstrip("h") or 2)
+            blocks.append((min(max(level, 1), 6), _clean(" ".join(el.itertext()))))
+        elif el.tag == "list":
+            items = [_clean(" ".join(i.itertext())) for i in el.iter("item")]
+            blocks.append((0, "\n".join(f"- {i}" for i in items if i)))
+        elif el.tag == "table":
+            rows = [" | ".join(_clean(" ".join(c.itertext())) for c in row) for row in el.iter("row")]
+            blocks.append((0, "\n".join(r for r in rows if r.strip(" |"))))
+        elif el.tag == "code":
+            blocks.append((0, "".join(el.itertext()).strip("\n")))
+        else:  # p, quote, ...
+            blocks.append((0, _clean(" ".join(el.itertext()))))
+    return [b for b in blocks if b[1]], _clean(root.get("title") or "")
+
+
+def markdown_blocks(text: str) -> list[tuple[int, str]]:
+    blocks: list[tuple[int, str]] = []
+    for para in re.split(r"\n\s*\n", text):
+        lines = para.strip("\n").split("\n")
+        body: list[str] = []
+        for line in lines:
+            m = _MD_HEADER.match(line)
+            if m:
+                if body:
+                    blocks.append((0, "\n".join(body).strip()))
+                    body = []
+                blocks.append((len(m.group(1)), m.group(2).strip()))
+            else:
+                body.append(line)
+        if "".join(body).strip():
+            blocks.append((0, "\n".join(body).strip()))
+    return blocks
+
+
+def _clean(text: str) -> str:
+    return re.sub(r"[ \t\r\f\v]+", " ", text).strip()
+
+
+def header_segments(blocks: list[tuple[int, str]], title: str = "") -> list[tuple[str, str]]:
+    """(header, text) for every header: the blocks after it up to the next header of the same
+    or a higher level. Text before the first header belongs to the page title."""
+    segments = []
+    if blocks and blocks[0][0] == 0 and title:
+        blocks = [(1, title)] + blocks
+    for i, (level, header) in enumerate(blocks):
+        if level == 0:
+            continue
+        body = []
+        for sub_level, text in blocks[i + 1:]:
+            if sub_level and sub_level <= level:
+                break
+            body.append(text)
+        segments.append((header, "\n\n".join(body).strip()))
+    return segments
+
+
+def text_segments(text: str, max_chars: int) -> list[tuple[str, str]]:
+    """Plain text has no headers: consecutive paragraphs packed into chunks of at most max_chars."""
+    chunks, current = [], ""
+    for para in (p.strip() for p in re.split(r"\n\s*\n", text)):
+        if not para:
+            continue
+        if current and len(current) + 2 + len(para) > max_chars:
+            chunks.append(current)
+            current = ""
+        current = f"{current}\n\n{para}" if current else para
+    if current:
+        chunks.append(current)
+    return [(None, c) for c in chunks]
+
+
+# --- filters ------------------------------------------------------------------------------
+
+def header_problem(header: str | None, cfg: SegmentConfig) -> str | None:
+    """Why a header disqualifies its segment (None if it does not). Plain text has no header."""
+    if header is None:
+        return None
+    if not header.strip():
+        return "empty_header"
+    lowered = header.lower()
+    if any(word in lowered for word in cfg.nav_header_words):
+        return "navigation_header"
+    letters = [c for c in header if c.isalpha()]
+    if letters:
+        upper = sum(c.isupper() for c in letters) / len(letters)
+        if (upper == 1.0 and len(letters) > 1) or upper > cfg.max_header_upper_ratio:
+            return "uppercase_header"
+    return None
+
+
+def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def repeated_sentence_share(text: str, n: int, threshold: float) -> float:
+    """Share of sentences whose word n-grams overlap an earlier sentence's with Jaccard >= threshold."""
+    grams = [_ngrams(_WORD.findall(s.lower()), n) for s in _SENTENCE_SPLIT.split(text)]
+    grams = [g for g in grams if g]
+    if len(grams) < 2:
+        return 0.0
+    repeated = 0
+    for i, g in enumerate(grams):
+        if any(len(g & h) / len(g | h) >= threshold for h in grams[:i]):
+            repeated += 1
+    return repeated / len(grams)
+
+
+def segment_problem(header: str | None, text: str, cfg: SegmentConfig) -> str | None:
+    """The first per-segment filter that removes this segment, or None."""
+    problem = header_problem(header, cfg)
+    if problem:
+        return problem
+    if len(text) < cfg.min_chars:
+        return "too_short"
+    if len(text) > cfg.max_chars:
+        return "too_long"
+    if repeated_sentence_share(text, cfg.repeat_ngram, cfg.repeat_jaccard) > cfg.max_repeated_sentence_share:
+        return "repetitive"
+    return None
+
+
+class Deduplicator:
+    """Exact and MinHash-LSH near-duplicate removal; keeps the first occurrence."""
+
+    def __init__(self, cfg: SegmentConfig):
+        self.cfg = cfg
+        self.exact: set[str] = set()
+        self.lsh = MinHashLSH(threshold=cfg.minhash_threshold, num_perm=cfg.minhash_num_perm)
+
+    def minhash(self, text: str) -> MinHash:
+        words = _WORD.findall(text.lower())
+        n = self.cfg.minhash_shingle
+        shingles = {" ".join(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
+        m = MinHash(num_perm=self.cfg.minhash_num_perm)
+        m.update_batch([s.encode("utf-8") for s in shingles])
+        return m
+
+    def check(self, key: str, text: str) -> str | None:
+        """'exact_duplicate', 'near_duplicate' or None; remembers texts that pass."""
+        digest = hashlib.sha1(" ".join(_WORD.findall(text.lower())).encode("utf-8")).hexdigest()
+        if self.cfg.dedup_exact and digest in self.exact:
+            return "exact_duplicate"
+        m = self.minhash(text)
+        if self.lsh.query(m):
+            return "near_duplicate"
+        self.exact.add(digest)
+        self.lsh.insert(key, m)
+        return None
+
+
+# --- the stage ----------------------------------------------------------------------------
+
+def document_segments(doc: Document, cfg: SegmentConfig) -> tuple[list[tuple[str | None, str]], str | None]:
+    """All (header, text) segments of a document, or the reason it has none."""
+    if doc.kind == "html":
+        if not _HEADER_TAG.search(doc.content):
+            return [], "HTML has no headers (h1-h6) to segment by"
+        blocks, title = html_blocks(doc.content)
+        if not blocks:
+            return [], "no main text found in the HTML"
+        return header_segments(blocks, title), None
+    if not doc.content.strip():
+        return [], "empty document"
+    if doc.kind == "markdown" and any(level for level, _ in markdown_blocks(doc.content)):
+        return header_segments(markdown_blocks(doc.content)), None
+    return text_segments(doc.content, cfg.max_chars), None
+
+
+def segment_documents(docs: list[Document | Unreadable], cfg: SegmentConfig, dedup: Deduplicator):
+    """One shard: documents -> kept segments, rejects and filter counters."""
+    kept, rejects, counts = [], [], Counter()
+    for doc in docs:
+        counts["documents"] += 1
+        if isinstance(doc, Unreadable):
+            rejects.append(reject("segment", doc.source, doc.reason))
+            counts["documents_rejected"] += 1
+            continue
+        try:
+            pieces, problem = document_segments(doc, cfg)
+        except Exception as e:  # a parser failure on one page must not stop the run
+            pieces, problem = [], f"could not parse ({type(e).__name__}: {e})"
+        if problem:
+            rejects.append(reject("segment", doc.source, problem))
+            counts["documents_rejected"] += 1
+            continue
+        for position, (header, text) in enumerate(pieces):
+            counts["segments_found"] += 1
+            seg_id = stable_id(doc.source, position)
+            problem = segment_problem(header, text, cfg) or dedup.check(seg_id, text)
+            if problem:
+                counts[f"removed_{problem}"] += 1
+                continue
+            counts["segments_kept"] += 1
+            kept.append({"id": seg_id, "source": f"{doc.source}#{position}", "header": header or "", "text": text})
+    return kept, rejects, counts
+
+
+def segment(corpus: str | Iterable, out_dir: Path, cfg: SegmentConfig | None = None) -> dict:
+    """Segment a corpus (a path spec, or an iterable of Documents) into ``out_dir/part-*.jsonl``."""
+    cfg = cfg or SegmentConfig()
+    out_dir = Path(out_dir)
+    docs = read_corpus(corpus, cfg.text_field, cfg.max_document_chars) if isinstance(corpus, str) else corpus
+    dedup = Deduplicator(cfg)
+    if not is_done(out_dir):
+        for record in read_stage(out_dir):  # resume: shards already written hold kept segments
+            dedup.check(record["id"], record["text"])
+    return run_sharded(
+        docs, out_dir, cfg.documents_per_shard,
+        lambda batch, _index: segment_documents(batch, cfg, dedup), desc="segment",
+    )

@@ -1,0 +1,159 @@
+"""Sharded JSONL stage output: the resume and no-duplicate guarantees live here.
+
+A stage reads an iterable of records, cuts it into fixed-size input shards and writes one
+output shard per input shard: ``part-00000.jsonl`` ... A shard, its rejects and its counters are
+written to temporary names and renamed, counters and rejects first and the shard last, so the
+shard's existence means all three are complete. A rerun skips every shard that exists; a stage
+is finished when its ``_SUCCESS`` marker exists. Stage directories load with
+``datasets.load_dataset("json", data_files="DIR/part-*.jsonl")``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from tqdm.auto import tqdm
+
+log = logging.getLogger("humpback")
+
+SUCCESS = "_SUCCESS"
+
+
+def stable_id(*parts: object) -> str:
+    """A short id that depends only on where a record came from."""
+    return hashlib.sha1("\x1f".join(str(p) for p in parts).encode("utf-8")).hexdigest()[:16]
+
+
+def write_jsonl(path: Path, records: Iterable[dict]) -> int:
+    """Write records atomically (temporary name, then rename); returns the count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            n += 1
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return n
+
+
+def read_jsonl(path: Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def shard_name(index: int) -> str:
+    return f"part-{index:05d}.jsonl"
+
+
+def shard_files(stage_dir: Path) -> list[Path]:
+    return sorted(Path(stage_dir).glob("part-*.jsonl"))
+
+
+def read_stage(stage_dir: Path) -> Iterator[dict]:
+    """Every record of a stage, in shard order."""
+    for path in shard_files(stage_dir):
+        yield from read_jsonl(path)
+
+
+def is_done(stage_dir: Path) -> bool:
+    return (Path(stage_dir) / SUCCESS).exists()
+
+
+def mark_done(stage_dir: Path, info: dict) -> None:
+    write_jsonl_object(Path(stage_dir) / SUCCESS, info)
+
+
+def write_jsonl_object(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def stage_info(stage_dir: Path) -> dict:
+    """What a finished stage recorded in its _SUCCESS marker (empty if unfinished)."""
+    path = Path(stage_dir) / SUCCESS
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def stage_counters(stage_dir: Path) -> Counter:
+    """Sum of every shard's counters (e.g. how many segments each filter removed)."""
+    total: Counter = Counter()
+    for path in sorted((Path(stage_dir) / "_counters").glob("part-*.json")):
+        total.update(json.loads(path.read_text(encoding="utf-8")))
+    return total
+
+
+def stage_rejects(stage_dir: Path) -> Iterator[dict]:
+    for path in sorted((Path(stage_dir) / "_rejects").glob("part-*.jsonl")):
+        yield from read_jsonl(path)
+
+
+ShardFn = Callable[[list, int], tuple[list[dict], list[dict], dict]]
+
+
+def run_sharded(
+    items: Iterable,
+    stage_dir: Path,
+    per_shard: int,
+    process: ShardFn,
+    desc: str,
+    total: int | None = None,
+) -> dict:
+    """Run ``process(items_of_shard, shard_index) -> (records, rejects, counters)`` per shard.
+
+    Shards whose output exists are skipped, so a killed stage resumes from its last complete
+    shard with nothing lost or duplicated. Returns the _SUCCESS info.
+    """
+    stage_dir = Path(stage_dir)
+    if is_done(stage_dir):
+        return stage_info(stage_dir)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    n_shards = None if total is None else max(1, -(-total // per_shard))
+    iterator = iter(items)
+    bar = tqdm(total=n_shards, desc=desc, unit="shard")
+    for index in itertools.count():
+        batch = list(itertools.islice(iterator, per_shard))
+        if not batch and index > 0:
+            break
+        out = stage_dir / shard_name(index)
+        if not out.exists():
+            records, rejects, counters = process(batch, index)
+            write_jsonl(stage_dir / "_rejects" / shard_name(index), rejects)
+            write_jsonl_object(stage_dir / "_counters" / f"part-{index:05d}.json", dict(counters))
+            write_jsonl(out, records)
+        bar.update(1)
+        if not batch:
+            break
+    bar.close()
+    info = {
+        "records": sum(1 for _ in read_stage(stage_dir)),
+        "rejects": sum(1 for _ in stage_rejects(stage_dir)),
+        "seconds": round(time.time() - start, 2),
+    }
+    mark_done(stage_dir, info)
+    return info
+
+
+def reject(stage: str, source: str, reason: str, record: object = None) -> dict:
+    """A reject entry, logged now with where it came from and kept for rejects.jsonl."""
+    log.warning("%s: %s (%s)", source, reason, stage)
+    entry = {"stage": stage, "source": source, "reason": reason}
+    if record is not None:
+        text = record if isinstance(record, str) else json.dumps(record, ensure_ascii=False, default=str)
+        entry["record"] = text[:2000]
+    return entry

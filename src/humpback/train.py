@@ -1,0 +1,176 @@
+"""Fine-tuning with TRL's SFTTrainer, and the forward models M_0, M_1, ... of the loop.
+
+Every example is a chat prompt and a completion; the loss is on the completion tokens only
+(TRL's prompt-completion format). The schedule follows the paper: linear decay from the peak
+to 0.9 x peak, weight decay 0.1, dropout 0.1, batch 8 below 3,000 examples else 32, and a step
+count interpolated from its data-scaling table.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+from .config import ForwardConfig, TrainConfig
+from .shards import SUCCESS, mark_done, stage_info, write_jsonl
+from .tags import ORIGIN_TAGS, tagged_prompt
+
+log = logging.getLogger("humpback")
+
+# The paper's 7B data-scaling runs: examples -> optimizer steps (batch 8 below 3,000, else 32).
+PAPER_STEPS = [(100, 30), (800, 300), (1600, 600), (3200, 500), (6400, 600), (12800, 600), (25600, 1200), (51200, 1600)]
+DROPOUT_FIELDS = ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop",
+                  "hidden_dropout_prob", "attention_probs_dropout_prob")
+
+
+def paper_batch_size(n_examples: int) -> int:
+    return 8 if n_examples < 3000 else 32
+
+
+def paper_steps(n_examples: int) -> int:
+    """Steps for n examples, interpolated (log-linearly in n) from the paper's table."""
+    sizes = [n for n, _ in PAPER_STEPS]
+    if n_examples <= sizes[0]:
+        return max(1, round(PAPER_STEPS[0][1] * n_examples / sizes[0]))
+    if n_examples >= sizes[-1]:
+        return round(PAPER_STEPS[-1][1] * n_examples / sizes[-1])
+    i = bisect.bisect_right(sizes, n_examples)
+    (n0, s0), (n1, s1) = PAPER_STEPS[i - 1], PAPER_STEPS[i]
+    t = (math.log(n_examples) - math.log(n0)) / (math.log(n1) - math.log(n0))
+    return round(s0 + t * (s1 - s0))
+
+
+def default_learning_rate(model_path: str) -> float:
+    """The paper's 1e-5 was for 7B-70B models; small models need more to move at all."""
+    from .models import model_size
+
+    return 1e-5 if model_size(model_path) >= 1_000_000_000 else 1e-4
+
+
+def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, desc: str = "train") -> dict:
+    """Fine-tune base_model on prompt/completion chat examples; save a transformers model.
+
+    Skipped when out_dir already holds a finished model. The model is written to a temporary
+    directory and renamed, so a killed training never leaves a model that looks finished.
+    """
+    out_dir = Path(out_dir)
+    if (out_dir / SUCCESS).exists():
+        return stage_info(out_dir)
+    if not examples:
+        raise ValueError(f"{desc}: no training examples")
+    import torch
+    from datasets import Dataset
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from .models import load_tokenizer
+
+    start = time.time()
+    n = len(examples)
+    batch_size = cfg.batch_size or paper_batch_size(n)
+    micro = min(cfg.micro_batch_size, batch_size)
+    lr = cfg.learning_rate or default_learning_rate(base_model)
+    steps = -1 if cfg.num_epochs else (cfg.max_steps or paper_steps(n))
+
+    config = AutoConfig.from_pretrained(base_model)
+    saved_dropout = {f: getattr(config, f) for f in DROPOUT_FIELDS if isinstance(getattr(config, f, None), float)}
+    for field in saved_dropout:
+        setattr(config, field, cfg.dropout)
+    model = AutoModelForCausalLM.from_pretrained(base_model, config=config, dtype=torch.float32)
+    tokenizer = load_tokenizer(base_model, padding_side="right")
+
+    peft_config = None
+    if cfg.use_lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                 target_modules="all-linear", task_type="CAUSAL_LM")
+
+    work_dir = out_dir.with_name(f".{out_dir.name}.work")
+    args = SFTConfig(
+        output_dir=str(work_dir),
+        max_steps=steps,
+        num_train_epochs=cfg.num_epochs or 1.0,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=max(1, batch_size // micro),
+        learning_rate=lr,
+        lr_scheduler_type="polynomial",  # power 1: linear decay to lr_end (the paper: 1e-5 -> 9e-6)
+        lr_scheduler_kwargs={"lr_end": lr * cfg.final_lr_ratio, "power": 1.0},
+        warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        max_length=cfg.max_length,
+        completion_only_loss=True,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        bf16=cfg.bf16,
+        seed=cfg.random_seed,
+        data_seed=cfg.random_seed,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        dataloader_num_workers=0,
+        dataset_num_proc=None,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
+                         processing_class=tokenizer, peft_config=peft_config)
+    result = trainer.train()
+
+    trained = trainer.model
+    if cfg.use_lora:
+        trained = trained.merge_and_unload()
+    for field, value in saved_dropout.items():  # the saved model infers like its base
+        setattr(trained.config, field, value)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    trained.save_pretrained(tmp)
+    tokenizer.padding_side = "left"
+    tokenizer.save_pretrained(tmp)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    (tmp / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    info = {
+        "examples": n, "steps": trainer.state.global_step, "batch_size": batch_size, "learning_rate": lr,
+        "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+        "train_loss": result.training_loss, "base_model": base_model, "seconds": round(time.time() - start, 2),
+    }
+    mark_done(out_dir, info)
+    return info
+
+
+# --- forward models -----------------------------------------------------------------------
+
+def forward_example(record: dict, origin: str, placement: str = "system") -> dict:
+    """A training example: the instruction under its origin's tag, the output as the reply."""
+    prompt = tagged_prompt(record["instruction"], ORIGIN_TAGS[origin], placement)
+    return {"id": record["id"], "origin": origin, "prompt": prompt,
+            "completion": [{"role": "assistant", "content": record["output"]}]}
+
+
+def forward_examples(seed: list[dict], curated: list[dict], placement: str = "system") -> list[dict]:
+    """Seed examples tagged S_a, curated candidates tagged S_w (paper, section 2.3)."""
+    return ([forward_example(r, "seed", placement) for r in seed]
+            + [forward_example(r, "augmented", placement) for r in curated])
+
+
+def as_messages(example: dict) -> dict:
+    """The chat `messages` form of a training example, for the final dataset."""
+    return {"id": example["id"], "origin": example["origin"], "messages": example["prompt"] + example["completion"]}
+
+
+def train_forward(seed: list[dict], curated: list[dict], base_model: str, out_dir: Path,
+                  cfg: ForwardConfig | None = None, dataset_path: Path | None = None) -> dict:
+    """M_i: the base fine-tuned on seed (+ curated) examples. Writes the training set too."""
+    cfg = cfg or ForwardConfig()
+    examples = forward_examples(seed, curated, cfg.tag_placement)
+    if dataset_path is not None:
+        write_jsonl(Path(dataset_path), (as_messages(e) for e in examples))
+    columns = [{"prompt": e["prompt"], "completion": e["completion"]} for e in examples]
+    return sft(columns, base_model, out_dir, cfg, desc=f"train {Path(out_dir).name}")
