@@ -46,8 +46,8 @@ def run(config: RunConfig, quiet: bool = False) -> dict:
     augment(out / "segments", str(models / "backward"), out / "candidates", config.augment,
             system_prompt=config.backward.system_prompt)
 
-    train_forward(seed, [], base_model, models / "m0", config.forward, dataset_path=out / "m0_train.jsonl")
-    train_set = out / "m0_train.jsonl"
+    train_set = out / "iter0" / "train.jsonl"  # M_0's training set: the seed alone
+    train_forward(seed, [], base_model, models / "m0", config.forward, dataset_path=train_set)
     for i in range(1, config.iterations + 1):
         iteration_dir = out / f"iter{i}"
         curated = curate(out / "candidates", str(models / f"m{i - 1}"), iteration_dir, config.curate, iteration=i)

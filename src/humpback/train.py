@@ -29,6 +29,13 @@ DROPOUT_FIELDS = ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop
                   "hidden_dropout_prob", "attention_probs_dropout_prob")
 
 
+def _checkpointing_field() -> str:
+    from trl import SFTConfig
+
+    # transformers 5 renamed gradient_checkpointing to activation_checkpointing
+    return "activation_checkpointing" if "activation_checkpointing" in SFTConfig.__dataclass_fields__ else "gradient_checkpointing"
+
+
 def paper_batch_size(n_examples: int) -> int:
     return 8 if n_examples < 3000 else 32
 
@@ -65,12 +72,14 @@ def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, 
     if not examples:
         raise ValueError(f"{desc}: no training examples")
     import torch
+    import datasets
     from datasets import Dataset
     from transformers import AutoConfig, AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     from .models import load_tokenizer
 
+    datasets.disable_progress_bars()  # TRL's per-step dataset maps would flood the terminal
     start = time.time()
     n = len(examples)
     batch_size = cfg.batch_size or paper_batch_size(n)
@@ -93,6 +102,7 @@ def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, 
                                  target_modules="all-linear", task_type="CAUSAL_LM")
 
     work_dir = out_dir.with_name(f".{out_dir.name}.work")
+    checkpointing = {_checkpointing_field(): cfg.gradient_checkpointing}
     args = SFTConfig(
         output_dir=str(work_dir),
         max_steps=steps,
@@ -106,7 +116,7 @@ def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, 
         weight_decay=cfg.weight_decay,
         max_length=cfg.max_length,
         completion_only_loss=True,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        **checkpointing,
         bf16=cfg.bf16,
         seed=cfg.random_seed,
         data_seed=cfg.random_seed,

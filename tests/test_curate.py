@@ -1,0 +1,120 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ScriptedEngine, write_jsonl
+from humpback.config import CurateConfig
+from humpback.curate import RUBRIC, curate, load_template, parse_score, rate, rating_prompt, select
+from humpback.shards import read_stage, stage_counters
+
+
+@pytest.mark.parametrize("text,score", [
+    ("The answer is complete and helpful.\nScore: 4", 4),
+    ("Reasoning.\n\nScore: 5\n", 5),
+    ("Reasoning.\n**Score:** 3", 3),
+    ("score: 2", 2),
+    ("Score: 1.", 1),
+    ("Reasoning.\nScore: 10", None),           # a popular single-digit regex reads this as 1
+    ("Reasoning.\nScore: 10502", None),
+    ("Reasoning.\nscore 4", None),              # no colon
+    ("Score: 3\nOn reflection...\nScore: 4", None),  # two score lines: contradictory
+    ("Score: 4\nbecause it is good", None),     # not the final line
+    ("I would give this a 5.", None),
+    ("Reasoning.\nScore: 4.5", None),
+    ("Reasoning.\nScore: 0", None),
+    ("Reasoning.\nScore: four", None),
+    ("Reasoning.\nScore: 4/5", None),
+    ("", None),
+    ("   \n  ", None),
+])
+def test_parse_score_only_counts_a_final_score_line(text, score):
+    assert parse_score(text) == score
+
+
+def test_rubric_has_the_five_levels_and_the_score_format():
+    for level in ("1:", "2:", "3:", "4:", "5:"):
+        assert level in RUBRIC
+    for criterion in ("AI assistant", "blog", "forum", "navigation", "Score: <rating>", "{instruction}", "{output}"):
+        assert criterion in RUBRIC
+    prompt = rating_prompt({"instruction": "Say {hi}", "output": "Hi {there}"})
+    assert "Say {hi}" in prompt[0]["content"] and "Hi {there}" in prompt[0]["content"]
+
+
+def test_custom_template(tmp_path):
+    (tmp_path / "t.txt").write_text("Q: {instruction}\nA: {output}\nRate it.")
+    assert load_template(tmp_path / "t.txt").startswith("Q:")
+    (tmp_path / "bad.txt").write_text("no fields")
+    with pytest.raises(ValueError, match="must contain"):
+        load_template(tmp_path / "bad.txt")
+
+
+def candidates(n: int) -> list[dict]:
+    return [{"id": f"c{i:03d}", "source": f"s{i}", "instruction": f"question {i}", "output": f"answer {i}",
+             "backward_model": "bw"} for i in range(n)]
+
+
+def judge(prompt):
+    i = int(prompt[0]["content"].split("question ")[1].split()[0])
+    return ["Off topic.\nScore: 1", "Fine.\nScore: 4", "Perfect.\nScore: 5", "I think it deserves 5", "Score: 10"][i % 5]
+
+
+def test_curate_selects_a_k_and_keeps_unparsed_raw(tmp_path):
+    curated = curate(candidates(10), "m0", tmp_path, CurateConfig(k=5, records_per_shard=3), engine=ScriptedEngine(judge))
+    ratings = list(read_stage(tmp_path / "ratings"))
+    assert len(ratings) == 10 and len(list((tmp_path / "ratings").glob("part-*.jsonl"))) == 4
+    assert [r["id"] for r in curated] == ["c002", "c007"]
+    unparsed = [r for r in ratings if r["score"] is None]
+    assert len(unparsed) == 4 and unparsed[0]["judge_output"] in ("I think it deserves 5", "Score: 10")
+    assert stage_counters(tmp_path / "ratings")["unparsed"] == 4
+    assert [r["id"] for r in select(ratings, 4)] == ["c001", "c002", "c006", "c007"]
+    assert all(r["iteration"] == 1 and r["judge_model"] == "m0" for r in ratings)
+
+
+def test_rating_resumes_from_last_complete_shard(tmp_path):
+    class Crash(Exception):
+        pass
+
+    engine = ScriptedEngine(judge)
+    calls = {"n": 0}
+
+    def crashing(prompt):
+        calls["n"] += 1
+        if calls["n"] > 7:
+            raise Crash
+        return judge(prompt)
+
+    with pytest.raises(Crash):
+        rate(candidates(10), "m0", tmp_path / "r", CurateConfig(records_per_shard=3), engine=ScriptedEngine(crashing))
+    assert len(list((tmp_path / "r").glob("part-*.jsonl"))) == 2
+    rate(candidates(10), "m0", tmp_path / "r", CurateConfig(records_per_shard=3), engine=engine)
+    ids = [r["id"] for r in read_stage(tmp_path / "r")]
+    assert ids == [f"c{i:03d}" for i in range(10)]
+    assert engine.calls == 2  # only the two unfinished shards were rated again
+
+
+def test_kill_9_during_curation_then_rerun(tmp_path, tiny_model):
+    """A real `humpback curate` process killed with SIGKILL mid-stage; the rerun completes it."""
+    cands = tmp_path / "candidates"
+    write_jsonl(cands / "part-00000.jsonl", candidates(24))
+    (cands / "_SUCCESS").write_text("{}")
+    out = tmp_path / "iter1"
+    cmd = [sys.executable, "-m", "humpback.cli", "curate", "--candidates", str(cands), "--model", tiny_model,
+           "--out", str(out), "--records-per-shard", "2", "--batch-size", "2", "--max-new-tokens", "24"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list((out / "ratings").glob("part-*.jsonl"))) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list((out / "ratings").glob("part-*.jsonl")))
+    assert 3 <= done < 12, "the kill should land mid-stage"
+    assert not (out / "ratings" / "_SUCCESS").exists()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+    ids = [r["id"] for r in read_stage(out / "ratings")]
+    assert sorted(ids) == [f"c{i:03d}" for i in range(24)]
+    assert len(ids) == len(set(ids)) == 24

@@ -1,0 +1,99 @@
+import json
+
+import pytest
+
+from conftest import write_jsonl
+from humpback.backward import backward_examples, train_backward
+from humpback.config import BackwardConfig, ForwardConfig, TrainConfig
+from humpback.tags import INFERENCE_TAGS, SEED_TAG, WEB_TAG, tagged_prompt
+from humpback.train import forward_examples, paper_batch_size, paper_steps, sft, train_forward
+
+SEED = [{"id": f"seed-{i}", "instruction": f"Question number {i}?", "output": f"The answer to question {i} is {i * 7}."}
+        for i in range(12)]
+CURATED = [{"id": f"web-{i}", "instruction": f"Web question {i}?", "output": f"Web text number {i}, from a page."}
+           for i in range(4)]
+
+
+def test_paper_schedule():
+    assert [paper_steps(n) for n in (100, 800, 1600, 3200, 51200)] == [30, 300, 600, 500, 1600]
+    assert paper_steps(40) == 12 and paper_steps(1) == 1
+    assert 30 < paper_steps(400) < 300
+    assert paper_steps(102400) == 3200
+    assert paper_batch_size(2999) == 8 and paper_batch_size(3000) == 32
+
+
+def test_tags_are_the_papers_sentences():
+    assert SEED_TAG == "Answer in the style of an AI Assistant."
+    assert WEB_TAG == "Answer with knowledge from web search."
+    assert INFERENCE_TAGS["both"] == f"{SEED_TAG} {WEB_TAG}"
+
+
+def test_tag_placement():
+    assert tagged_prompt("Q", WEB_TAG, "system") == [{"role": "system", "content": WEB_TAG}, {"role": "user", "content": "Q"}]
+    assert tagged_prompt("Q", WEB_TAG, "append") == [{"role": "user", "content": f"Q\n\n{WEB_TAG}"}]
+    assert tagged_prompt("Q", WEB_TAG, "none") == [{"role": "user", "content": "Q"}]
+    examples = forward_examples(SEED[:1], CURATED[:1])
+    assert examples[0]["origin"] == "seed" and examples[0]["prompt"][0]["content"] == SEED_TAG
+    assert examples[1]["origin"] == "augmented" and examples[1]["prompt"][0]["content"] == WEB_TAG
+    assert examples[1]["completion"] == [{"role": "assistant", "content": CURATED[0]["output"]}]
+
+
+def test_backward_examples_reverse_the_pair():
+    ex = backward_examples(SEED[:1], "SYS")[0]
+    assert ex["prompt"][-1] == {"role": "user", "content": SEED[0]["output"]}
+    assert ex["completion"][0]["content"] == SEED[0]["instruction"]
+
+
+def test_loss_is_on_completion_tokens_only(tiny_model):
+    """TRL's completion mask covers exactly the reply: the tokens after the prompt's chat template."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from humpback.models import load_tokenizer
+
+    tok = load_tokenizer(tiny_model, "right")
+    ex = forward_examples(SEED[:1], [])[0]
+    trainer = SFTTrainer(model=tiny_model, processing_class=tok,
+                         args=SFTConfig(output_dir="/tmp/unused", completion_only_loss=True, report_to=[], use_cpu=True),
+                         train_dataset=Dataset.from_list([{"prompt": ex["prompt"], "completion": ex["completion"]}]))
+    row = trainer.train_dataset[0]
+    ids, mask = row["input_ids"], row["completion_mask"]
+    masked = tok.decode([t for t, m in zip(ids, mask) if m])
+    unmasked = tok.decode([t for t, m in zip(ids, mask) if not m])
+    assert SEED[0]["output"] in masked and SEED[0]["instruction"] not in masked
+    assert SEED[0]["instruction"] in unmasked and SEED_TAG in unmasked
+
+
+def test_forward_training_writes_model_dataset_and_resumes(tmp_path, tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    cfg = ForwardConfig(max_steps=2, micro_batch_size=4)
+    info = train_forward(SEED, CURATED, tiny_model, tmp_path / "m1", cfg, dataset_path=tmp_path / "train.jsonl")
+    assert info["steps"] == 2 and info["examples"] == 16 and info["learning_rate"] == 1e-4
+    rows = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert [r["origin"] for r in rows].count("augmented") == 4
+    assert rows[-1]["messages"][0] == {"role": "system", "content": WEB_TAG}
+    assert [m["role"] for m in rows[-1]["messages"]] == ["system", "user", "assistant"]
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "m1")
+    assert model.config.attention_dropout == 0.0  # training dropout is not left in the saved config
+    before = (tmp_path / "m1" / "model.safetensors").stat().st_mtime
+    assert train_forward(SEED, CURATED, tiny_model, tmp_path / "m1", cfg)["steps"] == 2
+    assert (tmp_path / "m1" / "model.safetensors").stat().st_mtime == before
+
+
+def test_schedule_matches_paper_shape(tmp_path, tiny_model):
+    info = train_backward(SEED, tiny_model, tmp_path / "bw", BackwardConfig(max_steps=4, micro_batch_size=4, learning_rate=2e-4))
+    log = json.loads((tmp_path / "bw" / "train_log.json").read_text())
+    lrs = [h["learning_rate"] for h in log if "learning_rate" in h]
+    assert lrs[0] == pytest.approx(2e-4) and lrs[-1] >= 0.9 * 2e-4 - 1e-12  # linear decay towards 0.9 x peak
+    assert lrs == sorted(lrs, reverse=True)
+    assert info["batch_size"] == 8
+
+
+def test_lora_training_merges_into_a_plain_model(tmp_path, tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    sft([{"prompt": e["prompt"], "completion": e["completion"]} for e in forward_examples(SEED, [])],
+        tiny_model, tmp_path / "lora", TrainConfig(max_steps=1, use_lora=True, lora_r=4, micro_batch_size=4))
+    assert not (tmp_path / "lora" / "adapter_config.json").exists()
+    AutoModelForCausalLM.from_pretrained(tmp_path / "lora")
