@@ -54,17 +54,18 @@ def test_custom_template(tmp_path):
 
 
 def candidates(n: int) -> list[dict]:
-    return [{"id": f"c{i:03d}", "source": f"s{i}", "instruction": f"question {i}", "output": f"answer {i}",
+    return [{"id": f"c{i:03d}", "source": f"s{i}", "instruction": f"QID-{i} question", "output": f"answer {i}",
              "backward_model": "bw"} for i in range(n)]
 
 
 def judge(prompt):
-    i = int(prompt[0]["content"].split("question ")[1].split()[0])
+    i = int(prompt[0]["content"].split("QID-")[1].split()[0])
     return ["Off topic.\nScore: 1", "Fine.\nScore: 4", "Perfect.\nScore: 5", "I think it deserves 5", "Score: 10"][i % 5]
 
 
 def test_curate_selects_a_k_and_keeps_unparsed_raw(tmp_path):
-    curated = curate(candidates(10), "m0", tmp_path, CurateConfig(k=5, records_per_shard=3), engine=ScriptedEngine(judge))
+    cfg = CurateConfig(k=5, records_per_shard=3, finish_score_line=False)
+    curated = curate(candidates(10), "m0", tmp_path, cfg, engine=ScriptedEngine(judge))
     ratings = list(read_stage(tmp_path / "ratings"))
     assert len(ratings) == 10 and len(list((tmp_path / "ratings").glob("part-*.jsonl"))) == 4
     assert [r["id"] for r in curated] == ["c002", "c007"]
@@ -73,6 +74,22 @@ def test_curate_selects_a_k_and_keeps_unparsed_raw(tmp_path):
     assert stage_counters(tmp_path / "ratings")["unparsed"] == 4
     assert [r["id"] for r in select(ratings, 4)] == ["c001", "c002", "c006", "c007"]
     assert all(r["iteration"] == 1 and r["judge_model"] == "m0" for r in ratings)
+
+
+def test_judge_without_score_line_is_handed_score_prefix(tmp_path):
+    def judge_then_number(prompt):
+        if prompt[-1]["role"] == "assistant":  # the continuation: the judge writes the number
+            assert prompt[-1]["content"].endswith("\nScore:")
+            return " 4" if "rambles" in prompt[-1]["content"] else " 10"
+        i = int(prompt[0]["content"].split("QID-")[1].split()[0])
+        return ["It rambles on.", "Says 10 later.", "Good.\nScore: 5", "score 3"][i]
+
+    rate(candidates(4), "m0", tmp_path, CurateConfig(), engine=ScriptedEngine(judge_then_number))
+    r = list(read_stage(tmp_path))
+    assert [x["score"] for x in r] == [4, None, 5, None]
+    assert [x["score_line_prompted"] for x in r] == [True, True, False, True]
+    assert r[0]["judge_output"] == "It rambles on.\nScore: 4"
+    assert r[1]["judge_output"] == "Says 10 later.\nScore: 10"  # still unparsed: the parser stays strict
 
 
 def test_rating_resumes_from_last_complete_shard(tmp_path):
@@ -89,9 +106,9 @@ def test_rating_resumes_from_last_complete_shard(tmp_path):
         return judge(prompt)
 
     with pytest.raises(Crash):
-        rate(candidates(10), "m0", tmp_path / "r", CurateConfig(records_per_shard=3), engine=ScriptedEngine(crashing))
+        rate(candidates(10), "m0", tmp_path / "r", CurateConfig(records_per_shard=3, finish_score_line=False), engine=ScriptedEngine(crashing))
     assert len(list((tmp_path / "r").glob("part-*.jsonl"))) == 2
-    rate(candidates(10), "m0", tmp_path / "r", CurateConfig(records_per_shard=3), engine=engine)
+    rate(candidates(10), "m0", tmp_path / "r", CurateConfig(records_per_shard=3, finish_score_line=False), engine=engine)
     ids = [r["id"] for r in read_stage(tmp_path / "r")]
     assert ids == [f"c{i:03d}" for i in range(10)]
     assert engine.calls == 2  # only the two unfinished shards were rated again

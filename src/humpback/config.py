@@ -34,7 +34,17 @@ class SegmentConfig(_Config):
     )
     """Segments whose header contains one of these (case-insensitive) are dropped as navigation.
     The first four are the paper's examples; the rest are ours."""
-    max_header_upper_ratio: float = 0.5
+    boilerplate_line_words: list[str] = Field(
+        default_factory=lambda: [
+            "©", "all rights reserved", "sign up", "subscribe", "follow us", "share this", "share on",
+            "cookie", "newsletter", "click here", "photo source", "image source", "image credit", "citation :",
+        ]
+    )
+    """Short lines (under boilerplate_line_chars) containing one of these are dropped from segment
+    text: the copyright, sign-up and credit lines that main-content extraction lets through (ours)."""
+    boilerplate_line_chars: int = 120
+    """Only lines shorter than this are checked for boilerplate words."""
+    max_header_upper_ratio: float = 0.6
     """Drop a header whose letters are more than this share upper case (paper: 'a high share';
     the threshold is ours). All-caps headers are always dropped."""
     repeat_ngram: int = 3
@@ -146,6 +156,10 @@ class CurateConfig(_Config):
     """A rubric template file with {instruction} and {output}; None uses humpback.curate.RUBRIC."""
     max_new_tokens: int = 256
     """Longest judge answer (reasoning and the Score line), in tokens."""
+    finish_score_line: bool = True
+    """When the judge's answer has no Score line, give it back its answer followed by 'Score:' and
+    let it write the number (ours: small judges rarely keep the format; the strict parser still
+    decides). Such ratings are marked score_line_prompted. False is the paper's plain generation."""
     temperature: float = 0.0
     """Judge temperature; 0 is greedy, so ratings are reproducible (paper silent)."""
     top_p: float = 1.0

@@ -49,14 +49,15 @@ Answer:
 {output}"""
 
 _SCORE_LINE = re.compile(r"^\W*score\W*:", re.IGNORECASE)  # anything that looks like a score line
-_FINAL_SCORE = re.compile(r"^\s*\**\s*Score\s*\**\s*:\s*\**\s*([1-5])\s*\**\s*\.?\s*$", re.IGNORECASE)
+_FINAL_SCORE = re.compile(r"^\s*\**\s*Score\s*\**\s*:\s*\**\s*([1-5])\s*\**\s*[.,;!]?\s*$", re.IGNORECASE)
+SCORE_PREFIX = "Score:"
 
 
 def parse_score(text: str) -> int | None:
     """The rating in a judge's answer, or None.
 
     Counts only when the last non-empty line is ``Score: N`` with N in 1..5 (case and markdown
-    bold aside) and no other line claims a score. "Score: 10", "score 4", "Score: 4.5", two
+    bold and a closing full stop aside) and no other line claims a score. "Score: 10", "score 4", "Score: 4.5", two
     score lines, or a score buried mid-text are all None: unparsed, never coerced.
     """
     lines = [line for line in (text or "").strip().splitlines() if line.strip()]
@@ -86,16 +87,39 @@ def rating_prompt(candidate: dict, template: str = RUBRIC) -> list[dict]:
     return [{"role": "user", "content": text}]
 
 
+def has_score_line(text: str) -> bool:
+    return any(_SCORE_LINE.match(line) for line in (text or "").splitlines())
+
+
+def finish_with_score_line(prompts: list[list[dict]], answers: list[str], engine: Engine) -> list[str]:
+    """Judges that reasoned but never wrote a Score line get their own answer back, followed by
+    'Score:', and write the number themselves (greedy, a few tokens). Small models rarely keep
+    the format on their own; the result still goes through the strict parser."""
+    todo = [i for i, a in enumerate(answers) if not has_score_line(a)]
+    if not todo:
+        return answers
+    continued = [prompts[i] + [{"role": "assistant", "content": f"{answers[i].rstrip()}\n{SCORE_PREFIX}"}] for i in todo]
+    endings = engine.generate(continued, SamplingParams(temperature=0.0, max_new_tokens=3))
+    answers = list(answers)
+    for i, ending in zip(todo, endings):
+        answers[i] = f"{answers[i].rstrip()}\n{SCORE_PREFIX}{ending.splitlines()[0] if ending.strip() else ''}"
+    return answers
+
+
 def rate_shard(candidates: list[dict], engine: Engine, cfg: CurateConfig, template: str,
                judge_model: str, iteration: int, shard_index: int):
     params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                             seed=cfg.random_seed + shard_index)
-    judged = engine.generate([rating_prompt(c, template) for c in candidates], params)
+    prompts = [rating_prompt(c, template) for c in candidates]
+    judged = engine.generate(prompts, params)
+    finished = finish_with_score_line(prompts, judged, engine) if cfg.finish_score_line else judged
     ratings, counts = [], Counter()
-    for candidate, judge_output in zip(candidates, judged):
+    for candidate, first, judge_output in zip(candidates, judged, finished):
         score = parse_score(judge_output)
         counts[f"score_{score}" if score else "unparsed"] += 1
-        ratings.append({**candidate, "score": score, "judge_output": judge_output,
+        prompted = judge_output != first
+        counts["score_line_prompted"] += prompted
+        ratings.append({**candidate, "score": score, "judge_output": judge_output, "score_line_prompted": prompted,
                         "judge_model": judge_model, "iteration": iteration})
     return ratings, [], counts
 

@@ -27,10 +27,19 @@ class Engine(Protocol):
     name: str
 
     def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str]:
-        """One completion per prompt, the assistant's reply only."""
+        """One completion per prompt, the assistant's reply only. A prompt whose last message is
+        the assistant's is continued from that text (a prefix), as vLLM's continue_final_message."""
 
     def score(self, prompts: list[Chat], continuations: list[str]) -> list[float]:
         """Sum of the log-probabilities of each continuation after its prompt."""
+
+
+def chat_text(tokenizer, prompt: Chat) -> str:
+    """The prompt through the model's chat template, ready for the assistant to write (or to
+    continue its own message, when the prompt ends with one)."""
+    if prompt[-1]["role"] == "assistant":
+        return tokenizer.apply_chat_template(prompt, tokenize=False, continue_final_message=True)
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
 
 class TransformersEngine:
@@ -52,7 +61,7 @@ class TransformersEngine:
         self.model_path = model_path
 
     def _encode(self, prompts: list[Chat]) -> list[list[int]]:
-        texts = [self.tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+        texts = [chat_text(self.tokenizer, p) for p in prompts]
         return [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
 
     def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str]:

@@ -154,6 +154,18 @@ def repeated_sentence_share(text: str, n: int, threshold: float) -> float:
     return repeated / len(grams)
 
 
+def strip_boilerplate_lines(text: str, cfg: SegmentConfig) -> tuple[str, int]:
+    """Drop short lines that carry boilerplate cues; returns the text and how many were dropped."""
+    kept, dropped = [], 0
+    for line in text.split("\n"):
+        lowered = line.lower()
+        if len(line) < cfg.boilerplate_line_chars and any(w in lowered for w in cfg.boilerplate_line_words):
+            dropped += 1
+        else:
+            kept.append(line)
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip(), dropped
+
+
 def segment_problem(header: str | None, text: str, cfg: SegmentConfig) -> str | None:
     """The first per-segment filter that removes this segment, or None."""
     problem = header_problem(header, cfg)
@@ -234,6 +246,8 @@ def segment_documents(docs: list[Document | Unreadable], cfg: SegmentConfig, ded
             continue
         for position, (header, text) in enumerate(pieces):
             counts["segments_found"] += 1
+            text, dropped = strip_boilerplate_lines(text, cfg)
+            counts["boilerplate_lines_dropped"] += dropped
             seg_id = stable_id(doc.source, position)
             problem = segment_problem(header, text, cfg) or dedup.check(seg_id, text)
             if problem:

@@ -53,6 +53,7 @@ def run_stats(out: Path, iterations: int, k: int) -> dict:
         stats["iterations"][str(i)] = {
             "judge": f"m{i - 1}", "ratings": len(ratings), "histogram": hist,
             "parse_rate": round(parsed / len(ratings), 4) if ratings else None,
+            "score_line_prompted": sum(1 for r in ratings if r.get("score_line_prompted")),
             f"A_{k}": len(a_k), "A_4": len(a_4),
         }
         stats["table2"][f"A_{k} (iteration {i})"] = table2(a_k)
@@ -86,14 +87,15 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
     console.print(f"candidates {stats['candidates']}   rejects {stats.get('rejects', 0)} (see rejects.jsonl)")
 
     scores = Table(title="Ratings per iteration", box=None)
-    for col in ["iter", "judge", "parsed", "1", "2", "3", "4", "5", "unparsed", f"|A_{k}|", "|A_4|"]:
+    for col in ["iter", "judge", "parsed", "1", "2", "3", "4", "5", "unparsed", "prompted", f"|A_{k}|", "|A_4|"]:
         scores.add_column(col, justify="right")
     for i, it in stats["iterations"].items():
         h = it["histogram"]
         rate = f"{100 * it['parse_rate']:.0f}%" if it["parse_rate"] is not None else "-"
         scores.add_row(i, it["judge"], rate, *(str(h[s]) for s in "12345"), str(h["unparsed"]),
-                       str(it[f"A_{k}"]), str(it["A_4"]))
+                       str(it["score_line_prompted"]), str(it[f"A_{k}"]), str(it["A_4"]))
     console.print(scores)
+    console.print("  prompted: ratings whose Score line the judge wrote only after being handed 'Score:'")
 
     t2 = Table(title="Table 2 (lengths in characters, mean ± std)", box=None)
     for col in ["set", "count", "instruction", "output"]:
