@@ -44,7 +44,7 @@ def test_backward_examples_reverse_the_pair():
     assert ex["completion"][0]["content"] == SEED[0]["instruction"]
 
 
-def test_loss_is_on_completion_tokens_only(tiny_model):
+def test_loss_is_on_completion_tokens_only(tmp_path, tiny_model):
     """TRL's completion mask covers exactly the reply: the tokens after the prompt's chat template."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -54,10 +54,11 @@ def test_loss_is_on_completion_tokens_only(tiny_model):
     tok = load_tokenizer(tiny_model, "right")
     ex = forward_examples(SEED[:1], [])[0]
     trainer = SFTTrainer(model=tiny_model, processing_class=tok,
-                         args=SFTConfig(output_dir="/tmp/unused", completion_only_loss=True, report_to=[], use_cpu=True),
+                         args=SFTConfig(output_dir=str(tmp_path), completion_only_loss=True, report_to=[], use_cpu=True),
                          train_dataset=Dataset.from_list([{"prompt": ex["prompt"], "completion": ex["completion"]}]))
     row = trainer.train_dataset[0]
-    ids, mask = row["input_ids"], row["completion_mask"]
+    ids = row["input_ids"]
+    mask = row["completion_mask"] if "completion_mask" in row else [label != -100 for label in row["labels"]]
     masked = tok.decode([t for t, m in zip(ids, mask) if m])
     unmasked = tok.decode([t for t, m in zip(ids, mask) if not m])
     assert SEED[0]["output"] in masked and SEED[0]["instruction"] not in masked

@@ -180,7 +180,8 @@ def train_forward(seed: list[dict], curated: list[dict], base_model: str, out_di
     """M_i: the base fine-tuned on seed (+ curated) examples. Writes the training set too."""
     cfg = cfg or ForwardConfig()
     examples = forward_examples(seed, curated, cfg.tag_placement)
-    if dataset_path is not None:
-        write_jsonl(Path(dataset_path), (as_messages(e) for e in examples))
     columns = [{"prompt": e["prompt"], "completion": e["completion"]} for e in examples]
-    return sft(columns, base_model, out_dir, cfg, desc=f"train {Path(out_dir).name}")
+    info = sft(columns, base_model, out_dir, cfg, desc=f"train {Path(out_dir).name}")
+    if dataset_path is not None:  # after training: the model directory is replaced when it finishes
+        write_jsonl(Path(dataset_path), (as_messages(e) for e in examples))
+    return info
