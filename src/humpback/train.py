@@ -149,7 +149,8 @@ def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, 
     info = {
         "examples": n, "steps": trainer.state.global_step, "batch_size": batch_size, "learning_rate": lr,
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-        "train_loss": result.training_loss, "base_model": base_model, "seconds": round(time.time() - start, 2),
+        "train_loss": result.training_loss, "train_seconds": round(result.metrics["train_runtime"], 2),
+        "base_model": base_model, "seconds": round(time.time() - start, 2),
     }
     mark_done(out_dir, info)
     return info
