@@ -91,3 +91,18 @@ def test_self_instruct_seed_tasks_from_shared():
 def test_pair_from_record_explains_unknown_shapes():
     assert "expected one of" in pair_from_record({"text": "x"})
     assert "expected one of" in pair_from_record(["a", "list"])
+
+
+def test_hub_dataset_id_goes_to_datasets(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(name, split, streaming):
+        calls.append((name, split, streaming))
+        return [{"instruction": "From the hub?", "output": "Yes."}]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    examples, _ = load_seed("OpenAssistant/oasst1")
+    assert calls == [("OpenAssistant/oasst1", "train", True)]
+    assert examples[0]["source"] == "OpenAssistant/oasst1:row 1"

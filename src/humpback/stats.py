@@ -83,7 +83,7 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
     console.rule(f"[bold]humpback run: {out}")
     console.print(f"documents {funnel.get('documents', 0)} (rejected {funnel.get('documents_rejected', 0)}) -> "
                   f"segments found {funnel.get('segments_found', 0)} -> kept {funnel.get('segments_kept', 0)}")
-    console.print(f"  removed: {removed or 'none'}")
+    console.print(f"  removed: {removed or 'none'}; boilerplate lines dropped {funnel.get('boilerplate_lines_dropped', 0)}")
     console.print(f"candidates {stats['candidates']}   rejects {stats.get('rejects', 0)} (see rejects.jsonl)")
 
     scores = Table(title="Ratings per iteration", box=None)
