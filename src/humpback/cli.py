@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
+import types
 import typing
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional
@@ -27,8 +28,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 def _flag_type(annotation: Any) -> Any | None:
     """The CLI type of a config field, or None if it is only settable from YAML."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and len(args) == 1:
-        annotation = args[0]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]  # Optional[X] -> X
     if typing.get_origin(annotation) is Literal:
         return str
     if annotation in (int, float, str, bool, Path):

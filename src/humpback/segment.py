@@ -262,7 +262,10 @@ def segment(corpus: str | Iterable, out_dir: Path, cfg: SegmentConfig | None = N
     """Segment a corpus (a path spec, or an iterable of Documents) into ``out_dir/part-*.jsonl``."""
     cfg = cfg or SegmentConfig()
     out_dir = Path(out_dir)
-    docs = read_corpus(corpus, cfg.text_field, cfg.max_document_chars) if isinstance(corpus, str) else corpus
+    if isinstance(corpus, (str, Path)):
+        docs = read_corpus(str(corpus), cfg.text_field, cfg.max_document_chars)
+    else:
+        docs = corpus
     dedup = Deduplicator(cfg)
     if not is_done(out_dir):
         for record in read_stage(out_dir):  # resume: shards already written hold kept segments

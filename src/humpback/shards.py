@@ -128,17 +128,15 @@ def run_sharded(
     bar = tqdm(total=n_shards, desc=desc, unit="shard")
     for index in itertools.count():
         batch = list(itertools.islice(iterator, per_shard))
-        if not batch and index > 0:
+        if not batch:
             break
         out = stage_dir / shard_name(index)
         if not out.exists():
             records, rejects, counters = process(batch, index)
             write_jsonl(stage_dir / "_rejects" / shard_name(index), rejects)
             write_jsonl_object(stage_dir / "_counters" / f"part-{index:05d}.json", dict(counters))
-            write_jsonl(out, records)
+            write_jsonl(out, records)  # last: its existence means the shard is complete
         bar.update(1)
-        if not batch:
-            break
     bar.close()
     info = {
         "records": sum(1 for _ in read_stage(stage_dir)),

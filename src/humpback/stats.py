@@ -35,30 +35,30 @@ def histogram(ratings: Iterable[dict]) -> dict:
 def run_stats(out: Path, iterations: int, k: int) -> dict:
     out = Path(out)
     seed = list(read_jsonl(out / "seed" / "part-00000.jsonl"))
-    candidates = list(read_stage(out / "candidates"))
+    candidates = table2(read_stage(out / "candidates"))
     stats: dict = {
         "segment_funnel": dict(stage_counters(out / "segments")),
         "segments": stage_info(out / "segments").get("records", 0),
-        "candidates": len(candidates),
-        "table2": {"seed": table2(seed), "candidates": table2(candidates)},
+        "candidates": candidates["count"],
+        "table2": {"seed": table2(seed), "candidates": candidates},
         "iterations": {},
         "seconds": {},
     }
     for i in range(1, iterations + 1):
-        ratings = list(read_stage(out / f"iter{i}" / "ratings"))
-        hist = histogram(ratings)
-        parsed = len(ratings) - hist["unparsed"]
-        a_k = [r for r in ratings if r.get("score") and r["score"] >= k]
-        a_4 = [r for r in ratings if r.get("score") and r["score"] >= 4]
+        ratings_dir = out / f"iter{i}" / "ratings"  # streamed: ratings carry whole segments
+        hist = histogram(read_stage(ratings_dir))
+        total = sum(hist.values())
+        a_k = table2(r for r in read_stage(ratings_dir) if r.get("score") and r["score"] >= k)
+        a_4 = table2(r for r in read_stage(ratings_dir) if r.get("score") and r["score"] >= 4)
         stats["iterations"][str(i)] = {
-            "judge": f"m{i - 1}", "ratings": len(ratings), "histogram": hist,
-            "parse_rate": round(parsed / len(ratings), 4) if ratings else None,
-            "score_line_prompted": sum(1 for r in ratings if r.get("score_line_prompted")),
-            f"A_{k}": len(a_k), "A_4": len(a_4),
+            "judge": f"m{i - 1}", "ratings": total, "histogram": hist,
+            "parse_rate": round((total - hist["unparsed"]) / total, 4) if total else None,
+            "score_line_prompted": sum(1 for r in read_stage(ratings_dir) if r.get("score_line_prompted")),
+            f"A_{k}": a_k["count"], "A_4": a_4["count"],
         }
-        stats["table2"][f"A_{k} (iteration {i})"] = table2(a_k)
+        stats["table2"][f"A_{k} (iteration {i})"] = a_k
         if k != 4:
-            stats["table2"][f"A_4 (iteration {i})"] = table2(a_4)
+            stats["table2"][f"A_4 (iteration {i})"] = a_4
     stage_dirs = {"segment": "segments", "train backward": "models/backward", "augment": "candidates",
                   "train m0": "models/m0"}
     for i in range(1, iterations + 1):
