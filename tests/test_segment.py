@@ -6,7 +6,6 @@ import pytest
 
 from conftest import shared_data, write_jsonl
 from humpback.config import SegmentConfig
-from humpback.corpus import demo_corpus_path
 from humpback.segment import (Deduplicator, header_problem, header_segments, repeated_sentence_share, segment,
                               strip_boilerplate_lines, text_segments)
 from humpback.shards import read_stage, stage_counters, stage_rejects

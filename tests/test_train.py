@@ -2,7 +2,6 @@ import json
 
 import pytest
 
-from conftest import write_jsonl
 from humpback.backward import backward_examples, train_backward
 from humpback.config import BackwardConfig, ForwardConfig, TrainConfig
 from humpback.tags import INFERENCE_TAGS, SEED_TAG, WEB_TAG, tagged_prompt

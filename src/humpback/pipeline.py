@@ -11,8 +11,6 @@ skipped when already finished, so rerunning the same command resumes.
 
 from __future__ import annotations
 
-import json
-import logging
 import shutil
 from pathlib import Path
 
@@ -23,11 +21,10 @@ from .curate import curate
 from .models import check_model
 from .seed import load_seed
 from .segment import segment
-from .shards import read_jsonl, stage_rejects, write_jsonl, write_jsonl_object
+from .shards import read_jsonl, stage_rejects, write_jsonl, write_json
 from .stats import print_summary, run_stats
 from .train import train_forward
 
-log = logging.getLogger("humpback")
 
 
 def run(config: RunConfig, quiet: bool = False) -> dict:
@@ -62,7 +59,7 @@ def run(config: RunConfig, quiet: bool = False) -> dict:
     stats["final_dataset"] = str(final / "train.jsonl")
     stats["final_model"] = str(models / f"m{config.iterations}")
     stats["final_dataset_count"] = sum(1 for _ in read_jsonl(final / "train.jsonl"))
-    write_jsonl_object(out / "stats.json", stats)
+    write_json(out / "stats.json", stats)
     if not quiet:
         print_summary(stats, out, config.curate.k)
     return stats

@@ -73,10 +73,10 @@ def is_done(stage_dir: Path) -> bool:
 
 
 def mark_done(stage_dir: Path, info: dict) -> None:
-    write_jsonl_object(Path(stage_dir) / SUCCESS, info)
+    write_json(Path(stage_dir) / SUCCESS, info)
 
 
-def write_jsonl_object(path: Path, obj: dict) -> None:
+def write_json(path: Path, obj: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -134,7 +134,7 @@ def run_sharded(
         if not out.exists():
             records, rejects, counters = process(batch, index)
             write_jsonl(stage_dir / "_rejects" / shard_name(index), rejects)
-            write_jsonl_object(stage_dir / "_counters" / f"part-{index:05d}.json", dict(counters))
+            write_json(stage_dir / "_counters" / f"part-{index:05d}.json", dict(counters))
             write_jsonl(out, records)  # last: its existence means the shard is complete
         bar.update(1)
     bar.close()
