@@ -56,9 +56,10 @@ SCORE_PREFIX = "Score:"
 def parse_score(text: str) -> int | None:
     """The rating in a judge's answer, or None.
 
-    Counts only when the last non-empty line is ``Score: N`` with N in 1..5 (case and markdown
-    bold and a closing full stop aside) and no other line claims a score. "Score: 10", "score 4", "Score: 4.5", two
-    score lines, or a score buried mid-text are all None: unparsed, never coerced.
+    Counts only when the last non-empty line is ``Score: N`` with N in 1..5 (letter case,
+    markdown bold and one closing punctuation mark aside) and no other line claims a score.
+    "Score: 10", "score 4", "Score: 4.5", two score lines, or a score buried mid-text are all
+    None: unparsed, never coerced.
     """
     lines = [line for line in (text or "").strip().splitlines() if line.strip()]
     if not lines:
