@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import logging
 import math
 import os
 import shutil
@@ -21,7 +20,6 @@ from .config import ForwardConfig, TrainConfig
 from .shards import SUCCESS, mark_done, stage_info, write_jsonl
 from .tags import ORIGIN_TAGS, tagged_prompt
 
-log = logging.getLogger("humpback")
 
 # The paper's 7B data-scaling runs: examples -> optimizer steps (batch 8 below 3,000, else 32).
 PAPER_STEPS = [(100, 30), (800, 300), (1600, 600), (3200, 500), (6400, 600), (12800, 600), (25600, 1200), (51200, 1600)]
