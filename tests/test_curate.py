@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -107,10 +108,13 @@ def test_rating_resumes_from_last_complete_shard(tmp_path):
     with pytest.raises(Crash):
         rate(candidates(10), "m0", tmp_path / "r", CurateConfig(records_per_shard=3, finish_score_line=False), engine=ScriptedEngine(crashing))
     assert len(list((tmp_path / "r").glob("part-*.jsonl"))) == 2
-    rate(candidates(10), "m0", tmp_path / "r", CurateConfig(records_per_shard=3, finish_score_line=False), engine=engine)
+    info = rate(candidates(10), "m0", tmp_path / "r", CurateConfig(records_per_shard=3, finish_score_line=False), engine=engine)
     ids = [r["id"] for r in read_stage(tmp_path / "r")]
     assert ids == [f"c{i:03d}" for i in range(10)]
     assert engine.calls == 2  # only the two unfinished shards were rated again
+    shard_seconds = [json.loads(p.read_text())["_seconds"] for p in sorted((tmp_path / "r" / "_counters").glob("*.json"))]
+    assert len(shard_seconds) == 4 and info["seconds"] == pytest.approx(sum(shard_seconds), abs=0.01)
+    assert "_seconds" not in stage_counters(tmp_path / "r")
 
 
 def test_kill_9_during_curation_then_rerun(tmp_path, tiny_model):

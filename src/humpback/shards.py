@@ -89,12 +89,22 @@ def stage_info(stage_dir: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
+def _shard_counters(stage_dir: Path) -> Iterator[dict]:
+    for path in sorted((Path(stage_dir) / "_counters").glob("part-*.json")):
+        yield json.loads(path.read_text(encoding="utf-8"))
+
+
 def stage_counters(stage_dir: Path) -> Counter:
     """Sum of every shard's counters (e.g. how many segments each filter removed)."""
     total: Counter = Counter()
-    for path in sorted((Path(stage_dir) / "_counters").glob("part-*.json")):
-        total.update(json.loads(path.read_text(encoding="utf-8")))
+    for counters in _shard_counters(stage_dir):
+        total.update({k: v for k, v in counters.items() if not k.startswith("_")})
     return total
+
+
+def stage_seconds(stage_dir: Path) -> float:
+    """Time spent on the stage's shards, including those finished before a resume."""
+    return round(sum(c.get("_seconds", 0.0) for c in _shard_counters(stage_dir)), 2)
 
 
 def stage_rejects(stage_dir: Path) -> Iterator[dict]:
@@ -122,7 +132,6 @@ def run_sharded(
     if is_done(stage_dir):
         return stage_info(stage_dir)
     stage_dir.mkdir(parents=True, exist_ok=True)
-    start = time.time()
     n_shards = None if total is None else max(1, -(-total // per_shard))
     iterator = iter(items)
     bar = tqdm(total=n_shards, desc=desc, unit="shard")
@@ -132,16 +141,18 @@ def run_sharded(
             break
         out = stage_dir / shard_name(index)
         if not out.exists():
+            shard_start = time.time()
             records, rejects, counters = process(batch, index)
+            counters = {**counters, "_seconds": round(time.time() - shard_start, 3)}
             write_jsonl(stage_dir / "_rejects" / shard_name(index), rejects)
-            write_json(stage_dir / "_counters" / f"part-{index:05d}.json", dict(counters))
+            write_json(stage_dir / "_counters" / f"part-{index:05d}.json", counters)
             write_jsonl(out, records)  # last: its existence means the shard is complete
         bar.update(1)
     bar.close()
     info = {
         "records": sum(1 for _ in read_stage(stage_dir)),
         "rejects": sum(1 for _ in stage_rejects(stage_dir)),
-        "seconds": round(time.time() - start, 2),
+        "seconds": stage_seconds(stage_dir),
     }
     mark_done(stage_dir, info)
     return info
