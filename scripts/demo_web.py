@@ -136,14 +136,12 @@ PAGES["sourdough-starter.html"] = ("How to make a sourdough starter", [
         "The starter is ready when it reliably doubles in size within four to eight hours of a feed, has a domed, bubbly surface and smells pleasantly sour, like yoghurt. Drop a teaspoon into water: if it floats, it is full of gas and ready to bake with. Once established, store it in the fridge and feed it once a week."),
 ])
 
+# A syndicated copy: the same article with two words changed and a credit line (a near-duplicate).
 PAGES["sourdough-starter-syndicated.html"] = ("How to make a sourdough starter - Food Digest", [
-    section(1, "How to make a sourdough starter from scratch"),
-    section(2, "What you need and how it works",
-        "A sourdough starter is a mixture of flour and water in which wild yeasts and lactic acid bacteria grow. The yeasts make the gas that raises the bread, and the bacteria produce the acids that give sourdough its tangy flavour and help it keep. All you need is flour, water, a clean jar of about one litre, a spoon and a kitchen scale. Wholemeal or rye flour gives the fastest start because it carries more of the microbes and nutrients they feed on; you can switch to white bread flour once the starter is active.",
-        "Use water at room temperature. If your tap water is heavily chlorinated, leave it in an open jug for a few hours or use filtered water. Keep the jar somewhere warm, ideally 24 to 26 °C, because cold slows everything down."),
-    section(2, "A seven-day schedule",
-        "Day 1: mix 50 g of wholemeal flour with 50 g of water into a thick paste, cover loosely and leave it. Day 2: you may see nothing; that is normal. Add another 50 g of flour and 50 g of water and stir. Days 3 to 6: each day, discard all but 50 g of the mixture, then feed it with 50 g of flour and 50 g of water. Discarding keeps the starter from growing huge and keeps the food-to-microbe ratio high. Around day 4 it may smell strongly or rise and then collapse; keep feeding regularly and it settles down.",
-        "The starter is ready when it reliably doubles in size within four to eight hours of a feeding, has a domed, bubbly surface and smells pleasantly sour, like yoghurt. Drop a teaspoon into water: if it floats, it is full of gas and ready to bake with. Once established, keep it in the fridge and feed it once a week. This article first appeared on our partner site."),
+    "\n".join(PAGES["sourdough-starter.html"][1])
+    .replace("of a feed,", "of a feeding,")
+    .replace("Once established, store it", "Once established, keep it")
+    .replace("once a week.</p>", "once a week. This article first appeared on our partner site.</p>"),
 ])
 
 PAGES["password-security.html"] = ("Creating strong passwords", [
@@ -209,10 +207,9 @@ PAGES["compost.html"] = ("Composting at home", [
         "Put your bin or heap on bare soil in a sheltered spot, so worms and other soil creatures can move in. Add material in layers, mixing greens and browns, and keep the heap as damp as a wrung-out sponge: water it in dry weather and cover it when it rains. Turning the heap with a fork every few weeks lets air in, which speeds decomposition and prevents bad smells. Depending on the mix and the season, compost is ready in six months to two years, when it is dark, crumbly and smells of earth. Sieve out any lumps and put them back in the bin to rot down further."),
 ])
 
+# A copy of one section of the compost guide under the same title (an exact duplicate segment).
 PAGES["compost-copy.html"] = ("Composting at home - Garden Weekly", [
-    section(1, "Composting at home: a beginner's guide"),
-    section(2, "Looking after the heap",
-        "Put your bin or heap on bare soil in a sheltered spot, so worms and other soil creatures can move in. Add material in layers, mixing greens and browns, and keep the heap as damp as a wrung-out sponge: water it in dry weather and cover it when it rains. Turning the heap with a fork every few weeks lets air in, which speeds decomposition and prevents bad smells. Depending on the mix and the season, compost is ready in six months to two years, when it is dark, crumbly and smells of earth. Sieve out any lumps and put them back in the bin to rot down further."),
+    PAGES["compost.html"][1][0], PAGES["compost.html"][1][2],
 ])
 
 PAGES["python-venv.html"] = ("Python virtual environments explained", [
