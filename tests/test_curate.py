@@ -138,3 +138,78 @@ def test_kill_9_during_curation_then_rerun(tmp_path, tiny_model):
     ids = [r["id"] for r in read_stage(out / "ratings")]
     assert sorted(ids) == [f"c{i:03d}" for i in range(24)]
     assert len(ids) == len(set(ids)) == 24
+
+
+def _digits(probs):
+    """log-probabilities of '1'..'5' from probabilities (the rest of the mass elsewhere)."""
+    import math
+
+    return {str(i + 1): (math.log(p) if p > 0 else -math.inf) for i, p in enumerate(probs)}
+
+
+def test_logprob_prompt_ends_where_the_score_goes():
+    from humpback.curate import LOGPROB_RUBRIC
+
+    prompt = rating_prompt({"instruction": "Q", "output": "A"}, load_template(None, "logprob"), "logprob")
+    assert prompt[-1] == {"role": "assistant", "content": "Score: "}
+    assert "rating only" in prompt[0]["content"] and "explain" not in prompt[0]["content"]
+    # The same scale in both modes, and the candidate last, so the rubric is a shared prefix.
+    assert LOGPROB_RUBRIC.split("\n\n")[:2] == RUBRIC.split("\n\n")[:2]
+    assert RUBRIC.endswith("Answer:\n{output}") and LOGPROB_RUBRIC.endswith("Answer:\n{output}")
+
+
+def test_logprob_rating_keeps_the_most_likely_score_and_the_expected_score(tmp_path):
+    table = {"a": [0.05, 0.05, 0.1, 0.2, 0.4], "b": [0.6, 0.2, 0.0, 0.0, 0.0], "c": [0, 0, 0, 0, 0]}
+    engine = ScriptedEngine(lambda p: pytest.fail("logprob mode must not generate"),
+                            logprobs=lambda p: _digits(table[p[0]["content"].split("Answer:\n")[1]]))
+    candidates = [{"id": k, "source": "t", "instruction": "Q", "output": k} for k in "abc"]
+    cfg = CurateConfig(mode="logprob", k=5)
+    curated = curate(candidates, "judge", tmp_path, cfg, engine=engine)
+    ratings = {r["id"]: r for r in read_stage(tmp_path / "ratings")}
+    assert ratings["a"]["score"] == 5 and ratings["b"]["score"] == 1 and ratings["c"]["score"] is None
+    assert ratings["a"]["expected_score"] == pytest.approx((0.05 + 0.1 + 0.3 + 0.8 + 2.0) / 0.8, abs=1e-3)
+    assert ratings["a"]["score_mass"] == pytest.approx(0.8) and sum(ratings["a"]["score_probs"]) == pytest.approx(1, abs=1e-3)
+    assert ratings["b"]["rating_mode"] == "logprob"
+    assert [c["id"] for c in curated] == ["a"]
+    counts = stage_counters(tmp_path / "ratings")
+    assert counts["score_5"] == 1 and counts["score_1"] == 1 and counts["unparsed"] == 1
+
+
+def test_logprob_rating_on_a_real_model_matches_one_forward_pass(tmp_path, tiny_model):
+    from humpback.engine import TransformersEngine
+
+    engine = TransformersEngine(tiny_model, dtype="float32", batch_size=2)
+    candidates = [{"id": str(i), "source": "t", "instruction": f"Question {i}?", "output": "Answer. " * i}
+                  for i in range(1, 6)]
+    rate(candidates, tiny_model, tmp_path, CurateConfig(mode="logprob"), engine=engine)
+    ratings = list(read_stage(tmp_path))
+    for r, c in zip(ratings, candidates):
+        alone = engine.choice_logprobs([rating_prompt(c, load_template(None, "logprob"), "logprob")],
+                                       ["1", "2", "3", "4", "5"])[0]
+        assert r["score"] == int(max(alone, key=alone.get))
+        assert 1 <= r["expected_score"] <= 5
+
+
+def test_compare_modes_reports_agreement(tmp_path):
+    from humpback.curate import compare_modes
+
+    def answer(prompt):  # generate mode: the judge writes a score from the output's first word
+        digit = prompt[0]["content"].split("Answer:\n")[1][0]
+        return "Reasoning.\nScore: " + digit
+
+    def logprobs(prompt):  # logprob mode: agrees on 1-3, one point off on 4, far off on 5
+        digit = int(prompt[0]["content"].split("Answer:\n")[1][0])
+        said = {4: 5, 5: 1}.get(digit, digit)
+        return _digits([0.9 if i + 1 == said else 0.01 for i in range(5)])
+
+    candidates = [{"id": str(i), "source": "t", "instruction": "Q", "output": f"{i % 5 + 1} words"} for i in range(20)]
+    engine = ScriptedEngine(answer, logprobs)
+    report = compare_modes(candidates, "judge", CurateConfig(compare_sample=10), tmp_path / "compare.json", engine)
+    assert report["sampled"] == report["both_rated"] == 10
+    pairs = report["pairs"]
+    exact = sum(p["generate"] == p["logprob"] for p in pairs) / 10
+    close = sum(abs(p["generate"] - p["logprob"]) <= 1 for p in pairs) / 10
+    assert report["exact_agreement"] == exact and report["within_one"] == close and exact < close < 1
+    assert json.loads((tmp_path / "compare.json").read_text())["exact_agreement"] == exact
+    again = compare_modes(candidates, "judge", CurateConfig(compare_sample=10), None, engine)
+    assert [p["id"] for p in again["pairs"]] == [p["id"] for p in pairs]  # the sample is seeded

@@ -8,10 +8,10 @@ The Python API, one function per stage; ``run`` composes them::
 
 from .augment import augment
 from .backward import train_backward
-from .config import (AugmentConfig, BackwardConfig, CurateConfig, ForwardConfig, GenerateConfig, RunConfig,
-                     SegmentConfig)
-from .curate import RUBRIC, curate, parse_score, rate, select
-from .engine import ENGINES, Engine, SamplingParams, TransformersEngine, make_engine
+from .config import (AugmentConfig, BackwardConfig, CurateConfig, EngineConfig, ForwardConfig, GenerateConfig,
+                     RunConfig, SegmentConfig)
+from .curate import RUBRIC, compare_modes, curate, parse_score, rate, select
+from .engine import Engine, OpenAIEngine, SamplingParams, TransformersEngine, VLLMEngine, make_engine
 from .generate import generate, generate_file
 from .models import ModelError, check_model, resolve_model
 from .pipeline import run
@@ -23,9 +23,10 @@ from .tags import INFERENCE_TAGS, SEED_TAG, WEB_TAG
 from .train import train_forward
 
 __all__ = [
-    "AugmentConfig", "BackwardConfig", "CurateConfig", "ENGINES", "Engine", "ForwardConfig", "GenerateConfig",
-    "INFERENCE_TAGS", "ModelError", "RUBRIC", "RunConfig", "SEED_TAG", "SamplingParams", "SeedError",
-    "SegmentConfig", "TransformersEngine", "WEB_TAG", "augment", "check_model", "curate", "generate",
+    "AugmentConfig", "BackwardConfig", "CurateConfig", "Engine", "EngineConfig", "ForwardConfig", "GenerateConfig",
+    "INFERENCE_TAGS", "ModelError", "OpenAIEngine", "RUBRIC", "RunConfig", "SEED_TAG", "SamplingParams", "SeedError",
+    "SegmentConfig", "TransformersEngine", "VLLMEngine", "WEB_TAG", "augment", "check_model", "compare_modes",
+    "curate", "generate",
     "generate_file", "histogram", "load_seed", "make_engine", "parse_score", "rate", "read_jsonl", "read_stage",
     "resolve_model", "run", "segment", "select", "stage_counters", "table2", "train_backward", "train_forward",
 ]

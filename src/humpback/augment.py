@@ -24,6 +24,10 @@ def augment_shard(segments: list[dict], engine: Engine, cfg: AugmentConfig, syst
     instructions = engine.generate(prompts, params)
     candidates, rejects, counts = [], [], Counter()
     for segment, instruction in zip(segments, instructions):
+        if instruction is None:
+            rejects.append(reject("augment", segment["source"], "the engine refused the prompt", segment))
+            counts["refused"] += 1
+            continue
         if not instruction.strip():
             rejects.append(reject("augment", segment["source"], "backward model wrote an empty instruction", segment))
             counts["empty_instruction"] += 1
@@ -51,7 +55,11 @@ def augment(segments: Iterable[dict] | Path, backward_model: str, out_dir: Path,
 
     def process(batch: list[dict], index: int):
         if "engine" not in state:  # loaded only when a shard needs work
-            state["engine"] = engine or make_engine(cfg.engine, backward_model, dtype=cfg.dtype, batch_size=cfg.batch_size)
+            state["engine"] = engine or make_engine(backward_model, cfg)
         return augment_shard(batch, state["engine"], cfg, system_prompt, str(backward_model), index)
 
-    return run_sharded(segments, out_dir, cfg.records_per_shard, process, desc="augment")
+    try:
+        return run_sharded(segments, out_dir, cfg.records_per_shard, process, desc="augment")
+    finally:
+        if engine is None and "engine" in state:
+            state["engine"].close()

@@ -146,11 +146,34 @@ def _augment(cfg: AugmentConfig, segments: Path, model: str, out: Path, system_p
     _opt("model", str, ..., "The judge model (M_0, M_1, ...)."),
     _opt("out", Path, ..., "Output directory: ratings/ and curated/ go inside."),
     _opt("iteration", int, 1, "Iteration number recorded with each rating."),
+    _opt("compare", bool, False, "Instead of curating, rate a seeded sample (--compare-sample) both ways, "
+         "generate and logprob, and report their agreement (written to OUT/compare.json).", "--compare"),
 ], "Self-curation: rate every candidate on the 5-point rubric and keep A_k.")
-def _curate(cfg: CurateConfig, candidates: Path, model: str, out: Path, iteration: int) -> None:
+def _curate(cfg: CurateConfig, candidates: Path, model: str, out: Path, iteration: int, compare: bool) -> None:
+    if compare:
+        report = api.compare_modes(candidates, api.resolve_model(model), cfg, out_path=Path(out) / "compare.json")
+        _print_comparison(report)
+        return
     curated = api.curate(candidates, api.resolve_model(model), out, cfg, iteration=iteration)
     hist = api.histogram(api.read_stage(out / "ratings"))
     typer.echo(f"scores {hist}; A_{cfg.k}: {len(curated)} in {out / 'curated'}")
+
+
+def _print_comparison(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"generate vs logprob rating, {report['both_rated']} of {report['sampled']} candidates rated both ways")
+    table.add_column("generate \\ logprob")
+    for score in range(1, 6):
+        table.add_column(str(score), justify="right")
+    for g in range(1, 6):
+        row = [sum(1 for p in report["pairs"] if p["generate"] == g and p["logprob"] == lp) for lp in range(1, 6)]
+        table.add_row(str(g), *map(str, row))
+    console = Console()
+    console.print(table)
+    console.print(f"exact agreement {report['exact_agreement']}, within one point {report['within_one']}; "
+                  f"generate mode left {report['generate_unparsed']} unparsed")
 
 
 @config_command("train", ForwardConfig, [

