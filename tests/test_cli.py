@@ -1,3 +1,4 @@
+import json
 
 import yaml
 from typer.testing import CliRunner
@@ -39,6 +40,18 @@ def test_run_has_nested_stage_flags():
     assert "Shortest segment kept" in next(p.help for p in run.params if "--segment-min-chars" in p.opts)
 
 
+def test_each_stage_picks_its_own_engine():
+    from humpback.cli import _nest
+    from humpback.config import RunConfig
+
+    flat = {"augment_engine": "vllm", "curate_engine": "openai", "curate_base_url": "http://judge:8000/v1",
+            "curate_mode": "logprob", "augment_max_model_len": 2048}
+    cfg = RunConfig.model_validate(_nest(flat, RunConfig))
+    assert (cfg.augment.engine, cfg.augment.max_model_len) == ("vllm", 2048)
+    assert (cfg.curate.engine, cfg.curate.base_url, cfg.curate.mode) == ("openai", "http://judge:8000/v1", "logprob")
+    assert "api_key" not in str(cfg.model_dump()).replace("api_key_env", "")  # only the variable's name is config
+
+
 def test_run_reports_a_missing_model_clearly(tmp_path):
     result = runner.invoke(app, ["run", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "r")])
     assert result.exit_code == 2
@@ -60,6 +73,12 @@ def test_train_augment_curate_generate_commands(tmp_path, tiny_model):
                             "--out", str(tmp_path / "iter1"), "--max-new-tokens", "6", "--k", "4"])
     assert r.exit_code == 0, r.output
     assert len(list(read_stage(tmp_path / "iter1" / "ratings"))) == 3
+    r = runner.invoke(app, ["curate", "--candidates", str(tmp_path / "cand"), "--model", tiny_model, "--compare",
+                            "--compare-sample", "2", "--out", str(tmp_path / "cmp"), "--max-new-tokens", "4"])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert report["sampled"] == 2 and len(report["pairs"]) == 2 and "exact agreement" in r.output
+    assert not (tmp_path / "cmp" / "ratings").exists()  # --compare only compares
     r = runner.invoke(app, ["train", "--kind", "forward", "--seed", str(seed), "--curated", str(tmp_path / "cand"),
                             "--model", tiny_model, "--out", str(tmp_path / "m1"), "--max-steps", "1"])
     assert r.exit_code == 0, r.output

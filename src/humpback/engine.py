@@ -21,6 +21,7 @@ import logging
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -83,13 +84,15 @@ class TransformersEngine:
     once; its key/value cache is copied to every row, and only the rest of each prompt is
     encoded. Rows are laid out as ``prefix | padding | own tokens``: the attention mask hides the
     padding and positions come from the mask, so a row computes what it would alone. The prefix
-    cache is kept between batches and calls while the prefix stays the same.
+    cache is kept between batches and calls while the prefix stays the same. The rest of each
+    prompt is prefilled with the model's fused attention, then decoding goes token by token
+    (eager attention on CPU, see _decode_attention).
     """
 
     name = "transformers"
 
     def __init__(self, model_path: str, dtype: str = "bfloat16", batch_size: int = 16, device: str | None = None,
-                 min_shared_prefix: int = 16):
+                 min_shared_prefix: int = 16, decode_attention: str | None = None):
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -105,6 +108,8 @@ class TransformersEngine:
         self._prefix: list[int] = []  # token ids whose KV cache is self._prefix_cache
         self._prefix_cache = None
         self._choice_ids: dict[str, list[int]] = {}
+        self.decode_attention = decode_attention if decode_attention is not None else (
+            "eager" if self.device == "cpu" else None)
 
     # -- batching ---------------------------------------------------------------------------
 
@@ -165,20 +170,50 @@ class TransformersEngine:
         sample = params.temperature > 0
         bar = tqdm(total=len(encoded), desc="generate", unit="prompt", leave=False)
         for idx in self._batches(encoded):
-            input_ids, mask, _, cache = self._layout([encoded[i] for i in idx])
+            input_ids, mask, n, cache = self._layout([encoded[i] for i in idx])
             with torch.inference_mode():
-                out = self.model.generate(
-                    input_ids=input_ids, attention_mask=mask, past_key_values=cache,
-                    max_new_tokens=params.max_new_tokens, do_sample=sample,
-                    temperature=params.temperature if sample else None,
-                    top_p=params.top_p if sample else None, top_k=None,
-                    pad_token_id=self.tokenizer.pad_token_id,
-                )
+                cache = self._prefill(input_ids, mask, n, cache)
+                with self._decode_attention():
+                    out = self.model.generate(
+                        input_ids=input_ids, attention_mask=mask, past_key_values=cache,
+                        max_new_tokens=params.max_new_tokens, do_sample=sample,
+                        temperature=params.temperature if sample else None,
+                        top_p=params.top_p if sample else None, top_k=None,
+                        pad_token_id=self.tokenizer.pad_token_id,
+                    )
             for i, row in zip(idx, out[:, input_ids.shape[1]:]):
                 outputs[i] = self.tokenizer.decode(row, skip_special_tokens=True).strip()
             bar.update(len(idx))
         bar.close()
         return outputs
+
+    def _prefill(self, input_ids, mask, n: int, cache):
+        """The KV cache of every token but each row's last, computed with the model's own
+        (fused) attention; generate() then goes on from the last token."""
+        from transformers import DynamicCache
+
+        if input_ids.shape[1] - n < 2:
+            return cache
+        cache = cache if cache is not None else DynamicCache(config=self.model.config)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # padding does not move a row's positions
+        self.model(input_ids=input_ids[:, n:-1], attention_mask=mask[:, :-1], position_ids=positions[:, n:-1],
+                   past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return cache
+
+    @contextmanager
+    def _decode_attention(self):
+        """Token-by-token decoding with eager attention on CPU. Measured here (SmolLM2-135M, bf16,
+        8 rows of 700 tokens): 55 ms per step against 131 with SDPA, whose CPU kernel is slow for
+        one query against a padded cache; SDPA stays for the prefill (5.5 s against 10.8)."""
+        current = self.model.config._attn_implementation
+        switch = self.decode_attention and self.decode_attention != current
+        if switch:
+            self.model.set_attn_implementation(self.decode_attention)
+        try:
+            yield
+        finally:
+            if switch:
+                self.model.set_attn_implementation(current)
 
     def _token_ids_of(self, choice: str) -> list[int]:
         if choice not in self._choice_ids:
