@@ -176,18 +176,23 @@ def main() -> None:
     naive.close()
 
     if not args.no_vllm:
-        from humpback.engine import VLLMEngine
+        try:
+            from humpback.engine import VLLMEngine
 
-        start = time.perf_counter()
-        engine = VLLMEngine(model, dtype=args.dtype)
-        loads["vllm"] = round(time.perf_counter() - start, 1)
-        print("vllm engine", flush=True)
-        results["augment"]["vllm"], _ = timed("augment", engine, tokenizer, augment, segments)
-        results["curate_generate"]["vllm"], _ = timed("curate, generate", engine, tokenizer, rate_generate, candidates)
-        results["curate_logprob"]["vllm"], vllm_ratings = timed("curate, logprob", engine, tokenizer, rate_logprob, candidates)
-        engine.close()
-        same = sum(a["score"] == b["score"] for a, b in zip(logprob_ratings, vllm_ratings))
-        results["curate_logprob"]["agreement_transformers_vllm"] = round(same / len(candidates), 4)
+            start = time.perf_counter()
+            engine = VLLMEngine(model, dtype=args.dtype)
+            loads["vllm"] = round(time.perf_counter() - start, 1)
+            print("vllm engine", flush=True)
+            results["augment"]["vllm"], _ = timed("augment", engine, tokenizer, augment, segments)
+            results["curate_generate"]["vllm"], _ = timed("curate, generate", engine, tokenizer, rate_generate, candidates)
+            results["curate_logprob"]["vllm"], vllm_ratings = timed("curate, logprob", engine, tokenizer, rate_logprob,
+                                                                    candidates)
+            engine.close()
+            same = sum(a["score"] == b["score"] for a, b in zip(logprob_ratings, vllm_ratings))
+            results["curate_logprob"]["agreement_transformers_vllm"] = round(same / len(candidates), 4)
+        except Exception as e:  # the other configurations' numbers still get written
+            results["vllm_error"] = f"{type(e).__name__}: {e}"
+            print(f"vllm engine failed: {results['vllm_error']}", flush=True)
 
     def ratio(stage, a, stage_b, b):
         if a not in results[stage] or b not in results[stage_b]:

@@ -160,8 +160,10 @@ class EngineConfig(_Config):
     """openai: retries, with exponential backoff, on connection errors, timeouts, 429 and 5xx."""
     max_model_len: int | None = 4096
     """vllm: longest prompt + completion in tokens (bounds the KV cache); None: the model's own."""
-    gpu_memory_utilization: float = 0.85
-    """vllm on GPU: share of GPU memory vLLM may take."""
+    gpu_memory_utilization: float | None = None
+    """vllm: share of device memory vLLM reserves. None: vLLM's own default on GPU; 0.3 on CPU,
+    where vLLM reserves that share of system memory and refuses to start when less is free
+    (seen here: 0.85 failed with 19.8 of 23.5 GiB free)."""
     enforce_eager: bool = False
     """vllm: skip graph capture/compilation (starts faster, runs slower)."""
 

