@@ -107,7 +107,7 @@ class TransformersEngine:
         self.min_shared_prefix = min_shared_prefix
         self._prefix: list[int] = []  # token ids whose KV cache is self._prefix_cache
         self._prefix_cache = None
-        self._choice_ids: dict[str, list[int]] = {}
+        self._vocab_text: list[str] | None = None
         self.decode_attention = decode_attention if decode_attention is not None else (
             "eager" if self.device == "cpu" else None)
 
@@ -143,8 +143,8 @@ class TransformersEngine:
         return n, self._prefix_cache
 
     def _layout(self, rows: list[list[int]]):
-        """input_ids, attention_mask (both prefix | padding | own tokens), the prefix length and a
-        per-row copy of the prefix cache (None without a shared prefix)."""
+        """input_ids, attention_mask, position ids (all three prefix | padding | own tokens), the
+        prefix length and a per-row copy of the prefix cache (None without a shared prefix)."""
         import torch
 
         n, cache = self._shared_prefix_cache(rows)
@@ -156,7 +156,9 @@ class TransformersEngine:
             cache = copy.deepcopy(cache)
             cache.batch_repeat_interleave(len(rows))
         to = dict(device=self.device, dtype=torch.long)
-        return torch.tensor(ids, **to), torch.tensor(mask, **to), n, cache
+        mask = torch.tensor(mask, **to)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # padding does not move a row's positions
+        return torch.tensor(ids, **to), mask, positions, n, cache
 
     # -- the Engine interface ----------------------------------------------------------------
 
@@ -170,9 +172,9 @@ class TransformersEngine:
         sample = params.temperature > 0
         bar = tqdm(total=len(encoded), desc="generate", unit="prompt", leave=False)
         for idx in self._batches(encoded):
-            input_ids, mask, n, cache = self._layout([encoded[i] for i in idx])
+            input_ids, mask, positions, n, cache = self._layout([encoded[i] for i in idx])
             with torch.inference_mode():
-                cache = self._prefill(input_ids, mask, n, cache)
+                cache = self._prefill(input_ids, mask, positions, n, cache)
                 with self._decode_attention():
                     out = self.model.generate(
                         input_ids=input_ids, attention_mask=mask, past_key_values=cache,
@@ -187,7 +189,7 @@ class TransformersEngine:
         bar.close()
         return outputs
 
-    def _prefill(self, input_ids, mask, n: int, cache):
+    def _prefill(self, input_ids, mask, positions, n: int, cache):
         """The KV cache of every token but each row's last, computed with the model's own
         (fused) attention; generate() then goes on from the last token."""
         from transformers import DynamicCache
@@ -195,7 +197,6 @@ class TransformersEngine:
         if input_ids.shape[1] - n < 2:
             return cache
         cache = cache if cache is not None else DynamicCache(config=self.model.config)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # padding does not move a row's positions
         self.model(input_ids=input_ids[:, n:-1], attention_mask=mask[:, :-1], position_ids=positions[:, n:-1],
                    past_key_values=cache, use_cache=True, logits_to_keep=1)
         return cache
@@ -216,10 +217,9 @@ class TransformersEngine:
                 self.model.set_attn_implementation(current)
 
     def _token_ids_of(self, choice: str) -> list[int]:
-        if choice not in self._choice_ids:
-            vocab = range(len(self.tokenizer))
-            self._choice_ids[choice] = [t for t in vocab if self.tokenizer.decode([t]).strip() == choice]
-        return self._choice_ids[choice]
+        if self._vocab_text is None:  # every token's text, decoded once for all choices
+            self._vocab_text = [self.tokenizer.decode([t]).strip() for t in range(len(self.tokenizer))]
+        return [t for t, text in enumerate(self._vocab_text) if text == choice]
 
     def choice_logprobs(self, prompts: list[Chat], choices: list[str]) -> list[dict[str, float]]:
         import torch
@@ -229,8 +229,7 @@ class TransformersEngine:
         results: list[dict[str, float]] = [{} for _ in encoded]
         bar = tqdm(total=len(encoded), desc="score", unit="prompt", leave=False)
         for idx in self._batches(encoded):
-            input_ids, mask, n, cache = self._layout([encoded[i] for i in idx])
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)  # padding does not move a row's positions
+            input_ids, mask, positions, n, cache = self._layout([encoded[i] for i in idx])
             with torch.inference_mode():
                 logits = self.model(input_ids=input_ids[:, n:], attention_mask=mask, position_ids=positions[:, n:],
                                     past_key_values=cache, use_cache=cache is not None, logits_to_keep=1).logits
