@@ -26,23 +26,36 @@ def embedded_model() -> str:
     return resolve_model("smollm2-135m")
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory, embedded_model) -> str:
-    """A 2-layer random-weight Llama with SmolLM2's real tokenizer and chat template."""
+def _random_llama(out: Path, tokenizer_path: str, **config) -> str:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    out = tmp_path_factory.mktemp("tiny-model")
-    tokenizer = AutoTokenizer.from_pretrained(embedded_model)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096, tie_word_embeddings=True,
+        vocab_size=len(tokenizer), max_position_embeddings=4096, tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        **config,
     )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, embedded_model) -> str:
+    """A 2-layer random-weight Llama with SmolLM2's real tokenizer and chat template."""
+    return _random_llama(tmp_path_factory.mktemp("tiny-model"), embedded_model, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1)
+
+
+@pytest.fixture(scope="session")
+def lively_model(tmp_path_factory, embedded_model) -> str:
+    """Like tiny_model, but with grouped-query attention (6 query heads on 2 key/value heads) and
+    weights drawn wide enough (std 0.3) that greedy decoding depends on the context: at the usual
+    0.02 a random model writes the same token whatever it reads, and decoding tests could not fail."""
+    return _random_llama(tmp_path_factory.mktemp("lively-model"), embedded_model, hidden_size=48, intermediate_size=96,
+                         num_hidden_layers=2, num_attention_heads=6, num_key_value_heads=2, initializer_range=0.3)
 
 
 def write_jsonl(path: Path, rows: list) -> Path:

@@ -1,12 +1,13 @@
 """The transformers engine: batching, shared-prefix KV reuse and next-token choice log-probabilities."""
 
 import math
+from collections import Counter
 
 import pytest
 from pydantic import ValidationError
 
 from humpback.config import AugmentConfig, CurateConfig
-from humpback.engine import SamplingParams, TransformersEngine, encode_chat
+from humpback.engine import SamplingParams, TransformersEngine, _growing_layer_class, encode_chat
 
 SYSTEM = "You rate answers. " * 12  # a shared prefix of well over min_shared_prefix tokens
 PROMPTS = [[{"role": "user", "content": "hi " * n}] for n in (1, 30, 5, 12, 2, 50, 8)]
@@ -16,14 +17,14 @@ CONTINUED = [p + [{"role": "assistant", "content": "Score: "}] for p in SHARED]
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_model):
-    return TransformersEngine(tiny_model, dtype="float32", batch_size=3)
+def engine(lively_model):
+    return TransformersEngine(lively_model, dtype="float32", batch_size=3, prefill_rows=2)
 
 
 @pytest.fixture(scope="module")
-def unshared(tiny_model):
+def unshared(lively_model):
     """The same model with prefix sharing off: the reference the shared path must reproduce."""
-    return TransformersEngine(tiny_model, dtype="float32", batch_size=3, min_shared_prefix=10**9)
+    return TransformersEngine(lively_model, dtype="float32", batch_size=3, min_shared_prefix=10**9)
 
 
 @pytest.mark.parametrize("prompts", [PROMPTS, SHARED, CONTINUED], ids=["no-shared-prefix", "shared", "continued"])
@@ -34,6 +35,86 @@ def test_generate_is_the_same_batched_alone_and_with_or_without_prefix_reuse(eng
     reference = unshared.generate(prompts, params)
     assert len(batched) == len(prompts)
     assert batched == one_by_one == reference  # greedy: padding, sorting and the shared prefix change nothing
+
+
+def _hf_generate_ids(engine, prompt, max_new_tokens, eos_token_id=None) -> list[int]:
+    """The reference: plain model.generate on one prompt, no padding, no shared cache."""
+    import torch
+
+    ids = torch.tensor([encode_chat(engine.tokenizer, prompt)])
+    with torch.inference_mode():
+        out = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                    max_new_tokens=max_new_tokens, pad_token_id=engine.tokenizer.pad_token_id,
+                                    eos_token_id=eos_token_id)
+    return out[0, ids.shape[1]:].tolist()
+
+
+def _hf_generate(engine, prompt, max_new_tokens) -> str:
+    return engine.tokenizer.decode(_hf_generate_ids(engine, prompt, max_new_tokens), skip_special_tokens=True).strip()
+
+
+@pytest.mark.parametrize("prompts", [PROMPTS, SHARED], ids=["no-shared-prefix", "shared"])
+def test_greedy_generation_equals_plain_model_generate(engine, prompts):
+    got = engine.generate(prompts, SamplingParams(temperature=0.0, max_new_tokens=12))
+    assert got == [_hf_generate(engine, p, 12) for p in prompts]
+    assert len(set(got)) == len(got) and all(got)  # the model's answers depend on the prompt: a real check
+
+
+def test_rows_that_stop_early_are_dropped_and_the_rest_go_on(lively_model, monkeypatch):
+    """With a stop token that some rows write early and others late or never, the outputs still
+    equal model.generate's, so dropping finished rows from the batch (and its cache) is exact."""
+    engine = TransformersEngine(lively_model, dtype="float32", batch_size=7)
+    params = SamplingParams(temperature=0.0, max_new_tokens=16)
+    free = engine.generate_ids([encode_chat(engine.tokenizer, p) for p in SHARED], params)
+    counts = Counter(t for row in free for t in set(row[1:12]))
+    stop = next(t for t, c in counts.most_common() if 2 <= c < len(SHARED))  # some rows reach it, others do not
+    engine._eos_ids = {stop}
+    layer_class, dropped = _growing_layer_class(), []
+    keep_rows = layer_class.keep_rows
+    monkeypatch.setattr(layer_class, "keep_rows", lambda self, rows: dropped.append(len(rows)) or keep_rows(self, rows))
+    got = engine.generate_ids([encode_chat(engine.tokenizer, p) for p in SHARED], params)
+    expected = [[t for t in _hf_generate_ids(engine, p, 16, eos_token_id=stop) if t != stop] for p in SHARED]
+    assert got == expected  # model.generate keeps the stop token; ours leaves it out, as for a real end token
+    assert any(len(row) < 16 for row in got) and any(len(row) == 16 for row in got)
+    assert dropped, "no row was dropped: the test did not exercise the early stop"
+
+
+def test_grouped_attention_equals_eager_attention():
+    import torch
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+
+    from humpback.engine import _grouped_attention
+
+    class Module:  # what the attention functions read from the layer
+        num_key_value_groups, training = 3, False
+
+    torch.manual_seed(0)
+    query, key, value = torch.randn(2, 6, 4, 8), torch.randn(2, 2, 9, 8), torch.randn(2, 2, 9, 8)
+    mask = torch.zeros(2, 1, 4, 9)
+    mask[0, :, :, :3] = torch.finfo(torch.float32).min  # row 0 has three padding columns
+    expected, _ = eager_attention_forward(Module(), query, key, value, mask, scaling=0.35)
+    got, _ = _grouped_attention(Module(), query, key, value, mask, scaling=0.35)
+    torch.testing.assert_close(got, expected)
+
+
+def test_nucleus_sampling_draws_only_from_the_nucleus():
+    import torch
+
+    from humpback.engine import _sample
+
+    torch.manual_seed(0)
+    params = SamplingParams(temperature=1.0, top_p=0.9)
+    peaked = torch.full((1, 5000), -20.0)
+    peaked[0, :4] = torch.tensor([3.0, 2.0, 1.0, 0.5])  # the nucleus lies in the shortlist
+    flat = torch.linspace(0.0, -1.0, 5000)[None]  # ~4,400 tokens needed: the full-sort path
+    for logits in (peaked, flat):
+        probs = torch.softmax(logits[0], -1)
+        ranked = probs.argsort(descending=True)
+        before = probs[ranked].cumsum(0) - probs[ranked]
+        nucleus = set(ranked[before < 0.9].tolist())
+        drawn = {_sample(logits, params).item() for _ in range(300)}
+        assert drawn <= nucleus and len(drawn) > 1
+    assert _sample(peaked, SamplingParams(temperature=0.0)).item() == 0
 
 
 def test_shared_prefix_is_encoded_once_and_reused(engine):

@@ -16,7 +16,7 @@ as None, so the stage can record it as a reject instead of stopping.
 
 from __future__ import annotations
 
-import copy
+import functools
 import logging
 import math
 import os
@@ -76,23 +76,132 @@ def _logsumexp(values: list[float]) -> float:
     return top + math.log(sum(math.exp(v - top) for v in values))
 
 
+# -- pieces of the transformers engine's decoding loop -----------------------------------------
+
+GROUPED_ATTENTION = "humpback_grouped"
+
+
+def _grouped_attention(module, query, key, value, attention_mask, scaling: float, dropout: float = 0.0, **kwargs):
+    """Attention for decoding, registered with transformers as ``humpback_grouped``.
+
+    Same arithmetic as transformers' eager attention, but the query heads that share a key/value
+    head (grouped-query attention) are stacked into one matrix product instead of copying the
+    keys and values once per query head (``repeat_kv``): decoding reads the cache once per step."""
+    import torch
+
+    batch, heads, q_len, head_dim = query.shape
+    kv_heads = key.shape[1]
+    group = heads // kv_heads
+    query = query.reshape(batch, kv_heads, group * q_len, head_dim)  # head h reads key/value head h // group
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:  # (batch, 1, q_len, kv_len) -> the same for every head of a group
+        scores = (scores.view(batch, kv_heads, group, q_len, -1) + attention_mask[:, :, None]).flatten(2, 3)
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    out = torch.matmul(probs, value).view(batch, heads, q_len, head_dim)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _register_grouped_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+
+    AttentionInterface.register(GROUPED_ATTENTION, _grouped_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(GROUPED_ATTENTION, eager_mask)  # additive float mask, as eager's
+
+
+@functools.cache
+def _growing_layer_class():
+    """_GrowingLayer, defined on first use so that importing this module does not import torch."""
+    from transformers.cache_utils import DynamicLayer
+
+    class _GrowingLayer(DynamicLayer):
+        """One layer's key/value cache in a buffer with room for the tokens still to come: a decoding
+        step writes its column in place, where DynamicLayer would copy the whole cache (torch.cat)
+        at every step. ``keys``/``values`` are views of the filled part."""
+
+        def __init__(self, rows, kv_heads, capacity, head_dim, dtype, device, length):
+            import torch
+
+            super().__init__()
+            # Keys are stored transposed (head_dim before position), so that the attention's
+            # query @ key^T reads the filled part in place; stored the usual way, the matrix product
+            # makes a contiguous copy of every layer's keys at every step (measured: a third of a step).
+            # zeros, not empty: padding columns are masked, and a masked NaN would still poison the softmax
+            self.buf_k = torch.zeros(rows, kv_heads, head_dim, capacity, dtype=dtype, device=device)
+            self.buf_v = torch.zeros(rows, kv_heads, capacity, head_dim, dtype=dtype, device=device)
+            self.dtype, self.device, self.length, self.is_initialized = dtype, device, length, True
+            self._views()
+
+        def _views(self):
+            self.keys = self.buf_k[..., :self.length].transpose(2, 3)
+            self.values = self.buf_v[:, :, :self.length]
+
+        def write(self, start: int, keys, values, rows=slice(None)) -> None:
+            end = start + keys.shape[-2]
+            self.buf_k[rows, :, :, start:end] = keys.transpose(2, 3)
+            self.buf_v[rows, :, start:end] = values
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            self.write(self.length, key_states, value_states)
+            self.length += key_states.shape[-2]
+            self._views()
+            return self.keys, self.values
+
+        def get_seq_length(self) -> int:
+            return self.length
+
+        def keep_rows(self, rows) -> None:
+            self.buf_k, self.buf_v = self.buf_k[rows], self.buf_v[rows]
+            self._views()
+
+    return _GrowingLayer
+
+
+def _sample(logits, params: SamplingParams, shortlist: int = 512):
+    """The next token of every row: greedy at temperature 0, else nucleus (top-p) sampling.
+
+    The nucleus is looked for among each row's ``shortlist`` most likely tokens, and the full
+    vocabulary is sorted only when those do not reach top_p: the same tokens and probabilities,
+    without sorting 49k logits per row per step (measured: a sort and a full-vocabulary draw cost
+    as much as the model's forward pass at 16 rows)."""
+    import torch
+
+    if params.temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+    if params.top_p >= 1.0:
+        return torch.multinomial(probs, 1).squeeze(-1)
+    top, order = probs.topk(min(shortlist, probs.shape[-1]), dim=-1)  # sorted, most likely first
+    if not bool((top.sum(-1) >= params.top_p).all()):
+        top, order = probs.sort(dim=-1, descending=True)
+    # drop a token when the more likely ones already reach top_p (the most likely always stays)
+    top = top.masked_fill(top.cumsum(-1) - top >= params.top_p, 0.0)
+    return order.gather(-1, torch.multinomial(top, 1)).squeeze(-1)
+
+
 class TransformersEngine:
     """Batched generation with transformers.
 
     Prompts are sorted by length so a batch pads little. The longest token prefix shared by a
     batch (for rating prompts: the chat header and the whole rubric) is run through the model
-    once; its key/value cache is copied to every row, and only the rest of each prompt is
+    once; every row starts from its key/value cache, and only the rest of each prompt is
     encoded. Rows are laid out as ``prefix | padding | own tokens``: the attention mask hides the
     padding and positions come from the mask, so a row computes what it would alone. The prefix
-    cache is kept between batches and calls while the prefix stays the same. The rest of each
-    prompt is prefilled with the model's fused attention, then decoding goes token by token
-    (eager attention on CPU, see _decode_attention).
+    cache is kept between batches and calls while the prefix stays the same.
+
+    The rest of each prompt is prefilled ``prefill_rows`` rows at a time with the model's fused
+    attention (measured on this CPU: 4 rows at a time prefill 1.8x faster than 16), into one
+    preallocated cache per layer; then a hand-written loop decodes token by token over the whole
+    batch (``batch_size`` rows), writing each step's keys and values in place, reading the cache
+    with grouped-query attention that copies nothing, dropping finished rows, and sampling the
+    nucleus from a shortlist. Measured against transformers' own ``generate`` on the same batch
+    (16 rows of ~700 tokens, bf16): 56 ms per step against 150.
     """
 
     name = "transformers"
 
     def __init__(self, model_path: str, dtype: str = "bfloat16", batch_size: int = 16, device: str | None = None,
-                 min_shared_prefix: int = 16, decode_attention: str | None = None):
+                 min_shared_prefix: int = 16, prefill_rows: int = 4, decode_attention: str = GROUPED_ATTENTION):
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -102,21 +211,24 @@ class TransformersEngine:
         self.tokenizer = load_tokenizer(model_path, padding_side="left")
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype(dtype)).to(self.device)
         self.model.eval()
+        _register_grouped_attention()
         self.batch_size = batch_size
         self.model_path = model_path
         self.min_shared_prefix = min_shared_prefix
         self._prefix: list[int] = []  # token ids whose KV cache is self._prefix_cache
         self._prefix_cache = None
         self._vocab_text: list[str] | None = None
-        self.decode_attention = decode_attention if decode_attention is not None else (
-            "eager" if self.device == "cpu" else None)
+        self.prefill_rows = prefill_rows
+        self.decode_attention = decode_attention
+        eos = self.model.generation_config.eos_token_id
+        self._eos_ids = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
 
     # -- batching ---------------------------------------------------------------------------
 
-    def _batches(self, encoded: list[list[int]]):
+    def _batches(self, encoded: list[list[int]], size: int):
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # less padding per batch
-        for start in range(0, len(order), self.batch_size):
-            yield order[start:start + self.batch_size]
+        for start in range(0, len(order), size):
+            yield order[start:start + size]
 
     def _shared_prefix_cache(self, rows: list[list[int]]):
         """(prefix length, a KV cache of the prefix for one row) or (0, None) when too short."""
@@ -144,7 +256,7 @@ class TransformersEngine:
 
     def _layout(self, rows: list[list[int]]):
         """input_ids, attention_mask, position ids (all three prefix | padding | own tokens), the
-        prefix length and a per-row copy of the prefix cache (None without a shared prefix)."""
+        prefix length and the prefix's cache, one row (None without a shared prefix)."""
         import torch
 
         n, cache = self._shared_prefix_cache(rows)
@@ -152,60 +264,121 @@ class TransformersEngine:
         pad = self.tokenizer.pad_token_id
         ids = [r[:n] + [pad] * (width - (len(r) - n)) + r[n:] for r in rows]
         mask = [[1] * n + [0] * (width - (len(r) - n)) + [1] * (len(r) - n) for r in rows]
-        if cache is not None:
-            cache = copy.deepcopy(cache)
-            cache.batch_repeat_interleave(len(rows))
         to = dict(device=self.device, dtype=torch.long)
         mask = torch.tensor(mask, **to)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # padding does not move a row's positions
         return torch.tensor(ids, **to), mask, positions, n, cache
 
+    def _prefix_for_rows(self, prefix, rows: int):
+        """A cache that starts every one of ``rows`` rows with the prefix. The rows share the
+        prefix's memory (expanded views): a forward pass appends by concatenation, which copies."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        for i, layer in enumerate(prefix.layers):
+            cache.update(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1), i)
+        return cache
+
     # -- the Engine interface ----------------------------------------------------------------
 
     def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str]:
+        return [self.tokenizer.decode(row, skip_special_tokens=True).strip()
+                for row in self.generate_ids([encode_chat(self.tokenizer, p) for p in prompts], params)]
+
+    def generate_ids(self, encoded: list[list[int]], params: SamplingParams) -> list[list[int]]:
+        """The new token ids for every prompt (given as token ids), stop tokens left out."""
         import torch
 
-        encoded = [encode_chat(self.tokenizer, p) for p in prompts]
-        outputs: list[str] = [""] * len(encoded)
+        outputs: list[list[int]] = [[] for _ in encoded]
         if params.seed is not None:
             torch.manual_seed(params.seed)
-        sample = params.temperature > 0
         bar = tqdm(total=len(encoded), desc="generate", unit="prompt", leave=False)
-        for idx in self._batches(encoded):
-            input_ids, mask, positions, n, cache = self._layout([encoded[i] for i in idx])
+        for idx in self._batches(encoded, self.batch_size):
+            input_ids, mask, positions, n, prefix = self._layout([encoded[i] for i in idx])
             with torch.inference_mode():
-                cache = self._prefill(input_ids, mask, positions, n, cache)
-                with self._decode_attention():
-                    out = self.model.generate(
-                        input_ids=input_ids, attention_mask=mask, past_key_values=cache,
-                        max_new_tokens=params.max_new_tokens, do_sample=sample,
-                        temperature=params.temperature if sample else None,
-                        top_p=params.top_p if sample else None, top_k=None,
-                        pad_token_id=self.tokenizer.pad_token_id,
-                    )
-            for i, row in zip(idx, out[:, input_ids.shape[1]:]):
-                outputs[i] = self.tokenizer.decode(row, skip_special_tokens=True).strip()
+                cache = self._prefill_rows(input_ids, mask, positions, n, prefix, params.max_new_tokens)
+                tokens = self._decode(input_ids[:, -1], mask, positions[:, -1], cache, params)
+            for i, row in zip(idx, tokens):
+                outputs[i] = row
             bar.update(len(idx))
         bar.close()
         return outputs
 
-    def _prefill(self, input_ids, mask, positions, n: int, cache):
-        """The KV cache of every token but each row's last, computed with the model's own
-        (fused) attention; generate() then goes on from the last token."""
-        from transformers import DynamicCache
+    def _prefill_rows(self, input_ids, mask, positions, n: int, prefix, room: int):
+        """A cache of every token but each row's last, with room for ``room`` more per row.
 
-        if input_ids.shape[1] - n < 2:
-            return cache
-        cache = cache if cache is not None else DynamicCache(config=self.model.config)
-        self.model(input_ids=input_ids[:, n:-1], attention_mask=mask[:, :-1], position_ids=positions[:, n:-1],
-                   past_key_values=cache, use_cache=True, logits_to_keep=1)
-        return cache
+        Rows are prefilled ``prefill_rows`` at a time with the model's fused attention (SDPA), each
+        group skipping the padding columns that all its rows have, and written into one buffer
+        per layer (see _GrowingLayer), where decoding then adds a column per step in place."""
+        import torch
+        from transformers import DynamicCache
+        from transformers.cache_utils import Cache
+
+        rows, width = input_ids.shape
+        config = self.model.config
+        kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        dtype = next(self.model.parameters()).dtype
+        growing = _growing_layer_class()
+        layers = [growing(rows, kv_heads, width - 1 + room, head_dim, dtype, self.device, length=width - 1)
+                  for _ in range(config.num_hidden_layers)]
+        if prefix is not None:
+            for layer, source in zip(layers, prefix.layers):
+                layer.write(0, source.keys, source.values)
+        own = mask[:, n:-1]
+        for start in range(0, rows, self.prefill_rows):
+            group = slice(start, start + self.prefill_rows)
+            used = own[group].any(0).nonzero()
+            if used.numel() == 0:  # nothing of their own before the last token
+                continue
+            first = n + used[0].item()  # columns before this are padding in every row of the group
+            past = (self._prefix_for_rows(prefix, own[group].shape[0]) if prefix is not None
+                    else DynamicCache(config=config))
+            group_mask = torch.cat([mask[group, :n], mask[group, first:-1]], dim=1)
+            self.model(input_ids=input_ids[group, first:-1], attention_mask=group_mask,
+                       position_ids=positions[group, first:-1], past_key_values=past, use_cache=True, logits_to_keep=1)
+            for layer, filled in zip(layers, past.layers):
+                layer.write(first, filled.keys[:, :, n:], filled.values[:, :, n:], rows=group)
+        return Cache(layers=layers)
+
+    def _decode(self, last_tokens, mask, last_positions, cache, params: SamplingParams) -> list[list[int]]:
+        """Token-by-token decoding from each row's last prompt token; returns each row's new tokens.
+
+        Finished rows are dropped from the batch (and the cache) once a quarter of the live rows are
+        done, so a batch does not keep paying for rows that stopped early."""
+        import torch
+
+        rows = last_tokens.shape[0]
+        tokens: list[list[int]] = [[] for _ in range(rows)]
+        live = torch.arange(rows, device=self.device)  # the original row of each live row
+        done = torch.zeros(rows, dtype=torch.bool, device=self.device)
+        eos = torch.tensor(sorted(self._eos_ids), device=self.device)
+        step_input, step_positions = last_tokens, last_positions
+        with self._decode_attention():
+            for step in range(params.max_new_tokens):
+                logits = self.model(input_ids=step_input[:, None], attention_mask=mask,
+                                    position_ids=step_positions[:, None], past_key_values=cache, use_cache=True).logits
+                chosen = _sample(logits[:, -1], params)
+                for row, token, finished in zip(live.tolist(), chosen.tolist(), done.tolist()):
+                    if not finished:
+                        tokens[row].append(token)
+                done |= torch.isin(chosen, eos)
+                if bool(done.all()) or step == params.max_new_tokens - 1:
+                    break
+                if int(done.sum()) * 4 >= done.numel():
+                    keep = (~done).nonzero().squeeze(1)
+                    for layer in cache.layers:
+                        layer.keep_rows(keep)
+                    live, chosen, mask, step_positions, done = (
+                        live[keep], chosen[keep], mask[keep], step_positions[keep], done[keep])
+                mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+                step_input, step_positions = chosen, step_positions + 1
+        return [[t for t in row if t not in self._eos_ids] for row in tokens]
 
     @contextmanager
     def _decode_attention(self):
-        """Token-by-token decoding with eager attention on CPU. Measured here (SmolLM2-135M, bf16,
-        8 rows of 700 tokens): 55 ms per step against 131 with SDPA, whose CPU kernel is slow for
-        one query against a padded cache; SDPA stays for the prefill (5.5 s against 10.8)."""
+        """Decode with _grouped_attention (or what decode_attention names); the prefill keeps the
+        model's own fused attention."""
         current = self.model.config._attn_implementation
         switch = self.decode_attention and self.decode_attention != current
         if switch:
@@ -228,8 +401,9 @@ class TransformersEngine:
         token_ids = {c: self._token_ids_of(c) for c in choices}
         results: list[dict[str, float]] = [{} for _ in encoded]
         bar = tqdm(total=len(encoded), desc="score", unit="prompt", leave=False)
-        for idx in self._batches(encoded):
-            input_ids, mask, positions, n, cache = self._layout([encoded[i] for i in idx])
+        for idx in self._batches(encoded, self.prefill_rows):  # a prompt read, no decoding: prefill-sized
+            input_ids, mask, positions, n, prefix = self._layout([encoded[i] for i in idx])
+            cache = self._prefix_for_rows(prefix, len(idx)) if prefix is not None else None
             with torch.inference_mode():
                 logits = self.model(input_ids=input_ids[:, n:], attention_mask=mask, position_ids=positions[:, n:],
                                     past_key_values=cache, use_cache=cache is not None, logits_to_keep=1).logits
