@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast bench clean chromium
 
 setup: $(STAMP)
 
@@ -25,7 +25,15 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(VENV)/bin/humpback run --config src/humpback/demo/demo.yaml
 
-test: setup
+# The report test renders report.html in headless Chromium: Debian's package, installed when missing
+# (as root, or with sudo); without it that one test skips and says why.
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  ( (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || \
+	    (sudo -n apt-get update -qq && sudo -n apt-get install -y -qq chromium) >/dev/null 2>&1 || \
+	    echo "chromium could not be installed: the report rendering test will skip" )
+
+test: setup chromium
 	$(PY) -m pytest -q -ra
 
 test-fast: setup

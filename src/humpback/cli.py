@@ -18,8 +18,8 @@ import typer
 from pydantic import BaseModel
 
 import humpback as api
-from .config import (AugmentConfig, BackwardConfig, CurateConfig, ForwardConfig, GenerateConfig, RunConfig,
-                     SegmentConfig, deep_merge, load_yaml)
+from .config import (AugmentConfig, BackwardConfig, BackwardEvalConfig, CurateConfig, EvalConfig, ForwardConfig,
+                     GenerateConfig, RunConfig, SegmentConfig, deep_merge, load_yaml)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Instruction backtranslation: web text -> instruction data -> a better model.")
@@ -211,6 +211,105 @@ def _train(cfg: ForwardConfig, kind: str, seed: str, curated: Path | None, model
 def _generate(cfg: GenerateConfig, model: str, prompts: Path, out: Path) -> None:
     info = api.generate_file(prompts, api.resolve_model(model), out, cfg)
     typer.echo(f"{info['answers']} answers in {out} ({info['rejects']} rejects)")
+
+
+def _run_model(name: str, run: Path | None) -> str:
+    """A run's model by name (m0, m2, backward) when --run is given and it exists, else a path or id."""
+    if run is not None and (Path(run) / "models" / name).is_dir():
+        return str(Path(run) / "models" / name)
+    return name
+
+
+def _print_win_rate(result: dict, out: Path) -> None:
+    from rich.console import Console
+
+    console = Console()
+    console.rule(f"[bold]humpback eval: {result['model']} vs {result['reference']}")
+    if result.get("win_rate") is None:
+        console.print(f"no judged prompts ({result.get('unjudged', 0)} judgements without a verdict)")
+    else:
+        lc = result.get("length_controlled_win_rate")
+        console.print(f"win rate {result['win_rate']:.1f}% ± {result['standard_error'] or 0:.1f} (s.e.) over "
+                      f"{result['n_prompts']} prompts; wins {result['n_wins']}, losses {result['n_losses']}, "
+                      f"draws {result['n_draws']}" + ("" if lc is None else f"; length-controlled {lc:.1f}%"))
+        console.print(f"mean answer length {result['avg_length']:.0f} chars against {result['reference_avg_length']:.0f}; "
+                      f"judge {result['judge_model']} ({result['judge_mode']}, order {result['order']}); "
+                      f"judgements without a verdict {result['unjudged']}")
+    console.print(f"files: {out}/model_outputs.json, judgements.jsonl, leaderboard.json")
+
+
+@config_command("eval", EvalConfig, [
+    _opt("model", Optional[str], None, "Model to evaluate: a run's model by name (m0, m1, m2) with --run, or a path or 'smollm2-135m'."),
+    _opt("run", Optional[Path], None, "Run directory: model names resolve in it, results go to RUN/eval/."),
+    _opt("compare", Optional[tuple[str, str]], None, "BASELINE MODEL: judge MODEL's answers against BASELINE's on the "
+         "same prompts (e.g. --compare m0 m2: does M_2 beat M_0?).", "--compare"),
+    _opt("reference", Optional[Path], None, "Reference answers (AlpacaEval-format JSON or JSONL); default: the prompt "
+         "file's own 'output' answers (AlpacaEval's: text-davinci-003)."),
+    _opt("out", Optional[Path], None, "Output directory (default RUN/eval/NAME, or eval/NAME)."),
+    _opt("alpaca_eval_config", Optional[Path], None, "Also write an alpaca_eval annotators config for the judge here "
+         "(an OpenAI-compatible judge at --judge-base-url)."),
+], "Answer a prompt set with a model (AlpacaEval format) and judge it pairwise: win rate with its standard error.")
+def _eval(cfg: EvalConfig, model: str | None, run: Path | None, compare: tuple[str, str] | None,
+          reference: Path | None, out: Path | None, alpaca_eval_config: Path | None) -> None:
+    if cfg.prompts is None:
+        raise ValueError("--prompts is required (e.g. AlpacaEval's JSON list of instructions)")
+    root = Path(run) / "eval" if run is not None else Path("eval")
+    if alpaca_eval_config is not None:
+        path = api.alpaca_eval_config(alpaca_eval_config, cfg.judge.model, cfg.judge.base_url)
+        typer.echo(f"alpaca_eval annotators config: {path} (alpaca_eval --annotators_config {path}/configs.yaml ...)")
+    if compare:
+        baseline, contender = compare
+        out = out or root / f"{Path(contender).name}_vs_{Path(baseline).name}"
+        result = api.compare(cfg, _run_model(contender, run), _run_model(baseline, run), out,
+                             name=Path(contender).name, baseline_name=Path(baseline).name)
+        _print_win_rate(result, out)
+        return
+    if model is None:
+        raise ValueError("give --model (or --compare BASELINE MODEL)")
+    out = out or root / Path(model).name
+    result = api.evaluate(cfg, _run_model(model, run), out, reference=reference, name=Path(model).name)
+    if "win_rate" in result:
+        _print_win_rate(result, out)
+    else:
+        typer.echo(f"{result['answers']} answers in {result['model_outputs']} ({result['rejects']} rejects)")
+
+
+@config_command("eval-backward", BackwardEvalConfig, [
+    _opt("seed", str, ..., "Seed data (any supported shape, e.g. self_instruct_seed_tasks.jsonl) or 'demo'."),
+    _opt("model", str, "smollm2-135m", "Base model: the untrained reference, and what the backward model is trained from."),
+    _opt("backward_model", Optional[str], None, "Score this backward model instead of training one (e.g. runs/NAME/models/backward)."),
+    _opt("out", Path, Path("eval-backward"), "Output directory (fidelity.json, predictions.jsonl, the trained model)."),
+], "How well does the backward model recover held-out instructions? ROUGE-L (and embedding similarity), trained vs base.")
+def _eval_backward(cfg: BackwardEvalConfig, seed: str, model: str, backward_model: str | None, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    examples, rejects = api.load_seed(seed)
+    result = api.backward_fidelity(examples, api.check_model(model), out, cfg, backward_model=backward_model)
+    table = Table(title=f"Backward-model fidelity on {result['held_out']} held-out seed pairs "
+                        f"(trained on {result['trained_on']}; {len(rejects)} seed rejects)", box=None)
+    for col in ("model", "ROUGE-L F1", "embedding similarity"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for name, row in result["models"].items():
+        sim = row["embedding_similarity"]
+        table.add_row(f"{name} ({row['model']})", f"{row['rouge_l']:.3f}", "-" if sim is None else f"{sim:.3f}")
+    console = Console()
+    console.print(table)
+    console.print(f"ROUGE-L gain from backward training: {result['rouge_l_gain']:+.3f}; embeddings: {result['embedding_note']}")
+    console.print(f"files: {out}/fidelity.json, {out}/predictions.jsonl")
+
+
+@app.command("report", help="Rebuild RUN/report.html and RUN/report.md (and stats.json) from a run directory.")
+def _report(run: Path = typer.Argument(..., help="Run directory, e.g. runs/demo."),
+            labels: Optional[Path] = typer.Option(None, help="JSONL of {id, label: good|bad} for candidates: adds "
+                                                            "precision and recall of curation (paper, Table 7).")) -> None:
+    _setup_logging()
+    try:
+        paths = api.report_run(run, labels)
+    except (FileNotFoundError, ValueError) as e:
+        typer.secho(f"error: {e}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"report: {paths['html']} and {paths['markdown']}")
 
 
 def main() -> None:

@@ -233,6 +233,60 @@ class GenerateConfig(EngineConfig):
     """Sampling seed."""
 
 
+class JudgeConfig(EngineConfig):
+    """The pairwise judge of ``humpback eval``: which model, on which engine, asked how."""
+
+    enabled: bool = True
+    """Judge the answers (off: only write model_outputs.json, e.g. for the alpaca_eval package)."""
+    model: str = "smollm2-135m"
+    """Judge model: a local directory, a hub id, 'smollm2-135m', or for the openai engine the served
+    name. The paper judged with GPT-4 through AlpacaEval; a 135M judge only shows the plumbing."""
+    mode: Literal["logprob", "generate"] = "logprob"
+    """logprob: the probability of 'A' against 'B' after 'Verdict:' (like AlpacaEval 2's weighted
+    annotator; no ties); generate: the judge reasons and ends with 'Verdict: A|B|tie'."""
+    order: Literal["both", "random"] = "both"
+    """Position bias: judge every pair in both orders (twice the judgements) or one seeded random order."""
+    temperature: float = 0.0
+    """generate mode: the judge's sampling temperature (0: greedy)."""
+    top_p: float = 1.0
+    """generate mode: top-p."""
+    max_new_tokens: int = 384
+    """generate mode: longest judgement, in tokens."""
+    random_seed: int = 0
+    """Seed of the random order and of sampling."""
+
+
+class EvalConfig(GenerateConfig):
+    """``humpback eval``: answer a prompt set with a model (the GenerateConfig fields: the paper's
+    decoding and inference tag) and judge the answers pairwise."""
+
+    prompts: Path | None = None
+    """Prompt set: AlpacaEval's JSON list (instruction, dataset, and the reference output), or any
+    JSONL/JSON/text of instructions."""
+    limit: int | None = None
+    """Use a seeded sample of this many prompts (the same limit and seed give the same prompts)."""
+    sample_seed: int = 0
+    """Seed of the --limit sample."""
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+
+
+class BackwardEvalConfig(EngineConfig):
+    """``humpback eval-backward``: how well the backward model recovers held-out instructions
+    (the engine fields choose how the instructions are generated)."""
+
+    holdout: float = 0.2
+    """Share of the seed held out (seeded split); the backward model trains on the rest."""
+    split_seed: int = 0
+    """Seed of the split."""
+    max_new_tokens: int = 96
+    """Longest generated instruction, in tokens."""
+    embedding_model: str | None = "sentence-transformers/all-MiniLM-L6-v2"
+    """Sentence-embedding model for cosine similarity (needs sentence-transformers and the model
+    locally or from the hub); when unavailable, ROUGE-L alone is reported. None: ROUGE-L only."""
+    train: BackwardConfig = Field(default_factory=BackwardConfig)
+    """How the backward model is trained on the rest of the seed (as in ``humpback run``)."""
+
+
 class RunConfig(_Config):
     """The whole loop: segment -> backward -> augment -> (curate -> train) x iterations."""
 

@@ -18,7 +18,8 @@ from .augment import augment
 from .backward import train_backward
 from .config import RunConfig, dump_yaml
 from .curate import curate
-from .models import check_model
+from .models import check_model, load_tokenizer
+from .report import build_report
 from .seed import load_seed
 from .segment import segment
 from .shards import read_jsonl, stage_rejects, write_jsonl, write_json
@@ -54,12 +55,13 @@ def run(config: RunConfig, quiet: bool = False) -> dict:
     final = out / "final"
     final.mkdir(exist_ok=True)
     shutil.copyfile(train_set, final / "train.jsonl")
-    stats = run_stats(out, config.iterations, config.curate.k)
+    stats = run_stats(out, config.iterations, config.curate.k, load_tokenizer(base_model))
     stats["rejects"] = _collect_rejects(out, config.iterations)
     stats["final_dataset"] = str(final / "train.jsonl")
     stats["final_model"] = str(models / f"m{config.iterations}")
     stats["final_dataset_count"] = sum(1 for _ in read_jsonl(final / "train.jsonl"))
     write_json(out / "stats.json", stats)
+    stats["report"] = str(build_report(out, stats)["html"])
     if not quiet:
         print_summary(stats, out, config.curate.k)
     return stats

@@ -10,19 +10,95 @@ from typing import Iterable
 from .shards import read_jsonl, read_stage, stage_counters, stage_info
 
 
-def table2(records: Iterable[dict]) -> dict:
-    """Count and mean/std of instruction and output length in characters (paper, Table 2)."""
-    ins, outs = [], []
-    for r in records:
-        ins.append(len(r["instruction"]))
-        outs.append(len(r["output"]))
+def _mean_std(xs: list[int]) -> dict:
+    if not xs:
+        return {"mean": None, "std": None}
+    return {"mean": round(statistics.fmean(xs), 1), "std": round(statistics.pstdev(xs), 1)}
 
-    def mean_std(xs: list[int]) -> dict:
-        if not xs:
-            return {"mean": None, "std": None}
-        return {"mean": round(statistics.fmean(xs), 1), "std": round(statistics.pstdev(xs), 1)}
 
-    return {"count": len(ins), "instruction_chars": mean_std(ins), "output_chars": mean_std(outs)}
+def table2(records: Iterable[dict], tokenizer=None) -> dict:
+    """Count and mean/std of instruction and output length in characters, and in tokens of the
+    run's model when a tokenizer is given (paper, Table 2)."""
+    records = list(records)
+    row = {"count": len(records),
+           "instruction_chars": _mean_std([len(r["instruction"]) for r in records]),
+           "output_chars": _mean_std([len(r["output"]) for r in records])}
+    if tokenizer is not None:
+        for field in ("instruction", "output"):
+            texts = [r[field] for r in records]
+            ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+            row[f"{field}_tokens"] = _mean_std([len(i) for i in ids])
+    return row
+
+
+def rater_agreement(scores_by_iteration: dict[str, dict[str, int]]) -> list[dict]:
+    """For each pair of iterations, how the two judges' scores agree on the candidates both
+    scored: exact, within one point, and Spearman's rank correlation."""
+    from scipy.stats import spearmanr
+
+    rows = []
+    names = sorted(scores_by_iteration)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = sorted(set(scores_by_iteration[a]) & set(scores_by_iteration[b]))
+            x = [scores_by_iteration[a][c] for c in both]
+            y = [scores_by_iteration[b][c] for c in both]
+            row = {"iterations": [a, b], "candidates": len(both), "exact": None, "within_one": None, "spearman": None}
+            if both:
+                row["exact"] = round(sum(p == q for p, q in zip(x, y)) / len(both), 4)
+                row["within_one"] = round(sum(abs(p - q) <= 1 for p, q in zip(x, y)) / len(both), 4)
+                if len(set(x)) > 1 and len(set(y)) > 1:
+                    row["spearman"] = round(float(spearmanr(x, y).statistic), 4)
+            rows.append(row)
+    return rows
+
+
+def read_labels(path: Path) -> tuple[dict[str, bool], list[dict]]:
+    """Quality labels: JSONL of {"id": candidate id, "label": "good"|"bad"} (also true/false or 1/0).
+    Lines that are not such a record become rejects naming the file and line."""
+    import json
+
+    from .shards import reject
+
+    labels, rejects = {}, []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            value = row["label"]
+            good = {"good": True, "bad": False}.get(str(value).lower(), value if isinstance(value, bool) else None)
+            if good is None and value in (0, 1):
+                good = bool(value)
+            if good is None or not isinstance(row.get("id"), str):
+                raise ValueError("needs a string 'id' and a 'label' of good/bad")
+            labels[row["id"]] = good
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            rejects.append(reject("labels", f"{path}:{n}", f"not a label record: {e}", line))
+    return labels, rejects
+
+
+def precision_recall(scores: dict[str, int], labels: dict[str, bool], threshold: int) -> dict:
+    """Of the labelled candidates, those scored >= threshold are "selected": precision is the
+    share of selected that are good, recall the share of good that are selected (Table 7)."""
+    labelled = [c for c in scores if c in labels]
+    selected = [c for c in labelled if scores[c] is not None and scores[c] >= threshold]
+    good = [c for c in labelled if labels[c]]
+    hits = sum(labels[c] for c in selected)
+    return {"threshold": threshold, "labelled": len(labelled), "selected": len(selected), "good": len(good),
+            "precision": round(hits / len(selected), 4) if selected else None,
+            "recall": round(hits / len(good), 4) if good else None}
+
+
+def score_examples(ratings: Iterable[dict], per_level: int = 2, max_chars: int = 600) -> dict[str, list[dict]]:
+    """The first few candidates (by id) at each score level, texts cut to max_chars."""
+    examples: dict[str, list[dict]] = {str(s): [] for s in range(1, 6)}
+    for r in sorted(ratings, key=lambda r: r["id"]):
+        level = examples.get(str(r.get("score")))
+        if level is not None and len(level) < per_level:
+            level.append({"id": r["id"], "instruction": r["instruction"][:max_chars],
+                          "output": r["output"][:max_chars], "expected_score": r.get("expected_score")})
+    return examples
 
 
 def histogram(ratings: Iterable[dict]) -> dict:
@@ -32,24 +108,27 @@ def histogram(ratings: Iterable[dict]) -> dict:
     return counts
 
 
-def run_stats(out: Path, iterations: int, k: int) -> dict:
+def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[str, bool] | None = None) -> dict:
     out = Path(out)
     seed = list(read_jsonl(out / "seed" / "part-00000.jsonl"))
-    candidates = table2(read_stage(out / "candidates"))
+    candidates = table2(read_stage(out / "candidates"), tokenizer)
     stats: dict = {
         "segment_funnel": dict(stage_counters(out / "segments")),
+        "k": k,
         "segments": stage_info(out / "segments").get("records", 0),
         "candidates": candidates["count"],
-        "table2": {"seed": table2(seed), "candidates": candidates},
+        "table2": {"seed": table2(seed, tokenizer), "candidates": candidates},
         "iterations": {},
         "seconds": {},
     }
+    scores: dict[str, dict[str, int | None]] = {}
     for i in range(1, iterations + 1):
         ratings_dir = out / f"iter{i}" / "ratings"  # streamed: ratings carry whole segments
         hist = histogram(read_stage(ratings_dir))
         total = sum(hist.values())
-        a_k = table2(r for r in read_stage(ratings_dir) if r.get("score") and r["score"] >= k)
-        a_4 = table2(r for r in read_stage(ratings_dir) if r.get("score") and r["score"] >= 4)
+        a_k = table2((r for r in read_stage(ratings_dir) if r.get("score") and r["score"] >= k), tokenizer)
+        a_4 = table2((r for r in read_stage(ratings_dir) if r.get("score") and r["score"] >= 4), tokenizer)
+        scores[str(i)] = {r["id"]: r.get("score") for r in read_stage(ratings_dir)}
         stats["iterations"][str(i)] = {
             "judge": f"m{i - 1}", "ratings": total, "histogram": hist,
             "parse_rate": round((total - hist["unparsed"]) / total, 4) if total else None,
@@ -59,6 +138,13 @@ def run_stats(out: Path, iterations: int, k: int) -> dict:
         stats["table2"][f"A_{k} (iteration {i})"] = a_k
         if k != 4:
             stats["table2"][f"A_4 (iteration {i})"] = a_4
+        if labels:
+            stats["iterations"][str(i)]["precision_recall"] = [
+                precision_recall(scores[str(i)], labels, t) for t in sorted({k, 4})]
+    stats["rater_agreement"] = rater_agreement(
+        {i: {c: s for c, s in by_id.items() if s is not None} for i, by_id in scores.items()})
+    if iterations:
+        stats["score_examples"] = score_examples(read_stage(out / f"iter{iterations}" / "ratings"))
     stage_dirs = {"segment": "segments", "train backward": "models/backward", "augment": "candidates",
                   "train m0": "models/m0"}
     for i in range(1, iterations + 1):
@@ -109,3 +195,5 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
     times = "  ".join(f"{name} {sec:.0f}s" for name, sec in stats["seconds"].items() if sec is not None)
     console.print(f"time: {times}")
     console.print(f"dataset  {stats['final_dataset']}\nmodel    {stats['final_model']}\nsummary  {out / 'stats.json'}")
+    if stats.get("report"):
+        console.print(f"report   {stats['report']} (and report.md)")

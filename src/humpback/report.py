@@ -1,0 +1,250 @@
+"""A run's report: did the data get better, and did the model?
+
+``report.html`` is one self-contained page (figures embedded as PNG data, no network needed):
+the segmentation funnel, score histograms per iteration, length distributions, the Table 2
+numbers, rater agreement, precision/recall against labels when given, evaluation win rates with
+error bars, and example pairs at every score level. ``report.md`` has the same numbers as text.
+Both are rebuilt from the run directory by ``humpback report runs/NAME``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+from .shards import read_jsonl, read_stage
+
+SCORES = ["1", "2", "3", "4", "5"]
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figures(stats: dict, out: Path, evals: list[dict]) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    figures = {}
+    funnel = stats.get("segment_funnel", {})
+    steps = [("documents", funnel.get("documents", 0)), ("segments found", funnel.get("segments_found", 0)),
+             ("segments kept", funnel.get("segments_kept", 0)), ("candidates", stats.get("candidates", 0))]
+    steps += [(f"A_5 iter {i}", it.get("A_5", 0)) for i, it in stats.get("iterations", {}).items() if "A_5" in it]
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.barh([s for s, _ in steps][::-1], [v for _, v in steps][::-1], color="#4c72b0")
+    for y, (_, v) in enumerate(steps[::-1]):
+        ax.text(v, y, f" {v}", va="center")
+    ax.set_title("From web documents to curated pairs")
+    figures["funnel"] = _png(fig)
+
+    iterations = stats.get("iterations", {})
+    if iterations:
+        fig, ax = plt.subplots(figsize=(7, 3))
+        width = 0.8 / len(iterations)
+        for n, (i, it) in enumerate(iterations.items()):
+            counts = [it["histogram"].get(s, 0) for s in SCORES]
+            ax.bar([int(s) + (n - (len(iterations) - 1) / 2) * width for s in SCORES], counts, width,
+                   label=f"iteration {i} (judge {it['judge']})")
+        ax.set_xticks(range(1, 6))
+        ax.set_xlabel("score")
+        ax.set_ylabel("candidates")
+        ax.set_title("Scores per iteration")
+        ax.legend()
+        figures["scores"] = _png(fig)
+
+    sets = {"seed": list(read_jsonl(out / "seed" / "part-00000.jsonl")) if (out / "seed").exists() else [],
+            "candidates": list(read_stage(out / "candidates"))}
+    last = max((int(i) for i in iterations), default=0)
+    if last:
+        k = stats.get("k", 5)
+        sets[f"A_{k} (iteration {last})"] = [r for r in read_stage(out / f"iter{last}" / "ratings")
+                                            if r.get("score") and r["score"] >= k]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+    for ax, field in zip(axes, ("instruction", "output")):
+        for name, rows in sets.items():
+            if rows:
+                ax.hist([len(r[field]) for r in rows], bins=20, alpha=0.5, label=name)
+        ax.set_xlabel(f"{field} length (characters)")
+        ax.set_title(f"{field.capitalize()} lengths")
+    axes[0].legend()
+    figures["lengths"] = _png(fig)
+
+    rated = [e for e in evals if e.get("win_rate") is not None]
+    if rated:
+        fig, ax = plt.subplots(figsize=(7, 0.6 + 0.5 * len(rated)))
+        labels = [f"{e['model']} vs {e['reference']}" for e in rated]
+        ax.barh(labels, [e["win_rate"] for e in rated], xerr=[e.get("standard_error") or 0 for e in rated],
+                color="#55a868", capsize=4)
+        ax.axvline(50, color="grey", linestyle="--", linewidth=1)
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("win rate (%), error bars: one standard error")
+        ax.set_title("Pairwise evaluation")
+        figures["win_rates"] = _png(fig)
+    return figures
+
+
+def _evals(out: Path) -> list[dict]:
+    return [json.loads(p.read_text(encoding="utf-8")) | {"path": str(p.parent.relative_to(out))}
+            for p in sorted((out / "eval").glob("**/leaderboard.json"))]
+
+
+def _fmt(d: dict | None) -> str:
+    return "-" if not d or d.get("mean") is None else f"{d['mean']:.0f} ± {d['std']:.0f}"
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def _tables(stats: dict, evals: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Every table of the report, as (title, header, rows): one source for HTML and markdown."""
+    tables = []
+    funnel = stats.get("segment_funnel", {})
+    tables.append(("Segmentation funnel", ["step", "count"], [[k, str(v)] for k, v in sorted(funnel.items())]))
+    tokens = any("instruction_tokens" in row for row in stats.get("table2", {}).values())
+    header = ["set", "count", "instruction (chars)", "output (chars)"] + (
+        ["instruction (tokens)", "output (tokens)"] if tokens else [])
+    rows = []
+    for name, row in stats.get("table2", {}).items():
+        cells = [name, str(row["count"]), _fmt(row["instruction_chars"]), _fmt(row["output_chars"])]
+        if tokens:
+            cells += [_fmt(row.get("instruction_tokens")), _fmt(row.get("output_tokens"))]
+        rows.append(cells)
+    tables.append(("Table 2: data statistics (mean ± std)", header, rows))
+    iterations = stats.get("iterations", {})
+    if iterations:
+        k = stats.get("k", 5)
+        tables.append(("Scores per iteration", ["iteration", "judge", "parsed"] + SCORES + ["unparsed", f"|A_{k}|", "|A_4|"],
+                       [[i, it["judge"], _pct(it.get("parse_rate")), *(str(it["histogram"].get(s, 0)) for s in SCORES),
+                         str(it["histogram"].get("unparsed", 0)), str(it.get(f"A_{k}", "-")), str(it.get("A_4", "-"))]
+                        for i, it in iterations.items()]))
+    if stats.get("rater_agreement"):
+        tables.append(("Agreement between the iterations' judges", ["iterations", "candidates", "exact", "within one", "Spearman"],
+                       [[" vs ".join(r["iterations"]), str(r["candidates"]), _pct(r["exact"]), _pct(r["within_one"]),
+                         "-" if r["spearman"] is None else f"{r['spearman']:.2f}"] for r in stats["rater_agreement"]]))
+    pr = [(i, row) for i, it in iterations.items() for row in it.get("precision_recall", [])]
+    if pr:
+        tables.append(("Curation against your labels (Table 7)", ["iteration", "selected if score >=", "labelled",
+                                                                  "selected", "precision", "recall"],
+                       [[i, str(r["threshold"]), str(r["labelled"]), str(r["selected"]), _pct(r["precision"]),
+                         _pct(r["recall"])] for i, r in pr]))
+    if evals:
+        tables.append(("Pairwise evaluation", ["model", "against", "prompts", "win rate", "± s.e.", "LC win rate",
+                                               "avg length", "against: avg length", "judge"],
+                       [[e["model"], e["reference"], str(e["n_prompts"]),
+                         "-" if e.get("win_rate") is None else f"{e['win_rate']:.1f}",
+                         "-" if e.get("standard_error") is None else f"{e['standard_error']:.1f}",
+                         "-" if e.get("length_controlled_win_rate") is None else f"{e['length_controlled_win_rate']:.1f}",
+                         str(e.get("avg_length", "-")), str(e.get("reference_avg_length", "-")),
+                         f"{e.get('judge_model')} ({e.get('judge_mode')})"] for e in evals]))
+    return tables
+
+
+def _markdown(stats: dict, tables, evals: list[dict], out: Path) -> str:
+    lines = [f"# humpback report: {out.name}", ""]
+    for title, header, rows in tables:
+        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        lines.append("")
+    if not evals:
+        lines += ["No evaluation yet: `humpback eval --run RUN --model m2 --prompts PROMPTS` adds one.", ""]
+    for level, examples in stats.get("score_examples", {}).items():
+        for e in examples:
+            lines += [f"- score {level} `{e['id']}`: {e['instruction'][:160]!r}"]
+    return "\n".join(lines) + "\n"
+
+
+def _html(stats: dict, tables, figures: dict[str, str], evals: list[dict], out: Path) -> str:
+    from jinja2 import Environment
+
+    env = Environment(autoescape=True)
+    return env.from_string(_PAGE).render(name=out.name, tables=tables, figures=figures, evals=evals,
+                                         examples=stats.get("score_examples", {}), seconds=stats.get("seconds", {}))
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>humpback report: {{ name }}</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
+table { border-collapse: collapse; margin: .5rem 0 1.5rem; font-size: .9rem; }
+th, td { border-bottom: 1px solid #ddd; padding: .25rem .6rem; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+img { max-width: 100%; display: block; margin: .5rem 0 1.5rem; }
+.pair { border-left: 3px solid #4c72b0; padding: .3rem .8rem; margin: .6rem 0; background: #f7f7f9; }
+.pair pre { white-space: pre-wrap; margin: .2rem 0; font-size: .85rem; }
+</style></head>
+<body data-figures="{{ figures|length }}">
+<h1>humpback report: {{ name }}</h1>
+{% for key, title in [("funnel", "Funnel"), ("scores", "Score histograms"), ("lengths", "Length distributions"), ("win_rates", "Win rates")] %}
+{% if key in figures %}<h2>{{ title }}</h2><img class="figure" id="fig-{{ key }}" alt="{{ title }}" src="{{ figures[key] }}">{% endif %}
+{% endfor %}
+{% if not evals %}<p>No evaluation yet: <code>humpback eval --run RUN --model m2 --prompts PROMPTS</code> adds one.</p>{% endif %}
+{% for title, header, rows in tables %}
+<h2>{{ title }}</h2>
+<table><tr>{% for h in header %}<th>{{ h }}</th>{% endfor %}</tr>
+{% for row in rows %}<tr>{% for c in row %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}
+</table>
+{% endfor %}
+{% if examples %}<h2>Examples at each score (last iteration)</h2>
+{% for level, items in examples|dictsort|reverse %}{% for e in items %}
+<div class="pair"><b>score {{ level }}</b>{% if e.expected_score %} (expected {{ '%.2f' % e.expected_score }}){% endif %} <code>{{ e.id }}</code>
+<pre><b>Instruction:</b> {{ e.instruction }}</pre><pre><b>Output:</b> {{ e.output }}</pre></div>
+{% endfor %}{% endfor %}{% endif %}
+{% if seconds %}<h2>Time per stage</h2><p>{% for k, v in seconds.items() if v is not none %}{{ k }} {{ '%.0f' % v }} s{% if not loop.last %} · {% endif %}{% endfor %}</p>{% endif %}
+<script>
+// For automated checks: how many figures decoded (a broken image has naturalWidth 0).
+window.addEventListener("load", function () {
+  var ok = Array.from(document.images).filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute("data-figures-loaded", ok);
+});
+</script>
+</body></html>
+"""
+
+
+def build_report(run_dir: Path, stats: dict | None = None) -> dict[str, Path]:
+    """Write run_dir/report.html and run_dir/report.md from the run's stats.json and files."""
+    out = Path(run_dir)
+    if stats is None:
+        path = out / "stats.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist: is {out} a finished humpback run?")
+        stats = json.loads(path.read_text(encoding="utf-8"))
+    evals = _evals(out)
+    tables = _tables(stats, evals)
+    figures = _figures(stats, out, evals)
+    (out / "report.html").write_text(_html(stats, tables, figures, evals, out), encoding="utf-8")
+    (out / "report.md").write_text(_markdown(stats, tables, evals, out), encoding="utf-8")
+    return {"html": out / "report.html", "markdown": out / "report.md"}
+
+
+def report_run(run_dir: Path, labels: Path | None = None) -> dict[str, Path]:
+    """Recompute the run's statistics (with precision/recall when labels are given) and rebuild
+    its report. The run's config.yaml says how many iterations and which k and model it used."""
+    from .config import RunConfig, load_yaml
+    from .models import load_tokenizer, resolve_model
+    from .shards import write_json, write_jsonl
+    from .stats import read_labels, run_stats
+
+    out = Path(run_dir)
+    if not (out / "config.yaml").exists():
+        raise FileNotFoundError(f"{out / 'config.yaml'} does not exist: is {out} a humpback run directory?")
+    cfg = RunConfig.model_validate(load_yaml(out / "config.yaml"))
+    previous = json.loads((out / "stats.json").read_text(encoding="utf-8")) if (out / "stats.json").exists() else {}
+    label_map = None
+    if labels is not None:
+        label_map, rejects = read_labels(labels)
+        write_jsonl(out / "labels_rejects.jsonl", rejects)
+        previous["label_rejects"] = len(rejects)
+    stats = previous | run_stats(out, cfg.iterations, cfg.curate.k, load_tokenizer(resolve_model(cfg.model)), label_map)
+    write_json(out / "stats.json", stats)
+    return build_report(out, stats)
