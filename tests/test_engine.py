@@ -156,3 +156,38 @@ def test_unknown_engine_is_a_clear_error():
     with pytest.raises(ValidationError, match="engine"):
         AugmentConfig(engine="nope")
     assert CurateConfig(engine="vllm").engine == "vllm"
+
+
+def test_follow_up_text_is_fed_as_if_written_and_decoding_goes_on(engine):
+    """A follow-up appends text to a stopped completion and decodes a few tokens more: the same
+    tokens model.generate writes when given the prompt, the completion and that text."""
+    import torch
+
+    encoded = [encode_chat(engine.tokenizer, p) for p in SHARED[:4]]
+    plain = engine.generate_ids(encoded, SamplingParams(temperature=0.0, max_new_tokens=6))
+    params = SamplingParams(temperature=0.0, max_new_tokens=6, follow_up_tokens=3,
+                            follow_up=lambda i, text: "\nScore:" if i == 1 else None)
+    got = engine.generate_ids(encoded, params)
+    forced = engine.tokenizer("\nScore:", add_special_tokens=False)["input_ids"]
+    assert got[0] == plain[0] and got[2:] == plain[2:]  # the others are untouched
+    assert got[1][:6] == plain[1] and got[1][6:6 + len(forced)] == forced and len(got[1]) == 6 + len(forced) + 3
+    ids = torch.tensor([encoded[1] + plain[1] + forced])
+    with torch.inference_mode():
+        reference = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                          max_new_tokens=3, pad_token_id=engine.tokenizer.pad_token_id)
+    assert got[1][6 + len(forced):] == reference[0, ids.shape[1]:].tolist()
+
+
+def test_judges_get_their_score_line_in_the_same_pass(lively_model):
+    from humpback.config import CurateConfig
+    from humpback.curate import _rate_generate, load_template
+
+    engine = TransformersEngine(lively_model, dtype="float32", batch_size=4)
+    calls = []
+    generate = engine.generate
+    engine.generate = lambda prompts, params: calls.append(len(prompts)) or generate(prompts, params)
+    candidates = [{"id": str(i), "instruction": f"Say {i}.", "output": f"{i}!"} for i in range(3)]
+    fields = _rate_generate(candidates, engine, CurateConfig(max_new_tokens=8), load_template(None, "generate"), 0)
+    assert calls == [3]  # no second pass
+    for f in fields:
+        assert f["score_line_prompted"] and f["judge_output"].splitlines()[-1].startswith("Score:")

@@ -149,15 +149,34 @@ def score_distribution(logprobs: dict[str, float]) -> dict:
 
 
 def _rate_generate(candidates: list[dict], engine: Engine, cfg: CurateConfig, template: str, seed: int):
-    params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=seed)
+    prompted: set[int] = set()
+
+    def score_line_please(index: int, text: str) -> str | None:
+        """In the same pass (engines that support it): a judge that stopped without a Score line
+        is handed 'Score:' to finish, as finish_with_score_line does in a second pass."""
+        if has_score_line(text):
+            return None
+        prompted.add(index)
+        return f"\n{SCORE_PREFIX}"
+
+    params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=seed,
+                            follow_up=score_line_please if cfg.finish_score_line else None)
     prompts = [rating_prompt(c, template) for c in candidates]
     judged = engine.generate(prompts, params)
+    judged = [_end_at_score_line(a) if i in prompted and a is not None else a for i, a in enumerate(judged)]
     finished = finish_with_score_line(prompts, judged, engine) if cfg.finish_score_line else judged
     fields = []
-    for first, judge_output in zip(judged, finished):
+    for i, (first, judge_output) in enumerate(zip(judged, finished)):
         fields.append({"score": parse_score(judge_output), "judge_output": judge_output,
-                       "score_line_prompted": judge_output != first, "refused": judge_output is None})
+                       "score_line_prompted": i in prompted or judge_output != first, "refused": judge_output is None})
     return fields
+
+
+def _end_at_score_line(text: str) -> str:
+    """A prompted judgement ends with the line its Score is on (it may have written on)."""
+    start = text.rfind(SCORE_PREFIX)
+    end = text.find("\n", start)
+    return text if start < 0 or end < 0 else text[:end]
 
 
 def _rate_logprob(candidates: list[dict], engine: Engine, template: str):

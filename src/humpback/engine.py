@@ -23,7 +23,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from tqdm.auto import tqdm
 
@@ -34,12 +34,22 @@ log = logging.getLogger(__name__)
 Chat = list[dict]  # [{"role": ..., "content": ...}, ...]
 
 
+FOLLOW_UP_ROOM = 40  # tokens of cache kept free per row for follow-up text and what comes after it
+
+
 @dataclass
 class SamplingParams:
     temperature: float = 0.7
     top_p: float = 0.9
     max_new_tokens: int = 256
     seed: int | None = None
+    follow_up: Callable[[int, str], str | None] | None = None
+    """Called when a prompt's completion stops, with the prompt's index and the text so far; a
+    string returned is appended to the completion as if the model had written it, and decoding
+    goes on for up to ``follow_up_tokens`` more tokens (once per prompt). Curation uses it to hand
+    a judge that wrote no Score line a "Score:" to finish, in the same pass. Engines that cannot
+    do this (vllm, openai) ignore it; the caller checks the results either way."""
+    follow_up_tokens: int = 3
 
 
 class Engine(Protocol):
@@ -296,8 +306,12 @@ class TransformersEngine:
         for idx in self._batches(encoded, self.batch_size):
             input_ids, mask, positions, n, prefix = self._layout([encoded[i] for i in idx])
             with torch.inference_mode():
-                cache = self._prefill_rows(input_ids, mask, positions, n, prefix, params.max_new_tokens)
-                tokens = self._decode(input_ids[:, -1], mask, positions[:, -1], cache, params)
+                room = params.max_new_tokens + (FOLLOW_UP_ROOM if params.follow_up else 0)
+                cache = self._prefill_rows(input_ids, mask, positions, n, prefix, room)
+                follow_up = None
+                if params.follow_up is not None:
+                    follow_up = functools.partial(lambda order, row, text: params.follow_up(order[row], text), idx)
+                tokens = self._decode(input_ids[:, -1], mask, positions[:, -1], cache, params, follow_up)
             for i, row in zip(idx, tokens):
                 outputs[i] = row
             bar.update(len(idx))
@@ -341,39 +355,68 @@ class TransformersEngine:
                 layer.write(first, filled.keys[:, :, n:], filled.values[:, :, n:], rows=group)
         return Cache(layers=layers)
 
-    def _decode(self, last_tokens, mask, last_positions, cache, params: SamplingParams) -> list[list[int]]:
+    def _decode(self, last_tokens, mask, last_positions, cache, params: SamplingParams,
+                follow_up=None) -> list[list[int]]:
         """Token-by-token decoding from each row's last prompt token; returns each row's new tokens.
 
         Finished rows are dropped from the batch (and the cache) once a quarter of the live rows are
-        done, so a batch does not keep paying for rows that stopped early."""
+        done, so a batch does not keep paying for rows that stopped early. ``follow_up(row, text)``
+        (see SamplingParams.follow_up) may hand a stopping row text to append: its tokens are fed
+        one per step as if the model had written them, then the row decodes a few tokens more."""
         import torch
 
         rows = last_tokens.shape[0]
         tokens: list[list[int]] = [[] for _ in range(rows)]
+        left = [params.max_new_tokens] * rows  # tokens each row may still write
+        forced: list[list[int]] = [[] for _ in range(rows)]  # appended text not yet fed
+        followed: set[int] = set()
         live = torch.arange(rows, device=self.device)  # the original row of each live row
         done = torch.zeros(rows, dtype=torch.bool, device=self.device)
-        eos = torch.tensor(sorted(self._eos_ids), device=self.device)
         step_input, step_positions = last_tokens, last_positions
         with self._decode_attention():
-            for step in range(params.max_new_tokens):
+            while True:
                 logits = self.model(input_ids=step_input[:, None], attention_mask=mask,
                                     position_ids=step_positions[:, None], past_key_values=cache, use_cache=True).logits
-                chosen = _sample(logits[:, -1], params)
-                for row, token, finished in zip(live.tolist(), chosen.tolist(), done.tolist()):
-                    if not finished:
-                        tokens[row].append(token)
-                done |= torch.isin(chosen, eos)
-                if bool(done.all()) or step == params.max_new_tokens - 1:
+                chosen = _sample(logits[:, -1], params).tolist()
+                finished = done.tolist()
+                for j, row in enumerate(live.tolist()):
+                    if finished[j]:
+                        continue
+                    if forced[row]:  # appended text: fed whatever the model would have written
+                        chosen[j] = forced[row].pop(0)
+                        tokens[row].append(chosen[j])
+                        continue
+                    stop = chosen[j] in self._eos_ids
+                    if not stop:
+                        tokens[row].append(chosen[j])
+                        left[row] -= 1
+                    if not (stop or left[row] <= 0):
+                        continue
+                    extra = None
+                    if follow_up is not None and row not in followed:
+                        extra = follow_up(row, self.tokenizer.decode(tokens[row], skip_special_tokens=True))
+                    if not extra:
+                        finished[j] = True
+                        continue
+                    followed.add(row)
+                    forced[row] = self.tokenizer(extra, add_special_tokens=False)["input_ids"][:FOLLOW_UP_ROOM - 8]
+                    left[row] = params.follow_up_tokens
+                    if stop:  # the end token is not fed: the appended text starts now
+                        chosen[j] = forced[row].pop(0)
+                        tokens[row].append(chosen[j])
+                done = torch.tensor(finished, device=self.device)
+                if bool(done.all()):
                     break
+                step_input = torch.tensor(chosen, device=self.device)
                 if int(done.sum()) * 4 >= done.numel():
                     keep = (~done).nonzero().squeeze(1)
                     for layer in cache.layers:
                         layer.keep_rows(keep)
-                    live, chosen, mask, step_positions, done = (
-                        live[keep], chosen[keep], mask[keep], step_positions[keep], done[keep])
+                    live, step_input, mask, step_positions, done = (
+                        live[keep], step_input[keep], mask[keep], step_positions[keep], done[keep])
                 mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-                step_input, step_positions = chosen, step_positions + 1
-        return [[t for t in row if t not in self._eos_ids] for row in tokens]
+                step_positions = step_positions + 1
+        return tokens
 
     @contextmanager
     def _decode_attention(self):
