@@ -250,3 +250,30 @@ def test_eval_backward_on_the_self_instruct_seed(tmp_path, embedded_model):
     for name in ("trained", "base"):
         assert 0 < fidelity["models"][name]["rouge_l"] < 1
     assert "trained" in result.output and "base" in result.output and "ROUGE-L" in result.output
+
+
+def test_embedding_similarity_is_the_cosine_of_normalised_embeddings(monkeypatch):
+    """sentence-transformers is optional (and its models need the hub): a stand-in module with
+    its API checks our side, the cosine of the normalised embeddings, and the fallback."""
+    import sys
+    import types
+
+    import numpy as np
+
+    from humpback.evaluate import _embedding_similarity
+
+    class StandIn:
+        def __init__(self, name):
+            if name == "missing":
+                raise OSError("not on disk")
+
+        def encode(self, texts, normalize_embeddings, convert_to_numpy):
+            vectors = np.array([[len(t), t.count("a") + 1.0] for t in texts])
+            return vectors / np.linalg.norm(vectors, axis=1, keepdims=True) if normalize_embeddings else vectors
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", types.SimpleNamespace(SentenceTransformer=StandIn))
+    scores, note = _embedding_similarity("stand-in", ["aaaa", "abc"], ["aaaa", "xyz"])
+    assert scores[0] == pytest.approx(1.0) and scores[1] < 1.0 and "stand-in" in note
+    assert _embedding_similarity("missing", ["a"], ["b"]) == (None, "could not load missing: OSError")
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # not installed
+    assert "not installed" in _embedding_similarity("any", ["a"], ["b"])[1]

