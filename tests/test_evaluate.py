@@ -243,7 +243,8 @@ def test_eval_backward_on_the_self_instruct_seed(tmp_path, embedded_model):
 
     seed = shared_data("seed/self_instruct_seed_tasks.jsonl")
     result = CliRunner().invoke(app, ["eval-backward", "--seed", str(seed), "--out", str(tmp_path),
-                                      "--train-max-steps", "6", "--max-new-tokens", "48"])
+                                      "--train-max-steps", "6", "--train-max-length", "512",
+                                      "--max-new-tokens", "48"])
     assert result.exit_code == 0, result.output
     fidelity = json.loads((tmp_path / "fidelity.json").read_text())
     assert fidelity["held_out"] == 35 and fidelity["trained_on"] == 140
