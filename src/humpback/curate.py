@@ -24,6 +24,7 @@ from typing import Iterable
 from .config import CurateConfig
 from .engine import Engine, SamplingParams, make_engine
 from .shards import read_stage, run_sharded, stage_info, write_json, write_jsonl
+from .stats import agreement
 
 RUBRIC_SCALE = """\
 Below is an instruction from a user and a candidate answer. Judge whether the answer is a good \
@@ -263,11 +264,11 @@ def compare_modes(candidates: Iterable[dict] | Path, judge_model: str, cfg: Cura
     pairs = [{"id": c["id"], "generate": g["score"], "logprob": lp["score"], "expected_score": lp["expected_score"]}
              for c, g, lp in zip(sample, generated, by_logprob)]
     both = [p for p in pairs if p["generate"] is not None and p["logprob"] is not None]
+    agreed = agreement([p["generate"] for p in both], [p["logprob"] for p in both])
     report = {
         "judge_model": str(judge_model), "sampled": len(sample), "both_rated": len(both),
         "generate_unparsed": sum(p["generate"] is None for p in pairs),
-        "exact_agreement": round(sum(p["generate"] == p["logprob"] for p in both) / len(both), 4) if both else None,
-        "within_one": round(sum(abs(p["generate"] - p["logprob"]) <= 1 for p in both) / len(both), 4) if both else None,
+        "exact_agreement": agreed["exact"], "within_one": agreed["within_one"],
         "generate_histogram": dict(sorted(Counter(p["generate"] for p in both).items())),
         "logprob_histogram": dict(sorted(Counter(p["logprob"] for p in both).items())),
         "pairs": pairs,

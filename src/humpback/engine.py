@@ -20,10 +20,11 @@ import functools
 import logging
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from tqdm.auto import tqdm
 
@@ -323,8 +324,8 @@ class TransformersEngine:
                 room = params.max_new_tokens + (FOLLOW_UP_ROOM if params.follow_up else 0)
                 cache = self._prefill_rows(input_ids, mask, positions, n, prefix, room)
                 follow_up = None
-                if params.follow_up is not None:
-                    follow_up = functools.partial(lambda order, row, text: params.follow_up(order[row], text), idx)
+                if params.follow_up is not None:  # the loop knows rows of this batch; the caller, prompt indices
+                    follow_up = lambda row, text, idx=idx: params.follow_up(idx[row], text)
                 tokens = self._decode(input_ids[:, -1], mask, positions[:, -1], cache, params, follow_up)
             for i, row in zip(idx, tokens):
                 outputs[i] = row
@@ -384,16 +385,15 @@ class TransformersEngine:
         left = [params.max_new_tokens] * rows  # tokens each row may still write
         forced: list[list[int]] = [[] for _ in range(rows)]  # appended text not yet fed
         followed: set[int] = set()
-        live = torch.arange(rows, device=self.device)  # the original row of each live row
-        done = torch.zeros(rows, dtype=torch.bool, device=self.device)
+        live = list(range(rows))  # the original row of each row still in the batch
+        finished = [False] * rows  # per row still in the batch
         step_input, step_positions = last_tokens, last_positions
         with self._decode_attention():
             while True:
                 logits = self.model(input_ids=step_input[:, None], attention_mask=mask,
                                     position_ids=step_positions[:, None], past_key_values=cache, use_cache=True).logits
                 chosen = _sample(logits[:, -1], params).tolist()
-                finished = done.tolist()
-                for j, row in enumerate(live.tolist()):
+                for j, row in enumerate(live):
                     if finished[j]:
                         continue
                     if forced[row]:  # appended text: fed whatever the model would have written
@@ -418,16 +418,16 @@ class TransformersEngine:
                     if stop:  # the end token is not fed: the appended text starts now
                         chosen[j] = forced[row].pop(0)
                         tokens[row].append(chosen[j])
-                done = torch.tensor(finished, device=self.device)
-                if bool(done.all()):
+                if all(finished):
                     break
                 step_input = torch.tensor(chosen, device=self.device)
-                if int(done.sum()) * 4 >= done.numel():
-                    keep = (~done).nonzero().squeeze(1)
+                if sum(finished) * 4 >= len(finished):
+                    keep_list = [j for j, f in enumerate(finished) if not f]
+                    keep = torch.tensor(keep_list, device=self.device)
                     for layer in cache.layers:
                         layer.keep_rows(keep)
-                    live, step_input, mask, step_positions, done = (
-                        live[keep], step_input[keep], mask[keep], step_positions[keep], done[keep])
+                    step_input, mask, step_positions = step_input[keep], mask[keep], step_positions[keep]
+                    live, finished = [live[j] for j in keep_list], [False] * len(keep_list)
                 mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
                 step_positions = step_positions + 1
         return tokens

@@ -98,6 +98,14 @@ def answer(prompts: list[dict], model: str, cfg: EvalConfig, generator: str) -> 
     return alpaca_records(prompts, outputs, generator), rejects
 
 
+def write_model_outputs(out_dir: Path, outputs: list[dict]) -> Path:
+    """model_outputs.json: a JSON list, as alpaca_eval reads it."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    path = Path(out_dir) / "model_outputs.json"
+    path.write_text(json.dumps(outputs, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
 def reference_outputs(path: Path) -> dict[str, dict]:
     """An AlpacaEval-format outputs file (JSON list or JSONL), by instruction."""
     rows, _ = read_prompts(Path(path))
@@ -239,12 +247,10 @@ def evaluate(cfg: EvalConfig, model: str, out_dir: Path, reference: Path | None 
     prompts, rejects = load_prompt_set(cfg.prompts, cfg.limit, cfg.sample_seed)
     outputs, refused = answer(prompts, model, cfg, name)
     rejects += refused
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "model_outputs.json").write_text(json.dumps(outputs, indent=2, ensure_ascii=False) + "\n",
-                                                encoding="utf-8")
+    outputs_path = write_model_outputs(out_dir, outputs)
     write_jsonl(out_dir / "rejects.jsonl", rejects)
     summary = {"model": name, "prompts": len(prompts), "answers": len(outputs), "rejects": len(rejects),
-               "model_outputs": str(out_dir / "model_outputs.json")}
+               "model_outputs": str(outputs_path)}
     if not cfg.judge.enabled:
         return summary
     if reference is not None:
@@ -268,9 +274,7 @@ def compare(cfg: EvalConfig, model: str, baseline: str, out_dir: Path, name: str
     for side, side_model in ((name, model), (baseline_name, baseline)):
         outputs, refused = answer(prompts, side_model, cfg, side)
         rejects += refused
-        (out_dir / side).mkdir(parents=True, exist_ok=True)
-        (out_dir / side / "model_outputs.json").write_text(json.dumps(outputs, indent=2, ensure_ascii=False) + "\n",
-                                                          encoding="utf-8")
+        write_model_outputs(out_dir / side, outputs)
         sides[side] = outputs
     write_jsonl(out_dir / "rejects.jsonl", rejects)
     references = {o["instruction"]: o for o in sides[baseline_name]}

@@ -61,18 +61,25 @@ def _figures(stats: dict, out: Path, evals: list[dict]) -> dict[str, str]:
         ax.legend()
         figures["scores"] = _png(fig)
 
-    sets = {"seed": list(read_jsonl(out / "seed" / "part-00000.jsonl")) if (out / "seed").exists() else [],
-            "candidates": list(read_stage(out / "candidates"))}
+    def lengths(records) -> dict[str, list[int]]:  # lengths only: candidates carry whole segments
+        found = {"instruction": [], "output": []}
+        for r in records:
+            for field, values in found.items():
+                values.append(len(r[field]))
+        return found
+
+    sets = {"seed": lengths(read_jsonl(out / "seed" / "part-00000.jsonl")) if (out / "seed").exists() else None,
+            "candidates": lengths(read_stage(out / "candidates"))}
     last = max((int(i) for i in iterations), default=0)
     if last:
         k = stats.get("k", 5)
-        sets[f"A_{k} (iteration {last})"] = [r for r in read_stage(out / f"iter{last}" / "ratings")
-                                            if r.get("score") and r["score"] >= k]
+        sets[f"A_{k} (iteration {last})"] = lengths(r for r in read_stage(out / f"iter{last}" / "ratings")
+                                                    if r.get("score") and r["score"] >= k)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3))
     for ax, field in zip(axes, ("instruction", "output")):
-        for name, rows in sets.items():
-            if rows:
-                ax.hist([len(r[field]) for r in rows], bins=20, alpha=0.5, label=name)
+        for name, found in sets.items():
+            if found and found[field]:
+                ax.hist(found[field], bins=20, alpha=0.5, label=name)
         ax.set_xlabel(f"{field} length (characters)")
         ax.set_title(f"{field.capitalize()} lengths")
     axes[0].legend()

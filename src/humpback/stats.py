@@ -31,6 +31,14 @@ def table2(records: Iterable[dict], tokenizer=None) -> dict:
     return row
 
 
+def agreement(x: list[int], y: list[int]) -> dict:
+    """How two ratings of the same candidates agree: the share equal, and within one point."""
+    if not x:
+        return {"exact": None, "within_one": None}
+    return {"exact": round(sum(p == q for p, q in zip(x, y)) / len(x), 4),
+            "within_one": round(sum(abs(p - q) <= 1 for p, q in zip(x, y)) / len(x), 4)}
+
+
 def rater_agreement(scores_by_iteration: dict[str, dict[str, int]]) -> list[dict]:
     """For each pair of iterations, how the two judges' scores agree on the candidates both
     scored: exact, within one point, and Spearman's rank correlation."""
@@ -43,12 +51,9 @@ def rater_agreement(scores_by_iteration: dict[str, dict[str, int]]) -> list[dict
             both = sorted(set(scores_by_iteration[a]) & set(scores_by_iteration[b]))
             x = [scores_by_iteration[a][c] for c in both]
             y = [scores_by_iteration[b][c] for c in both]
-            row = {"iterations": [a, b], "candidates": len(both), "exact": None, "within_one": None, "spearman": None}
-            if both:
-                row["exact"] = round(sum(p == q for p, q in zip(x, y)) / len(both), 4)
-                row["within_one"] = round(sum(abs(p - q) <= 1 for p, q in zip(x, y)) / len(both), 4)
-                if len(set(x)) > 1 and len(set(y)) > 1:
-                    row["spearman"] = round(float(spearmanr(x, y).statistic), 4)
+            row = {"iterations": [a, b], "candidates": len(both), **agreement(x, y), "spearman": None}
+            if len(set(x)) > 1 and len(set(y)) > 1:
+                row["spearman"] = round(float(spearmanr(x, y).statistic), 4)
             rows.append(row)
     return rows
 
@@ -123,17 +128,23 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
     }
     scores: dict[str, dict[str, int | None]] = {}
     for i in range(1, iterations + 1):
-        ratings_dir = out / f"iter{i}" / "ratings"  # streamed: ratings carry whole segments
-        hist = histogram(read_stage(ratings_dir))
+        ratings_dir = out / f"iter{i}" / "ratings"
+        # one streamed pass (ratings carry whole segments): scores by id, and the texts of A_min(k,4) only
+        by_id, prompted, selected = {}, 0, []
+        for r in read_stage(ratings_dir):
+            by_id[r["id"]] = r.get("score")
+            prompted += bool(r.get("score_line_prompted"))
+            if r.get("score") and r["score"] >= min(k, 4):
+                selected.append({"instruction": r["instruction"], "output": r["output"], "score": r["score"]})
+        scores[str(i)] = by_id
+        hist = histogram({"score": s} for s in by_id.values())
         total = sum(hist.values())
-        a_k = table2((r for r in read_stage(ratings_dir) if r.get("score") and r["score"] >= k), tokenizer)
-        a_4 = table2((r for r in read_stage(ratings_dir) if r.get("score") and r["score"] >= 4), tokenizer)
-        scores[str(i)] = {r["id"]: r.get("score") for r in read_stage(ratings_dir)}
+        a_k = table2((r for r in selected if r["score"] >= k), tokenizer)
+        a_4 = table2((r for r in selected if r["score"] >= 4), tokenizer)
         stats["iterations"][str(i)] = {
             "judge": f"m{i - 1}", "ratings": total, "histogram": hist,
             "parse_rate": round((total - hist["unparsed"]) / total, 4) if total else None,
-            "score_line_prompted": sum(1 for r in read_stage(ratings_dir) if r.get("score_line_prompted")),
-            f"A_{k}": a_k["count"], "A_4": a_4["count"],
+            "score_line_prompted": prompted, f"A_{k}": a_k["count"], "A_4": a_4["count"],
         }
         stats["table2"][f"A_{k} (iteration {i})"] = a_k
         if k != 4:
