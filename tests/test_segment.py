@@ -6,7 +6,7 @@ import pytest
 
 from conftest import shared_data, write_jsonl
 from humpback.config import SegmentConfig
-from humpback.segment import (Deduplicator, header_problem, header_segments, repeated_sentence_share, segment,
+from humpback.segment import (Deduplicator, header_problem, header_segments, repeated_sentence_share, segment, signature,
                               strip_boilerplate_lines, text_segments)
 from humpback.shards import read_stage, stage_counters, stage_rejects
 
@@ -50,10 +50,10 @@ def test_dedup_exact_and_near():
     cfg = SegmentConfig()
     d = Deduplicator(cfg)
     text = para(40)
-    assert d.check("a", text) is None
-    assert d.check("b", text.upper()) == "exact_duplicate"
-    assert d.check("c", text.replace("number 39.", "number thirty-nine.")) == "near_duplicate"
-    assert d.check("d", para(40, "other")) is None
+    assert d.check("a", *signature(text, cfg)) is None
+    assert d.check("b", *signature(text.upper(), cfg)) == "exact_duplicate"
+    assert d.check("c", *signature(text.replace("number 39.", "number thirty-nine."), cfg)) == "near_duplicate"
+    assert d.check("d", *signature(para(40, "other"), cfg)) is None
 
 
 def test_text_segments_pack_paragraphs():

@@ -6,13 +6,15 @@ Every (instruction, segment) pair is a candidate; its id is the segment's id.
 from __future__ import annotations
 
 import itertools
+from functools import partial
 from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
 from .backward import backward_prompt
-from .config import AugmentConfig, BackwardConfig
+from .config import AugmentConfig, BackwardConfig, ExecutorConfig
 from .engine import Engine, SamplingParams, make_engine
+from .executor import refuse_engine_object
 from .shards import read_stage, reject, run_sharded, stage_info
 
 
@@ -38,10 +40,27 @@ def augment_shard(segments: list[dict], engine: Engine, cfg: AugmentConfig, syst
     return candidates, rejects, counts
 
 
+class AugmentWorker:
+    """The shard function of augmentation, holding one engine (built here, or given and not owned)."""
+
+    def __init__(self, backward_model: str, cfg: AugmentConfig, system_prompt: str, engine: Engine | None = None):
+        self.backward_model, self.cfg, self.system_prompt = str(backward_model), cfg, system_prompt
+        self.owns_engine = engine is None
+        self.engine = engine or make_engine(backward_model, cfg)
+
+    def __call__(self, segments: list[dict], shard_index: int):
+        return augment_shard(segments, self.engine, self.cfg, self.system_prompt, self.backward_model, shard_index)
+
+    def close(self):
+        if self.owns_engine:
+            self.engine.close()
+
+
 def augment(segments: Iterable[dict] | Path, backward_model: str, out_dir: Path,
             cfg: AugmentConfig | None = None, system_prompt: str | None = None,
-            engine: Engine | None = None) -> dict:
-    """Write ``out_dir/part-*.jsonl`` candidates; segments is an iterable or a segments directory."""
+            engine: Engine | None = None, executor: ExecutorConfig | None = None) -> dict:
+    """Write ``out_dir/part-*`` candidates; segments is an iterable or a segments directory.
+    ``executor`` runs the shards on Ray (then ``engine`` cannot be given: each actor loads its own)."""
     cfg = cfg or AugmentConfig()
     system_prompt = system_prompt or BackwardConfig().system_prompt
     out_dir = Path(out_dir)
@@ -51,15 +70,6 @@ def augment(segments: Iterable[dict] | Path, backward_model: str, out_dir: Path,
         segments = read_stage(Path(segments))
     if cfg.max_segments is not None:
         segments = itertools.islice(segments, cfg.max_segments)
-    state: dict = {}
-
-    def process(batch: list[dict], index: int):
-        if "engine" not in state:  # loaded only when a shard needs work
-            state["engine"] = engine or make_engine(backward_model, cfg)
-        return augment_shard(batch, state["engine"], cfg, system_prompt, str(backward_model), index)
-
-    try:
-        return run_sharded(segments, out_dir, cfg.records_per_shard, process, desc="augment")
-    finally:
-        if engine is None and "engine" in state:
-            state["engine"].close()
+    refuse_engine_object(engine, executor, "augment")
+    worker = partial(AugmentWorker, backward_model, cfg, system_prompt, engine)
+    return run_sharded(segments, out_dir, cfg.records_per_shard, worker, desc="augment", executor=executor)

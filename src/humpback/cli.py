@@ -18,8 +18,8 @@ import typer
 from pydantic import BaseModel
 
 import humpback as api
-from .config import (AugmentConfig, BackwardConfig, BackwardEvalConfig, CurateConfig, EvalConfig, ForwardConfig,
-                     GenerateConfig, RunConfig, SegmentConfig, deep_merge, load_yaml)
+from .config import (AugmentConfig, BackwardConfig, BackwardEvalConfig, CurateConfig, EvalConfig, ExecutorConfig,
+                     ForwardConfig, GenerateConfig, RunConfig, SegmentConfig, deep_merge, load_yaml)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Instruction backtranslation: web text -> instruction data -> a better model.")
@@ -120,12 +120,21 @@ def _run(cfg: RunConfig) -> None:
     api.run(cfg)
 
 
+# The corpus stages' commands take the executor flags (--executor ray, --ray-address, ...) too.
+_EXECUTOR_PARAMS = _config_params(ExecutorConfig)
+
+
+def _executor(flags: dict) -> ExecutorConfig:
+    return ExecutorConfig.model_validate({k: v for k, v in flags.items() if v is not None})
+
+
 @config_command("segment", SegmentConfig, [
     _opt("corpus", str, ..., "Corpus file, directory or glob (HTML, WARC, JSONL, TXT/MD), or 'demo'."),
     _opt("out", Path, ..., "Output directory for the segment shards."),
+    *_EXECUTOR_PARAMS,
 ], "Split a web corpus into filtered, deduplicated header segments.")
-def _segment(cfg: SegmentConfig, corpus: str, out: Path) -> None:
-    info = api.segment(corpus, out, cfg)
+def _segment(cfg: SegmentConfig, corpus: str, out: Path, **executor) -> None:
+    info = api.segment(corpus, out, cfg, executor=_executor(executor))
     typer.echo(f"{info['records']} segments in {out} ({info['rejects']} rejects); funnel: "
                f"{dict(api.stage_counters(out))}")
 
@@ -135,9 +144,11 @@ def _segment(cfg: SegmentConfig, corpus: str, out: Path) -> None:
     _opt("model", str, ..., "The backward model directory."),
     _opt("out", Path, ..., "Output directory for the candidate shards."),
     _opt("system_prompt", Optional[str], None, "Backward model system prompt (must match its training)."),
+    *_EXECUTOR_PARAMS,
 ], "Self-augmentation: write an instruction for every segment with the backward model.")
-def _augment(cfg: AugmentConfig, segments: Path, model: str, out: Path, system_prompt: str | None) -> None:
-    info = api.augment(segments, api.resolve_model(model), out, cfg, system_prompt=system_prompt)
+def _augment(cfg: AugmentConfig, segments: Path, model: str, out: Path, system_prompt: str | None, **executor) -> None:
+    info = api.augment(segments, api.resolve_model(model), out, cfg, system_prompt=system_prompt,
+                       executor=_executor(executor))
     typer.echo(f"{info['records']} candidates in {out} ({info['rejects']} rejects)")
 
 
@@ -148,13 +159,16 @@ def _augment(cfg: AugmentConfig, segments: Path, model: str, out: Path, system_p
     _opt("iteration", int, 1, "Iteration number recorded with each rating."),
     _opt("compare", bool, False, "Instead of curating, rate a seeded sample (--compare-sample) both ways, "
          "generate and logprob, and report their agreement (written to OUT/compare.json).", "--compare"),
+    *_EXECUTOR_PARAMS,
 ], "Self-curation: rate every candidate on the 5-point rubric and keep A_k.")
-def _curate(cfg: CurateConfig, candidates: Path, model: str, out: Path, iteration: int, compare: bool) -> None:
+def _curate(cfg: CurateConfig, candidates: Path, model: str, out: Path, iteration: int, compare: bool,
+            **executor) -> None:
     if compare:
         report = api.compare_modes(candidates, api.resolve_model(model), cfg, out_path=Path(out) / "compare.json")
         _print_comparison(report)
         return
-    curated = api.curate(candidates, api.resolve_model(model), out, cfg, iteration=iteration)
+    curated = api.curate(candidates, api.resolve_model(model), out, cfg, iteration=iteration,
+                         executor=_executor(executor))
     hist = api.histogram(api.read_stage(out / "ratings"))
     typer.echo(f"scores {hist}; A_{cfg.k}: {len(curated)} in {out / 'curated'}")
 

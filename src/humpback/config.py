@@ -287,8 +287,28 @@ class BackwardEvalConfig(EngineConfig):
     """How the backward model is trained on the rest of the seed (as in ``humpback run``)."""
 
 
-class RunConfig(_Config):
-    """The whole loop: segment -> backward -> augment -> (curate -> train) x iterations."""
+class ExecutorConfig(_Config):
+    """Where the corpus stages (segment, augment, curate) run: this process, or a Ray cluster."""
+
+    executor: Literal["local", "ray"] = "local"
+    """local: shards one after another in this process. ray: shards on a pool of Ray Data actors
+    (needs the `ray` extra); the output, run layout and resume are the same, shards are Parquet."""
+    ray_address: str | None = None
+    """ray: the cluster to join (e.g. 'auto' on a node of a `ray start` cluster, or
+    ray://HEAD:10001); None joins RAY_ADDRESS if set, else starts a local Ray on this machine."""
+    ray_actors: int | None = None
+    """ray: actors per stage, each holding one engine. None: one per GPU in the cluster (divided
+    by ray_gpus_per_actor), or without GPUs one per ray_cpus_per_actor CPUs."""
+    ray_cpus_per_actor: float = 1.0
+    """ray: CPUs each actor reserves (its torch threads on a CPU-only cluster)."""
+    ray_gpus_per_actor: float | None = None
+    """ray: GPUs each engine actor reserves; None: 1 when the cluster has GPUs, else 0. A fraction
+    packs several small models on one GPU. Segmentation actors never take a GPU."""
+
+
+class RunConfig(ExecutorConfig):
+    """The whole loop: segment -> backward -> augment -> (curate -> train) x iterations. The
+    executor fields (executor, ray_address, ...) apply to segment, augment and curate."""
 
     seed: str = "demo"
     """Seed data: a JSONL/JSON/Parquet file, a hub dataset id, or 'demo' for the bundled pairs."""

@@ -18,11 +18,13 @@ import math
 import random
 import re
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Iterable
 
-from .config import CurateConfig
+from .config import CurateConfig, ExecutorConfig
 from .engine import Engine, SamplingParams, make_engine
+from .executor import refuse_engine_object
 from .shards import read_stage, run_sharded, stage_info, write_json, write_jsonl
 from .stats import agreement
 
@@ -202,29 +204,37 @@ def rate_shard(candidates: list[dict], engine: Engine, cfg: CurateConfig, templa
     return ratings, [], counts
 
 
+class RateWorker:
+    """The shard function of rating, holding one judge engine (built here, or given and not owned)."""
+
+    def __init__(self, judge_model: str, cfg: CurateConfig, iteration: int, engine: Engine | None = None):
+        self.judge_model, self.cfg, self.iteration = str(judge_model), cfg, iteration
+        self.template = load_template(cfg.template, cfg.mode)
+        self.owns_engine = engine is None
+        self.engine = engine or make_engine(judge_model, cfg)
+
+    def __call__(self, candidates: list[dict], shard_index: int):
+        return rate_shard(candidates, self.engine, self.cfg, self.template, self.judge_model, self.iteration, shard_index)
+
+    def close(self):
+        if self.owns_engine:
+            self.engine.close()
+
+
 def rate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, cfg: CurateConfig | None = None,
-         iteration: int = 1, engine: Engine | None = None) -> dict:
-    """Rate every candidate into ``out_dir/part-*.jsonl`` (resumable, shard by shard)."""
+         iteration: int = 1, engine: Engine | None = None, executor: ExecutorConfig | None = None) -> dict:
+    """Rate every candidate into ``out_dir/part-*`` (resumable, shard by shard; on Ray with ``executor``)."""
     cfg = cfg or CurateConfig()
     out_dir = Path(out_dir)
     if (out_dir / "_SUCCESS").exists():
         return stage_info(out_dir)
-    template = load_template(cfg.template, cfg.mode)
+    load_template(cfg.template, cfg.mode)  # a bad template fails here, before any engine starts
     if isinstance(candidates, (str, Path)):
         candidates = read_stage(Path(candidates))
-    state: dict = {}
-
-    def process(batch: list[dict], index: int):
-        if "engine" not in state:  # loaded only when a shard needs work
-            state["engine"] = engine or make_engine(judge_model, cfg)
-        return rate_shard(batch, state["engine"], cfg, template, str(judge_model), iteration, index)
-
-    try:
-        return run_sharded(candidates, out_dir, cfg.records_per_shard, process,
-                           desc=f"curate (iteration {iteration}, {cfg.mode})")
-    finally:
-        if engine is None and "engine" in state:
-            state["engine"].close()
+    refuse_engine_object(engine, executor, "curate")
+    worker = partial(RateWorker, judge_model, cfg, iteration, engine)
+    return run_sharded(candidates, out_dir, cfg.records_per_shard, worker,
+                       desc=f"curate (iteration {iteration}, {cfg.mode})", executor=executor)
 
 
 def select(ratings: Iterable[dict], k: int) -> list[dict]:
@@ -233,11 +243,11 @@ def select(ratings: Iterable[dict], k: int) -> list[dict]:
 
 
 def curate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, cfg: CurateConfig | None = None,
-           iteration: int = 1, engine: Engine | None = None) -> list[dict]:
+           iteration: int = 1, engine: Engine | None = None, executor: ExecutorConfig | None = None) -> list[dict]:
     """Rate into ``out_dir/ratings`` and write A_k to ``out_dir/curated/part-00000.jsonl``."""
     cfg = cfg or CurateConfig()
     out_dir = Path(out_dir)
-    rate(candidates, judge_model, out_dir / "ratings", cfg, iteration, engine)
+    rate(candidates, judge_model, out_dir / "ratings", cfg, iteration, engine, executor)
     curated = select(read_stage(out_dir / "ratings"), cfg.k)
     write_jsonl(out_dir / "curated" / "part-00000.jsonl", curated)
     return curated

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .augment import augment
 from .backward import train_backward
-from .config import RunConfig, dump_yaml
+from .config import ExecutorConfig, RunConfig, dump_yaml
 from .curate import curate
 from .models import check_model, load_tokenizer
 from .report import build_report
@@ -39,16 +39,18 @@ def run(config: RunConfig, quiet: bool = False) -> dict:
     write_jsonl(out / "seed" / "_rejects" / "part-00000.jsonl", seed_rejects)
     models = out / "models"
 
-    segment(config.corpus, out / "segments", config.segment)
+    executor = ExecutorConfig.model_validate(config.model_dump(include=set(ExecutorConfig.model_fields)))
+    segment(config.corpus, out / "segments", config.segment, executor=executor)
     train_backward(seed, base_model, models / "backward", config.backward)
     augment(out / "segments", str(models / "backward"), out / "candidates", config.augment,
-            system_prompt=config.backward.system_prompt)
+            system_prompt=config.backward.system_prompt, executor=executor)
 
     train_set = out / "iter0" / "train.jsonl"  # M_0's training set: the seed alone
     train_forward(seed, [], base_model, models / "m0", config.forward, dataset_path=train_set)
     for i in range(1, config.iterations + 1):
         iteration_dir = out / f"iter{i}"
-        curated = curate(out / "candidates", str(models / f"m{i - 1}"), iteration_dir, config.curate, iteration=i)
+        curated = curate(out / "candidates", str(models / f"m{i - 1}"), iteration_dir, config.curate, iteration=i,
+                         executor=executor)
         train_set = iteration_dir / "train.jsonl"
         train_forward(seed, curated, base_model, models / f"m{i}", config.forward, dataset_path=train_set)
 

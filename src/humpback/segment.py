@@ -18,7 +18,7 @@ from typing import Iterable
 from datasketch import MinHash, MinHashLSH
 from lxml import etree
 
-from .config import SegmentConfig
+from .config import ExecutorConfig, SegmentConfig
 from .corpus import Document, Unreadable, read_corpus
 from .shards import is_done, read_stage, reject, run_sharded, stable_id
 
@@ -180,33 +180,50 @@ def segment_problem(header: str | None, text: str, cfg: SegmentConfig) -> str | 
     return None
 
 
+def signature(text: str, cfg: SegmentConfig) -> tuple[str, MinHash]:
+    """What deduplication compares: a digest of the normalised words (exact duplicates) and the
+    MinHash of the word shingles (near duplicates). Computed where the segment is made, so on
+    Ray it runs in parallel on the actors."""
+    words = _WORD.findall(text.lower())
+    digest = hashlib.sha1(" ".join(words).encode("utf-8")).hexdigest()
+    n = cfg.minhash_shingle
+    shingles = {" ".join(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
+    m = MinHash(num_perm=cfg.minhash_num_perm)
+    m.update_batch([s.encode("utf-8") for s in shingles])
+    return digest, m
+
+
 class Deduplicator:
-    """Exact and MinHash-LSH near-duplicate removal; keeps the first occurrence."""
+    """Exact and MinHash-LSH near-duplicate removal over the whole corpus; keeps the first
+    occurrence. It sees every kept segment in corpus order, in one process, whichever executor
+    made the segments: no pair is missed because its halves were signed on different workers."""
 
     def __init__(self, cfg: SegmentConfig):
         self.cfg = cfg
         self.exact: set[str] = set()
         self.lsh = MinHashLSH(threshold=cfg.minhash_threshold, num_perm=cfg.minhash_num_perm)
 
-    def minhash(self, text: str) -> MinHash:
-        words = _WORD.findall(text.lower())
-        n = self.cfg.minhash_shingle
-        shingles = {" ".join(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
-        m = MinHash(num_perm=self.cfg.minhash_num_perm)
-        m.update_batch([s.encode("utf-8") for s in shingles])
-        return m
-
-    def check(self, key: str, text: str) -> str | None:
-        """'exact_duplicate', 'near_duplicate' or None; remembers texts that pass."""
-        digest = hashlib.sha1(" ".join(_WORD.findall(text.lower())).encode("utf-8")).hexdigest()
+    def check(self, key: str, digest: str, m: MinHash) -> str | None:
+        """'exact_duplicate', 'near_duplicate' or None; remembers segments that pass."""
         if self.cfg.dedup_exact and digest in self.exact:
             return "exact_duplicate"
-        m = self.minhash(text)
         if self.lsh.query(m):
             return "near_duplicate"
         self.exact.add(digest)
         self.lsh.insert(key, m)
         return None
+
+    def finish_shard(self, segments: list[dict], rejects: list[dict], counts: Counter):
+        """The shard's segments that are not duplicates of an earlier one, without their signatures."""
+        kept = []
+        for seg in segments:
+            problem = self.check(seg["id"], seg.pop("_digest"), seg.pop("_minhash"))
+            if problem:
+                counts[f"removed_{problem}"] += 1
+            else:
+                kept.append(seg)
+        counts["segments_kept"] = len(kept)
+        return kept, rejects, counts
 
 
 # --- the stage ----------------------------------------------------------------------------
@@ -227,8 +244,9 @@ def document_segments(doc: Document, cfg: SegmentConfig) -> tuple[list[tuple[str
     return text_segments(doc.content, cfg.max_chars), None
 
 
-def segment_documents(docs: list[Document | Unreadable], cfg: SegmentConfig, dedup: Deduplicator):
-    """One shard: documents -> kept segments, rejects and filter counters."""
+def segment_documents(docs: list[Document | Unreadable], cfg: SegmentConfig):
+    """One shard: documents -> segments that pass the per-segment filters (with their dedup
+    signatures), rejects and filter counters. Deduplication follows, in corpus order."""
     kept, rejects, counts = [], [], Counter()
     for doc in docs:
         counts["documents"] += 1
@@ -248,18 +266,21 @@ def segment_documents(docs: list[Document | Unreadable], cfg: SegmentConfig, ded
             counts["segments_found"] += 1
             text, dropped = strip_boilerplate_lines(text, cfg)
             counts["boilerplate_lines_dropped"] += dropped
-            seg_id = stable_id(doc.source, position)
-            problem = segment_problem(header, text, cfg) or dedup.check(seg_id, text)
+            problem = segment_problem(header, text, cfg)
             if problem:
                 counts[f"removed_{problem}"] += 1
                 continue
-            counts["segments_kept"] += 1
-            kept.append({"id": seg_id, "source": f"{doc.source}#{position}", "header": header or "", "text": text})
+            digest, minhash = signature(text, cfg)
+            kept.append({"id": stable_id(doc.source, position), "source": f"{doc.source}#{position}",
+                         "header": header or "", "text": text, "_digest": digest, "_minhash": minhash})
     return kept, rejects, counts
 
 
-def segment(corpus: str | Iterable, out_dir: Path, cfg: SegmentConfig | None = None) -> dict:
-    """Segment a corpus (a path spec, or an iterable of Documents) into ``out_dir/part-*.jsonl``."""
+def segment(corpus: str | Iterable, out_dir: Path, cfg: SegmentConfig | None = None,
+            executor: ExecutorConfig | None = None) -> dict:
+    """Segment a corpus (a path spec, or an iterable of Documents) into ``out_dir/part-*``.
+    With a Ray ``executor`` documents are parsed, filtered and signed on Ray actors; the
+    deduplication join runs here over their signatures, in corpus order."""
     cfg = cfg or SegmentConfig()
     out_dir = Path(out_dir)
     if isinstance(corpus, (str, Path)):
@@ -269,8 +290,8 @@ def segment(corpus: str | Iterable, out_dir: Path, cfg: SegmentConfig | None = N
     dedup = Deduplicator(cfg)
     if not is_done(out_dir):
         for record in read_stage(out_dir):  # resume: shards already written hold kept segments
-            dedup.check(record["id"], record["text"])
-    return run_sharded(
-        docs, out_dir, cfg.documents_per_shard,
-        lambda batch, _index: segment_documents(batch, cfg, dedup), desc="segment",
-    )
+            dedup.check(record["id"], *signature(record["text"], cfg))
+    if executor is not None:
+        executor = executor.model_copy(update={"ray_gpus_per_actor": 0.0})  # parsing needs no GPU
+    return run_sharded(docs, out_dir, cfg.documents_per_shard, lambda: lambda docs, _index: segment_documents(docs, cfg),
+                       desc="segment", executor=executor, finish=dedup.finish_shard)

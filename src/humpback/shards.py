@@ -1,11 +1,15 @@
-"""Sharded JSONL stage output: the resume and no-duplicate guarantees live here.
+"""Sharded stage output: the resume and no-duplicate guarantees live here.
 
 A stage reads an iterable of records, cuts it into fixed-size input shards and writes one
-output shard per input shard: ``part-00000.jsonl`` ... A shard, its rejects and its counters are
-written to temporary names and renamed, counters and rejects first and the shard last, so the
-shard's existence means all three are complete. A rerun skips every shard that exists; a stage
-is finished when its ``_SUCCESS`` marker exists. Stage directories load with
-``datasets.load_dataset("json", data_files="DIR/part-*.jsonl")``.
+output shard per input shard: ``part-00000.jsonl`` ... (``part-00000.parquet`` from the Ray
+executor). A shard, its rejects and its counters are written to temporary names and renamed,
+counters and rejects first and the shard last, so the shard's existence means all three are
+complete. A rerun skips every shard that exists, whichever executor wrote it; a stage is
+finished when its ``_SUCCESS`` marker exists. Stage directories load with
+``datasets.load_dataset("json", data_files="DIR/part-*.jsonl")`` (or ``"parquet"``).
+
+``run_sharded`` runs a stage's shards in this process, or hands them to Ray Data
+(``humpback.executor``); either way the driver writes them here, in order, the same way.
 """
 
 from __future__ import annotations
@@ -54,18 +58,46 @@ def read_jsonl(path: Path) -> Iterator[dict]:
                 yield json.loads(line)
 
 
-def shard_name(index: int) -> str:
-    return f"part-{index:05d}.jsonl"
+def write_parquet(path: Path, records: list[dict]) -> int:
+    """Write records as one Parquet file, atomically; returns the count."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(pa.Table.from_pylist(records), tmp)
+    os.replace(tmp, path)
+    return len(records)
+
+
+SHARD_FORMATS = ("jsonl", "parquet")
+
+
+def shard_name(index: int, fmt: str = "jsonl") -> str:
+    return f"part-{index:05d}.{fmt}"
 
 
 def shard_files(stage_dir: Path) -> list[Path]:
-    return sorted(Path(stage_dir).glob("part-*.jsonl"))
+    return sorted(p for fmt in SHARD_FORMATS for p in Path(stage_dir).glob(f"part-*.{fmt}"))
+
+
+def shard_exists(stage_dir: Path, index: int) -> bool:
+    return any((Path(stage_dir) / shard_name(index, fmt)).exists() for fmt in SHARD_FORMATS)
+
+
+def read_shard(path: Path) -> Iterator[dict]:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        yield from pq.read_table(path).to_pylist()
+    else:
+        yield from read_jsonl(path)
 
 
 def read_stage(stage_dir: Path) -> Iterator[dict]:
     """Every record of a stage, in shard order."""
     for path in shard_files(stage_dir):
-        yield from read_jsonl(path)
+        yield from read_shard(path)
 
 
 def is_done(stage_dir: Path) -> bool:
@@ -113,40 +145,44 @@ def stage_rejects(stage_dir: Path) -> Iterator[dict]:
 
 
 ShardFn = Callable[[list, int], tuple[list[dict], list[dict], dict]]
+"""process(items_of_shard, shard_index) -> (records, rejects, counters)"""
 
 
 def run_sharded(
     items: Iterable,
     stage_dir: Path,
     per_shard: int,
-    process: ShardFn,
+    worker: Callable[[], ShardFn],
     desc: str,
     total: int | None = None,
+    executor=None,
+    finish: ShardFn | None = None,
 ) -> dict:
-    """Run ``process(items_of_shard, shard_index) -> (records, rejects, counters)`` per shard.
+    """Run a stage shard by shard: ``worker()`` builds the shard function once (it may load an
+    engine), only when a shard needs work; ``finish``, if given, post-processes each shard's
+    output in shard order in this process (segmentation's corpus-wide deduplication).
 
     Shards whose output exists are skipped, so a killed stage resumes from its last complete
-    shard with nothing lost or duplicated. Returns the _SUCCESS info.
+    shard with nothing lost or duplicated. ``executor`` (an ExecutorConfig) with ``executor:
+    ray`` runs the shard function on Ray Data actors instead. Returns the _SUCCESS info.
     """
     stage_dir = Path(stage_dir)
     if is_done(stage_dir):
         return stage_info(stage_dir)
     stage_dir.mkdir(parents=True, exist_ok=True)
     n_shards = None if total is None else max(1, -(-total // per_shard))
-    iterator = iter(items)
     bar = tqdm(total=n_shards, desc=desc, unit="shard")
-    for index in itertools.count():
-        batch = list(itertools.islice(iterator, per_shard))
-        if not batch:
-            break
-        out = stage_dir / shard_name(index)
-        if not out.exists():
-            shard_start = time.time()
-            records, rejects, counters = process(batch, index)
-            counters = {**counters, "_seconds": round(time.time() - shard_start, 3)}
-            write_jsonl(stage_dir / "_rejects" / shard_name(index), rejects)
-            write_json(stage_dir / "_counters" / f"part-{index:05d}.json", counters)
-            write_jsonl(out, records)  # last: its existence means the shard is complete
+    pending = _skip_done(_batches(items, per_shard), stage_dir, bar)
+    if executor is not None and executor.executor == "ray":
+        from .executor import ray_map_shards
+
+        outputs, fmt = ray_map_shards(pending, worker, executor, desc), "parquet"
+    else:
+        outputs, fmt = _map_shards_here(pending, worker), "jsonl"
+    for index, (records, rejects, counters), seconds in outputs:
+        if finish is not None:
+            records, rejects, counters = finish(records, rejects, counters)
+        write_shard(stage_dir, index, records, rejects, {**counters, "_seconds": seconds}, fmt)
         bar.update(1)
     bar.close()
     info = {
@@ -156,6 +192,45 @@ def run_sharded(
     }
     mark_done(stage_dir, info)
     return info
+
+
+def _batches(items: Iterable, per_shard: int) -> Iterator[tuple[int, list]]:
+    iterator = iter(items)
+    for index in itertools.count():
+        batch = list(itertools.islice(iterator, per_shard))
+        if not batch:
+            return
+        yield index, batch
+
+
+def _skip_done(shards: Iterator[tuple[int, list]], stage_dir: Path, bar) -> Iterator[tuple[int, list]]:
+    for index, batch in shards:
+        if shard_exists(stage_dir, index):
+            bar.update(1)
+        else:
+            yield index, batch
+
+
+def _map_shards_here(pending: Iterator[tuple[int, list]], worker: Callable[[], ShardFn]):
+    """The local executor: one process, shards in order; the worker is built at the first one."""
+    process = None
+    try:
+        for index, batch in pending:
+            process = process or worker()
+            start = time.time()
+            output = process(batch, index)
+            yield index, output, round(time.time() - start, 3)
+    finally:
+        if hasattr(process, "close"):
+            process.close()
+
+
+def write_shard(stage_dir: Path, index: int, records: list[dict], rejects: list[dict], counters: dict,
+                fmt: str = "jsonl") -> None:
+    write_jsonl(stage_dir / "_rejects" / shard_name(index), rejects)
+    write_json(stage_dir / "_counters" / f"part-{index:05d}.json", counters)
+    out = stage_dir / shard_name(index, fmt)  # last: its existence means the shard is complete
+    write_parquet(out, records) if fmt == "parquet" else write_jsonl(out, records)
 
 
 def reject(stage: str, source: str, reason: str, record: object = None) -> dict:

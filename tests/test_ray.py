@@ -1,0 +1,134 @@
+"""The Ray executor against the local one: same records from every corpus stage, resume by shard,
+near-duplicates found across workers. A local Ray cluster (2 CPUs) and the tiny random models."""
+
+import shutil
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'humpback[ray]')")
+
+from humpback import RunConfig, run  # noqa: E402
+from humpback.augment import augment  # noqa: E402
+from humpback.config import AugmentConfig, CurateConfig, ExecutorConfig, SegmentConfig  # noqa: E402
+from humpback.corpus import corpus_files  # noqa: E402
+from humpback.curate import curate  # noqa: E402
+from humpback.executor import actor_plan  # noqa: E402
+from humpback.segment import segment  # noqa: E402
+from humpback.shards import read_stage, stage_counters  # noqa: E402
+
+pytestmark = pytest.mark.ray
+RAY = ExecutorConfig(executor="ray", ray_actors=2)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024**2)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """The demo pages, plus an exact and a near copy of the first page filed last, so the
+    duplicates land in other shards (and on other actors) than their originals."""
+    root = tmp_path_factory.mktemp("corpus")
+    pages = corpus_files("demo")
+    for page in pages:
+        shutil.copy(page, root / page.name)
+    first = pages[0].read_text(encoding="utf-8")
+    (root / "zz-exact-copy.html").write_text(first, encoding="utf-8")
+    sentence = first.index("</p>")  # one word changed in the first paragraph
+    (root / "zz-near-copy.html").write_text(first[:sentence] + " Indeed." + first[sentence:], encoding="utf-8")
+    return root
+
+
+def _by_stage(out):
+    return list(read_stage(out))
+
+
+def test_corpus_stages_on_ray_equal_local(tmp_path, corpus, lively_model):
+    seg_cfg = SegmentConfig(documents_per_shard=3)
+    aug_cfg = AugmentConfig(temperature=0.0, max_new_tokens=10, records_per_shard=4, max_segments=10)
+    outputs = {}
+    for name, executor in (("local", None), ("ray", RAY)):
+        out = tmp_path / name
+        segment(corpus, out / "segments", seg_cfg, executor=executor)
+        augment(out / "segments", lively_model, out / "candidates", aug_cfg, executor=executor)
+        for mode in ("logprob", "generate"):
+            cur_cfg = CurateConfig(mode=mode, k=1, max_new_tokens=8, records_per_shard=3)
+            curate(out / "candidates", lively_model, out / mode, cur_cfg, executor=executor)
+        outputs[name] = out
+
+    local, on_ray = outputs["local"], outputs["ray"]
+    assert sorted(p.name for p in (on_ray / "segments").glob("part-*")) == \
+        [p.name.replace(".jsonl", ".parquet") for p in sorted((local / "segments").glob("part-*"))]
+    segments = _by_stage(local / "segments")
+    assert segments == _by_stage(on_ray / "segments")
+    counts = stage_counters(local / "segments")
+    assert counts == stage_counters(on_ray / "segments")
+    # the copies were caught although they were parsed in other shards than their originals
+    assert counts["removed_exact_duplicate"] >= 1 and counts["removed_near_duplicate"] >= 1
+    assert not any("zz-" in s["source"] for s in segments)
+
+    candidates = _by_stage(local / "candidates")
+    assert len(candidates) == 10 and candidates == _by_stage(on_ray / "candidates")
+    assert len({c["instruction"] for c in candidates}) > 1  # the model's output depends on the segment
+    for mode in ("logprob", "generate"):
+        ratings = _by_stage(local / mode / "ratings")
+        assert [r["id"] for r in ratings] == [c["id"] for c in candidates]
+        assert ratings == _by_stage(on_ray / mode / "ratings"), mode
+
+
+def test_ray_resume_redoes_only_missing_shards(tmp_path, lively_model):
+    cfg = AugmentConfig(temperature=0.0, max_new_tokens=6, records_per_shard=2)
+    segments = [{"id": f"s{i}", "source": f"t#{i}", "header": "", "text": f"Paragraph number {i} about tea."}
+                for i in range(8)]
+    out = tmp_path / "candidates"
+    augment(segments, lively_model, out, cfg, executor=RAY)
+    first = _by_stage(out)
+    kept = {p: p.stat().st_mtime_ns for p in out.glob("part-*.parquet") if p.name != "part-00002.parquet"}
+    (out / "part-00002.parquet").unlink()
+    (out / "_SUCCESS").unlink()
+    info = augment(segments, lively_model, out, cfg, executor=RAY)
+    assert info["records"] == 8 and _by_stage(out) == first
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # the finished shards were not redone
+    assert (out / "part-00002.parquet").exists()
+
+
+def test_run_with_ray_executor(tmp_path, lively_model):
+    """`humpback run` with executor: ray gives the local run's segments, candidates and ratings."""
+    from test_pipeline import tiny_config
+
+    runs = {}
+    for name in ("local", "ray"):
+        cfg = tiny_config(tmp_path / name, lively_model, executor=name, ray_actors=2)
+        cfg.augment.temperature = 0.0
+        stats = run(cfg, quiet=True)
+        runs[name] = (cfg.out, stats)
+    (local, local_stats), (on_ray, ray_stats) = runs["local"], runs["ray"]
+
+    def records(run_dir, stage):  # the model fields name each run's own directory
+        return [{k: v for k, v in r.items() if k not in ("backward_model", "judge_model")}
+                for r in _by_stage(run_dir / stage)]
+
+    for stage in ("segments", "candidates", "iter1/ratings", "iter2/ratings"):
+        assert records(local, stage) == records(on_ray, stage), stage
+    assert (on_ray / "candidates" / "part-00000.parquet").exists()
+    assert ray_stats["candidates"] == local_stats["candidates"] > 0
+    assert ray_stats["iterations"] == local_stats["iterations"]
+
+
+def test_actor_plan():
+    gpu_cluster, cpu_cluster = {"CPU": 64.0, "GPU": 8.0}, {"CPU": 16.0}
+    assert actor_plan(ExecutorConfig(), gpu_cluster, 100) == {"actors": 8, "num_gpus": 1.0, "num_cpus": 1.0}
+    assert actor_plan(ExecutorConfig(ray_gpus_per_actor=0.5), gpu_cluster, 100)["actors"] == 16
+    assert actor_plan(ExecutorConfig(ray_cpus_per_actor=4), cpu_cluster, 100) == {"actors": 4, "num_gpus": 0.0, "num_cpus": 4}
+    assert actor_plan(ExecutorConfig(), cpu_cluster, 3)["actors"] == 3  # never more actors than shards
+    assert actor_plan(ExecutorConfig(ray_actors=5), gpu_cluster, 100)["actors"] == 5
+
+
+def test_engine_objects_do_not_travel_to_ray(tmp_path):
+    from conftest import ScriptedEngine
+
+    with pytest.raises(ValueError, match="loads its own engine"):
+        augment([{"id": "a", "source": "s", "text": "t"}], "m", tmp_path / "c", engine=ScriptedEngine(str), executor=RAY)
