@@ -1,3 +1,4 @@
+import json
 import shutil
 
 import pytest
@@ -82,3 +83,16 @@ def test_unusable_seed_stops_at_once(tmp_path, tiny_model):
     seed = write_jsonl(tmp_path / "seed.jsonl", [{"nothing": "useful"}])
     with pytest.raises(SeedError, match="no usable"):
         run(RunConfig(seed=str(seed), model=tiny_model, out=tmp_path / "run"), quiet=True)
+
+
+def test_run_trains_every_model_under_accelerate(tmp_path, tiny_model):
+    """launcher: accelerate in the backward and forward configs: every training of the loop runs as
+    2 gloo processes, and the loop goes on from their models as from single-process ones."""
+    cfg = tiny_config(tmp_path, tiny_model, iterations=1)
+    for train in (cfg.backward, cfg.forward):
+        train.launcher, train.num_processes, train.micro_batch_size = "accelerate", 2, 2
+    stats = run(cfg, quiet=True)
+    for name in ("backward", "m0", "m1"):
+        info = json.loads((cfg.out / "models" / name / "_SUCCESS").read_text())
+        assert info["processes"] == 2 and info["distributed_type"] == "MULTI_CPU", name
+    assert stats["iterations"]["1"]["ratings"] == 9

@@ -97,3 +97,56 @@ def test_lora_training_merges_into_a_plain_model(tmp_path, tiny_model):
         tiny_model, tmp_path / "lora", TrainConfig(max_steps=1, use_lora=True, lora_r=4, micro_batch_size=4))
     assert not (tmp_path / "lora" / "adapter_config.json").exists()
     AutoModelForCausalLM.from_pretrained(tmp_path / "lora")
+
+
+def test_lora_merge_changes_the_weights(tmp_path, tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    sft([{"prompt": e["prompt"], "completion": e["completion"]} for e in forward_examples(SEED, [])],
+        tiny_model, tmp_path / "lora", TrainConfig(max_steps=2, use_lora=True, lora_r=4, micro_batch_size=4,
+                                                   learning_rate=1e-2))
+    base = AutoModelForCausalLM.from_pretrained(tiny_model).state_dict()
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "lora").state_dict()
+    assert set(base) == set(merged)
+    assert any(not base[k].equal(merged[k]) for k in base if "q_proj" in k)
+
+
+def test_shipped_accelerate_configs_load():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    from humpback.launch import SHIPPED, accelerate_config_path, launch_command
+
+    kinds = {name: load_config_from_file(str(accelerate_config_path(name))).distributed_type.value for name in SHIPPED}
+    assert kinds == {"ddp": "MULTI_GPU", "fsdp": "FSDP", "zero2": "DEEPSPEED", "zero3": "DEEPSPEED"}
+    command = launch_command("JOB", TrainConfig(launcher="accelerate", num_processes=4, accelerate_config="zero3"))
+    assert command[command.index("--num_processes") + 1] == "4" and command[-3:] == ["-m", "humpback.launch", "JOB"]
+    with pytest.raises(FileNotFoundError, match="neither a shipped config"):
+        accelerate_config_path("zero4")
+
+
+def test_two_processes_train_like_one(tmp_path, tiny_model):
+    """`humpback train --launcher accelerate --num-processes 2` (gloo on CPU): same loss at every
+    step and the same weights as one process with the same effective batch. fp32 and no dropout,
+    so the two runs see the same numbers (dropout masks differ between processes)."""
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from humpback.cli import app
+    from conftest import write_jsonl
+
+    seed = write_jsonl(tmp_path / "seed.jsonl", [{"instruction": r["instruction"], "output": r["output"]} for r in SEED])
+    runs = {}
+    for name, flags in (("one", []), ("two", ["--launcher", "accelerate", "--num-processes", "2"])):
+        result = CliRunner().invoke(app, ["train", "--seed", str(seed), "--model", tiny_model, "--out", str(tmp_path / name),
+                                          "--max-steps", "3", "--batch-size", "8", "--micro-batch-size", "2",
+                                          "--dropout", "0", "--no-bf16", "--learning-rate", "1e-3", *flags])
+        assert result.exit_code == 0, result.output
+        info = json.loads((tmp_path / name / "_SUCCESS").read_text())
+        log = json.loads((tmp_path / name / "train_log.json").read_text())
+        runs[name] = (info, [h["loss"] for h in log if "loss" in h], load_file(tmp_path / name / "model.safetensors"))
+    (one, one_losses, one_weights), (two, two_losses, two_weights) = runs["one"], runs["two"]
+    assert one["processes"] == 1 and two["processes"] == 2 and two["distributed_type"] == "MULTI_CPU"
+    assert len(two_losses) == len(one_losses) == 3
+    assert two_losses == pytest.approx(one_losses, rel=1e-4)  # the stated tolerance (README, Running at scale)
+    assert max((one_weights[k] - two_weights[k]).abs().max().item() for k in one_weights) < 1e-5
+    assert not (tmp_path / ".two.launch").exists()  # the job files are cleaned up

@@ -113,6 +113,15 @@ class TrainConfig(_Config):
     fp32 for a batch of the demo's backward examples). Turn off on hardware without bf16."""
     random_seed: int = 42
     """Seed for data order and initialisation."""
+    launcher: Literal["none", "accelerate"] = "none"
+    """none: train in this process. accelerate: the same TRL training under `accelerate launch`
+    with num_processes processes (one per GPU; on a CPU machine, gloo processes)."""
+    num_processes: int = 1
+    """accelerate: processes to launch (GPUs to use). The effective batch size stays batch_size:
+    each process takes micro_batch_size examples per pass and accumulates the rest."""
+    accelerate_config: str = "ddp"
+    """accelerate: a shipped config by name (ddp, fsdp, zero2, zero3: humpback/accelerate/NAME.yaml)
+    or the path of your own `accelerate config` file (multi-node: set its machine fields)."""
 
 
 class BackwardConfig(TrainConfig):

@@ -69,6 +69,10 @@ def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, 
         return stage_info(out_dir)
     if not examples:
         raise ValueError(f"{desc}: no training examples")
+    if cfg.launcher == "accelerate":
+        from .launch import launch_sft
+
+        return launch_sft(examples, base_model, out_dir, cfg, desc)
     import torch
     import datasets
     from datasets import Dataset
@@ -82,6 +86,7 @@ def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, 
     n = len(examples)
     batch_size = cfg.batch_size or paper_batch_size(n)
     micro = min(cfg.micro_batch_size, batch_size)
+    processes = int(os.environ.get("WORLD_SIZE", 1))  # > 1 under accelerate launch (launch.py)
     lr = cfg.learning_rate or default_learning_rate(base_model)
     steps = -1 if cfg.num_epochs else (cfg.max_steps or paper_steps(n))
 
@@ -106,7 +111,7 @@ def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, 
         max_steps=steps,
         num_train_epochs=cfg.num_epochs or 1.0,
         per_device_train_batch_size=micro,
-        gradient_accumulation_steps=max(1, batch_size // micro),
+        gradient_accumulation_steps=max(1, batch_size // (micro * processes)),
         learning_rate=lr,
         lr_scheduler_type="polynomial",  # power 1: linear decay to lr_end (the paper: 1e-5 -> 9e-6)
         lr_scheduler_kwargs={"lr_end": lr * cfg.final_lr_ratio, "power": 1.0},
@@ -129,14 +134,17 @@ def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, 
                          processing_class=tokenizer, peft_config=peft_config)
     result = trainer.train()
 
-    trained = trainer.model
-    if cfg.use_lora:
-        trained = trained.merge_and_unload()
     for field, value in saved_dropout.items():  # the saved model infers like its base
-        setattr(trained.config, field, value)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    trained.save_pretrained(tmp)
+        setattr(trainer.model.config, field, value)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")  # one name for all processes: process 0 writes it
+    if trainer.is_world_process_zero():
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))  # every process takes part: FSDP and ZeRO-3 gather the weights
+    if not trainer.is_world_process_zero():
+        return {}
+    (tmp / "training_args.bin").unlink(missing_ok=True)
+    if cfg.use_lora:
+        _merge_lora(tmp, base_model)
     tokenizer.padding_side = "left"
     tokenizer.save_pretrained(tmp)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -148,10 +156,24 @@ def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, 
         "examples": n, "steps": trainer.state.global_step, "batch_size": batch_size, "learning_rate": lr,
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "train_loss": result.training_loss, "train_seconds": round(result.metrics["train_runtime"], 2),
-        "base_model": base_model, "seconds": round(time.time() - start, 2),
+        "base_model": base_model, "processes": processes,
+        "distributed_type": trainer.accelerator.distributed_type.value, "seconds": round(time.time() - start, 2),
     }
     mark_done(out_dir, info)
     return info
+
+
+def _merge_lora(model_dir: Path, base_model: str) -> None:
+    """Replace the saved LoRA adapter in model_dir by the base model with the adapter merged in."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, model_dir).merge_and_unload()
+    for adapter_file in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
+        (model_dir / adapter_file).unlink(missing_ok=True)
+    merged.save_pretrained(model_dir)
 
 
 # --- forward models -----------------------------------------------------------------------
