@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench clean chromium
+.PHONY: setup demo test test-fast bench bench-scale clean chromium
 
 setup: $(STAMP)
 
@@ -43,6 +43,11 @@ test-fast: setup
 # ../shared/data when present (else the bundled demo pages). Writes bench/results/latest.{json,md}.
 bench: setup
 	$(PY) bench/run.py
+
+# The corpus stages on the local executor vs a local Ray cluster (same input, same output checked).
+# Writes bench/results/scale.{json,md}.
+bench-scale: setup
+	$(PY) bench/scale.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
