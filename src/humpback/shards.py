@@ -146,6 +146,8 @@ def stage_rejects(stage_dir: Path) -> Iterator[dict]:
 
 ShardFn = Callable[[list, int], tuple[list[dict], list[dict], dict]]
 """process(items_of_shard, shard_index) -> (records, rejects, counters)"""
+FinishFn = Callable[[list[dict], list[dict], dict], tuple[list[dict], list[dict], dict]]
+"""finish(records, rejects, counters) -> the same, post-processed in shard order by the driver"""
 
 
 def run_sharded(
@@ -156,7 +158,7 @@ def run_sharded(
     desc: str,
     total: int | None = None,
     executor=None,
-    finish: ShardFn | None = None,
+    finish: FinishFn | None = None,
 ) -> dict:
     """Run a stage shard by shard: ``worker()`` builds the shard function once (it may load an
     engine), only when a shard needs work; ``finish``, if given, post-processes each shard's
