@@ -13,7 +13,7 @@ from typing import Iterable
 
 from .backward import backward_prompt
 from .config import AugmentConfig, BackwardConfig, ExecutorConfig
-from .engine import Engine, SamplingParams, make_engine
+from .engine import Engine, EngineWorker, SamplingParams
 from .executor import refuse_engine_object
 from .shards import read_stage, reject, run_sharded, stage_info
 
@@ -40,20 +40,15 @@ def augment_shard(segments: list[dict], engine: Engine, cfg: AugmentConfig, syst
     return candidates, rejects, counts
 
 
-class AugmentWorker:
-    """The shard function of augmentation, holding one engine (built here, or given and not owned)."""
+class AugmentWorker(EngineWorker):
+    """The shard function of augmentation, holding the backward model's engine."""
 
     def __init__(self, backward_model: str, cfg: AugmentConfig, system_prompt: str, engine: Engine | None = None):
+        super().__init__(backward_model, cfg, engine)
         self.backward_model, self.cfg, self.system_prompt = str(backward_model), cfg, system_prompt
-        self.owns_engine = engine is None
-        self.engine = engine or make_engine(backward_model, cfg)
 
     def __call__(self, segments: list[dict], shard_index: int):
         return augment_shard(segments, self.engine, self.cfg, self.system_prompt, self.backward_model, shard_index)
-
-    def close(self):
-        if self.owns_engine:
-            self.engine.close()
 
 
 def augment(segments: Iterable[dict] | Path, backward_model: str, out_dir: Path,

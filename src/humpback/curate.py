@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .config import CurateConfig, ExecutorConfig
-from .engine import Engine, SamplingParams, make_engine
+from .engine import Engine, EngineWorker, SamplingParams, make_engine
 from .executor import refuse_engine_object
 from .shards import read_stage, run_sharded, stage_info, write_json, write_jsonl
 from .stats import agreement
@@ -204,21 +204,16 @@ def rate_shard(candidates: list[dict], engine: Engine, cfg: CurateConfig, templa
     return ratings, [], counts
 
 
-class RateWorker:
-    """The shard function of rating, holding one judge engine (built here, or given and not owned)."""
+class RateWorker(EngineWorker):
+    """The shard function of rating, holding the judge's engine."""
 
     def __init__(self, judge_model: str, cfg: CurateConfig, iteration: int, engine: Engine | None = None):
+        super().__init__(judge_model, cfg, engine)
         self.judge_model, self.cfg, self.iteration = str(judge_model), cfg, iteration
         self.template = load_template(cfg.template, cfg.mode)
-        self.owns_engine = engine is None
-        self.engine = engine or make_engine(judge_model, cfg)
 
     def __call__(self, candidates: list[dict], shard_index: int):
         return rate_shard(candidates, self.engine, self.cfg, self.template, self.judge_model, self.iteration, shard_index)
-
-    def close(self):
-        if self.owns_engine:
-            self.engine.close()
 
 
 def rate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, cfg: CurateConfig | None = None,

@@ -604,3 +604,16 @@ def make_engine(model_path: str, cfg: EngineConfig) -> Engine:
         return OpenAIEngine(cfg.served_model or model_path, cfg.base_url, cfg.api_key_env, cfg.concurrency,
                             cfg.request_timeout, cfg.max_retries)
     raise ValueError(f"unknown engine {cfg.engine!r}; available: transformers, vllm, openai")
+
+
+class EngineWorker:
+    """Base of a stage's shard function that holds one engine: built here from the model (and
+    closed with the worker), or given by the caller (and left open). One per process or Ray actor."""
+
+    def __init__(self, model_path: str, cfg: EngineConfig, engine: Engine | None = None):
+        self.owns_engine = engine is None
+        self.engine = engine or make_engine(model_path, cfg)
+
+    def close(self) -> None:
+        if self.owns_engine:
+            self.engine.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .augment import augment
 from .backward import train_backward
-from .config import ExecutorConfig, RunConfig, dump_yaml
+from .config import RunConfig, dump_yaml
 from .curate import curate
 from .models import check_model, load_tokenizer
 from .report import build_report
@@ -39,7 +39,7 @@ def run(config: RunConfig, quiet: bool = False) -> dict:
     write_jsonl(out / "seed" / "_rejects" / "part-00000.jsonl", seed_rejects)
     models = out / "models"
 
-    executor = ExecutorConfig.model_validate(config.model_dump(include=set(ExecutorConfig.model_fields)))
+    executor = config  # a RunConfig is an ExecutorConfig: its executor fields apply to the corpus stages
     segment(config.corpus, out / "segments", config.segment, executor=executor)
     train_backward(seed, base_model, models / "backward", config.backward)
     augment(out / "segments", str(models / "backward"), out / "candidates", config.augment,
