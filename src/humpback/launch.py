@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from importlib import resources
@@ -36,9 +37,21 @@ def accelerate_config_path(name: str) -> Path:
 
 
 def launch_command(job_dir: Path, cfg: TrainConfig) -> list[str]:
-    return [sys.executable, "-m", "accelerate.commands.launch",
-            "--config_file", str(accelerate_config_path(cfg.accelerate_config)),
-            "--num_processes", str(cfg.num_processes), "-m", "humpback.launch", str(job_dir)]
+    command = [sys.executable, "-m", "accelerate.commands.launch",
+               "--config_file", str(accelerate_config_path(cfg.accelerate_config)),
+               "--num_processes", str(cfg.num_processes)]
+    if cfg.accelerate_config in SHIPPED:
+        # Single-node configs: a free rendezvous port, not the fixed 29500, so a training never
+        # collides with another one on the machine or with the last one's port still closing.
+        # (Your own config keeps its port: on several nodes they must agree on it.)
+        command += ["--main_process_port", str(_free_port())]
+    return command + ["-m", "humpback.launch", str(job_dir)]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def launch_sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, desc: str) -> dict:
