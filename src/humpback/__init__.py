@@ -11,10 +11,12 @@ from .backward import train_backward
 from .config import (AugmentConfig, BackwardConfig, BackwardEvalConfig, CurateConfig, EngineConfig, EvalConfig,
                      ForwardConfig, GenerateConfig, JudgeConfig, RunConfig, SegmentConfig)
 from .curate import RUBRIC, compare_modes, curate, parse_score, rate, select
-from .engine import Engine, OpenAIEngine, SamplingParams, TransformersEngine, VLLMEngine, make_engine
+from .engine import Engine, EngineError, OpenAIEngine, SamplingParams, TransformersEngine, VLLMEngine, make_engine
 from .evaluate import alpaca_eval_config, backward_fidelity, compare, evaluate, parse_verdict
 from .generate import generate, generate_file
+from .memory import MemoryBudgetError, estimate_training_peak
 from .models import ModelError, check_model, resolve_model
+from .outputs import OutputError, StaleOutputError, claim_output
 from .pipeline import run
 from .report import build_report, report_run
 from .seed import SeedError, load_seed
@@ -25,7 +27,8 @@ from .tags import INFERENCE_TAGS, SEED_TAG, WEB_TAG
 from .train import train_forward
 
 __all__ = [
-    "AugmentConfig", "BackwardConfig", "BackwardEvalConfig", "EvalConfig", "JudgeConfig", "alpaca_eval_config",
+    "AugmentConfig", "EngineError", "MemoryBudgetError", "OutputError", "StaleOutputError", "estimate_training_peak", "claim_output",
+    "BackwardConfig", "BackwardEvalConfig", "EvalConfig", "JudgeConfig", "alpaca_eval_config",
     "backward_fidelity", "build_report", "compare", "evaluate", "parse_verdict", "report_run", "CurateConfig", "Engine", "EngineConfig", "ForwardConfig", "GenerateConfig",
     "INFERENCE_TAGS", "ModelError", "OpenAIEngine", "RUBRIC", "RunConfig", "SEED_TAG", "SamplingParams", "SeedError",
     "SegmentConfig", "TransformersEngine", "VLLMEngine", "WEB_TAG", "augment", "check_model", "compare_modes",

@@ -13,9 +13,14 @@ from typing import Iterable
 
 from .backward import backward_prompt
 from .config import AugmentConfig, BackwardConfig, ExecutorConfig
-from .engine import Engine, EngineWorker, SamplingParams
+from .engine import Engine, EngineWorker, SamplingParams, check_refusals
 from .executor import refuse_engine_object
-from .shards import read_stage, reject, run_sharded, stage_info
+from .outputs import input_fingerprint, records_digest, stage_output
+from .shards import read_stage, reject, run_sharded
+
+# The fields that decide what augmentation writes (the others: how fast, where).
+OUTPUT_FIELDS = {"engine", "dtype", "served_model", "temperature", "top_p", "max_new_tokens", "records_per_shard",
+                 "max_segments", "random_seed"}
 
 
 def augment_shard(segments: list[dict], engine: Engine, cfg: AugmentConfig, system_prompt: str,
@@ -24,10 +29,12 @@ def augment_shard(segments: list[dict], engine: Engine, cfg: AugmentConfig, syst
     params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                             seed=cfg.random_seed + shard_index)
     instructions = engine.generate(prompts, params)
+    check_refusals(engine, instructions, cfg, f"augment shard {shard_index}")
+    reasons = getattr(engine, "refusal_reasons", {})
     candidates, rejects, counts = [], [], Counter()
-    for segment, instruction in zip(segments, instructions):
+    for i, (segment, instruction) in enumerate(zip(segments, instructions)):
         if instruction is None:
-            rejects.append(reject("augment", segment["source"], "the engine refused the prompt", segment))
+            rejects.append(reject("augment", segment["source"], reasons.get(i, "the engine refused the prompt"), segment))
             counts["refused"] += 1
             continue
         if not instruction.strip():
@@ -53,18 +60,24 @@ class AugmentWorker(EngineWorker):
 
 def augment(segments: Iterable[dict] | Path, backward_model: str, out_dir: Path,
             cfg: AugmentConfig | None = None, system_prompt: str | None = None,
-            engine: Engine | None = None, executor: ExecutorConfig | None = None) -> dict:
+            engine: Engine | None = None, executor: ExecutorConfig | None = None, recompute: bool = False) -> dict:
     """Write ``out_dir/part-*`` candidates; segments is an iterable or a segments directory.
-    ``executor`` runs the shards on Ray (then ``engine`` cannot be given: each actor loads its own)."""
+    ``executor`` runs the shards on Ray (then ``engine`` cannot be given: each actor loads its own).
+    A rerun resumes only what the same segments, model and settings made (see outputs.py)."""
     cfg = cfg or AugmentConfig()
     system_prompt = system_prompt or BackwardConfig().system_prompt
     out_dir = Path(out_dir)
-    if (out_dir / "_SUCCESS").exists():
-        return stage_info(out_dir)
-    if isinstance(segments, (str, Path)):
-        segments = read_stage(Path(segments))
-    if cfg.max_segments is not None:
-        segments = itertools.islice(segments, cfg.max_segments)
     refuse_engine_object(engine, executor, "augment")
-    worker = partial(AugmentWorker, backward_model, cfg, system_prompt, engine)
-    return run_sharded(segments, out_dir, cfg.records_per_shard, worker, desc="augment", executor=executor)
+    if isinstance(segments, (str, Path)):
+        source = input_fingerprint(segments)
+        segments = read_stage(Path(segments))
+    else:
+        segments = list(segments)
+        source = records_digest(segments)
+    fields = {"segments": source, "backward_model": input_fingerprint(backward_model) if engine is None else None,
+              "system_prompt": system_prompt, "config": cfg.model_dump(mode="json", include=OUTPUT_FIELDS)}
+    with stage_output(out_dir, "candidates", fields, recompute):
+        if cfg.max_segments is not None:
+            segments = itertools.islice(segments, cfg.max_segments)
+        worker = partial(AugmentWorker, backward_model, cfg, system_prompt, engine)
+        return run_sharded(segments, out_dir, cfg.records_per_shard, worker, desc="augment", executor=executor)

@@ -23,6 +23,8 @@ def backward_examples(seed: list[dict], system_prompt: str) -> list[dict]:
     ]
 
 
-def train_backward(seed: list[dict], base_model: str, out_dir: Path, cfg: BackwardConfig | None = None) -> dict:
+def train_backward(seed: list[dict], base_model: str, out_dir: Path, cfg: BackwardConfig | None = None,
+                   recompute: bool = False) -> dict:
     cfg = cfg or BackwardConfig()
-    return sft(backward_examples(seed, cfg.system_prompt), base_model, out_dir, cfg, desc="train backward")
+    return sft(backward_examples(seed, cfg.system_prompt), base_model, out_dir, cfg, desc="train backward",
+               recompute=recompute)

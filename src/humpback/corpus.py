@@ -8,9 +8,11 @@ line), which the segment stage turns into a reject.
 
 from __future__ import annotations
 
+import codecs
 import glob
 import gzip
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,9 +28,13 @@ SUFFIXES = HTML_SUFFIXES + WARC_SUFFIXES + JSONL_SUFFIXES + TEXT_SUFFIXES + MARK
 
 @dataclass
 class Document:
-    source: str
-    kind: str  # "html" (content is bytes), "text" or "markdown" (content is str)
+    source: str  # where it came from, as the corpus was named (file, file:line, file#uri)
+    kind: str  # "html" (content is bytes, or str once decoded), "text" or "markdown" (content is str)
     content: bytes | str
+    key: str = ""  # the same place relative to the corpus root: what segment ids are made from
+
+    def __post_init__(self):
+        self.key = self.key or self.source
 
 
 @dataclass
@@ -37,72 +43,189 @@ class Unreadable:
     reason: str
 
 
+@dataclass
+class Skipped:
+    """A file in the corpus folder that is not read (its type, a broken link): counted, kept in rejects."""
+    source: str
+    reason: str
+
+
 def demo_corpus_path() -> Path:
     return Path(str(resources.files("humpback") / "demo" / "web"))
 
 
-def corpus_files(spec: str) -> list[Path]:
-    """The corpus files a spec names, sorted; raises if it names none."""
-    if spec == "demo":
-        spec = str(demo_corpus_path())
-    path = Path(spec).expanduser()
+def _spec_path(spec: str) -> str:
+    return str(demo_corpus_path()) if spec == "demo" else spec
+
+
+def corpus_root(spec: str) -> Path:
+    """The folder corpus paths are made relative to: the directory given, a file's folder, or
+    the part of a glob before its first wildcard. Ids made from relative paths are the same
+    however the corpus is spelled (relative, absolute, with a trailing slash)."""
+    path = Path(_spec_path(spec)).expanduser()
     if path.is_dir():
-        files = [p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(SUFFIXES)]
+        return path.resolve()
+    if path.is_file():
+        return path.resolve().parent
+    parts = []
+    for part in Path(_spec_path(spec)).expanduser().parts:
+        if glob.has_magic(part):
+            break
+        parts.append(part)
+    return Path(*parts).resolve() if parts else Path.cwd()
+
+
+def relative_name(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
+def corpus_listing(spec: str) -> tuple[list[Path], list[Skipped]]:
+    """The corpus files a spec names, sorted, and what was passed over with why; raises if it
+    names no readable file."""
+    spec = _spec_path(spec)
+    path = Path(spec).expanduser()
+    skipped: list[Skipped] = []
+    if path.is_dir():
+        candidates = sorted(path.rglob("*"))
     elif path.is_file():
-        files = [path]
+        candidates = [path]
     else:
-        files = [Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file()]
+        candidates = sorted(Path(p) for p in glob.glob(spec, recursive=True))
+    files = []
+    for p in candidates:
+        if p.is_symlink() and not p.exists():
+            skipped.append(Skipped(str(p), "broken symbolic link"))
+        elif p.is_dir():
+            if p.is_symlink():
+                skipped.append(Skipped(str(p), "symbolic link to a folder (not followed; link the files instead)"))
+        elif not p.is_file():
+            skipped.append(Skipped(str(p), "not a regular file"))
+        elif not p.name.lower().endswith(SUFFIXES):
+            if not p.name.startswith("."):
+                skipped.append(Skipped(str(p), f"not a corpus file type ({', '.join(SUFFIXES)})"))
+        else:
+            files.append(p)
     if not files:
         raise FileNotFoundError(
             f"corpus {spec} names no readable file; give a file, directory or glob of "
             f"{', '.join(SUFFIXES)}"
         )
-    return sorted(files)
+    return files, skipped
+
+
+def corpus_files(spec: str) -> list[Path]:
+    """The corpus files a spec names, sorted; raises if it names none."""
+    return corpus_listing(spec)[0]
+
+
+def corpus_fingerprint(spec: str) -> list:
+    """What the corpus is, for resume checks: each file's corpus-relative name, size and mtime."""
+    root = corpus_root(spec)
+    files, skipped = corpus_listing(spec)
+    listing = []
+    for p in files:
+        st = p.stat()
+        listing.append([relative_name(p, root), st.st_size, st.st_mtime_ns])
+    return listing
 
 
 def _open(path: Path):
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def read_corpus(spec: str, text_field: str = "text", max_chars: int = 5_000_000) -> Iterator[Document | Unreadable]:
-    for path in corpus_files(spec):
+def read_corpus(spec: str, text_field: str = "text", max_chars: int = 5_000_000) -> Iterator[Document | Unreadable | Skipped]:
+    """Every document of the corpus, in file order. Whatever goes wrong with a file (a broken
+    compressed stream, a malformed WARC, an unexpected parser error) becomes an Unreadable that
+    names the file and where in it, and the next file is read: one bad file never stops a run."""
+    root = corpus_root(spec)
+    files, skipped = corpus_listing(spec)
+    yield from skipped
+    for path in files:
         name = path.name.lower()
+        rel = relative_name(path, root)
         try:
             if name.endswith(WARC_SUFFIXES):
-                yield from _read_warc(path, max_chars)
+                yield from _read_warc(path, rel, max_chars)
             elif name.endswith(JSONL_SUFFIXES):
-                yield from _read_jsonl(path, text_field, max_chars)
+                yield from _read_jsonl(path, rel, text_field, max_chars)
             else:
-                yield from _read_whole(path, name, max_chars)
-        except (OSError, EOFError) as e:  # truncated gzip, permission denied, ...
+                yield from _read_whole(path, rel, name, max_chars)
+        except Exception as e:  # noqa: BLE001 - truncated gzip, zlib.error, permission denied, a library bug ...
             yield Unreadable(str(path), f"unreadable file ({type(e).__name__}: {e})")
 
 
-def _read_whole(path: Path, name: str, max_chars: int) -> Iterator[Document | Unreadable]:
+def _read_whole(path: Path, rel: str, name: str, max_chars: int) -> Iterator[Document | Unreadable]:
     with _open(path) as f:
         data = f.read(max_chars + 1)
     if len(data) > max_chars:
         yield Unreadable(str(path), f"document larger than max_document_chars={max_chars}")
         return
     if name.endswith(HTML_SUFFIXES):
-        yield Document(str(path), "html", data)  # the HTML parser detects the encoding
+        yield Document(str(path), "html", decode_html(data), rel)
         return
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte-order mark is not text
     except UnicodeDecodeError as e:
         yield Unreadable(str(path), f"not valid UTF-8 text (byte {e.start})")
         return
-    yield Document(str(path), "markdown" if name.endswith(MARKDOWN_SUFFIXES) else "text", text)
+    yield Document(str(path), "markdown" if name.endswith(MARKDOWN_SUFFIXES) else "text", text, rel)
 
 
-def _read_jsonl(path: Path, text_field: str, max_chars: int) -> Iterator[Document | Unreadable]:
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
+
+
+def decode_html(data: bytes, declared: str | None = None) -> str:
+    """HTML bytes as text: the charset the page (or its HTTP header) declares, else UTF-8 when
+    the bytes are valid UTF-8, else windows-1252 (what browsers assume for undeclared Western
+    pages; a latin-1 page is a subset of it)."""
+    if data.startswith(codecs.BOM_UTF8):
+        return data[len(codecs.BOM_UTF8):].decode("utf-8", errors="replace")
+    if declared is None:
+        match = _META_CHARSET.search(data[:4096])
+        declared = match.group(1).decode("ascii", "ignore") if match else None
+    if declared:
+        try:
+            return data.decode(declared, errors="replace")
+        except LookupError:
+            pass  # an unknown charset name: sniff as if none were declared
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
+def _capped_lines(f, max_bytes: int) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, line) from a binary stream; None for a line longer than max_bytes, which is
+    skipped without ever being held whole (a decompression bomb is one huge line)."""
+    number = 0
+    while True:
+        line = f.readline(max_bytes + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > max_bytes and not line.endswith(b"\n"):
+            while True:  # drain the rest of this line in bounded pieces
+                rest = f.readline(1 << 20)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield number, None
+            continue
+        yield number, line
+
+
+def _read_jsonl(path: Path, rel: str, text_field: str, max_chars: int) -> Iterator[Document | Unreadable]:
     with _open(path) as f:
-        for i, raw in enumerate(f, 1):
+        for i, raw in _capped_lines(f, max_chars):
             where = f"{path}:{i}"
-            if not raw.strip():
-                continue
-            if len(raw) > max_chars:
+            if raw is None:
                 yield Unreadable(where, f"record larger than max_document_chars={max_chars}")
+                continue
+            if i == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            if not raw.strip():
                 continue
             try:
                 record = json.loads(raw.decode("utf-8"))
@@ -116,23 +239,92 @@ def _read_jsonl(path: Path, text_field: str, max_chars: int) -> Iterator[Documen
             if not isinstance(text, str):
                 yield Unreadable(where, f"record has no string field {text_field!r} (set segment.text_field)")
                 continue
-            yield Document(where, "text", text)
+            yield Document(where, "text", text, f"{rel}:{i}")
 
 
-def _read_warc(path: Path, max_chars: int) -> Iterator[Document | Unreadable]:
+def _read_warc(path: Path, rel: str, max_chars: int) -> Iterator[Document | Unreadable]:
+    """HTML response records of a WARC. A record that cannot be read is a reject naming its
+    offset, and reading goes on at the next record found after it (the next ``WARC/1.`` line, or
+    the next gzip member of a .warc.gz); a file cut in the middle of a record ends with a reject
+    for the missing bytes."""
     from warcio.archiveiterator import ArchiveIterator
 
+    marker = b"\x1f\x8b\x08" if path.name.lower().endswith(".gz") else b"WARC/1."
+    size = path.stat().st_size
+    base = 0
     with open(path, "rb") as f:
-        for record in ArchiveIterator(f):
-            if record.rec_type != "response":
-                continue
-            uri = record.rec_headers.get_header("WARC-Target-URI") or "?"
-            where = f"{path}#{uri}"
-            ctype = (record.http_headers.get_header("Content-Type") or "") if record.http_headers else ""
-            if "html" not in ctype.lower():
-                continue  # images, PDFs, robots.txt: not web text
-            body = record.content_stream().read(max_chars + 1)
-            if len(body) > max_chars:
-                yield Unreadable(where, f"document larger than max_document_chars={max_chars}")
-                continue
-            yield Document(where, "html", body)
+        while base < size:
+            f.seek(base)
+            records = ArchiveIterator(f)
+            last = None  # offset (from base) of the last record read
+            while True:
+                try:
+                    record = next(records)
+                except StopIteration:
+                    end = base + (last or 0) + ((records.get_record_length() or 0) if last is not None else 0)
+                    if last is not None and end < size and not _only_blank(f, end, size):
+                        yield Unreadable(f"{path}@{end}", f"WARC cut short: the {size - end} bytes after offset "
+                                                          f"{end} are not a complete record")
+                    return
+                except Exception as e:  # noqa: BLE001 - ArchiveLoadFailed, a header warcio cannot parse, ...
+                    failed = _next_marker(f, base + (last + 1 if last is not None else 0), marker)
+                    where = failed if failed is not None else base + (last or 0)
+                    yield Unreadable(f"{path}@{where}", f"unreadable WARC record at offset {where} "
+                                                        f"({type(e).__name__}: {e})")
+                    resume = None if failed is None else _next_marker(f, failed + 1, marker)
+                    if resume is None:
+                        return
+                    base = resume
+                    break
+                uri, body, problem = _warc_payload(record, max_chars)  # read before asking the offset
+                last = records.get_record_offset()
+                if uri is None and problem is None:
+                    continue  # not an HTML response: images, PDFs, robots.txt, request records
+                where = f"{path}#{uri}" if uri else f"{path}@{base + last}"
+                if problem:
+                    yield Unreadable(where, problem)
+                    continue
+                # the URI and the record's offset: two captures of one URI in a crawl are two documents
+                yield Document(where, "html", body, f"{rel}#{uri}@{base + last}")
+
+
+def _only_blank(f, start: int, size: int) -> bool:
+    """A record's closing blank lines are not always counted in its length: they are no cut."""
+    if size - start > 64:
+        return False
+    f.seek(start)
+    return not f.read(64).strip()
+
+
+def _next_marker(f, start: int, marker: bytes) -> int | None:
+    """Offset of the next record start at or after ``start``, or None."""
+    f.seek(start)
+    position, carry = start, b""
+    while chunk := f.read(1 << 20):
+        found = (carry + chunk).find(marker)
+        if found >= 0:
+            return position - len(carry) + found
+        carry = chunk[-len(marker):]
+        position += len(chunk)
+    return None
+
+
+def _warc_payload(record, max_chars: int) -> tuple[str | None, str, str | None]:
+    """(uri, decoded HTML, problem) of an HTML response record; (None, '', None) for any other."""
+    try:
+        if record.rec_type != "response":
+            return None, "", None
+        uri = record.rec_headers.get_header("WARC-Target-URI") or ""
+        ctype = (record.http_headers.get_header("Content-Type") or "") if record.http_headers else ""
+        if "html" not in ctype.lower():
+            return None, "", None
+        body = record.content_stream().read(max_chars + 1)
+    except Exception as e:  # noqa: BLE001 - a broken chunked encoding, a bad content encoding, ...
+        return "", "", f"unreadable WARC record ({type(e).__name__}: {e})"
+    if len(body) > max_chars:
+        return uri, "", f"document larger than max_document_chars={max_chars}"
+    missing = getattr(record.raw_stream, "limit", 0)  # bytes the header promised that the file lacks
+    if missing:
+        return uri, "", f"WARC record cut short: {missing} of its {record.length} bytes are missing"
+    charset = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", ctype, re.IGNORECASE)
+    return uri, decode_html(body, charset.group(1) if charset else None), None

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Iterable
 
 from .config import CurateConfig, ExecutorConfig
-from .engine import Engine, EngineWorker, SamplingParams, make_engine
+from .engine import Engine, EngineWorker, SamplingParams, check_refusals, make_engine
 from .executor import refuse_engine_object
-from .shards import read_stage, run_sharded, stage_info, write_json, write_jsonl
+from .outputs import input_fingerprint, records_digest, stage_output
+from .shards import read_stage, reject, run_sharded, write_json, write_jsonl
 from .stats import agreement
 
 RUBRIC_SCALE = """\
@@ -71,6 +72,10 @@ RUBRIC = f"{RUBRIC_SCALE}\n\n{ASK_REASONING}\n\n{CANDIDATE}"
 LOGPROB_RUBRIC = f"{RUBRIC_SCALE}\n\n{ASK_SCORE_ONLY}\n\n{CANDIDATE}"
 """The judge's prompt in logprob mode; its answer is started with SCORE_PREFIX + ' '."""
 SCORES = ["1", "2", "3", "4", "5"]
+
+# The fields that decide what a rating is (k does not: A_k is selected from the ratings after).
+RATING_FIELDS = {"engine", "dtype", "served_model", "mode", "max_new_tokens", "finish_score_line", "temperature",
+                 "top_p", "records_per_shard", "random_seed"}
 
 _SCORE_LINE = re.compile(r"^\W*score\W*:", re.IGNORECASE)  # anything that looks like a score line
 _FINAL_SCORE = re.compile(r"^\s*\**\s*Score\s*\**\s*:\s*\**\s*([1-5])\s*\**\s*[.,;!]?\s*$", re.IGNORECASE)
@@ -166,12 +171,17 @@ def _rate_generate(candidates: list[dict], engine: Engine, cfg: CurateConfig, te
                             follow_up=score_line_please if cfg.finish_score_line else None)
     prompts = [rating_prompt(c, template) for c in candidates]
     judged = engine.generate(prompts, params)
+    check_refusals(engine, judged, cfg, "rating")
+    reasons = getattr(engine, "refusal_reasons", {})
     judged = [_end_at_score_line(a) if i in prompted and a is not None else a for i, a in enumerate(judged)]
     finished = finish_with_score_line(prompts, judged, engine) if cfg.finish_score_line else judged
     fields = []
     for i, (first, judge_output) in enumerate(zip(judged, finished)):
-        fields.append({"score": parse_score(judge_output), "judge_output": judge_output,
-                       "score_line_prompted": i in prompted or judge_output != first, "refused": judge_output is None})
+        rated = {"score": parse_score(judge_output), "judge_output": judge_output,
+                 "score_line_prompted": i in prompted or judge_output != first, "refused": judge_output is None}
+        if judge_output is None:
+            rated["refusal_reason"] = reasons.get(i, "the engine refused the prompt")
+        fields.append(rated)
     return fields
 
 
@@ -182,26 +192,39 @@ def _end_at_score_line(text: str) -> str:
     return text if start < 0 or end < 0 else text[:end]
 
 
-def _rate_logprob(candidates: list[dict], engine: Engine, template: str):
+def _rate_logprob(candidates: list[dict], engine: Engine, template: str, cfg: CurateConfig | None = None):
     prompts = [rating_prompt(c, template, "logprob") for c in candidates]
-    return [score_distribution(lp) for lp in engine.choice_logprobs(prompts, SCORES)]
+    read = engine.choice_logprobs(prompts, SCORES)
+    check_refusals(engine, read, cfg or CurateConfig(), "rating")
+    reasons = getattr(engine, "refusal_reasons", {})
+    fields = []
+    for i, logprobs in enumerate(read):
+        if logprobs is None:  # refused: not an unparsed rating, a prompt the engine did not run
+            fields.append({"score": None, "expected_score": None, "score_probs": None, "score_mass": 0.0,
+                           "refused": True, "refusal_reason": reasons.get(i, "the engine refused the prompt")})
+        else:
+            fields.append(score_distribution(logprobs))
+    return fields
 
 
 def rate_shard(candidates: list[dict], engine: Engine, cfg: CurateConfig, template: str,
                judge_model: str, iteration: int, shard_index: int):
     if cfg.mode == "logprob":
-        fields = _rate_logprob(candidates, engine, template)
+        fields = _rate_logprob(candidates, engine, template, cfg)
     else:
         fields = _rate_generate(candidates, engine, cfg, template, cfg.random_seed + shard_index)
-    ratings, counts = [], Counter()
+    ratings, rejects, counts = [], [], Counter()
     for candidate, rated in zip(candidates, fields):
         score = rated["score"]
+        if rated.pop("refused", False):  # counted apart from unparsed ratings, kept as a reject
+            counts["refused"] += 1
+            rejects.append(reject("curate", candidate.get("source", candidate["id"]), rated["refusal_reason"], candidate))
+            continue
         counts[f"score_{score}" if score else "unparsed"] += 1
         counts["score_line_prompted"] += rated.get("score_line_prompted", False)
-        counts["refused"] += rated.pop("refused", False)
         ratings.append({**candidate, **rated, "rating_mode": cfg.mode, "judge_model": judge_model,
                         "iteration": iteration})
-    return ratings, [], counts
+    return ratings, rejects, counts
 
 
 class RateWorker(EngineWorker):
@@ -217,19 +240,27 @@ class RateWorker(EngineWorker):
 
 
 def rate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, cfg: CurateConfig | None = None,
-         iteration: int = 1, engine: Engine | None = None, executor: ExecutorConfig | None = None) -> dict:
-    """Rate every candidate into ``out_dir/part-*`` (resumable, shard by shard; on Ray with ``executor``)."""
+         iteration: int = 1, engine: Engine | None = None, executor: ExecutorConfig | None = None,
+         recompute: bool = False) -> dict:
+    """Rate every candidate into ``out_dir/part-*`` (resumable, shard by shard; on Ray with ``executor``).
+    A rerun resumes only ratings made of the same candidates, by the same judge, the same way."""
     cfg = cfg or CurateConfig()
     out_dir = Path(out_dir)
-    if (out_dir / "_SUCCESS").exists():
-        return stage_info(out_dir)
-    load_template(cfg.template, cfg.mode)  # a bad template fails here, before any engine starts
-    if isinstance(candidates, (str, Path)):
-        candidates = read_stage(Path(candidates))
+    template = load_template(cfg.template, cfg.mode)  # a bad template fails here, before any engine starts
     refuse_engine_object(engine, executor, "curate")
-    worker = partial(RateWorker, judge_model, cfg, iteration, engine)
-    return run_sharded(candidates, out_dir, cfg.records_per_shard, worker,
-                       desc=f"curate (iteration {iteration}, {cfg.mode})", executor=executor)
+    if isinstance(candidates, (str, Path)):
+        source = input_fingerprint(candidates)
+        candidates = read_stage(Path(candidates))
+    else:
+        candidates = list(candidates)
+        source = records_digest(candidates)
+    fields = {"candidates": source, "judge_model": input_fingerprint(judge_model) if engine is None else None,
+              "template": template, "iteration": iteration,
+              "config": cfg.model_dump(mode="json", include=RATING_FIELDS)}
+    with stage_output(out_dir, "ratings", fields, recompute):
+        worker = partial(RateWorker, judge_model, cfg, iteration, engine)
+        return run_sharded(candidates, out_dir, cfg.records_per_shard, worker,
+                           desc=f"curate (iteration {iteration}, {cfg.mode})", executor=executor)
 
 
 def select(ratings: Iterable[dict], k: int) -> list[dict]:
@@ -238,13 +269,15 @@ def select(ratings: Iterable[dict], k: int) -> list[dict]:
 
 
 def curate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, cfg: CurateConfig | None = None,
-           iteration: int = 1, engine: Engine | None = None, executor: ExecutorConfig | None = None) -> list[dict]:
-    """Rate into ``out_dir/ratings`` and write A_k to ``out_dir/curated/part-00000.jsonl``."""
+           iteration: int = 1, engine: Engine | None = None, executor: ExecutorConfig | None = None,
+           recompute: bool = False) -> list[dict]:
+    """Rate into ``out_dir/ratings`` and write A_k to ``out_dir/curated/part-00000.jsonl`` (A_k is
+    selected anew from the ratings every time: it is what k says now)."""
     cfg = cfg or CurateConfig()
-    out_dir = Path(out_dir)
-    rate(candidates, judge_model, out_dir / "ratings", cfg, iteration, engine, executor)
-    curated = select(read_stage(out_dir / "ratings"), cfg.k)
-    write_jsonl(out_dir / "curated" / "part-00000.jsonl", curated)
+    with stage_output(out_dir, "curate") as out_dir:
+        rate(candidates, judge_model, out_dir / "ratings", cfg, iteration, engine, executor, recompute)
+        curated = select(read_stage(out_dir / "ratings"), cfg.k)
+        write_jsonl(out_dir / "curated" / "part-00000.jsonl", curated)
     return curated
 
 

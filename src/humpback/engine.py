@@ -20,6 +20,7 @@ import functools
 import logging
 import math
 import os
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -59,9 +60,10 @@ class Engine(Protocol):
     def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str | None]:
         """One completion per prompt (the assistant's text only), None where the prompt was refused."""
 
-    def choice_logprobs(self, prompts: list[Chat], choices: list[str]) -> list[dict[str, float]]:
+    def choice_logprobs(self, prompts: list[Chat], choices: list[str]) -> list[dict[str, float] | None]:
         """For each prompt, the log-probability that the next token is each choice (a token whose
-        text, stripped of spaces, is the choice). -inf where the engine saw no such token."""
+        text, stripped of spaces, is the choice). -inf where the engine saw no such token; None
+        where the prompt was refused."""
 
     def close(self) -> None:
         """Free the model (and its processes) before the next stage needs the memory."""
@@ -537,60 +539,142 @@ class VLLMEngine:
         self.llm = None
 
 
+class EngineError(RuntimeError):
+    """The engine (a server, most often) cannot go on; the stage stops without being marked
+    finished, so a rerun resumes from its last complete shard once the cause is fixed."""
+
+
+_SECRET = re.compile(r"(sk-[A-Za-z0-9_-]{8,}|(?i:bearer)\s+\S+|(?i:api[_-]?key)[\"']?\s*[:=]\s*[\"']?[^\s\"',}]+)")
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """A server's message with anything that looks like a key replaced by '***'."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return _SECRET.sub("***", text)
+
+
 class OpenAIEngine:
     """Any OpenAI-compatible chat server. The official client does the retries (exponential
     backoff on connection errors, timeouts, 429 and 5xx); a thread pool keeps ``concurrency``
-    requests in flight. The API key is read from the environment and held only by the client."""
+    requests in flight. The API key is read from the environment and held only by the client.
+
+    A prompt the server refuses (400: too long, say) comes back as None with the server's reason
+    in ``refusal_reasons`` (index -> reason, for the last call); a stage decides how many it takes.
+    A server that cannot be reached, rejects the key, or keeps answering with something that is
+    not a completion (no choices, not JSON, no logprobs when asked) raises EngineError."""
 
     name = "openai"
 
     def __init__(self, model: str, base_url: str | None, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
-                 timeout: float = 300.0, max_retries: int = 5):
+                 timeout: float = 120.0, max_retries: int = 2):
         from openai import OpenAI
 
         if not base_url:
             raise ValueError("the openai engine needs base_url (e.g. http://127.0.0.1:8000/v1)")
-        self.client = OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "none",
-                             timeout=timeout, max_retries=max_retries)
+        self._key = os.environ.get(api_key_env) or ""
+        self.client = OpenAI(base_url=base_url, api_key=self._key or "none", timeout=timeout, max_retries=max_retries)
+        self.base_url = base_url
         self.model = str(model)
         self.concurrency = concurrency
+        self.max_retries = max_retries
+        self.refusal_reasons: dict[int, str] = {}
 
-    def _request(self, prompt: Chat, **kwargs):
+    def _fail(self, what: str, error: Exception | str) -> EngineError:
+        detail = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        return EngineError(f"server {self.base_url} (model {self.model}): {what} ({redact(str(detail), (self._key,))})")
+
+    def _request(self, prompt: Chat, need_logprobs: bool = False, **kwargs):
+        """The server's response, or a refusal reason (str) for a prompt it rejected."""
         import openai
 
         extra = {}
         if prompt[-1]["role"] == "assistant":  # continue the assistant's text (vLLM's chat extension)
             extra = {"continue_final_message": True, "add_generation_prompt": False}
-        try:
-            return self.client.chat.completions.create(model=self.model, messages=prompt, extra_body=extra or None,
-                                                       **kwargs)
-        except openai.BadRequestError as e:  # this prompt, not the server: keep going without it
-            log.warning("server refused a prompt: %s", e.message)
-            return None
+        problem: Exception | str = ""
+        for _attempt in range(self.max_retries + 1):  # malformed answers: the client only retries errors
+            try:
+                response = self.client.chat.completions.create(model=self.model, messages=prompt,
+                                                               extra_body=extra or None, **kwargs)
+            except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
+                raise self._fail("the API key was rejected (set the variable --api-key-env names)", e) from None
+            except openai.NotFoundError as e:
+                raise self._fail("no such model or endpoint (check --served-model and --base-url)", e) from None
+            except openai.BadRequestError as e:  # this prompt, not the server: keep going without it
+                reason = redact(str(getattr(e, "message", e)), (self._key,))
+                log.warning("server refused a prompt: %s", reason)
+                return f"server refused the prompt: {reason}"
+            except (openai.APIConnectionError, openai.APITimeoutError) as e:  # after the client's own retries
+                raise self._fail("did not answer", e) from None
+            except (openai.APIError, ValueError, TypeError) as e:  # 5xx after retries, a body that is not JSON
+                problem = e
+                continue
+            choices = getattr(response, "choices", None)
+            if not choices or getattr(choices[0], "message", None) is None:
+                problem = "a response without choices"
+                continue
+            if need_logprobs and not (choices[0].logprobs and choices[0].logprobs.content):
+                raise self._fail("returned no logprobs; logprob rating needs a server that returns top_logprobs "
+                                 "(vLLM does), or use --mode generate", "logprobs missing") from None
+            return response
+        raise self._fail(f"answered {self.max_retries + 1} times with something that is not a completion", problem)
 
     def _map(self, fn, prompts: list[Chat], desc: str) -> list:
+        self.refusal_reasons = {}
         with ThreadPoolExecutor(self.concurrency) as pool:
-            return list(tqdm(pool.map(fn, prompts), total=len(prompts), desc=desc, unit="prompt", leave=False))
+            results = list(tqdm(pool.map(fn, prompts), total=len(prompts), desc=desc, unit="prompt", leave=False))
+        out = []
+        for i, result in enumerate(results):
+            if isinstance(result, Refusal):
+                self.refusal_reasons[i] = result.reason
+                out.append(None)
+            else:
+                out.append(result)
+        return out
 
     def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str | None]:
-        def one(prompt: Chat) -> str | None:
+        def one(prompt: Chat):
             response = self._request(prompt, temperature=params.temperature, max_tokens=params.max_new_tokens,
                                      top_p=params.top_p if params.temperature > 0 else 1.0, seed=params.seed)
-            return None if response is None else (response.choices[0].message.content or "").strip()
+            if isinstance(response, str):
+                return Refusal(response)
+            return (response.choices[0].message.content or "").strip()
 
         return self._map(one, prompts, "generate")
 
-    def choice_logprobs(self, prompts: list[Chat], choices: list[str]) -> list[dict[str, float]]:
-        def one(prompt: Chat) -> dict[str, float]:
-            response = self._request(prompt, temperature=0.0, max_tokens=1, logprobs=True, top_logprobs=20)
-            content = response.choices[0].logprobs.content if response and response.choices[0].logprobs else None
-            top = content[0].top_logprobs if content else []
+    def choice_logprobs(self, prompts: list[Chat], choices: list[str]) -> list[dict[str, float] | None]:
+        def one(prompt: Chat):
+            response = self._request(prompt, need_logprobs=True, temperature=0.0, max_tokens=1, logprobs=True,
+                                     top_logprobs=20)
+            if isinstance(response, str):
+                return Refusal(response)
+            top = response.choices[0].logprobs.content[0].top_logprobs or []
             return {c: _logsumexp([t.logprob for t in top if t.token.strip() == c]) for c in choices}
 
         return self._map(one, prompts, "score")
 
     def close(self) -> None:
         self.client.close()
+
+
+def check_refusals(engine, results: list, cfg: EngineConfig, where: str) -> None:
+    """Stop when more than ``cfg.max_refused_share`` of a call's prompts were refused: an engine
+    that refuses everything is broken, and its refusals must not be written down as data."""
+    refused = sum(r is None for r in results)
+    if results and refused and refused / len(results) > cfg.max_refused_share:
+        reasons = getattr(engine, "refusal_reasons", {})
+        first = next(iter(reasons.values()), "no reason given")
+        engine_name = getattr(engine, "base_url", None) or getattr(engine, "name", "engine")
+        raise EngineError(f"{where}: {engine_name} refused {refused} of {len(results)} prompts (more than "
+                          f"max_refused_share={cfg.max_refused_share}); first reason: {first}. The stage stops "
+                          f"unfinished: fix the server (or the prompts) and rerun to resume")
+
+
+@dataclass
+class Refusal:
+    """A prompt the engine would not run, and why."""
+    reason: str
 
 
 def make_engine(model_path: str, cfg: EngineConfig) -> Engine:

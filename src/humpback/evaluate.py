@@ -27,6 +27,7 @@ from .config import BackwardEvalConfig, EvalConfig, JudgeConfig
 from .engine import Engine, SamplingParams, make_engine
 from .generate import generate, read_prompts
 from .models import resolve_model
+from .outputs import claim_output
 from .shards import reject, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,8 @@ def judge_pairs(pairs: list[dict], engine: Engine, cfg: JudgeConfig) -> list[dic
                   "reference": pairs[i]["reference"], "model_shown_as": "A" if model_first else "B",
                   "mode": cfg.mode}
         if cfg.mode == "logprob":
-            p_a, p_b = (math.exp(logprobs[c]) if logprobs[c] > -math.inf else 0.0 for c in ("A", "B"))
+            logprobs = logprobs or {}  # None: the engine refused the prompt
+            p_a, p_b = (math.exp(logprobs[c]) if logprobs.get(c, -math.inf) > -math.inf else 0.0 for c in ("A", "B"))
             mass = p_a + p_b
             record.update(p_a=round(p_a, 6), p_b=round(p_b, 6))
             shown = None if mass == 0 else p_a / mass  # preference for the answer shown as A
@@ -242,7 +244,7 @@ def evaluate(cfg: EvalConfig, model: str, out_dir: Path, reference: Path | None 
     """Answer cfg.prompts with ``model`` (model_outputs.json), then judge against ``reference``
     (an AlpacaEval-format outputs file; by default the prompt file's own ``output`` answers,
     which AlpacaEval's set carries: text-davinci-003's)."""
-    out_dir = Path(out_dir)
+    out_dir = claim_output(out_dir, "eval")  # new, empty, or an earlier eval output
     name = name or Path(str(model)).name
     prompts, rejects = load_prompt_set(cfg.prompts, cfg.limit, cfg.sample_seed)
     outputs, refused = answer(prompts, model, cfg, name)
@@ -267,7 +269,7 @@ def evaluate(cfg: EvalConfig, model: str, out_dir: Path, reference: Path | None 
 def compare(cfg: EvalConfig, model: str, baseline: str, out_dir: Path, name: str | None = None,
             baseline_name: str | None = None) -> dict:
     """Judge two models against each other on the same prompts: ``model``'s win rate over ``baseline``."""
-    out_dir = Path(out_dir)
+    out_dir = claim_output(out_dir, "eval")  # new, empty, or an earlier eval output
     name, baseline_name = name or Path(str(model)).name, baseline_name or Path(str(baseline)).name
     prompts, rejects = load_prompt_set(cfg.prompts, cfg.limit, cfg.sample_seed)
     sides = {}
@@ -287,7 +289,7 @@ def alpaca_eval_config(out_dir: Path, judge_model: str, base_url: str | None = N
     at ``base_url``, an OpenAI-compatible endpoint) with AlpacaEval 2's weighted logprob prompt.
     Use: ``alpaca_eval --model_outputs model_outputs.json --annotators_config DIR``. The API key
     is read by the OpenAI client from OPENAI_API_KEY; it is not written."""
-    out_dir = Path(out_dir)
+    out_dir = claim_output(out_dir, "alpaca-eval-config")  # new, empty, or an earlier alpaca-eval-config output
     name = "humpback_judge"
     config = {name: {
         "prompt_template": "alpaca_eval_clf_gpt4_turbo/alpaca_eval_clf.txt",
@@ -347,7 +349,7 @@ def backward_fidelity(seed: list[dict], base_model: str, out_dir: Path, cfg: Bac
 
     from .backward import backward_prompt, train_backward
 
-    out_dir = Path(out_dir)
+    out_dir = claim_output(out_dir, "eval-backward")  # new, empty, or an earlier eval-backward output
     train_cfg = cfg.train
     train, held = split_seed(seed, cfg.holdout, cfg.split_seed)
     if backward_model is None:

@@ -1,13 +1,16 @@
-"""The Ray executor: a stage's shards run on a pool of Ray Data actors.
+"""The Ray executor: a stage's shards run on a pool of Ray actors.
 
 The same shard function as the local executor, so both give the same records:
 
-    pending shards ──> ray.data.from_items (one row per shard: index + pickled records)
-                   ──> map_batches(_ShardActor, batch_size=1, ActorPoolStrategy(size=actors))
-                           each actor builds the stage's worker once (loads one engine,
-                           on its own GPU when the cluster has them) and runs shard after shard
-                   ──> iter_rows() in shard order (preserve_order) ──> the driver writes
-                       part-NNNNN.parquet, its rejects and counters (shards.write_shard)
+    pending shards (read lazily, a few at a time)
+        ──> ray.util.ActorPool of _ShardActor: each actor builds the stage's worker once
+            (loads one engine, on its own GPU when the cluster has them) and runs shard after shard
+        ──> results in shard order ──> the driver writes part-NNNNN.parquet, its rejects and
+            counters (shards.write_shard)
+
+The driver streams: it reads the next shard only when fewer than two per actor are in flight,
+so its memory holds a bounded number of shards whatever the corpus size (it used to pickle every
+pending shard before dispatching the first).
 
 A shard is the unit of resume, as locally: shards already written are never sent to Ray, and a
 killed run loses only the shards in flight. The driver writes because it owns the run
@@ -22,8 +25,8 @@ both executors; a Ray run's output is then the local run's (tested).
 
 from __future__ import annotations
 
+import itertools
 import logging
-import pickle
 import time
 from typing import Callable, Iterator
 
@@ -39,9 +42,8 @@ def init_ray(cfg: ExecutorConfig):
     if not ray.is_initialized():
         ray.init(address=cfg.ray_address, include_dashboard=False, log_to_driver=True,
                  logging_level=logging.WARNING, configure_logging=True)
-    ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True  # shards come back in order: the driver writes them in order
-    ctx.enable_progress_bars = False  # the stage's own progress bar counts written shards
+    import ray.util  # noqa: F401 - ActorPool
+
     return ray
 
 
@@ -67,21 +69,19 @@ def actor_plan(cfg: ExecutorConfig, cluster: dict, shards: int) -> dict:
     return {"actors": max(1, min(actors, shards)), "num_gpus": gpus, "num_cpus": cfg.ray_cpus_per_actor}
 
 
+IN_FLIGHT_PER_ACTOR = 2  # shards held per actor: one running, one waiting, so no actor idles
+
+
 class _ShardActor:
     """One Ray actor: builds the stage's worker (and its engine) once, then runs shards."""
 
     def __init__(self, worker: Callable):
         self.process = worker()
 
-    def __call__(self, batch):
-        import pyarrow as pa
-
-        index = batch["index"][0].as_py()
-        items = pickle.loads(batch["items"][0].as_py())
+    def run(self, index: int, items: list) -> tuple[int, tuple, float]:
         start = time.time()
         output = self.process(items, index)
-        return pa.table({"index": [index], "output": pa.array([pickle.dumps(output)], pa.large_binary()),
-                         "seconds": [round(time.time() - start, 3)]})
+        return index, output, round(time.time() - start, 3)
 
     def __del__(self):
         if hasattr(getattr(self, "process", None), "close"):
@@ -90,19 +90,33 @@ class _ShardActor:
 
 def ray_map_shards(pending: Iterator[tuple[int, list]], worker: Callable, cfg: ExecutorConfig,
                    desc: str) -> Iterator[tuple[int, tuple, float]]:
-    """Run ``worker()(items, index)`` for every pending shard on Ray Data actors; yields
-    ``(index, output, seconds)`` in shard order, each as soon as it and the shards before it are done."""
-    rows = [{"index": index, "items": pickle.dumps(batch)} for index, batch in pending]
-    if not rows:
-        return
+    """Run ``worker()(items, index)`` for every pending shard on Ray actors; yields
+    ``(index, output, seconds)`` in shard order, each as soon as it and the shards before it are done.
+    At most IN_FLIGHT_PER_ACTOR shards per actor are read from ``pending`` ahead of the results."""
+    pending = iter(pending)
     ray = init_ray(cfg)
-    plan = actor_plan(cfg, ray.cluster_resources(), len(rows))
-    log.info("%s: %d shards on %d Ray actors (%s CPU, %s GPU each)", desc, len(rows), plan["actors"],
-             plan["num_cpus"], plan["num_gpus"])
-    outputs = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-        _ShardActor, fn_constructor_args=(worker,), batch_size=1, batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=plan["actors"]),
-        num_cpus=plan["num_cpus"], num_gpus=plan["num_gpus"],
-    )
-    for row in outputs.iter_rows():
-        yield row["index"], pickle.loads(row["output"]), row["seconds"]
+    cluster = ray.cluster_resources()
+    wanted = actor_plan(cfg, cluster, 1 << 30)["actors"]
+    first = list(itertools.islice(pending, wanted))  # never more actors than there are shards
+    if not first:
+        return
+    plan = actor_plan(cfg, cluster, len(first))
+    log.info("%s: shards on %d Ray actors (%s CPU, %s GPU each)", desc, plan["actors"], plan["num_cpus"],
+             plan["num_gpus"])
+    actor_class = ray.remote(_ShardActor).options(num_cpus=plan["num_cpus"], num_gpus=plan["num_gpus"])
+    actors = [actor_class.remote(worker) for _ in range(plan["actors"])]
+    pool = ray.util.ActorPool(actors)
+    limit = IN_FLIGHT_PER_ACTOR * len(actors)
+    in_flight = 0
+    try:
+        for index, items in itertools.chain(first, pending):
+            pool.submit(lambda actor, job: actor.run.remote(*job), (index, items))
+            in_flight += 1
+            if in_flight >= limit:
+                yield pool.get_next()  # in submission order: shard order
+                in_flight -= 1
+        while pool.has_next():
+            yield pool.get_next()
+    finally:
+        for actor in actors:
+            ray.kill(actor)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .config import GenerateConfig
 from .engine import Engine, SamplingParams, make_engine
+from .outputs import OutputError
 from .shards import reject, write_jsonl
 from .tags import INFERENCE_TAGS, tagged_prompt
 
@@ -62,11 +63,20 @@ def generate_file(prompts_path: Path, model: str, out_path: Path, cfg: GenerateC
     """Read instructions from a file, answer them, write JSONL with 'output' added."""
     cfg = cfg or GenerateConfig()
     prompts, rejects = read_prompts(prompts_path)
-    outputs = generate([p["instruction"] for p in prompts], model, cfg)
+    out_path = Path(out_path)
+    for path in (out_path, out_path.with_suffix(".rejects.jsonl")):
+        if path.exists() or path.is_symlink():
+            raise OutputError(f"{path} already exists: give a new file name (humpback never overwrites a file)")
+    engine = make_engine(model, cfg)
+    try:
+        outputs = generate([p["instruction"] for p in prompts], model, cfg, engine=engine)
+        reasons = dict(getattr(engine, "refusal_reasons", {}))
+    finally:
+        engine.close()
     answered = []
-    for prompt, output in zip(prompts, outputs):
+    for i, (prompt, output) in enumerate(zip(prompts, outputs)):
         if output is None:
-            rejects.append(reject("generate", prompts_path, "the engine refused the prompt", prompt))
+            rejects.append(reject("generate", prompts_path, reasons.get(i, "the engine refused the prompt"), prompt))
         else:
             answered.append({**prompt, "output": output, "generator": str(model)})
     n = write_jsonl(Path(out_path), answered)

@@ -13,6 +13,7 @@ zero2, zero3); any file written by ``accelerate config`` works too (multi-node i
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -54,14 +55,16 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch_sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, desc: str) -> dict:
+def launch_sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, desc: str,
+               fit: dict | None = None) -> dict:
     """Run ``sft`` under accelerate launch with ``cfg.num_processes`` processes; returns its info."""
     out_dir = Path(out_dir)
-    job_dir = out_dir.with_name(f".{out_dir.name}.launch")
+    token = f"launch{os.getpid()}"
+    job_dir = out_dir / f".{token}"  # inside the model folder: the launcher writes nowhere else
     write_jsonl(job_dir / "examples.jsonl", examples)
     single = cfg.model_dump(mode="json", include=set(TrainConfig.model_fields)) | {"launcher": "none"}
     write_json(job_dir / "job.json", {"base_model": str(base_model), "out_dir": str(out_dir), "desc": desc,
-                                      "config": single})
+                                      "config": single, "token": token, "fit": fit or {}})
     command = launch_command(job_dir, cfg)
     done = subprocess.run(command)
     if done.returncode != 0 or not (out_dir / SUCCESS).exists():
@@ -73,11 +76,12 @@ def launch_sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainC
 
 def _main(job_dir: Path) -> None:
     """One launched process: train on the job (process 0 writes the model)."""
-    from .train import sft
+    from .train import train_here
 
     job = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
-    sft(list(read_jsonl(job_dir / "examples.jsonl")), job["base_model"], Path(job["out_dir"]),
-        TrainConfig.model_validate(job["config"]), desc=job["desc"])
+    # the parent holds the model folder's lock and checked it; every process trains, process 0 saves
+    train_here(list(read_jsonl(job_dir / "examples.jsonl")), job["base_model"], Path(job["out_dir"]),
+               TrainConfig.model_validate(job["config"]), desc=job["desc"], token=job["token"], fit=job["fit"])
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from .augment import augment
 from .backward import train_backward
-from .config import RunConfig, dump_yaml
+from .config import RunConfig, dump_yaml, load_yaml
 from .curate import curate
 from .models import check_model, load_tokenizer
+from .outputs import StaleOutputError, flat_fields, changed_fields, stage_output
 from .report import build_report
 from .seed import load_seed
 from .segment import segment
@@ -29,34 +30,71 @@ from .train import train_forward
 
 
 def run(config: RunConfig, quiet: bool = False) -> dict:
-    """Run (or resume) the loop into ``config.out``; returns the run statistics."""
-    out = Path(config.out)
+    """Run (or resume) the loop into ``config.out``; returns the run statistics.
+
+    ``config.out`` must be new, empty or a run directory; one process at a time. A rerun resumes
+    only a run made with the same settings: with other ones it stops and names them, or with
+    ``config.recompute`` redoes every stage they change and every stage after it."""
     base_model = check_model(config.model)  # a wrong model or seed fails now, not hours later
     seed, seed_rejects = load_seed(config.seed, config.max_seed_examples)
-    out.mkdir(parents=True, exist_ok=True)
+    with stage_output(config.out, "run") as out:
+        return _run(config, out, base_model, seed, seed_rejects, quiet)
+
+
+# Settings that change how fast or where a run goes, not what it makes: a resume may change them.
+FREE_FIELDS = {"out", "recompute", "iterations", "executor", "ray_address", "ray_actors", "ray_cpus_per_actor",
+               "ray_gpus_per_actor", "batch_size", "device", "base_url", "api_key_env", "concurrency",
+               "request_timeout", "max_retries", "gpu_memory_utilization", "enforce_eager", "compare_sample",
+               "max_refused_share", "launcher", "num_processes", "accelerate_config", "memory_check"}
+
+
+def check_run_config(out: Path, config: RunConfig) -> None:
+    """Refuse to resume a run made with other settings (unless config.recompute), naming them."""
+    saved_path = out / "config.yaml"
+    if config.recompute or not saved_path.exists():
+        return
+    saved = load_yaml(saved_path)
+    now = config.model_dump(mode="json")
+    changed = [f for f in changed_fields(saved, now)
+               if f.split(".")[-1] not in FREE_FIELDS and f.split(".")[0] not in FREE_FIELDS]
+    if changed:
+        flat_saved, flat_now = flat_fields(saved), flat_fields(now)
+        shown = ", ".join(f"{f} ({flat_saved.get(f)!r} -> {flat_now.get(f)!r})" for f in changed[:6])
+        raise StaleOutputError(f"{out} was made with other settings: {shown}{', ...' if len(changed) > 6 else ''}. "
+                               f"Rerun with the same settings to resume, give a new --out, or pass --recompute "
+                               f"to redo the stages they change")
+
+
+def _run(config: RunConfig, out: Path, base_model: str, seed: list[dict], seed_rejects: list[dict], quiet: bool) -> dict:
+    check_run_config(out, config)
     dump_yaml(config, out / "config.yaml")
     write_jsonl(out / "seed" / "part-00000.jsonl", seed)
     write_jsonl(out / "seed" / "_rejects" / "part-00000.jsonl", seed_rejects)
     models = out / "models"
 
     executor = config  # a RunConfig is an ExecutorConfig: its executor fields apply to the corpus stages
-    segment(config.corpus, out / "segments", config.segment, executor=executor)
-    train_backward(seed, base_model, models / "backward", config.backward)
+    redo = config.recompute
+    segment(config.corpus, out / "segments", config.segment, executor=executor, recompute=redo)
+    train_backward(seed, base_model, models / "backward", config.backward, recompute=redo)
     augment(out / "segments", str(models / "backward"), out / "candidates", config.augment,
-            system_prompt=config.backward.system_prompt, executor=executor)
+            system_prompt=config.backward.system_prompt, executor=executor, recompute=redo)
 
     train_set = out / "iter0" / "train.jsonl"  # M_0's training set: the seed alone
-    train_forward(seed, [], base_model, models / "m0", config.forward, dataset_path=train_set)
+    info = train_forward(seed, [], base_model, models / "m0", config.forward, dataset_path=train_set, recompute=redo)
     for i in range(1, config.iterations + 1):
         iteration_dir = out / f"iter{i}"
         curated = curate(out / "candidates", str(models / f"m{i - 1}"), iteration_dir, config.curate, iteration=i,
-                         executor=executor)
+                         executor=executor, recompute=redo)
         train_set = iteration_dir / "train.jsonl"
-        train_forward(seed, curated, base_model, models / f"m{i}", config.forward, dataset_path=train_set)
+        info = train_forward(seed, curated, base_model, models / f"m{i}", config.forward, dataset_path=train_set,
+                             recompute=redo)
 
     final = out / "final"
     final.mkdir(exist_ok=True)
     shutil.copyfile(train_set, final / "train.jsonl")
+    # the final dataset names the model trained on it, and the digest that training recorded
+    write_json(final / "dataset.json", {"model": str(models / f"m{config.iterations}"),
+                                        "examples_digest": info.get("examples_digest")})
     stats = run_stats(out, config.iterations, config.curate.k, load_tokenizer(base_model))
     stats["rejects"] = _collect_rejects(out, config.iterations)
     stats["final_dataset"] = str(final / "train.jsonl")

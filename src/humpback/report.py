@@ -242,7 +242,11 @@ def report_run(run_dir: Path, labels: Path | None = None) -> dict[str, Path]:
     from .shards import write_json, write_jsonl
     from .stats import read_labels, run_stats
 
+    from .outputs import output_kind
+
     out = Path(run_dir)
+    if out.is_dir() and output_kind(out) not in ("run", None):
+        raise ValueError(f"{out} is a humpback {output_kind(out)} output, not a run directory")
     if not (out / "config.yaml").exists():
         raise FileNotFoundError(f"{out / 'config.yaml'} does not exist: is {out} a humpback run directory?")
     cfg = RunConfig.model_validate(load_yaml(out / "config.yaml"))

@@ -41,11 +41,15 @@ def _iter_raw(path: str) -> Iterator[tuple[str, object]]:
     if p.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        for i, row in enumerate(pq.read_table(p).to_pylist(), 1):
+        try:
+            rows = pq.read_table(p).to_pylist()
+        except Exception as e:  # noqa: BLE001 - not Parquet, truncated, ...
+            raise SeedError(f"{p}: not a readable Parquet file ({type(e).__name__}: {e})") from None
+        for i, row in enumerate(rows, 1):
             yield f"{p}:row {i}", row
     elif p.suffix == ".json":
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
+            data = json.loads(p.read_text(encoding="utf-8-sig"))  # a byte-order mark is not JSON
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise SeedError(f"{p}: not a readable JSON file ({e}); use a JSON list of records or JSONL") from e
         if isinstance(data, dict):
@@ -58,7 +62,7 @@ def _iter_raw(path: str) -> Iterator[tuple[str, object]]:
                 if not raw.strip():
                     continue
                 try:
-                    yield f"{p}:{i}", json.loads(raw.decode("utf-8"))
+                    yield f"{p}:{i}", json.loads(raw.decode("utf-8-sig" if i == 1 else "utf-8"))
                 except UnicodeDecodeError:
                     yield f"{p}:{i}", ValueError("line is not valid UTF-8")
                 except json.JSONDecodeError as e:
@@ -127,7 +131,10 @@ def _oasst_tree_pair(prompt: dict) -> tuple[str, str] | str:
 def _oasst_flat_pairs(messages: list[tuple[str, dict]]) -> Iterator[tuple[str, object]]:
     """First-turn English prompts and their rank-0 assistant reply, from flat oasst1 messages."""
     best_reply: dict[str, dict] = {}
-    for _, m in messages:
+    ids = {m["message_id"] for _, m in messages}
+    for where, m in messages:
+        if m.get("parent_id") and m["parent_id"] not in ids:
+            yield where, "oasst reply whose parent message is not in the seed (orphan)"
         if m.get("role") == "assistant" and m.get("rank") == 0 and m.get("parent_id"):
             best_reply[m["parent_id"]] = m
     for where, m in messages:
@@ -184,7 +191,11 @@ def load_seed(source: str, limit: int | None = None) -> tuple[list[dict], list[d
         elif isinstance(record, Exception):
             add(where, record)
         else:
-            add(where, pair_from_record(record), record)
+            try:
+                pair = pair_from_record(record)
+            except Exception as e:  # noqa: BLE001 - a record of a shape no rule expected
+                pair = f"unreadable record ({type(e).__name__}: {e})"
+            add(where, pair, record)
     for where, result in _oasst_flat_pairs(oasst_messages):
         add(where, result)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import logging
 import math
 import os
 import shutil
@@ -17,14 +18,23 @@ import time
 from pathlib import Path
 
 from .config import ForwardConfig, TrainConfig
+from .memory import check_training_memory
+from .outputs import input_fingerprint, records_digest, stage_output
 from .shards import SUCCESS, mark_done, stage_info, write_jsonl
 from .tags import ORIGIN_TAGS, tagged_prompt
 
 
+log = logging.getLogger("humpback")
+
 # The paper's 7B data-scaling runs: examples -> optimizer steps (batch 8 below 3,000, else 32).
 PAPER_STEPS = [(100, 30), (800, 300), (1600, 600), (3200, 500), (6400, 600), (12800, 600), (25600, 1200), (51200, 1600)]
-DROPOUT_FIELDS = ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop",
-                  "hidden_dropout_prob", "attention_probs_dropout_prob")
+# Dropout fields of transformers configs: on attention probabilities, and on the residual stream.
+ATTENTION_DROPOUT_FIELDS = ("attention_dropout", "attn_pdrop", "attention_probs_dropout_prob")
+RESIDUAL_DROPOUT_FIELDS = ("hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop", "hidden_dropout_prob")
+DROPOUT_FIELDS = ATTENTION_DROPOUT_FIELDS + RESIDUAL_DROPOUT_FIELDS
+# The last projection of attention and of the MLP in Llama-style blocks (Llama, Qwen2, Mistral, Phi-3,
+# Gemma): residual dropout goes on their outputs, before they join the residual stream.
+SUBLAYER_OUTPUTS = ("o_proj", "down_proj")
 
 
 def _checkpointing_field() -> str:
@@ -58,21 +68,69 @@ def default_learning_rate(model_path: str) -> float:
     return 1e-5 if model_size(model_path) >= 1_000_000_000 else 1e-4
 
 
-def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, desc: str = "train") -> dict:
+# Settings that change how a model is trained, not what it becomes (the effective batch is the same).
+LAUNCH_FIELDS = {"launcher", "num_processes", "accelerate_config"}
+
+
+def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, desc: str = "train",
+        recompute: bool = False) -> dict:
     """Fine-tune base_model on prompt/completion chat examples; save a transformers model.
 
-    Skipped when out_dir already holds a finished model. The model is written to a temporary
-    directory and renamed, so a killed training never leaves a model that looks finished.
+    ``out_dir`` must be new, empty or a humpback model folder: nothing else is ever written into
+    or removed. Skipped when it already holds a model finished from the same base, examples and
+    settings; one made otherwise is refused (StaleOutputError) or, with ``recompute``, retrained.
+    The model is saved under a temporary name inside ``out_dir`` and ``_SUCCESS`` is written
+    last, so a killed training never leaves a model that looks finished.
     """
-    out_dir = Path(out_dir)
-    if (out_dir / SUCCESS).exists():
-        return stage_info(out_dir)
     if not examples:
         raise ValueError(f"{desc}: no training examples")
-    if cfg.launcher == "accelerate":
-        from .launch import launch_sft
+    fields = {"base_model": input_fingerprint(base_model), "examples": records_digest(examples),
+              "config": cfg.model_dump(mode="json", exclude=LAUNCH_FIELDS)}
+    with stage_output(out_dir, "model", fields, recompute) as out_dir:
+        if (out_dir / SUCCESS).exists():
+            return stage_info(out_dir)
+        examples, fit = fit_examples(examples, base_model, cfg.max_length, desc)
+        fit["examples_digest"] = fields["examples"]  # what the model is trained on, as the dataset file holds it
+        check_training_memory(examples, base_model, cfg, desc)
+        if cfg.launcher == "accelerate":
+            from .launch import launch_sft
 
-        return launch_sft(examples, base_model, out_dir, cfg, desc)
+            return launch_sft(examples, base_model, out_dir, cfg, desc, fit)
+        return train_here(examples, base_model, out_dir, cfg, desc, token=str(os.getpid()), fit=fit)
+
+
+def fit_examples(examples: list[dict], base_model: str, max_length: int, desc: str) -> tuple[list[dict], dict]:
+    """The examples that leave something to learn within max_length tokens. One whose prompt
+    alone fills the limit would be trained on no completion token at all (truncation keeps the
+    start): it is dropped, said and counted, not counted as trained. Longer completions are cut."""
+    from .memory import example_lengths
+    from .models import load_tokenizer
+
+    tokenizer = load_tokenizer(base_model, padding_side="right")
+    kept, dropped, truncated = [], [], 0
+    for i, example in enumerate(examples):
+        prompt_tokens, total_tokens = example_lengths(example, tokenizer)
+        if prompt_tokens >= max_length:
+            dropped.append(i)
+            continue
+        truncated += total_tokens > max_length
+        kept.append(example)
+    if dropped:
+        log.warning("%s: %d example(s) dropped: their prompt alone fills max_length=%d tokens, leaving no "
+                    "completion to learn (examples %s); raise --max-length to keep them",
+                    desc, len(dropped), max_length, ", ".join(map(str, dropped[:10])) + (" ..." if len(dropped) > 10 else ""))
+    if truncated:
+        log.warning("%s: %d example(s) longer than max_length=%d tokens: their completions are cut", desc,
+                    truncated, max_length)
+    if not kept:
+        raise ValueError(f"{desc}: every example's prompt fills max_length={max_length} tokens; raise --max-length")
+    return kept, {"examples_given": len(examples), "dropped_too_long": len(dropped), "truncated": truncated}
+
+
+def train_here(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, desc: str, token: str,
+               fit: dict | None = None) -> dict:
+    """The training itself, in this process (one of several under accelerate launch). ``token``
+    names the temporary folders inside out_dir; every process of one launch shares it."""
     import torch
     import datasets
     from datasets import Dataset
@@ -92,9 +150,11 @@ def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, 
 
     config = AutoConfig.from_pretrained(base_model)
     saved_dropout = {f: getattr(config, f) for f in DROPOUT_FIELDS if isinstance(getattr(config, f, None), float)}
-    for field in saved_dropout:
-        setattr(config, field, cfg.dropout)
+    for field, value in dropout_settings(saved_dropout, cfg).items():
+        setattr(config, field, value)
     model = AutoModelForCausalLM.from_pretrained(base_model, config=config, dtype=torch.float32)
+    if cfg.dropout_placement == "residual" and not any(f in saved_dropout for f in RESIDUAL_DROPOUT_FIELDS):
+        add_residual_dropout(model, cfg.dropout)
     tokenizer = load_tokenizer(base_model, padding_side="right")
 
     peft_config = None
@@ -104,7 +164,7 @@ def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, 
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                  target_modules="all-linear", task_type="CAUSAL_LM")
 
-    work_dir = out_dir.with_name(f".{out_dir.name}.work")
+    work_dir = out_dir / f".work-{token}"
     checkpointing = {_checkpointing_field(): cfg.gradient_checkpointing}
     args = SFTConfig(
         output_dir=str(work_dir),
@@ -136,7 +196,7 @@ def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, 
 
     for field, value in saved_dropout.items():  # the saved model infers like its base
         setattr(trainer.model.config, field, value)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")  # one name for all processes: process 0 writes it
+    tmp = out_dir / f".save-{token}"  # one name for all processes of a launch: process 0 writes it
     if trainer.is_world_process_zero():
         shutil.rmtree(tmp, ignore_errors=True)
     trainer.save_model(str(tmp))  # every process takes part: FSDP and ZeRO-3 gather the weights
@@ -149,8 +209,7 @@ def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, 
     tokenizer.save_pretrained(tmp)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     (tmp / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+    _move_into(tmp, out_dir)
     shutil.rmtree(work_dir, ignore_errors=True)
     info = {
         "examples": n, "steps": trainer.state.global_step, "batch_size": batch_size, "learning_rate": lr,
@@ -158,9 +217,47 @@ def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, 
         "train_loss": result.training_loss, "train_seconds": round(result.metrics["train_runtime"], 2),
         "base_model": base_model, "processes": processes,
         "distributed_type": trainer.accelerator.distributed_type.value, "seconds": round(time.time() - start, 2),
+        **(fit or {}),
     }
     mark_done(out_dir, info)
     return info
+
+
+def dropout_settings(fields: dict[str, float], cfg: TrainConfig) -> dict[str, float]:
+    """The dropout each config field gets for training. ``residual`` placement keeps attention
+    probabilities undropped, so attention stays on its fused kernel (dropout on the attention
+    matrix makes every layer keep a sequence-squared matrix for the backward pass)."""
+    if cfg.dropout_placement == "attention":
+        return {f: cfg.dropout for f in fields}
+    return {f: 0.0 if f in ATTENTION_DROPOUT_FIELDS else cfg.dropout for f in fields}
+
+
+def add_residual_dropout(model, p: float) -> int:
+    """Dropout on the output of each attention and MLP block before it joins the residual stream
+    (the Transformer's residual dropout), for families whose config has only attention dropout.
+    Forward hooks: nothing is saved with the model. Returns how many modules got one."""
+    import torch.nn.functional as F
+
+    def hook(module, _inputs, output):
+        return F.dropout(output, p, module.training)
+
+    hooked = 0
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in SUBLAYER_OUTPUTS:
+            module.register_forward_hook(hook)
+            hooked += 1
+    return hooked
+
+
+def _move_into(saved: Path, out_dir: Path) -> None:
+    """Move a saved model's files from its temporary folder into out_dir (ours: claimed as a model
+    folder), replacing what a killed earlier attempt left there."""
+    for item in saved.iterdir():
+        target = out_dir / item.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(item, target)
+    saved.rmdir()
 
 
 def _merge_lora(model_dir: Path, base_model: str) -> None:
@@ -197,12 +294,14 @@ def as_messages(example: dict) -> dict:
 
 
 def train_forward(seed: list[dict], curated: list[dict], base_model: str, out_dir: Path,
-                  cfg: ForwardConfig | None = None, dataset_path: Path | None = None) -> dict:
-    """M_i: the base fine-tuned on seed (+ curated) examples. Writes the training set too."""
+                  cfg: ForwardConfig | None = None, dataset_path: Path | None = None, recompute: bool = False) -> dict:
+    """M_i: the base fine-tuned on seed (+ curated) examples. Writes the training set too, only
+    once the model trained on it exists, so a dataset on disk is always its model's; the model's
+    _SUCCESS records the dataset's digest (``examples_digest``)."""
     cfg = cfg or ForwardConfig()
     examples = forward_examples(seed, curated, cfg.tag_placement)
     columns = [{"prompt": e["prompt"], "completion": e["completion"]} for e in examples]
-    info = sft(columns, base_model, out_dir, cfg, desc=f"train {Path(out_dir).name}")
-    if dataset_path is not None:  # after training: the model directory is replaced when it finishes
+    info = sft(columns, base_model, out_dir, cfg, desc=f"train {Path(out_dir).name}", recompute=recompute)
+    if dataset_path is not None:
         write_jsonl(Path(dataset_path), (as_messages(e) for e in examples))
     return info

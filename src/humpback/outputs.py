@@ -1,0 +1,234 @@
+"""Where humpback writes: folders it made, one writer at a time, never stale.
+
+Three guarantees, each checked before any work:
+
+- **Only our own folders.** A command writes into a folder that is new, empty, or already a
+  humpback output of the same kind; the marker file ``.humpback`` in it says which kind. A
+  folder holding anything else (a user's files, a parent of the run, an output of another
+  kind) is refused, so ``--out`` can never delete or overwrite what it did not write.
+- **One writer.** ``output_lock`` holds ``fcntl.flock`` on ``.humpback.lock`` for the whole
+  command; a second process on the same folder stops at once with the holder's pid.
+- **Resume checks what it resumes.** A stage writes a fingerprint of everything that decides
+  its output (its config fields, its inputs' fingerprints, the model) into
+  ``_fingerprint.json`` when it starts. A rerun whose fingerprint differs stops and names
+  what changed, or (``recompute``) empties the folder and redoes it; stages downstream see a
+  new input fingerprint and follow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+MARKER = ".humpback"
+LOCK = ".humpback.lock"
+FINGERPRINT = "_fingerprint.json"
+
+
+class OutputError(ValueError):
+    """An output folder cannot be used as asked; the message says why and what to do."""
+
+
+class StaleOutputError(OutputError):
+    """A folder holds (part of) an output made with other settings or inputs than now."""
+
+
+def claim_output(path: Path | str, kind: str) -> Path:
+    """Make ``path`` a humpback output folder of ``kind``, or refuse. Creates it (and its parents)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path} is a file, not a folder: give a new folder as the output")
+    marker = path / MARKER
+    if path.is_dir():
+        if marker.is_file():
+            found = _read_marker(marker)
+            if found != kind:
+                raise OutputError(f"{path} is a humpback {found} output, not a {kind} output: give another folder")
+            return path
+        entries = sorted(p.name for p in path.iterdir())
+        if entries:
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise OutputError(f"refusing to write into {path}: it already holds files humpback did not write "
+                              f"({shown}); give a new or empty folder")
+    path.mkdir(parents=True, exist_ok=True)
+    _write_atomic(marker, json.dumps({"kind": kind}) + "\n")
+    return path
+
+
+def _read_marker(marker: Path) -> str:
+    try:
+        return str(json.loads(marker.read_text(encoding="utf-8"))["kind"])
+    except (ValueError, KeyError, TypeError, OSError):
+        return "unknown"
+
+
+def output_kind(path: Path | str) -> str | None:
+    """The kind a humpback output folder was made as, or None for any other path."""
+    marker = Path(path) / MARKER
+    return _read_marker(marker) if marker.is_file() else None
+
+
+_held: dict[str, tuple[int, int]] = {}  # folder -> (file descriptor, depth): the locks this process holds
+
+
+@contextlib.contextmanager
+def output_lock(path: Path | str) -> Iterator[None]:
+    """Hold the folder's lock for the block. Re-entrant within one process; another process
+    holding it makes this raise OutputError naming that process."""
+    key = str(Path(path).resolve())
+    if key in _held:
+        fd, depth = _held[key]
+        _held[key] = (fd, depth + 1)
+        try:
+            yield
+        finally:
+            fd, depth = _held[key]
+            _held[key] = (fd, depth - 1)
+        return
+    lock_path = Path(path) / LOCK
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise OutputError(f"{path} is in use by another humpback process (pid {holder}); "
+                          f"wait for it to finish or give another output folder") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    _held[key] = (fd, 1)
+    try:
+        yield
+    finally:
+        fd, depth = _held.pop(key)
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+# --- fingerprints -------------------------------------------------------------------------
+
+def digest(obj: object) -> str:
+    """A short hash of a JSON-able value (canonical: sorted keys)."""
+    text = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+def records_digest(records) -> str:
+    """Hash of a sequence of records, in order."""
+    h = hashlib.sha256()
+    for record in records:
+        h.update(json.dumps(record, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()[:20]
+
+
+def read_fingerprint(path: Path | str) -> dict | None:
+    file = Path(path) / FINGERPRINT
+    if not file.is_file():
+        return None
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+
+
+def input_fingerprint(path: Path | str) -> str:
+    """What an input folder or file is, as a hash: a humpback output's own fingerprint, else its
+    files' names, sizes and modification times (contents of large inputs are not read)."""
+    path = Path(path)
+    own = read_fingerprint(path) if path.is_dir() else None
+    if own and "digest" in own:
+        return own["digest"]
+    if path.is_file():
+        st = path.stat()
+        return digest([path.name, st.st_size, st.st_mtime_ns])
+    if path.is_dir():
+        listing = []
+        for p in sorted(path.rglob("*")):
+            if p.is_file() and p.name not in (LOCK,):
+                st = p.stat()
+                listing.append([str(p.relative_to(path)), st.st_size, st.st_mtime_ns])
+        return digest(listing)
+    return digest(str(path))  # a hub id or a name: the name is all there is
+
+
+def flat_fields(obj: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(obj, dict):
+        out: dict[str, object] = {}
+        for k, v in obj.items():
+            out.update(flat_fields(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): obj}
+
+
+def changed_fields(old: dict, new: dict) -> list[str]:
+    """Dotted names of the values that differ between two nested dicts."""
+    a, b = flat_fields(old), flat_fields(new)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def check_fingerprint(path: Path | str, fields: dict, recompute: bool = False, what: str = "stage") -> dict:
+    """Record ``fields`` as the folder's fingerprint, or compare with the one it has.
+
+    Same: nothing to do (a rerun resumes). Different: with ``recompute`` the folder's contents
+    are removed (it is ours: claimed before) and the new fingerprint written; without it,
+    StaleOutputError names the fields that changed. Returns the fingerprint written."""
+    path = Path(path)
+    fingerprint = {"digest": digest(fields), "fields": fields}
+    old = read_fingerprint(path)
+    if old is not None and old.get("digest") != fingerprint["digest"]:
+        changed = changed_fields(old.get("fields", {}), fields)
+        if not recompute:
+            raise StaleOutputError(
+                f"{path} holds a {what} made with other settings or inputs (changed: {', '.join(changed) or '?'}); "
+                f"give a new output folder, or pass --recompute to redo it and what depends on it")
+        clear_output(path)
+    elif old is None and _has_output(path):
+        # made before fingerprints existed, or by a process killed before it wrote one: unknown
+        if not recompute:
+            raise StaleOutputError(f"{path} holds a {what} without a fingerprint, so it cannot be checked "
+                                   f"against the settings now; give a new output folder, or pass --recompute")
+        clear_output(path)
+    if old is None or old.get("digest") != fingerprint["digest"]:
+        _write_atomic(path / FINGERPRINT, json.dumps(fingerprint, indent=1, sort_keys=True, default=str) + "\n")
+    return fingerprint
+
+
+def _has_output(path: Path) -> bool:
+    return any(p.name not in (MARKER, LOCK) for p in path.iterdir())
+
+
+def clear_output(path: Path | str) -> None:
+    """Empty one of our output folders, keeping its marker and lock."""
+    path = Path(path)
+    if output_kind(path) is None:
+        raise OutputError(f"{path} is not a humpback output; refusing to empty it")
+    for p in path.iterdir():
+        if p.name in (MARKER, LOCK):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def stage_output(path: Path | str, kind: str, fields: dict | None = None, recompute: bool = False) -> Iterator[Path]:
+    """A stage's output folder for the block: claimed, locked, and checked against (or given)
+    the fingerprint ``fields``."""
+    path = claim_output(path, kind)
+    with output_lock(path):
+        if fields is not None:
+            check_fingerprint(path, fields, recompute, kind)
+        yield path
