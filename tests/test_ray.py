@@ -132,3 +132,27 @@ def test_engine_objects_do_not_travel_to_ray(tmp_path):
 
     with pytest.raises(ValueError, match="loads its own engine"):
         augment([{"id": "a", "source": "s", "text": "t"}], "m", tmp_path / "c", engine=ScriptedEngine(str), executor=RAY)
+
+
+def test_the_driver_streams_shards_to_the_actors():
+    """The driver reads a pending shard only when fewer than IN_FLIGHT_PER_ACTOR per actor are
+    in flight (it used to pickle every pending shard before dispatching the first), and the
+    results still come back in shard order."""
+    from humpback.executor import IN_FLIGHT_PER_ACTOR, ray_map_shards
+
+    pulled = []
+
+    def pending():
+        for index in range(12):
+            pulled.append(index)
+            yield index, [index]
+
+    def worker():
+        return lambda items, index: ([{"value": items[0] * 10}], [], {"shard": index})
+
+    results = ray_map_shards(pending(), worker, ExecutorConfig(executor="ray", ray_actors=2), "stream test")
+    first = next(results)
+    assert len(pulled) <= IN_FLIGHT_PER_ACTOR * 2 < 12
+    rest = list(results)
+    assert [index for index, _, _ in [first] + rest] == list(range(12))
+    assert [output[0][0]["value"] for _, output, _ in [first] + rest] == [i * 10 for i in range(12)]

@@ -16,9 +16,19 @@ def read_prompts(path: Path) -> tuple[list[dict], list[dict]]:
     """Instructions from a JSONL/JSON file (field 'instruction' or 'prompt') or a text file, one per line."""
     path = Path(path)
     prompts, rejects = [], []
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the first prompt
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"prompts file {path} cannot be read as UTF-8 text ({e})") from None
     if path.suffix in (".jsonl", ".json"):
-        text = path.read_text(encoding="utf-8")
-        rows = json.loads(text) if path.suffix == ".json" else None
+        try:
+            rows = json.loads(text) if path.suffix == ".json" else None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"prompts file {path}:{e.lineno} is not valid JSON ({e.msg}); give a JSON list or JSONL") from None
+        if isinstance(rows, dict):  # {"name": [...]} or one record
+            rows = next((v for v in rows.values() if isinstance(v, list)), [rows])
+        if rows is not None and not isinstance(rows, list):
+            raise ValueError(f"prompts file {path} holds a JSON {type(rows).__name__}, not a list of prompts")
         if rows is None:
             rows = []
             for i, line in enumerate(text.splitlines(), 1):
@@ -38,7 +48,7 @@ def read_prompts(path: Path) -> tuple[list[dict], list[dict]]:
             else:
                 rejects.append(reject("generate", f"{path}:{i}", "no 'instruction' or 'prompt' field", row))
     else:
-        prompts = [{"instruction": line} for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        prompts = [{"instruction": line} for line in text.splitlines() if line.strip()]
     return prompts, rejects
 
 

@@ -66,7 +66,11 @@ def read_labels(path: Path) -> tuple[dict[str, bool], list[dict]]:
     from .shards import reject
 
     labels, rejects = {}, []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"labels file {path} cannot be read as UTF-8 text ({e})") from None
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
