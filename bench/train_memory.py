@@ -26,10 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_SEED = ROOT.parent / "shared" / "data" / "seed" / "self_instruct_seed_tasks.jsonl"
 
 CONFIGS = {
-    "attention dropout (before), micro 2": {"dropout_placement": "attention"},
-    "residual dropout (default), micro 2": {},
-    "residual dropout, micro 2, gradient checkpointing": {"gradient_checkpointing": True},
-    "no dropout, micro 2": {"dropout": 0.0},
+    "attention dropout, no checkpointing (the old default)": {"gradient_checkpointing": "off", "memory_check": False},
+    "attention dropout, gradient checkpointing": {"gradient_checkpointing": "on"},
+    "defaults on a machine with 16 GB free (auto: checkpointing on)": {"memory_limit_gb": 16},
+    "residual dropout, no checkpointing": {"dropout_placement": "residual", "gradient_checkpointing": "off"},
+    "residual dropout, gradient checkpointing": {"dropout_placement": "residual", "gradient_checkpointing": "on"},
+    "no dropout, no checkpointing": {"dropout": 0.0, "gradient_checkpointing": "off"},
 }
 
 
@@ -37,7 +39,7 @@ def child(seed: str, overrides: dict) -> None:
     """One configuration, in this process: print the peak and the estimate as JSON."""
     from humpback.backward import backward_examples
     from humpback.config import BackwardConfig
-    from humpback.memory import estimate_training_peak, longest_tokens
+    from humpback.memory import check_training_memory, estimate_training_peak, longest_tokens
     from humpback.models import load_tokenizer, resolve_model
     from humpback.seed import load_seed
     from humpback.train import sft
@@ -50,7 +52,8 @@ def child(seed: str, overrides: dict) -> None:
     lengths = longest_tokens(examples, tokenizer, len(examples))
     order = sorted(range(len(examples)), key=lambda i: -lengths[i])
     worst = [examples[i] for i in order[:8]]
-    estimate = estimate_training_peak(worst, model, cfg)
+    checkpointing = check_training_memory(worst, model, cfg, "memory")  # what auto picks here
+    estimate = estimate_training_peak(worst, model, cfg, checkpointing=checkpointing)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.time()
         sft(worst, model, Path(tmp) / "model", cfg, desc="memory")
@@ -58,6 +61,7 @@ def child(seed: str, overrides: dict) -> None:
     # VmHWM: this process image's own peak (ru_maxrss would keep a forking parent's across exec)
     peak = int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) * 1024
     print(json.dumps({"peak_gb": round(peak / 1e9, 2), "estimate_gb": round(estimate["total"] / 1e9, 2),
+                      "gradient_checkpointing": checkpointing,
                       "longest_tokens": max(lengths), "seconds": round(seconds, 1)}))
 
 
@@ -81,10 +85,11 @@ def main() -> None:
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_memory.json").write_text(json.dumps({"seed": args.seed, "results": results}, indent=1))
-    rows = ["| configuration | peak RSS (GB) | estimate (GB) | longest example (tokens) | step (s) |", "|---|---|---|---|---|"]
+    rows = ["| configuration | checkpointing | peak RSS (GB) | estimate (GB) | longest example (tokens) | step (s) |",
+            "|---|---|---|---|---|---|"]
     for name, r in results.items():
-        rows.append(f"| {name} | {r.get('peak_gb', 'failed')} | {r.get('estimate_gb', '')} | "
-                    f"{r.get('longest_tokens', '')} | {r.get('seconds', '')} |")
+        rows.append(f"| {name} | {r.get('gradient_checkpointing', '')} | {r.get('peak_gb', 'failed')} | "
+                    f"{r.get('estimate_gb', '')} | {r.get('longest_tokens', '')} | {r.get('seconds', '')} |")
     (out / "train_memory.md").write_text(f"One optimizer step (batch 8) on the 8 longest examples of {Path(args.seed).name}, "
                                          f"SmolLM2-135M, bf16 autocast, this machine.\n\n" + "\n".join(rows) + "\n")
 

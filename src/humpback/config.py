@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Config(BaseModel):
@@ -78,6 +78,11 @@ class SegmentConfig(_Config):
 class TrainConfig(_Config):
     """Supervised fine-tuning with TRL's SFTTrainer; loss on the target tokens only."""
 
+    @field_validator("gradient_checkpointing", mode="before")
+    @classmethod
+    def _on_off(cls, value):  # YAML true/false, as the field was a bool before
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
     learning_rate: float | None = Field(None, gt=0)
     """Peak learning rate. None picks by model size: the paper's 1e-5 for models of 1B parameters
     or more, 1e-4 below (measured: 1e-5 left a 135M backward model unchanged)."""
@@ -87,13 +92,14 @@ class TrainConfig(_Config):
     """Weight decay (paper: 0.1)."""
     dropout: float = Field(0.1, ge=0, lt=1)
     """Dropout during training (paper: 0.1; where it goes: dropout_placement)."""
-    dropout_placement: Literal["residual", "attention"] = "residual"
-    """residual: dropout on each attention and MLP block's output (the model's own residual-dropout
-    fields where it has them, else on the o_proj/down_proj outputs), none on attention
-    probabilities, so attention keeps its fused memory-efficient kernel. attention: on the
-    attention probabilities too (the config's attention-dropout fields), which makes every layer
-    keep a sequence x sequence matrix per head: see the README's training-memory table (ours; the
-    paper does not say where its dropout was)."""
+    dropout_placement: Literal["attention", "residual"] = "attention"
+    """attention: the model config's own dropout fields (for Llama-style models, attention
+    dropout). On CPU attention with dropout leaves the fused kernel and every layer keeps a
+    sequence x sequence matrix per head, which gradient_checkpointing: auto handles. residual: no
+    attention dropout; dropout on each attention and MLP block's output instead (the model's
+    residual-dropout fields where it has them, else on the o_proj/down_proj outputs), which keeps
+    the fused kernel but perturbs a model pretrained without it much more (measured on SmolLM2:
+    README, "Training memory"). The paper does not say where its dropout was."""
     batch_size: int | None = Field(None, ge=1)
     """Effective batch size. None: 32, or 8 for fewer than 3,000 examples (paper)."""
     micro_batch_size: int = Field(2, ge=1)
@@ -117,9 +123,13 @@ class TrainConfig(_Config):
     """LoRA alpha."""
     lora_dropout: float = Field(0.05, ge=0, lt=1)
     """LoRA dropout."""
-    gradient_checkpointing: bool = False
-    """Trade compute for memory: keep only each layer's input and recompute the rest in the
-    backward pass (needed for long sequences on large models; see the README's memory table)."""
+    gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
+    """Keep only each layer's input and recompute the rest in the backward pass: less memory, about
+    25% more time (measured: README, "Training memory"). auto: on only when the memory check
+    estimates that the training will not fit in the memory available without it (ours)."""
+    memory_limit_gb: float | None = Field(None, gt=0)
+    """The memory this training may use, in GB (to leave room for other work on the machine).
+    None: what this machine, its cgroup limit or the GPU has free when the training starts."""
     memory_check: bool = True
     """Before training, estimate its peak memory (humpback.memory) and stop with what to change
     when it exceeds the memory available, instead of being killed by the kernel mid-run (ours)."""

@@ -15,10 +15,13 @@ errs on the high side; it is a guard, not a profiler.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from .config import TrainConfig
+
+log = logging.getLogger("humpback")
 
 GB = 1e9
 PROCESS_BASE = 1.2 * GB  # python + torch + transformers + TRL, measured before the model loads
@@ -27,6 +30,7 @@ LORA_BYTES_PER_PARAM = 6  # frozen fp32 weight and its bf16 copy
 ACTIVATION_PER_TOKEN_LAYER = (44, 12)  # bytes x (hidden, intermediate) kept per token and layer
 CHECKPOINTED_PER_TOKEN_LAYER = 10  # bytes x hidden: the layer input kept under checkpointing
 LOGIT_BYTES = 16  # per token and vocabulary entry: fp32 logits, their log-softmax and gradient
+HEADROOM = 0.85  # plan to use at most this share of what is free: allocator slack, other processes, page cache
 ATTENTION_MATRIX_BYTES = 13  # per head and (query, key) pair: fp32 scores, probabilities, mask, dropped
 
 
@@ -55,8 +59,12 @@ def longest_tokens(examples: list[dict], tokenizer, count: int) -> list[int]:
     return [example_lengths(e, tokenizer)[1] for e in examples[:count]]
 
 
-def estimate_training_peak(examples: list[dict], base_model: str, cfg: TrainConfig, tokenizer=None) -> dict:
-    """Bytes at the peak of one process's training, by part (``total`` is their sum)."""
+def estimate_training_peak(examples: list[dict], base_model: str, cfg: TrainConfig, tokenizer=None,
+                           checkpointing: bool | None = None) -> dict:
+    """Bytes at the peak of one process's training, by part (``total`` is their sum); with or
+    without gradient checkpointing (default: as cfg says, auto counting as off)."""
+    if checkpointing is None:
+        checkpointing = cfg.gradient_checkpointing == "on"
     from transformers import AutoConfig
 
     from .models import load_tokenizer, model_size
@@ -75,7 +83,7 @@ def estimate_training_peak(examples: list[dict], base_model: str, cfg: TrainConf
     inner = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * hidden
     vocab = getattr(config, "vocab_size", 32000)
     weights = params * (LORA_BYTES_PER_PARAM if cfg.use_lora else BYTES_PER_PARAM)
-    if cfg.gradient_checkpointing:
+    if checkpointing:
         per_token = CHECKPOINTED_PER_TOKEN_LAYER * hidden * layers + (
             ACTIVATION_PER_TOKEN_LAYER[0] * hidden + ACTIVATION_PER_TOKEN_LAYER[1] * inner)
     else:
@@ -84,7 +92,7 @@ def estimate_training_peak(examples: list[dict], base_model: str, cfg: TrainConf
     logits = tokens * vocab * LOGIT_BYTES
     attention = 0
     if cfg.dropout_placement == "attention" and cfg.dropout > 0:
-        kept_layers = 1 if cfg.gradient_checkpointing else layers
+        kept_layers = 2 if checkpointing else layers  # checkpointed: the layer recomputed and the one running
         attention = kept_layers * micro * heads * longest * longest * ATTENTION_MATRIX_BYTES
     parts = {"process": PROCESS_BASE, "weights_and_optimizer": weights, "activations": activations,
              "logits": logits, "attention_matrices": attention}
@@ -123,29 +131,41 @@ def _resident() -> int:
         return 0
 
 
-def check_training_memory(examples: list[dict], base_model: str, cfg: TrainConfig, desc: str) -> dict | None:
-    """Stop now, with what to change, when the training's estimated peak exceeds what is free."""
+def check_training_memory(examples: list[dict], base_model: str, cfg: TrainConfig, desc: str) -> bool:
+    """Whether to train with gradient checkpointing: ``auto`` turns it on only when the estimated
+    peak without it exceeds the memory free. Stops now, saying what to change, when even the
+    chosen way will not fit (or ``off`` will not)."""
     if not cfg.memory_check:
-        return None
+        return cfg.gradient_checkpointing == "on"
     import torch
 
-    estimate = estimate_training_peak(examples, base_model, cfg)
     processes = cfg.num_processes if cfg.launcher == "accelerate" else 1
     if torch.cuda.is_available():
-        free, _ = torch.cuda.mem_get_info()
-        need = estimate["total"] - estimate["process"]  # per process, each on its own GPU
-        available, what = free, "GPU memory free"
+        available, what = torch.cuda.mem_get_info()[0], "GPU memory free"
     else:
         available, what = available_memory()
-        # this process already holds its own base; launched processes each need a whole one
-        need = processes * estimate["total"] - (0 if processes > 1 else min(_resident(), estimate["process"]))
-    if available is None or need <= available:
-        return estimate
+    if cfg.memory_limit_gb is not None and (available is None or cfg.memory_limit_gb * GB < available):
+        available, what = int(cfg.memory_limit_gb * GB), "the training's memory_limit_gb"
+    choices = {"on": [True], "off": [False], "auto": [False, True]}[cfg.gradient_checkpointing]
+    tokenizer = None
+    for checkpointing in choices:
+        estimate = estimate_training_peak(examples, base_model, cfg, tokenizer, checkpointing)
+        if torch.cuda.is_available():
+            need = estimate["total"] - estimate["process"]  # per process, each on its own GPU
+        else:  # this process already holds its own base; launched processes each need a whole one
+            need = processes * estimate["total"] - (0 if processes > 1 else min(_resident(), estimate["process"]))
+        if available is None or need <= HEADROOM * available:
+            if checkpointing and cfg.gradient_checkpointing == "auto":
+                log.warning("%s: gradient checkpointing on: without it the longest micro batch (%d x %d tokens) "
+                            "would need about %.1f GB, and %.1f GB is %s (planning for %d%% of it)", desc, estimate["micro_batch"],
+                            estimate["longest_tokens"], without / GB, available / GB, what, HEADROOM * 100)
+            return checkpointing
+        without = need
     hints = []
     if estimate["attention_matrices"] > 0.2 * estimate["total"]:
         hints.append("--dropout-placement residual")
-    if not cfg.gradient_checkpointing:
-        hints.append("--gradient-checkpointing")
+    if not checkpointing:
+        hints.append("--gradient-checkpointing auto")
     if estimate["micro_batch"] > 1:
         hints.append("--micro-batch-size 1")
     hints.append(f"a lower --max-length (now {cfg.max_length}; the longest example has "
@@ -153,5 +173,6 @@ def check_training_memory(examples: list[dict], base_model: str, cfg: TrainConfi
     raise MemoryBudgetError(
         f"{desc}: this training needs about {need / GB:.1f} GB at its peak (micro batches of "
         f"{estimate['micro_batch']} x {estimate['longest_tokens']} tokens, {estimate['parameters'] / 1e6:.0f}M "
-        f"parameters{f', {processes} processes' if processes > 1 else ''}) but {available / GB:.1f} GB is "
-        f"{what}; try {', '.join(hints)} (or --no-memory-check to try anyway)")
+        f"parameters{f', {processes} processes' if processes > 1 else ''}"
+        f"{', gradient checkpointing' if checkpointing else ''}) but {available / GB:.1f} GB is "
+        f"{what} (planning for {HEADROOM:.0%} of it); try {', '.join(hints)} (or --no-memory-check to try anyway)")

@@ -53,8 +53,8 @@ def check_run_config(out: Path, config: RunConfig) -> None:
     saved_path = out / "config.yaml"
     if config.recompute or not saved_path.exists():
         return
-    saved = load_yaml(saved_path)
-    now = config.model_dump(mode="json")
+    saved = _same_spelling(load_yaml(saved_path))
+    now = _same_spelling(config.model_dump(mode="json"))
     changed = [f for f in changed_fields(saved, now)
                if f.split(".")[-1] not in FREE_FIELDS and f.split(".")[0] not in FREE_FIELDS]
     if changed:
@@ -63,6 +63,15 @@ def check_run_config(out: Path, config: RunConfig) -> None:
         raise StaleOutputError(f"{out} was made with other settings: {shown}{', ...' if len(changed) > 6 else ''}. "
                                f"Rerun with the same settings to resume, give a new --out, or pass --recompute "
                                f"to redo the stages they change")
+
+
+def _same_spelling(cfg: dict) -> dict:
+    """Paths to the seed, corpus and model as absolute paths: ./web and /home/me/web are one corpus."""
+    for key in ("seed", "corpus", "model"):
+        value = cfg.get(key)
+        if isinstance(value, str) and Path(value).expanduser().exists():
+            cfg[key] = str(Path(value).expanduser().resolve())
+    return cfg
 
 
 def _run(config: RunConfig, out: Path, base_model: str, seed: list[dict], seed_rejects: list[dict], quiet: bool) -> dict:

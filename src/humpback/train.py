@@ -89,9 +89,13 @@ def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, 
     with stage_output(out_dir, "model", fields, recompute) as out_dir:
         if (out_dir / SUCCESS).exists():
             return stage_info(out_dir)
+        for stale in [*out_dir.glob(".work-*"), *out_dir.glob(".save-*"), *out_dir.glob(".launch*")]:
+            shutil.rmtree(stale, ignore_errors=True)  # a killed attempt's (we hold the lock: no one else's)
         examples, fit = fit_examples(examples, base_model, cfg.max_length, desc)
         fit["examples_digest"] = fields["examples"]  # what the model is trained on, as the dataset file holds it
-        check_training_memory(examples, base_model, cfg, desc)
+        checkpointing = check_training_memory(examples, base_model, cfg, desc)
+        cfg = cfg.model_copy(update={"gradient_checkpointing": "on" if checkpointing else "off"})
+        fit["gradient_checkpointing"] = checkpointing
         if cfg.launcher == "accelerate":
             from .launch import launch_sft
 
@@ -165,7 +169,7 @@ def train_here(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainC
                                  target_modules="all-linear", task_type="CAUSAL_LM")
 
     work_dir = out_dir / f".work-{token}"
-    checkpointing = {_checkpointing_field(): cfg.gradient_checkpointing}
+    checkpointing = {_checkpointing_field(): cfg.gradient_checkpointing == "on"}
     args = SFTConfig(
         output_dir=str(work_dir),
         max_steps=steps,
