@@ -297,6 +297,9 @@ def test_rerun_with_another_k_never_ships_a_mismatched_dataset(tmp_path, tiny_mo
     cfg.curate.k = 1  # every parsed rating is selected: A_1 is not empty
     run(cfg, quiet=True)
     first = (cfg.out / "final" / "train.jsonl").read_text()
+    faster = cfg.model_copy(deep=True)  # settings of speed and place may change on a resume
+    faster.curate.batch_size, faster.backward.memory_check, faster.out = 3, False, Path(str(cfg.out) + "/")
+    run(faster, quiet=True)
     changed = cfg.model_copy(deep=True)
     changed.curate.k = 5
     with pytest.raises(StaleOutputError, match=r"curate\.k \(1 -> 5\)"):

@@ -25,7 +25,7 @@ from .seed import load_seed
 from .segment import segment
 from .shards import read_jsonl, stage_rejects, write_jsonl, write_json
 from .stats import print_summary, run_stats
-from .train import train_forward
+from .train import LAUNCH_FIELDS, train_forward
 
 
 
@@ -42,10 +42,19 @@ def run(config: RunConfig, quiet: bool = False) -> dict:
 
 
 # Settings that change how fast or where a run goes, not what it makes: a resume may change them.
-FREE_FIELDS = {"out", "recompute", "iterations", "executor", "ray_address", "ray_actors", "ray_cpus_per_actor",
-               "ray_gpus_per_actor", "batch_size", "device", "base_url", "api_key_env", "concurrency",
-               "request_timeout", "max_retries", "gpu_memory_utilization", "enforce_eager", "compare_sample",
-               "max_refused_share", "launcher", "num_processes", "accelerate_config", "memory_check"}
+FREE_FIELDS = {
+    "": {"out", "recompute", "iterations", "executor", "ray_address", "ray_actors", "ray_cpus_per_actor",
+         "ray_gpus_per_actor"},
+    "engine": {"batch_size", "device", "base_url", "api_key_env", "concurrency", "request_timeout", "max_retries",
+               "gpu_memory_utilization", "enforce_eager", "max_refused_share", "compare_sample"},
+    "train": set(LAUNCH_FIELDS),
+}
+SECTION_KIND = {"augment": "engine", "curate": "engine", "backward": "train", "forward": "train"}
+
+
+def _free(field: str) -> bool:
+    section, _, name = field.rpartition(".")
+    return name in FREE_FIELDS.get(SECTION_KIND.get(section, section), set())
 
 
 def check_run_config(out: Path, config: RunConfig) -> None:
@@ -55,8 +64,7 @@ def check_run_config(out: Path, config: RunConfig) -> None:
         return
     saved = _same_spelling(load_yaml(saved_path))
     now = _same_spelling(config.model_dump(mode="json"))
-    changed = [f for f in changed_fields(saved, now)
-               if f.split(".")[-1] not in FREE_FIELDS and f.split(".")[0] not in FREE_FIELDS]
+    changed = [f for f in changed_fields(saved, now) if not _free(f)]
     if changed:
         flat_saved, flat_now = flat_fields(saved), flat_fields(now)
         shown = ", ".join(f"{f} ({flat_saved.get(f)!r} -> {flat_now.get(f)!r})" for f in changed[:6])

@@ -68,8 +68,10 @@ def default_learning_rate(model_path: str) -> float:
     return 1e-5 if model_size(model_path) >= 1_000_000_000 else 1e-4
 
 
-# Settings that change how a model is trained, not what it becomes (the effective batch is the same).
-LAUNCH_FIELDS = {"launcher", "num_processes", "accelerate_config"}
+# Settings that change how a model is trained, not what it becomes (the effective batch is the same;
+# checkpointing recomputes the same activations, dropout masks included).
+LAUNCH_FIELDS = {"launcher", "num_processes", "accelerate_config", "gradient_checkpointing", "memory_check",
+                 "memory_limit_gb"}
 
 
 def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, desc: str = "train",
