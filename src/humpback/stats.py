@@ -170,7 +170,11 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
         stats["seconds"][name] = info.get("seconds")
         if name.startswith("train"):
             stats.setdefault("training", {})[name.split()[-1]] = {
-                key: info.get(key) for key in ("examples", "steps", "learning_rate", "first_loss", "last_loss")}
+                key: info.get(key) for key in ("examples", "steps", "learning_rate", "first_loss", "last_loss",
+                                               "dropped_too_long", "truncated", "gradient_checkpointing")}
+    stats["refused"] = {"augment": stage_counters(out / "candidates").get("refused", 0),
+                        **{f"curate iter{i}": stage_counters(out / f"iter{i}" / "ratings").get("refused", 0)
+                           for i in range(1, iterations + 1)}}
     return stats
 
 
@@ -184,8 +188,18 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
     console.rule(f"[bold]humpback run: {out}")
     console.print(f"documents {funnel.get('documents', 0)} (rejected {funnel.get('documents_rejected', 0)}) -> "
                   f"segments found {funnel.get('segments_found', 0)} -> kept {funnel.get('segments_kept', 0)}")
-    console.print(f"  removed: {removed or 'none'}; boilerplate lines dropped {funnel.get('boilerplate_lines_dropped', 0)}")
-    console.print(f"candidates {stats['candidates']}   rejects {stats.get('rejects', 0)} (see rejects.jsonl)")
+    console.print(f"  removed: {removed or 'none'}; boilerplate lines dropped {funnel.get('boilerplate_lines_dropped', 0)}"
+                  f"; files skipped {funnel.get('files_skipped', 0)}")
+    refused = sum((stats.get("refused") or {}).values())
+    console.print(f"candidates {stats['candidates']}   rejects {stats.get('rejects', 0)} (see rejects.jsonl)"
+                  + (f"   prompts refused by the engine {refused}" if refused else ""))
+    trained = stats.get("training") or {}
+    dropped = {name: t["dropped_too_long"] for name, t in trained.items() if t.get("dropped_too_long")}
+    checkpointed = [name for name, t in trained.items() if t.get("gradient_checkpointing")]
+    if dropped or checkpointed:
+        console.print("training: " + "; ".join(
+            ([f"examples dropped for filling max_length: {dropped}"] if dropped else [])
+            + ([f"gradient checkpointing on for {', '.join(checkpointed)} (memory)"] if checkpointed else [])))
 
     scores = Table(title="Ratings per iteration", box=None)
     for col in ["iter", "judge", "parsed", "1", "2", "3", "4", "5", "unparsed", "prompted", f"|A_{k}|", "|A_4|"]:
