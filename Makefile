@@ -36,8 +36,9 @@ chromium:
 test: setup chromium
 	$(PY) -m pytest -q -ra
 
+# The edit loop: everything but the embedded-model, vLLM, whole-loop, multi-process, Ray and kill tests.
 test-fast: setup
-	$(PY) -m pytest -q -ra -m "not e2e"
+	$(PY) -m pytest -q -ra -m "not e2e and not slow"
 
 # Throughput of augmentation and both rating modes: naive vs transformers engine vs vLLM, on
 # ../shared/data when present (else the bundled demo pages). Writes bench/results/latest.{json,md}.

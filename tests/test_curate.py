@@ -117,6 +117,7 @@ def test_rating_resumes_from_last_complete_shard(tmp_path):
     assert "_seconds" not in stage_counters(tmp_path / "r")
 
 
+@pytest.mark.slow
 def test_kill_9_during_curation_then_rerun(tmp_path, tiny_model):
     """A real `humpback curate` process killed with SIGKILL mid-stage; the rerun completes it."""
     cands = tmp_path / "candidates"

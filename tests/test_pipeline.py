@@ -23,6 +23,7 @@ def tiny_config(tmp_path, tiny_model, **kw) -> RunConfig:
     return cfg
 
 
+@pytest.mark.slow
 def test_run_end_to_end_layout_and_resume(tmp_path, tiny_model):
     cfg = tiny_config(tmp_path, tiny_model)
     stats = run(cfg, quiet=True)
@@ -85,6 +86,7 @@ def test_unusable_seed_stops_at_once(tmp_path, tiny_model):
         run(RunConfig(seed=str(seed), model=tiny_model, out=tmp_path / "run"), quiet=True)
 
 
+@pytest.mark.slow
 def test_run_trains_every_model_under_accelerate(tmp_path, tiny_model):
     """launcher: accelerate in the backward and forward configs: every training of the loop runs as
     2 gloo processes, and the loop goes on from their models as from single-process ones."""

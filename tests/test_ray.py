@@ -16,7 +16,7 @@ from humpback.executor import actor_plan  # noqa: E402
 from humpback.segment import segment  # noqa: E402
 from humpback.shards import read_stage, stage_counters  # noqa: E402
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 RAY = ExecutorConfig(executor="ray", ray_actors=2)
 
 

@@ -58,6 +58,7 @@ def finished_run(tmp_path_factory, tiny_model):
     return cfg.out, stats
 
 
+@pytest.mark.slow
 def test_a_run_ends_with_a_self_contained_report(finished_run):
     out, stats = finished_run
     html = (out / "report.html").read_text()
@@ -74,6 +75,7 @@ def test_a_run_ends_with_a_self_contained_report(finished_run):
     assert sum(len(v) for v in stats["score_examples"].values()) >= 1 and "Examples at each score" in html
 
 
+@pytest.mark.slow
 def test_report_command_adds_labels_and_evaluations(finished_run, tmp_path):
     from typer.testing import CliRunner
 
@@ -111,6 +113,7 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(finished_run):
     browser = _chromium()
     if browser is None:

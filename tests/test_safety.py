@@ -289,6 +289,7 @@ def test_changed_records_per_shard_in_augment(tmp_path):
     assert [c["id"] for c in read_stage(tmp_path / "cand")] == [s["id"] for s in segments]
 
 
+@pytest.mark.slow
 def test_rerun_with_another_k_never_ships_a_mismatched_dataset(tmp_path, tiny_model):
     from humpback.outputs import records_digest
     from test_pipeline import tiny_config

@@ -124,6 +124,7 @@ def test_shipped_accelerate_configs_load():
         accelerate_config_path("zero4")
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one(tmp_path, tiny_model):
     """`humpback train --launcher accelerate --num-processes 2` (gloo on CPU): same loss at every
     step and the same weights as one process with the same effective batch. fp32 and no dropout,

@@ -15,7 +15,7 @@ from .backward import backward_prompt
 from .config import AugmentConfig, BackwardConfig, ExecutorConfig
 from .engine import Engine, EngineWorker, SamplingParams, check_refusals
 from .executor import refuse_engine_object
-from .outputs import input_fingerprint, records_digest, stage_output
+from .outputs import input_fingerprint, items_fingerprint, stage_output
 from .shards import read_stage, reject, run_sharded
 
 # The fields that decide what augmentation writes (the others: how fast, where).
@@ -72,8 +72,7 @@ def augment(segments: Iterable[dict] | Path, backward_model: str, out_dir: Path,
         source = input_fingerprint(segments)
         segments = read_stage(Path(segments))
     else:
-        segments = list(segments)
-        source = records_digest(segments)
+        source = items_fingerprint(segments)
     fields = {"segments": source, "backward_model": input_fingerprint(backward_model) if engine is None else None,
               "system_prompt": system_prompt, "config": cfg.model_dump(mode="json", include=OUTPUT_FIELDS)}
     with stage_output(out_dir, "candidates", fields, recompute):

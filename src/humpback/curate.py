@@ -25,7 +25,7 @@ from typing import Iterable
 from .config import CurateConfig, ExecutorConfig
 from .engine import Engine, EngineWorker, SamplingParams, check_refusals, make_engine
 from .executor import refuse_engine_object
-from .outputs import input_fingerprint, records_digest, stage_output
+from .outputs import input_fingerprint, items_fingerprint, stage_output
 from .shards import read_stage, reject, run_sharded, write_json, write_jsonl
 from .stats import agreement
 
@@ -252,8 +252,7 @@ def rate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, cfg
         source = input_fingerprint(candidates)
         candidates = read_stage(Path(candidates))
     else:
-        candidates = list(candidates)
-        source = records_digest(candidates)
+        source = items_fingerprint(candidates)
     fields = {"candidates": source, "judge_model": input_fingerprint(judge_model) if engine is None else None,
               "template": template, "iteration": iteration,
               "config": cfg.model_dump(mode="json", include=RATING_FIELDS)}

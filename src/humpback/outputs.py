@@ -127,6 +127,16 @@ def records_digest(records) -> str:
     return h.hexdigest()[:20]
 
 
+def items_fingerprint(items) -> str:
+    """What an in-memory input is (API callers): the hash of a list's records. A one-pass iterator
+    cannot be hashed without being consumed: it is marked as a stream, and a rerun that also
+    gives a stream is trusted to give the same one (as every resume was before fingerprints)."""
+    if isinstance(items, (list, tuple)):
+        return records_digest([getattr(x, "key", None), getattr(x, "content", x)] if not isinstance(x, dict) else x
+                              for x in items)
+    return "stream (not hashed)"
+
+
 def read_fingerprint(path: Path | str) -> dict | None:
     file = Path(path) / FINGERPRINT
     if not file.is_file():

@@ -20,7 +20,7 @@ from lxml import etree
 
 from .config import ExecutorConfig, SegmentConfig
 from .corpus import Document, Skipped, Unreadable, corpus_fingerprint, decode_html, read_corpus
-from .outputs import records_digest, stage_output
+from .outputs import items_fingerprint, stage_output
 from .shards import is_done, read_stage, reject, run_sharded, stable_id
 
 _HEADER_TAG = re.compile(r"<h[1-6][\s>]", re.IGNORECASE)
@@ -328,8 +328,7 @@ def segment(corpus: str | Iterable, out_dir: Path, cfg: SegmentConfig | None = N
         source = corpus_fingerprint(str(corpus))
         docs = read_corpus(str(corpus), cfg.text_field, cfg.max_document_chars)
     else:
-        docs = list(corpus)
-        source = records_digest([getattr(d, "key", ""), getattr(d, "content", d)] for d in docs)
+        docs, source = corpus, items_fingerprint(corpus)
     fields = {"corpus": source, "config": cfg.model_dump(mode="json")}
     with stage_output(out_dir, "segments", fields, recompute):
         dedup = Deduplicator(cfg)
