@@ -60,9 +60,10 @@ def longest_tokens(examples: list[dict], tokenizer, count: int) -> list[int]:
 
 
 def estimate_training_peak(examples: list[dict], base_model: str, cfg: TrainConfig, tokenizer=None,
-                           checkpointing: bool | None = None) -> dict:
+                           checkpointing: bool | None = None, longest_example: int | None = None) -> dict:
     """Bytes at the peak of one process's training, by part (``total`` is their sum); with or
-    without gradient checkpointing (default: as cfg says, auto counting as off)."""
+    without gradient checkpointing (default: as cfg says, auto counting as off). ``longest_example``
+    (tokens) spares tokenizing the examples when the caller has counted them already."""
     if checkpointing is None:
         checkpointing = cfg.gradient_checkpointing == "on"
     from transformers import AutoConfig
@@ -71,10 +72,11 @@ def estimate_training_peak(examples: list[dict], base_model: str, cfg: TrainConf
 
     config = AutoConfig.from_pretrained(base_model)
     config = getattr(config, "text_config", None) or config
-    tokenizer = tokenizer or load_tokenizer(base_model, padding_side="right")
-    lengths = sorted(longest_tokens(examples, tokenizer, len(examples)), reverse=True)
+    if longest_example is None:
+        tokenizer = tokenizer or load_tokenizer(base_model, padding_side="right")
+        longest_example = max(longest_tokens(examples, tokenizer, len(examples)), default=1)
     micro = min(cfg.micro_batch_size, cfg.batch_size or (8 if len(examples) < 3000 else 32))
-    longest = min(lengths[0] if lengths else 1, cfg.max_length)
+    longest = min(longest_example, cfg.max_length)
     tokens = micro * longest  # the worst micro batch: the longest example, the rest padded to it
     params = model_size(base_model)
     hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 1024)
@@ -131,7 +133,8 @@ def _resident() -> int:
         return 0
 
 
-def check_training_memory(examples: list[dict], base_model: str, cfg: TrainConfig, desc: str) -> bool:
+def check_training_memory(examples: list[dict], base_model: str, cfg: TrainConfig, desc: str,
+                          longest_example: int | None = None) -> bool:
     """Whether to train with gradient checkpointing: ``auto`` turns it on only when the estimated
     peak without it exceeds the memory free. Stops now, saying what to change, when even the
     chosen way will not fit (or ``off`` will not)."""
@@ -147,9 +150,13 @@ def check_training_memory(examples: list[dict], base_model: str, cfg: TrainConfi
     if cfg.memory_limit_gb is not None and (available is None or cfg.memory_limit_gb * GB < available):
         available, what = int(cfg.memory_limit_gb * GB), "the training's memory_limit_gb"
     choices = {"on": [True], "off": [False], "auto": [False, True]}[cfg.gradient_checkpointing]
-    tokenizer = None
+    if longest_example is None:  # counted once for both estimates
+        from .models import load_tokenizer
+
+        tokenizer = load_tokenizer(base_model, padding_side="right")
+        longest_example = max(longest_tokens(examples, tokenizer, len(examples)), default=1)
     for checkpointing in choices:
-        estimate = estimate_training_peak(examples, base_model, cfg, tokenizer, checkpointing)
+        estimate = estimate_training_peak(examples, base_model, cfg, None, checkpointing, longest_example)
         if torch.cuda.is_available():
             need = estimate["total"] - estimate["process"]  # per process, each on its own GPU
         else:  # this process already holds its own base; launched processes each need a whole one

@@ -8,6 +8,7 @@ dequantized once by transformers into a safetensors cache so later loads take a 
 from __future__ import annotations
 
 import fcntl
+import functools
 import importlib.util
 import os
 import re
@@ -113,6 +114,7 @@ def torch_dtype(name: str):
         raise ValueError(f"unknown dtype {name!r}: use float32, bfloat16 or float16") from None
 
 
+@functools.lru_cache(maxsize=32)  # asked by the memory check and the learning-rate default alike
 def model_size(path: str) -> int:
     """Parameter count, from the config alone (no weights loaded)."""
     import torch

@@ -95,7 +95,7 @@ def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, 
             shutil.rmtree(stale, ignore_errors=True)  # a killed attempt's (we hold the lock: no one else's)
         examples, fit = fit_examples(examples, base_model, cfg.max_length, desc)
         fit["examples_digest"] = fields["examples"]  # what the model is trained on, as the dataset file holds it
-        checkpointing = check_training_memory(examples, base_model, cfg, desc)
+        checkpointing = check_training_memory(examples, base_model, cfg, desc, fit["longest_tokens"])
         cfg = cfg.model_copy(update={"gradient_checkpointing": "on" if checkpointing else "off"})
         fit["gradient_checkpointing"] = checkpointing
         if cfg.launcher == "accelerate":
@@ -113,13 +113,14 @@ def fit_examples(examples: list[dict], base_model: str, max_length: int, desc: s
     from .models import load_tokenizer
 
     tokenizer = load_tokenizer(base_model, padding_side="right")
-    kept, dropped, truncated = [], [], 0
+    kept, dropped, truncated, longest = [], [], 0, 1
     for i, example in enumerate(examples):
         prompt_tokens, total_tokens = example_lengths(example, tokenizer)
         if prompt_tokens >= max_length:
             dropped.append(i)
             continue
         truncated += total_tokens > max_length
+        longest = max(longest, total_tokens)
         kept.append(example)
     if dropped:
         log.warning("%s: %d example(s) dropped: their prompt alone fills max_length=%d tokens, leaving no "
@@ -130,7 +131,8 @@ def fit_examples(examples: list[dict], base_model: str, max_length: int, desc: s
                     truncated, max_length)
     if not kept:
         raise ValueError(f"{desc}: every example's prompt fills max_length={max_length} tokens; raise --max-length")
-    return kept, {"examples_given": len(examples), "dropped_too_long": len(dropped), "truncated": truncated}
+    return kept, {"examples_given": len(examples), "dropped_too_long": len(dropped), "truncated": truncated,
+                  "longest_tokens": longest}
 
 
 def train_here(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, desc: str, token: str,
