@@ -49,7 +49,7 @@ class NaiveEngine:
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype(dtype)).eval()
 
     def generate(self, prompts, params):
-        from humpback.engine import encode_chat
+        from humpback.engines import encode_chat
 
         if params.seed is not None:
             self.torch.manual_seed(params.seed)
@@ -83,7 +83,7 @@ class Counting:
         return outputs
 
     def choice_logprobs(self, prompts, choices):
-        from humpback.engine import encode_chat
+        from humpback.engines import encode_chat
 
         self.prompt_tokens += sum(len(encode_chat(self.tokenizer, p)) for p in prompts)
         return self.engine.choice_logprobs(prompts, choices)
@@ -132,7 +132,7 @@ def main() -> None:
     from humpback.backward import backward_prompt
     from humpback.config import BackwardConfig, CurateConfig
     from humpback.curate import _rate_generate, _rate_logprob, load_template
-    from humpback.engine import SamplingParams, TransformersEngine
+    from humpback.engines import SamplingParams, TransformersEngine
     from humpback.models import load_tokenizer, resolve_model
 
     model = resolve_model("smollm2-135m")
@@ -177,7 +177,7 @@ def main() -> None:
 
     if not args.no_vllm:
         try:
-            from humpback.engine import VLLMEngine
+            from humpback.engines import VLLMEngine
 
             start = time.perf_counter()
             engine = VLLMEngine(model, dtype=args.dtype)

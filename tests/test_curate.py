@@ -177,7 +177,7 @@ def test_logprob_rating_keeps_the_most_likely_score_and_the_expected_score(tmp_p
 
 
 def test_logprob_rating_on_a_real_model_matches_one_forward_pass(tmp_path, tiny_model):
-    from humpback.engine import TransformersEngine
+    from humpback.engines import TransformersEngine
 
     engine = TransformersEngine(tiny_model, dtype="float32", batch_size=2)
     candidates = [{"id": str(i), "source": "t", "instruction": f"Question {i}?", "output": "Answer. " * i}

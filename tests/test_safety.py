@@ -15,9 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import ScriptedEngine, shared_data, write_jsonl
-from humpback import RunConfig, SegmentConfig, run, segment
+from humpback import SegmentConfig, run, segment
 from humpback.cli import app
-from humpback.corpus import read_corpus
 from humpback.outputs import OutputError, StaleOutputError, output_lock
 from humpback.shards import read_stage, stage_counters, stage_rejects
 
@@ -425,7 +424,7 @@ def test_a_refused_prompt_keeps_the_servers_reason(tmp_path):
 def test_logprob_rating_stops_when_the_server_gives_no_logprobs(tmp_path):
     from humpback import CurateConfig
     from humpback.curate import curate
-    from humpback.engine import EngineError
+    from humpback.engines import EngineError
 
     server = FakeServer("no_logprobs")
     candidates = [{"id": "c1", "source": "x", "instruction": "Q?", "output": "A."}]

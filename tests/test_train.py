@@ -119,7 +119,7 @@ def test_shipped_accelerate_configs_load():
     kinds = {name: load_config_from_file(str(accelerate_config_path(name))).distributed_type.value for name in SHIPPED}
     assert kinds == {"ddp": "MULTI_GPU", "fsdp": "FSDP", "zero2": "DEEPSPEED", "zero3": "DEEPSPEED"}
     command = launch_command("JOB", TrainConfig(launcher="accelerate", num_processes=4, accelerate_config="zero3"))
-    assert command[command.index("--num_processes") + 1] == "4" and command[-3:] == ["-m", "humpback.launch", "JOB"]
+    assert command[command.index("--num_processes") + 1] == "4" and command[-3:] == ["-m", "humpback.trainer", "JOB"]
     with pytest.raises(FileNotFoundError, match="neither a shipped config"):
         accelerate_config_path("zero4")
 

@@ -11,7 +11,7 @@ from .backward import train_backward
 from .config import (AugmentConfig, BackwardConfig, BackwardEvalConfig, CurateConfig, EngineConfig, EvalConfig,
                      ForwardConfig, GenerateConfig, JudgeConfig, RunConfig, SegmentConfig)
 from .curate import RUBRIC, compare_modes, curate, parse_score, rate, select
-from .engine import Engine, EngineError, OpenAIEngine, SamplingParams, TransformersEngine, VLLMEngine, make_engine
+from .engines import Engine, EngineError, SamplingParams, engine_for, make_engine
 from .evaluate import alpaca_eval_config, backward_fidelity, compare, evaluate, parse_verdict
 from .generate import generate, generate_file
 from .memory import MemoryBudgetError, estimate_training_peak
@@ -26,6 +26,16 @@ from .stats import histogram, table2
 from .tags import INFERENCE_TAGS, SEED_TAG, WEB_TAG
 from .train import train_forward
 
+
+
+def __getattr__(name: str):  # the backend classes import torch or vLLM: only when asked for
+    if name in ("TransformersEngine", "VLLMEngine", "OpenAIEngine"):
+        from . import engines
+
+        return getattr(engines, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "AugmentConfig", "EngineError", "MemoryBudgetError", "OutputError", "StaleOutputError", "estimate_training_peak", "claim_output",
     "BackwardConfig", "BackwardEvalConfig", "EvalConfig", "JudgeConfig", "alpaca_eval_config",
@@ -33,6 +43,6 @@ __all__ = [
     "INFERENCE_TAGS", "ModelError", "OpenAIEngine", "RUBRIC", "RunConfig", "SEED_TAG", "SamplingParams", "SeedError",
     "SegmentConfig", "TransformersEngine", "VLLMEngine", "WEB_TAG", "augment", "check_model", "compare_modes",
     "curate", "generate",
-    "generate_file", "histogram", "load_seed", "make_engine", "parse_score", "rate", "read_jsonl", "read_stage",
+    "generate_file", "histogram", "load_seed", "make_engine", "engine_for", "parse_score", "rate", "read_jsonl", "read_stage",
     "resolve_model", "run", "segment", "select", "stage_counters", "table2", "train_backward", "train_forward",
 ]

@@ -13,21 +13,22 @@ from typing import Iterable
 
 from .backward import backward_prompt
 from .config import AugmentConfig, BackwardConfig, ExecutorConfig
-from .engine import Engine, EngineWorker, SamplingParams, check_refusals
+from .engines import Engine, SamplingParams, check_refusals
 from .executor import refuse_engine_object
 from .outputs import input_fingerprint, items_fingerprint, stage_output
-from .shards import read_stage, reject, run_sharded
+from .records import Candidate, Segment
+from .shards import EngineShards, read_stage, reject, run_sharded
 
 # The fields that decide what augmentation writes (the others: how fast, where).
 OUTPUT_FIELDS = {"engine", "dtype", "served_model", "temperature", "top_p", "max_new_tokens", "records_per_shard",
                  "max_segments", "random_seed"}
 
 
-def augment_shard(segments: list[dict], engine: Engine, cfg: AugmentConfig, system_prompt: str,
-                  backward_model: str, shard_index: int):
+def augment_shard(segments: list[Segment], shard_index: int, engine: Engine, cfg: AugmentConfig,
+                  system_prompt: str, backward_model: str):
+    """One shard: an instruction for every segment, by the backward model behind ``engine``."""
     prompts = [backward_prompt(s["text"], system_prompt) for s in segments]
-    params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                            seed=cfg.random_seed + shard_index)
+    params = SamplingParams.from_config(cfg, seed_offset=shard_index)
     instructions = engine.generate(prompts, params)
     check_refusals(engine, instructions, cfg, f"augment shard {shard_index}")
     reasons = getattr(engine, "refusal_reasons", {})
@@ -41,21 +42,10 @@ def augment_shard(segments: list[dict], engine: Engine, cfg: AugmentConfig, syst
             rejects.append(reject("augment", segment["source"], "backward model wrote an empty instruction", segment))
             counts["empty_instruction"] += 1
             continue
-        candidates.append({"id": segment["id"], "source": segment["source"], "instruction": instruction.strip(),
-                           "output": segment["text"], "backward_model": backward_model})
+        candidates.append(Candidate(id=segment["id"], source=segment["source"], instruction=instruction.strip(),
+                                    output=segment["text"], backward_model=backward_model))
     counts["candidates"] = len(candidates)
     return candidates, rejects, counts
-
-
-class AugmentWorker(EngineWorker):
-    """The shard function of augmentation, holding the backward model's engine."""
-
-    def __init__(self, backward_model: str, cfg: AugmentConfig, system_prompt: str, engine: Engine | None = None):
-        super().__init__(backward_model, cfg, engine)
-        self.backward_model, self.cfg, self.system_prompt = str(backward_model), cfg, system_prompt
-
-    def __call__(self, segments: list[dict], shard_index: int):
-        return augment_shard(segments, self.engine, self.cfg, self.system_prompt, self.backward_model, shard_index)
 
 
 def augment(segments: Iterable[dict] | Path, backward_model: str, out_dir: Path,
@@ -78,5 +68,6 @@ def augment(segments: Iterable[dict] | Path, backward_model: str, out_dir: Path,
     with stage_output(out_dir, "candidates", fields, recompute):
         if cfg.max_segments is not None:
             segments = itertools.islice(segments, cfg.max_segments)
-        worker = partial(AugmentWorker, backward_model, cfg, system_prompt, engine)
+        worker = partial(EngineShards, augment_shard, backward_model, cfg, engine, system_prompt=system_prompt,
+                         backward_model=str(backward_model))
         return run_sharded(segments, out_dir, cfg.records_per_shard, worker, desc="augment", executor=executor)

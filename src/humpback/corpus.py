@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import codecs
 import glob
-import gzip
-import json
 import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Iterator
+
+from .files import BadLine, jsonl_lines, open_maybe_gzip
 
 HTML_SUFFIXES = (".html", ".htm", ".html.gz", ".htm.gz")
 WARC_SUFFIXES = (".warc", ".warc.gz")
@@ -132,10 +132,6 @@ def corpus_fingerprint(spec: str) -> list:
     return listing
 
 
-def _open(path: Path):
-    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
-
-
 def read_corpus(spec: str, text_field: str = "text", max_chars: int = 5_000_000) -> Iterator[Document | Unreadable | Skipped]:
     """Every document of the corpus, in file order. Whatever goes wrong with a file (a broken
     compressed stream, a malformed WARC, an unexpected parser error) becomes an Unreadable that
@@ -158,7 +154,7 @@ def read_corpus(spec: str, text_field: str = "text", max_chars: int = 5_000_000)
 
 
 def _read_whole(path: Path, rel: str, name: str, max_chars: int) -> Iterator[Document | Unreadable]:
-    with _open(path) as f:
+    with open_maybe_gzip(path) as f:
         data = f.read(max_chars + 1)
     if len(data) > max_chars:
         yield Unreadable(str(path), f"document larger than max_document_chars={max_chars}")
@@ -197,49 +193,17 @@ def decode_html(data: bytes, declared: str | None = None) -> str:
         return data.decode("cp1252", errors="replace")
 
 
-def _capped_lines(f, max_bytes: int) -> Iterator[tuple[int, bytes | None]]:
-    """(line number, line) from a binary stream; None for a line longer than max_bytes, which is
-    skipped without ever being held whole (a decompression bomb is one huge line)."""
-    number = 0
-    while True:
-        line = f.readline(max_bytes + 1)
-        if not line:
-            return
-        number += 1
-        if len(line) > max_bytes and not line.endswith(b"\n"):
-            while True:  # drain the rest of this line in bounded pieces
-                rest = f.readline(1 << 20)
-                if not rest or rest.endswith(b"\n"):
-                    break
-            yield number, None
-            continue
-        yield number, line
-
-
 def _read_jsonl(path: Path, rel: str, text_field: str, max_chars: int) -> Iterator[Document | Unreadable]:
-    with _open(path) as f:
-        for i, raw in _capped_lines(f, max_chars):
-            where = f"{path}:{i}"
-            if raw is None:
-                yield Unreadable(where, f"record larger than max_document_chars={max_chars}")
-                continue
-            if i == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8):]
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                yield Unreadable(where, "line is not valid UTF-8")
-                continue
-            except json.JSONDecodeError as e:
-                yield Unreadable(where, f"malformed JSON ({e.msg})")
-                continue
-            text = record.get(text_field) if isinstance(record, dict) else None
-            if not isinstance(text, str):
-                yield Unreadable(where, f"record has no string field {text_field!r} (set segment.text_field)")
-                continue
-            yield Document(where, "text", text, f"{rel}:{i}")
+    for where, record in jsonl_lines(path, max_line_bytes=max_chars):
+        if isinstance(record, BadLine):
+            yield Unreadable(where, f"record larger than max_document_chars={max_chars}" if record.too_long
+                             else record.reason)
+            continue
+        text = record.get(text_field) if isinstance(record, dict) else None
+        if not isinstance(text, str):
+            yield Unreadable(where, f"record has no string field {text_field!r} (set segment.text_field)")
+            continue
+        yield Document(where, "text", text, f"{rel}:{where.rsplit(':', 1)[1]}")
 
 
 def _read_warc(path: Path, rel: str, max_chars: int) -> Iterator[Document | Unreadable]:

@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Iterable
 
 from .config import CurateConfig, ExecutorConfig
-from .engine import Engine, EngineWorker, SamplingParams, check_refusals, make_engine
+from .engines import Engine, SamplingParams, check_refusals, engine_for
 from .executor import refuse_engine_object
 from .outputs import input_fingerprint, items_fingerprint, stage_output
-from .shards import read_stage, reject, run_sharded, write_json, write_jsonl
+from .files import write_json, write_jsonl
+from .records import Candidate, Rating
+from .shards import EngineShards, read_stage, reject, run_sharded
 from .stats import agreement
 
 RUBRIC_SCALE = """\
@@ -156,7 +158,7 @@ def score_distribution(logprobs: dict[str, float]) -> dict:
             "score_probs": [round(p, 4) for p in probs], "score_mass": round(mass, 4)}
 
 
-def _rate_generate(candidates: list[dict], engine: Engine, cfg: CurateConfig, template: str, seed: int):
+def _rate_generate(candidates: list[Candidate], engine: Engine, cfg: CurateConfig, template: str, seed_offset: int = 0):
     prompted: set[int] = set()
 
     def score_line_please(index: int, text: str) -> str | None:
@@ -167,8 +169,8 @@ def _rate_generate(candidates: list[dict], engine: Engine, cfg: CurateConfig, te
         prompted.add(index)
         return f"\n{SCORE_PREFIX}"
 
-    params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=seed,
-                            follow_up=score_line_please if cfg.finish_score_line else None)
+    params = SamplingParams.from_config(cfg, seed_offset=seed_offset,
+                                        follow_up=score_line_please if cfg.finish_score_line else None)
     prompts = [rating_prompt(c, template) for c in candidates]
     judged = engine.generate(prompts, params)
     check_refusals(engine, judged, cfg, "rating")
@@ -192,7 +194,7 @@ def _end_at_score_line(text: str) -> str:
     return text if start < 0 or end < 0 else text[:end]
 
 
-def _rate_logprob(candidates: list[dict], engine: Engine, template: str, cfg: CurateConfig | None = None):
+def _rate_logprob(candidates: list[Candidate], engine: Engine, template: str, cfg: CurateConfig | None = None):
     prompts = [rating_prompt(c, template, "logprob") for c in candidates]
     read = engine.choice_logprobs(prompts, SCORES)
     check_refusals(engine, read, cfg or CurateConfig(), "rating")
@@ -207,12 +209,13 @@ def _rate_logprob(candidates: list[dict], engine: Engine, template: str, cfg: Cu
     return fields
 
 
-def rate_shard(candidates: list[dict], engine: Engine, cfg: CurateConfig, template: str,
-               judge_model: str, iteration: int, shard_index: int):
+def rate_shard(candidates: list[Candidate], shard_index: int, engine: Engine, cfg: CurateConfig, template: str,
+               judge_model: str, iteration: int):
+    """One shard: a Rating for every candidate the judge behind ``engine`` ran (refusals: rejects)."""
     if cfg.mode == "logprob":
         fields = _rate_logprob(candidates, engine, template, cfg)
     else:
-        fields = _rate_generate(candidates, engine, cfg, template, cfg.random_seed + shard_index)
+        fields = _rate_generate(candidates, engine, cfg, template, shard_index)
     ratings, rejects, counts = [], [], Counter()
     for candidate, rated in zip(candidates, fields):
         score = rated["score"]
@@ -222,21 +225,9 @@ def rate_shard(candidates: list[dict], engine: Engine, cfg: CurateConfig, templa
             continue
         counts[f"score_{score}" if score else "unparsed"] += 1
         counts["score_line_prompted"] += rated.get("score_line_prompted", False)
-        ratings.append({**candidate, **rated, "rating_mode": cfg.mode, "judge_model": judge_model,
-                        "iteration": iteration})
+        ratings.append(Rating(**candidate, **rated, rating_mode=cfg.mode, judge_model=judge_model,
+                              iteration=iteration))
     return ratings, rejects, counts
-
-
-class RateWorker(EngineWorker):
-    """The shard function of rating, holding the judge's engine."""
-
-    def __init__(self, judge_model: str, cfg: CurateConfig, iteration: int, engine: Engine | None = None):
-        super().__init__(judge_model, cfg, engine)
-        self.judge_model, self.cfg, self.iteration = str(judge_model), cfg, iteration
-        self.template = load_template(cfg.template, cfg.mode)
-
-    def __call__(self, candidates: list[dict], shard_index: int):
-        return rate_shard(candidates, self.engine, self.cfg, self.template, self.judge_model, self.iteration, shard_index)
 
 
 def rate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, cfg: CurateConfig | None = None,
@@ -257,7 +248,8 @@ def rate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, cfg
               "template": template, "iteration": iteration,
               "config": cfg.model_dump(mode="json", include=RATING_FIELDS)}
     with stage_output(out_dir, "ratings", fields, recompute):
-        worker = partial(RateWorker, judge_model, cfg, iteration, engine)
+        worker = partial(EngineShards, rate_shard, judge_model, cfg, engine, template=template,
+                         judge_model=str(judge_model), iteration=iteration)
         return run_sharded(candidates, out_dir, cfg.records_per_shard, worker,
                            desc=f"curate (iteration {iteration}, {cfg.mode})", executor=executor)
 
@@ -290,14 +282,9 @@ def compare_modes(candidates: Iterable[dict] | Path, judge_model: str, cfg: Cura
         candidates = read_stage(Path(candidates))
     pool = list(candidates)
     sample = random.Random(cfg.random_seed).sample(pool, min(cfg.compare_sample, len(pool)))
-    own = engine is None
-    engine = engine or make_engine(judge_model, cfg)
-    try:
-        generated = _rate_generate(sample, engine, cfg, load_template(cfg.template, "generate"), cfg.random_seed)
+    with engine_for(judge_model, cfg, engine) as engine:
+        generated = _rate_generate(sample, engine, cfg, load_template(cfg.template, "generate"))
         by_logprob = _rate_logprob(sample, engine, load_template(cfg.template, "logprob"))
-    finally:
-        if own:
-            engine.close()
     pairs = [{"id": c["id"], "generate": g["score"], "logprob": lp["score"], "expected_score": lp["expected_score"]}
              for c, g, lp in zip(sample, generated, by_logprob)]
     both = [p for p in pairs if p["generate"] is not None and p["logprob"] is not None]

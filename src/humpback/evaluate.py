@@ -24,7 +24,7 @@ import statistics
 from pathlib import Path
 
 from .config import BackwardEvalConfig, EvalConfig, JudgeConfig
-from .engine import Engine, SamplingParams, make_engine
+from .engines import Engine, SamplingParams, engine_for
 from .generate import generate, read_prompts
 from .models import resolve_model
 from .outputs import claim_output
@@ -135,8 +135,7 @@ def judge_pairs(pairs: list[dict], engine: Engine, cfg: JudgeConfig) -> list[dic
         texts = [None] * len(prompts)
         probs = engine.choice_logprobs(prompts, ["A", "B"])
     else:
-        params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                                seed=cfg.random_seed)
+        params = SamplingParams.from_config(cfg)
         texts, probs = engine.generate(prompts, params), [None] * len(prompts)
     judgements = []
     for (i, model_first), text, logprobs in zip(jobs, texts, probs):
@@ -222,13 +221,8 @@ def judge(model_outputs: list[dict], references: dict[str, dict], cfg: JudgeConf
     missing = len(model_outputs) - len(pairs)
     if missing:
         log.warning("%d answers have no reference answer to the same instruction and are not judged", missing)
-    own = engine is None
-    engine = engine or make_engine(resolve_model(cfg.model), cfg)
-    try:
+    with engine_for(resolve_model(cfg.model), cfg, engine) as engine:
         judgements = judge_pairs(pairs, engine, cfg)
-    finally:
-        if own:
-            engine.close()
     for j in judgements:
         j["judge_model"] = str(cfg.model)
     out_dir = Path(out_dir)
@@ -364,11 +358,8 @@ def backward_fidelity(seed: list[dict], base_model: str, out_dir: Path, cfg: Bac
     result: dict = {"held_out": len(held), "trained_on": len(train), "split_seed": cfg.split_seed, "models": {}}
     predictions = [dict(r) for r in held]
     for name, model in (("trained", backward_model), ("base", base_model)):
-        engine = make_engine(model, cfg)
-        try:
+        with engine_for(model, cfg) as engine:  # greedy: the backward model's most likely instruction
             generated = engine.generate(prompts, SamplingParams(temperature=0.0, max_new_tokens=cfg.max_new_tokens))
-        finally:
-            engine.close()
         generated = [g or "" for g in generated]
         rouge = [round(scorer.score(t, g)["rougeL"].fmeasure, 4) for t, g in zip(truth, generated)]
         similarity, note = _embedding_similarity(cfg.embedding_model, generated, truth)

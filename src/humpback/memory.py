@@ -155,6 +155,7 @@ def check_training_memory(examples: list[dict], base_model: str, cfg: TrainConfi
 
         tokenizer = load_tokenizer(base_model, padding_side="right")
         longest_example = max(longest_tokens(examples, tokenizer, len(examples)), default=1)
+    without = 0.0  # the need without checkpointing, once that was tried
     for checkpointing in choices:
         estimate = estimate_training_peak(examples, base_model, cfg, None, checkpointing, longest_example)
         if torch.cuda.is_available():

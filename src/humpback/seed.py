@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterator
 
+from .files import BadLine, jsonl_lines
 from .shards import reject, stable_id
 
 SHAPES = (
@@ -57,16 +58,8 @@ def _iter_raw(path: str) -> Iterator[tuple[str, object]]:
         for i, row in enumerate(data, 1):
             yield f"{p}:item {i}", row
     else:
-        with open(p, "rb") as f:
-            for i, raw in enumerate(f, 1):
-                if not raw.strip():
-                    continue
-                try:
-                    yield f"{p}:{i}", json.loads(raw.decode("utf-8-sig" if i == 1 else "utf-8"))
-                except UnicodeDecodeError:
-                    yield f"{p}:{i}", ValueError("line is not valid UTF-8")
-                except json.JSONDecodeError as e:
-                    yield f"{p}:{i}", ValueError(f"malformed JSON ({e.msg})")
+        for where, value in jsonl_lines(p):
+            yield where, ValueError(value.reason) if isinstance(value, BadLine) else value
 
 
 def _iter_hub(dataset_id: str) -> Iterator[tuple[str, object]]:

@@ -21,7 +21,8 @@ from lxml import etree
 from .config import ExecutorConfig, SegmentConfig
 from .corpus import Document, Skipped, Unreadable, corpus_fingerprint, decode_html, read_corpus
 from .outputs import items_fingerprint, stage_output
-from .shards import is_done, read_stage, reject, run_sharded, stable_id
+from .records import Segment
+from .shards import reject, run_sharded, stable_id
 
 _HEADER_TAG = re.compile(r"<h[1-6][\s>]", re.IGNORECASE)
 _WORD = re.compile(r"\w+")
@@ -245,6 +246,11 @@ class Deduplicator:
         self.lsh.add(m)
         return None
 
+    def learn(self, kept: Iterable[Segment]) -> None:
+        """Remember segments an earlier attempt already kept (a resumed stage's written shards)."""
+        for seg in kept:
+            self.check(seg["id"], *signature(seg["text"], self.cfg))
+
     def finish_shard(self, segments: list[dict], rejects: list[dict], counts: Counter):
         """The shard's segments that are not duplicates of an earlier one, without their signatures."""
         kept = []
@@ -309,8 +315,9 @@ def segment_documents(docs: list[Document | Unreadable], cfg: SegmentConfig):
                 counts[f"removed_{problem}"] += 1
                 continue
             digest, minhash = signature(text, cfg)
-            kept.append({"id": stable_id(doc.key, position), "source": f"{doc.source}#{position}",
-                         "header": header or "", "text": text, "_digest": digest, "_minhash": minhash})
+            # the signature travels with the segment to the driver's deduplication, which drops it
+            kept.append({**Segment(id=stable_id(doc.key, position), source=f"{doc.source}#{position}",
+                                   header=header or "", text=text), "_digest": digest, "_minhash": minhash})
     return kept, rejects, counts
 
 
@@ -332,11 +339,8 @@ def segment(corpus: str | Iterable, out_dir: Path, cfg: SegmentConfig | None = N
     fields = {"corpus": source, "config": cfg.model_dump(mode="json")}
     with stage_output(out_dir, "segments", fields, recompute):
         dedup = Deduplicator(cfg)
-        if not is_done(out_dir):
-            for record in read_stage(out_dir):  # resume: shards already written hold kept segments
-                dedup.check(record["id"], *signature(record["text"], cfg))
         if executor is not None:
             executor = executor.model_copy(update={"ray_gpus_per_actor": 0.0})  # parsing needs no GPU
         return run_sharded(docs, out_dir, cfg.documents_per_shard,
                            lambda: lambda docs, _index: segment_documents(docs, cfg),
-                           desc="segment", executor=executor, finish=dedup.finish_shard)
+                           desc="segment", executor=executor, finish=dedup.finish_shard, resume=dedup.learn)

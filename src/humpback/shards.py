@@ -18,13 +18,14 @@ import hashlib
 import itertools
 import json
 import logging
-import os
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from tqdm.auto import tqdm
+
+from .files import read_jsonl, write_json, write_jsonl, write_parquet  # noqa: F401 - the stage files' I/O
 
 log = logging.getLogger("humpback")
 
@@ -34,40 +35,6 @@ SUCCESS = "_SUCCESS"
 def stable_id(*parts: object) -> str:
     """A short id that depends only on where a record came from."""
     return hashlib.sha1("\x1f".join(str(p) for p in parts).encode("utf-8")).hexdigest()[:16]
-
-
-def write_jsonl(path: Path, records: Iterable[dict]) -> int:
-    """Write records atomically (temporary name, then rename); returns the count."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            n += 1
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return n
-
-
-def read_jsonl(path: Path) -> Iterator[dict]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
-
-
-def write_parquet(path: Path, records: list[dict]) -> int:
-    """Write records as one Parquet file, atomically; returns the count."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(pa.Table.from_pylist(records), tmp)
-    os.replace(tmp, path)
-    return len(records)
 
 
 SHARD_FORMATS = ("jsonl", "parquet")
@@ -106,13 +73,6 @@ def is_done(stage_dir: Path) -> bool:
 
 def mark_done(stage_dir: Path, info: dict) -> None:
     write_json(Path(stage_dir) / SUCCESS, info)
-
-
-def write_json(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def stage_info(stage_dir: Path) -> dict:
@@ -159,10 +119,13 @@ def run_sharded(
     total: int | None = None,
     executor=None,
     finish: FinishFn | None = None,
+    resume: Callable[[Iterator[dict]], None] | None = None,
 ) -> dict:
     """Run a stage shard by shard: ``worker()`` builds the shard function once (it may load an
     engine), only when a shard needs work; ``finish``, if given, post-processes each shard's
-    output in shard order in this process (segmentation's corpus-wide deduplication).
+    output in shard order in this process (segmentation's corpus-wide deduplication); ``resume``,
+    if given, is handed the records of the shards an earlier attempt wrote, before any new shard
+    is finished (the deduplication learns what they kept).
 
     Shards whose output exists are skipped, so a killed stage resumes from its last complete
     shard with nothing lost or duplicated. ``executor`` (an ExecutorConfig) with ``executor:
@@ -172,6 +135,8 @@ def run_sharded(
     if is_done(stage_dir):
         return stage_info(stage_dir)
     stage_dir.mkdir(parents=True, exist_ok=True)
+    if resume is not None:
+        resume(read_stage(stage_dir))
     n_shards = None if total is None else max(1, -(-total // per_shard))
     bar = tqdm(total=n_shards, desc=desc, unit="shard")
     pending = _skip_done(_batches(items, per_shard), stage_dir, bar)
@@ -194,6 +159,27 @@ def run_sharded(
     }
     mark_done(stage_dir, info)
     return info
+
+
+class EngineShards:
+    """The worker of a stage that generates: one engine, held across the shards of one process or
+    Ray actor, for the stage's shard function ``shard_fn(items, shard_index, engine, cfg, **context)``.
+    The engine is the caller's when given (left open), else made from ``cfg`` here and closed
+    with the worker."""
+
+    def __init__(self, shard_fn: Callable, model_path: str, cfg, engine=None, **context):
+        from .engines import make_engine
+
+        self.shard_fn, self.cfg, self.context = shard_fn, cfg, context
+        self.owns_engine = engine is None
+        self.engine = engine or make_engine(str(model_path), cfg)
+
+    def __call__(self, items: list, shard_index: int):
+        return self.shard_fn(items, shard_index, self.engine, self.cfg, **self.context)
+
+    def close(self) -> None:
+        if self.owns_engine:
+            self.engine.close()
 
 
 def _batches(items: Iterable, per_shard: int) -> Iterator[tuple[int, list]]:

@@ -61,20 +61,14 @@ def rater_agreement(scores_by_iteration: dict[str, dict[str, int]]) -> list[dict
 def read_labels(path: Path) -> tuple[dict[str, bool], list[dict]]:
     """Quality labels: JSONL of {"id": candidate id, "label": "good"|"bad"} (also true/false or 1/0).
     Lines that are not such a record become rejects naming the file and line."""
-    import json
-
+    from .files import BadLine, jsonl_lines
     from .shards import reject
 
     labels, rejects = {}, []
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"labels file {path} cannot be read as UTF-8 text ({e})") from None
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
+    for where, row in jsonl_lines(path):
         try:
-            row = json.loads(line)
+            if isinstance(row, BadLine):
+                raise ValueError(row.reason)
             value = row["label"]
             good = {"good": True, "bad": False}.get(str(value).lower(), value if isinstance(value, bool) else None)
             if good is None and value in (0, 1):
@@ -83,7 +77,7 @@ def read_labels(path: Path) -> tuple[dict[str, bool], list[dict]]:
                 raise ValueError("needs a string 'id' and a 'label' of good/bad")
             labels[row["id"]] = good
         except (ValueError, KeyError, TypeError, AttributeError) as e:
-            rejects.append(reject("labels", f"{path}:{n}", f"not a label record: {e}", line))
+            rejects.append(reject("labels", where, f"not a label record: {e}", None if isinstance(row, BadLine) else row))
     return labels, rejects
 
 

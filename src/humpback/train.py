@@ -1,71 +1,30 @@
-"""Fine-tuning with TRL's SFTTrainer, and the forward models M_0, M_1, ... of the loop.
+"""Fine-tuning, and the forward models M_0, M_1, ... of the loop.
 
 Every example is a chat prompt and a completion; the loss is on the completion tokens only
-(TRL's prompt-completion format). The schedule follows the paper: linear decay from the peak
-to 0.9 x peak, weight decay 0.1, dropout 0.1, batch 8 below 3,000 examples else 32, and a step
-count interpolated from its data-scaling table.
+(TRL's prompt-completion format). ``sft`` owns the model folder (claimed, locked, fingerprinted),
+drops examples that cannot be learnt within max_length, checks the memory, then trains here
+or under ``accelerate launch`` (launch.py); the training itself is trainer.py's.
 """
 
 from __future__ import annotations
 
-import bisect
-import json
 import logging
-import math
 import os
 import shutil
-import time
 from pathlib import Path
 
 from .config import ForwardConfig, TrainConfig
+from .files import write_jsonl
+from .launch import launch_sft
 from .memory import check_training_memory
 from .outputs import input_fingerprint, records_digest, stage_output
-from .shards import SUCCESS, mark_done, stage_info, write_jsonl
+from .records import DatasetRow, ForwardExample, SeedPair, TrainingExample
+from .shards import SUCCESS, stage_info
+from .trainer import (DROPOUT_FIELDS, add_residual_dropout, default_learning_rate, dropout_settings,  # noqa: F401
+                      paper_batch_size, paper_steps, train_here)
 from .tags import ORIGIN_TAGS, tagged_prompt
 
-
 log = logging.getLogger("humpback")
-
-# The paper's 7B data-scaling runs: examples -> optimizer steps (batch 8 below 3,000, else 32).
-PAPER_STEPS = [(100, 30), (800, 300), (1600, 600), (3200, 500), (6400, 600), (12800, 600), (25600, 1200), (51200, 1600)]
-# Dropout fields of transformers configs: on attention probabilities, and on the residual stream.
-ATTENTION_DROPOUT_FIELDS = ("attention_dropout", "attn_pdrop", "attention_probs_dropout_prob")
-RESIDUAL_DROPOUT_FIELDS = ("hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop", "hidden_dropout_prob")
-DROPOUT_FIELDS = ATTENTION_DROPOUT_FIELDS + RESIDUAL_DROPOUT_FIELDS
-# The last projection of attention and of the MLP in Llama-style blocks (Llama, Qwen2, Mistral, Phi-3,
-# Gemma): residual dropout goes on their outputs, before they join the residual stream.
-SUBLAYER_OUTPUTS = ("o_proj", "down_proj")
-
-
-def _checkpointing_field() -> str:
-    from trl import SFTConfig
-
-    # transformers 5 renamed gradient_checkpointing to activation_checkpointing
-    return "activation_checkpointing" if "activation_checkpointing" in SFTConfig.__dataclass_fields__ else "gradient_checkpointing"
-
-
-def paper_batch_size(n_examples: int) -> int:
-    return 8 if n_examples < 3000 else 32
-
-
-def paper_steps(n_examples: int) -> int:
-    """Steps for n examples, interpolated (log-linearly in n) from the paper's table."""
-    sizes = [n for n, _ in PAPER_STEPS]
-    if n_examples <= sizes[0]:
-        return max(1, round(PAPER_STEPS[0][1] * n_examples / sizes[0]))
-    if n_examples >= sizes[-1]:
-        return round(PAPER_STEPS[-1][1] * n_examples / sizes[-1])
-    i = bisect.bisect_right(sizes, n_examples)
-    (n0, s0), (n1, s1) = PAPER_STEPS[i - 1], PAPER_STEPS[i]
-    t = (math.log(n_examples) - math.log(n0)) / (math.log(n1) - math.log(n0))
-    return round(s0 + t * (s1 - s0))
-
-
-def default_learning_rate(model_path: str) -> float:
-    """The paper's 1e-5 was for 7B-70B models; small models need more to move at all."""
-    from .models import model_size
-
-    return 1e-5 if model_size(model_path) >= 1_000_000_000 else 1e-4
 
 
 # Settings that change how a model is trained, not what it becomes (the effective batch is the same;
@@ -74,7 +33,7 @@ LAUNCH_FIELDS = {"launcher", "num_processes", "accelerate_config", "gradient_che
                  "memory_limit_gb"}
 
 
-def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, desc: str = "train",
+def sft(examples: list[TrainingExample], base_model: str, out_dir: Path, cfg: TrainConfig, desc: str = "train",
         recompute: bool = False) -> dict:
     """Fine-tune base_model on prompt/completion chat examples; save a transformers model.
 
@@ -99,8 +58,6 @@ def sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, 
         cfg = cfg.model_copy(update={"gradient_checkpointing": "on" if checkpointing else "off"})
         fit["gradient_checkpointing"] = checkpointing
         if cfg.launcher == "accelerate":
-            from .launch import launch_sft
-
             return launch_sft(examples, base_model, out_dir, cfg, desc, fit)
         return train_here(examples, base_model, out_dir, cfg, desc, token=str(os.getpid()), fit=fit)
 
@@ -135,170 +92,24 @@ def fit_examples(examples: list[dict], base_model: str, max_length: int, desc: s
                   "longest_tokens": longest}
 
 
-def train_here(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, desc: str, token: str,
-               fit: dict | None = None) -> dict:
-    """The training itself, in this process (one of several under accelerate launch). ``token``
-    names the temporary folders inside out_dir; every process of one launch shares it."""
-    import torch
-    import datasets
-    from datasets import Dataset
-    from transformers import AutoConfig, AutoModelForCausalLM
-    from trl import SFTConfig, SFTTrainer
-
-    from .models import load_tokenizer
-
-    datasets.disable_progress_bars()  # TRL's per-step dataset maps would flood the terminal
-    start = time.time()
-    n = len(examples)
-    batch_size = cfg.batch_size or paper_batch_size(n)
-    micro = min(cfg.micro_batch_size, batch_size)
-    processes = int(os.environ.get("WORLD_SIZE", 1))  # > 1 under accelerate launch (launch.py)
-    lr = cfg.learning_rate or default_learning_rate(base_model)
-    steps = -1 if cfg.num_epochs else (cfg.max_steps or paper_steps(n))
-
-    config = AutoConfig.from_pretrained(base_model)
-    saved_dropout = {f: getattr(config, f) for f in DROPOUT_FIELDS if isinstance(getattr(config, f, None), float)}
-    for field, value in dropout_settings(saved_dropout, cfg).items():
-        setattr(config, field, value)
-    model = AutoModelForCausalLM.from_pretrained(base_model, config=config, dtype=torch.float32)
-    if cfg.dropout_placement == "residual" and not any(f in saved_dropout for f in RESIDUAL_DROPOUT_FIELDS):
-        add_residual_dropout(model, cfg.dropout)
-    tokenizer = load_tokenizer(base_model, padding_side="right")
-
-    peft_config = None
-    if cfg.use_lora:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                                 target_modules="all-linear", task_type="CAUSAL_LM")
-
-    work_dir = out_dir / f".work-{token}"
-    checkpointing = {_checkpointing_field(): cfg.gradient_checkpointing == "on"}
-    args = SFTConfig(
-        output_dir=str(work_dir),
-        max_steps=steps,
-        num_train_epochs=cfg.num_epochs or 1.0,
-        per_device_train_batch_size=micro,
-        gradient_accumulation_steps=max(1, batch_size // (micro * processes)),
-        learning_rate=lr,
-        lr_scheduler_type="polynomial",  # power 1: linear decay to lr_end (the paper: 1e-5 -> 9e-6)
-        lr_scheduler_kwargs={"lr_end": lr * cfg.final_lr_ratio, "power": 1.0},
-        warmup_steps=cfg.warmup_ratio,
-        weight_decay=cfg.weight_decay,
-        max_length=cfg.max_length,
-        completion_only_loss=True,
-        **checkpointing,
-        bf16=cfg.bf16,
-        seed=cfg.random_seed,
-        data_seed=cfg.random_seed,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        dataloader_num_workers=0,
-        dataset_num_proc=None,
-        use_cpu=not torch.cuda.is_available(),
-    )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
-                         processing_class=tokenizer, peft_config=peft_config)
-    result = trainer.train()
-
-    for field, value in saved_dropout.items():  # the saved model infers like its base
-        setattr(trainer.model.config, field, value)
-    tmp = out_dir / f".save-{token}"  # one name for all processes of a launch: process 0 writes it
-    if trainer.is_world_process_zero():
-        shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))  # every process takes part: FSDP and ZeRO-3 gather the weights
-    if not trainer.is_world_process_zero():
-        return {}
-    (tmp / "training_args.bin").unlink(missing_ok=True)
-    if cfg.use_lora:
-        _merge_lora(tmp, base_model)
-    tokenizer.padding_side = "left"
-    tokenizer.save_pretrained(tmp)
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    (tmp / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
-    _move_into(tmp, out_dir)
-    shutil.rmtree(work_dir, ignore_errors=True)
-    info = {
-        "examples": n, "steps": trainer.state.global_step, "batch_size": batch_size, "learning_rate": lr,
-        "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-        "train_loss": result.training_loss, "train_seconds": round(result.metrics["train_runtime"], 2),
-        "base_model": base_model, "processes": processes,
-        "distributed_type": trainer.accelerator.distributed_type.value, "seconds": round(time.time() - start, 2),
-        **(fit or {}),
-    }
-    mark_done(out_dir, info)
-    return info
-
-
-def dropout_settings(fields: dict[str, float], cfg: TrainConfig) -> dict[str, float]:
-    """The dropout each config field gets for training. ``residual`` placement keeps attention
-    probabilities undropped, so attention stays on its fused kernel (dropout on the attention
-    matrix makes every layer keep a sequence-squared matrix for the backward pass)."""
-    if cfg.dropout_placement == "attention":
-        return {f: cfg.dropout for f in fields}
-    return {f: 0.0 if f in ATTENTION_DROPOUT_FIELDS else cfg.dropout for f in fields}
-
-
-def add_residual_dropout(model, p: float) -> int:
-    """Dropout on the output of each attention and MLP block before it joins the residual stream
-    (the Transformer's residual dropout), for families whose config has only attention dropout.
-    Forward hooks: nothing is saved with the model. Returns how many modules got one."""
-    import torch.nn.functional as F
-
-    def hook(module, _inputs, output):
-        return F.dropout(output, p, module.training)
-
-    hooked = 0
-    for name, module in model.named_modules():
-        if name.rsplit(".", 1)[-1] in SUBLAYER_OUTPUTS:
-            module.register_forward_hook(hook)
-            hooked += 1
-    return hooked
-
-
-def _move_into(saved: Path, out_dir: Path) -> None:
-    """Move a saved model's files from its temporary folder into out_dir (ours: claimed as a model
-    folder), replacing what a killed earlier attempt left there."""
-    for item in saved.iterdir():
-        target = out_dir / item.name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(item, target)
-    saved.rmdir()
-
-
-def _merge_lora(model_dir: Path, base_model: str) -> None:
-    """Replace the saved LoRA adapter in model_dir by the base model with the adapter merged in."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(base, model_dir).merge_and_unload()
-    for adapter_file in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
-        (model_dir / adapter_file).unlink(missing_ok=True)
-    merged.save_pretrained(model_dir)
-
-
 # --- forward models -----------------------------------------------------------------------
 
-def forward_example(record: dict, origin: str, placement: str = "system") -> dict:
+def forward_example(record: SeedPair, origin: str, placement: str = "system") -> ForwardExample:
     """A training example: the instruction under its origin's tag, the output as the reply."""
     prompt = tagged_prompt(record["instruction"], ORIGIN_TAGS[origin], placement)
-    return {"id": record["id"], "origin": origin, "prompt": prompt,
-            "completion": [{"role": "assistant", "content": record["output"]}]}
+    return ForwardExample(id=record["id"], origin=origin, prompt=prompt,
+                          completion=[{"role": "assistant", "content": record["output"]}])
 
 
-def forward_examples(seed: list[dict], curated: list[dict], placement: str = "system") -> list[dict]:
+def forward_examples(seed: list[SeedPair], curated: list[dict], placement: str = "system") -> list[ForwardExample]:
     """Seed examples tagged S_a, curated candidates tagged S_w (paper, section 2.3)."""
     return ([forward_example(r, "seed", placement) for r in seed]
             + [forward_example(r, "augmented", placement) for r in curated])
 
 
-def as_messages(example: dict) -> dict:
+def as_messages(example: ForwardExample) -> DatasetRow:
     """The chat `messages` form of a training example, for the final dataset."""
-    return {"id": example["id"], "origin": example["origin"], "messages": example["prompt"] + example["completion"]}
+    return DatasetRow(id=example["id"], origin=example["origin"], messages=example["prompt"] + example["completion"])
 
 
 def train_forward(seed: list[dict], curated: list[dict], base_model: str, out_dir: Path,
@@ -308,7 +119,7 @@ def train_forward(seed: list[dict], curated: list[dict], base_model: str, out_di
     _SUCCESS records the dataset's digest (``examples_digest``)."""
     cfg = cfg or ForwardConfig()
     examples = forward_examples(seed, curated, cfg.tag_placement)
-    columns = [{"prompt": e["prompt"], "completion": e["completion"]} for e in examples]
+    columns = [TrainingExample(prompt=e["prompt"], completion=e["completion"]) for e in examples]
     info = sft(columns, base_model, out_dir, cfg, desc=f"train {Path(out_dir).name}", recompute=recompute)
     if dataset_path is not None:
         write_jsonl(Path(dataset_path), (as_messages(e) for e in examples))

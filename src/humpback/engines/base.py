@@ -1,0 +1,158 @@
+"""The one interface every stage generates and rates through, and how an engine is chosen.
+
+An engine turns chat prompts into completions (``generate``) and reads the probability of a few
+one-token answers at the end of a prompt (``choice_logprobs``, what logprob rating needs). Stages
+see only this interface; ``EngineConfig.engine`` names the backend, one file each beside this one:
+
+- ``transformers`` (transformers.py): in-process, batched, with a shared-prefix KV cache;
+- ``vllm`` (vllm.py): vLLM's offline engine with automatic prefix caching;
+- ``openai`` (openai.py): any OpenAI-compatible server, with bounded concurrency and retries.
+
+A prompt whose last message is the assistant's is continued from that text (a prefix), as with
+vLLM's ``continue_final_message``. A prompt an engine cannot run (a server refuses it) comes back
+as None, so the stage can record it as a reject instead of stopping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+from ..config import EngineConfig
+
+Chat = list[dict]  # [{"role": ..., "content": ...}, ...]
+
+
+@dataclass
+class SamplingParams:
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 256
+    seed: int | None = None
+    follow_up: Callable[[int, str], str | None] | None = None
+    """Called when a prompt's completion stops, with the prompt's index and the text so far; a
+    string returned is appended to the completion as if the model had written it, and decoding
+    goes on for up to ``follow_up_tokens`` more tokens (once per prompt). Curation uses it to hand
+    a judge that wrote no Score line a "Score:" to finish, in the same pass. Engines that cannot
+    do this (vllm, openai) ignore it; the caller checks the results either way."""
+    follow_up_tokens: int = 3
+
+    @classmethod
+    def from_config(cls, cfg, seed_offset: int = 0, **overrides) -> "SamplingParams":
+        """The sampling a stage's config asks for (its temperature, top_p, max_new_tokens and
+        random_seed, the seed moved by ``seed_offset``: one shard's draws differ from the next's)."""
+        seed = getattr(cfg, "random_seed", None)
+        params = cls(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                     seed=None if seed is None else seed + seed_offset)
+        for field, value in overrides.items():
+            setattr(params, field, value)
+        return params
+
+
+class Engine(Protocol):
+    name: str
+
+    def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str | None]:
+        """One completion per prompt (the assistant's text only), None where the prompt was refused."""
+
+    def choice_logprobs(self, prompts: list[Chat], choices: list[str]) -> list[dict[str, float] | None]:
+        """For each prompt, the log-probability that the next token is each choice (a token whose
+        text, stripped of spaces, is the choice). -inf where the engine saw no such token; None
+        where the prompt was refused."""
+
+    def close(self) -> None:
+        """Free the model (and its processes) before the next stage needs the memory."""
+
+
+def chat_text(tokenizer, prompt: Chat) -> str:
+    """The prompt through the model's chat template, ready for the assistant to write (or to
+    continue its own message, when the prompt ends with one)."""
+    if prompt[-1]["role"] == "assistant":
+        return tokenizer.apply_chat_template(prompt, tokenize=False, continue_final_message=True)
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
+def encode_chat(tokenizer, prompt: Chat) -> list[int]:
+    # The template already holds any special tokens; adding them again would double the BOS.
+    return tokenizer(chat_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+
+
+def logsumexp(values: list[float]) -> float:
+    if not values:
+        return -math.inf
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+class EngineError(RuntimeError):
+    """The engine (a server, most often) cannot go on; the stage stops without being marked
+    finished, so a rerun resumes from its last complete shard once the cause is fixed."""
+
+
+@dataclass
+class Refusal:
+    """A prompt the engine would not run, and why."""
+    reason: str
+
+
+_SECRET = re.compile(r"(sk-[A-Za-z0-9_-]{8,}|(?i:bearer)\s+\S+|(?i:api[_-]?key)[\"']?\s*[:=]\s*[\"']?[^\s\"',}]+)")
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """A server's message with anything that looks like a key replaced by '***'."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return _SECRET.sub("***", text)
+
+
+def check_refusals(engine, results: list, cfg: EngineConfig, where: str) -> None:
+    """Stop when more than ``cfg.max_refused_share`` of a call's prompts were refused: an engine
+    that refuses everything is broken, and its refusals must not be written down as data."""
+    refused = sum(r is None for r in results)
+    if results and refused and refused / len(results) > cfg.max_refused_share:
+        reasons = getattr(engine, "refusal_reasons", {})
+        first = next(iter(reasons.values()), "no reason given")
+        engine_name = getattr(engine, "base_url", None) or getattr(engine, "name", "engine")
+        raise EngineError(f"{where}: {engine_name} refused {refused} of {len(results)} prompts (more than "
+                          f"max_refused_share={cfg.max_refused_share}); first reason: {first}. The stage stops "
+                          f"unfinished: fix the server (or the prompts) and rerun to resume")
+
+
+# engine name -> "module:class", imported on first use (torch and vLLM load only when asked for)
+ENGINES = {
+    "transformers": "humpback.engines.transformers:TransformersEngine",
+    "vllm": "humpback.engines.vllm:VLLMEngine",
+    "openai": "humpback.engines.openai:OpenAIEngine",
+}
+
+
+def engine_class(name: str):
+    if name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}; available: {', '.join(ENGINES)}")
+    module, cls = ENGINES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_engine(model_path: str, cfg: EngineConfig) -> Engine:
+    """The engine cfg names, for model_path (for `openai`: cfg.served_model, or the path)."""
+    return engine_class(cfg.engine).from_config(model_path, cfg)
+
+
+@contextlib.contextmanager
+def engine_for(model_path: str, cfg: EngineConfig, engine: Engine | None = None) -> Iterator[Engine]:
+    """The engine to use for a block: ``engine`` when the caller gives one (left open: it is
+    theirs), else one made from the config and closed after the block."""
+    if engine is not None:
+        yield engine
+        return
+    made = make_engine(model_path, cfg)
+    try:
+        yield made
+    finally:
+        made.close()

@@ -1,0 +1,111 @@
+"""The records of a run, one type per kind, each field with what it holds.
+
+A run's files are JSON lines of these (``TypedDict``s: plain dicts on disk and in memory, named
+here so a reader can follow one record through the stages without reading them):
+
+    seed file  -> SeedPair                     (seed.py)
+    corpus     -> Segment          segments/   (segment.py)
+    Segment    -> Candidate        iterN/candidates/   (augment.py)
+    Candidate  -> Rating           iterN/curate/ratings/, A_k in curated/   (curate.py)
+    SeedPair + Rating -> ForwardExample -> TrainingExample -> DatasetRow   (train.py)
+    anything refused on the way -> Reject   in each stage's _rejects/
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from typing_extensions import NotRequired  # typing has it from Python 3.11
+
+Chat = list[dict]
+"""A conversation: [{"role": "system" | "user" | "assistant", "content": str}, ...]."""
+
+
+class SeedPair(TypedDict):
+    """One human-written (instruction, output) example of the seed set."""
+    id: str
+    """``seed-`` + a hash of the pair: the same pair has the same id in every file it comes from."""
+    source: str
+    """Where it was read: ``FILE:LINE`` (or ``:item N``, ``:row N``, a hub dataset's row)."""
+    instruction: str
+    output: str
+
+
+class Segment(TypedDict):
+    """A self-contained piece of a web document: the output a backward model writes an instruction for."""
+    id: str
+    """A hash of the document's corpus-relative name and the segment's position in it."""
+    source: str
+    """``FILE#POSITION`` (``FILE:LINE#POSITION`` for JSONL corpora, the WARC record's URI for WARC)."""
+    header: str
+    """The heading the segment was found under ('' where none)."""
+    text: str
+    """The segment's text, boilerplate lines removed."""
+
+
+class Candidate(TypedDict):
+    """A segment with the instruction the backward model wrote for it: a pair to be rated."""
+    id: str
+    """The segment's id."""
+    source: str
+    """The segment's source."""
+    instruction: str
+    """What the backward model wrote (the prompt of the pair)."""
+    output: str
+    """The segment's text (the answer of the pair)."""
+    backward_model: str
+    """The model that wrote the instruction (path or served name)."""
+
+
+class Rating(Candidate):
+    """A candidate with the judge's rating (the Candidate's fields, then these)."""
+    score: int | None
+    """1..5, or None when the rating could not be read (never selected)."""
+    rating_mode: str
+    """``generate`` (the judge wrote a reasoned answer ending "Score: N") or ``logprob``."""
+    judge_model: str
+    iteration: int
+    """Which iteration's judge (M_{iteration-1}) rated it."""
+    judge_output: NotRequired[str | None]
+    """generate mode: the judge's whole answer."""
+    score_line_prompted: NotRequired[bool]
+    """generate mode: the judge wrote no Score line of its own and was handed "Score:" to finish."""
+    expected_score: NotRequired[float | None]
+    """logprob mode: the mean score under the judge's probabilities of 1..5."""
+    score_probs: NotRequired[list[float] | None]
+    """logprob mode: the probabilities of 1..5, renormalised over the five."""
+    score_mass: NotRequired[float]
+    """logprob mode: the share of the judge's probability that went to the five scores."""
+
+
+class ForwardExample(TypedDict):
+    """A pair ready for forward training, with its origin's tag in the prompt."""
+    id: str
+    origin: str
+    """``seed`` (tagged S_a) or ``augmented`` (tagged S_w)."""
+    prompt: Chat
+    completion: Chat
+
+
+class TrainingExample(TypedDict):
+    """What TRL's SFTTrainer gets (prompt-completion format: the loss is on the completion only)."""
+    prompt: Chat
+    completion: Chat
+    """One assistant message."""
+
+
+class DatasetRow(TypedDict):
+    """A row of a run's training sets (``iterN/train.jsonl``, ``final/train.jsonl``): chat form."""
+    id: str
+    origin: str
+    messages: Chat
+
+
+class Reject(TypedDict):
+    """Something a stage could not use, kept with its reason (every stage's ``_rejects/``)."""
+    stage: str
+    source: str
+    """Where it came from: a file and line, a record's source, a model."""
+    reason: str
+    record: NotRequired[str]
+    """The record itself, as JSON text, cut at 2,000 characters."""

@@ -1,0 +1,224 @@
+"""The training itself: TRL's SFTTrainer on prompt/completion chat examples, in this process.
+
+``train.sft`` calls ``train_here`` directly, or has ``accelerate launch`` run this module on
+several processes (``python -m humpback.trainer JOB_DIR``, see launch.py): every process trains,
+process 0 saves the model. Nothing here knows about the launcher.
+
+The schedule follows the paper: linear decay from the peak to 0.9 x peak, weight decay 0.1,
+dropout 0.1, batch 8 below 3,000 examples else 32, and a step count interpolated from its
+data-scaling table.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from .config import TrainConfig
+from .files import read_jsonl
+from .shards import mark_done
+
+# The paper's 7B data-scaling runs: examples -> optimizer steps (batch 8 below 3,000, else 32).
+PAPER_STEPS = [(100, 30), (800, 300), (1600, 600), (3200, 500), (6400, 600), (12800, 600), (25600, 1200), (51200, 1600)]
+# Dropout fields of transformers configs: on attention probabilities, and on the residual stream.
+ATTENTION_DROPOUT_FIELDS = ("attention_dropout", "attn_pdrop", "attention_probs_dropout_prob")
+RESIDUAL_DROPOUT_FIELDS = ("hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop", "hidden_dropout_prob")
+DROPOUT_FIELDS = ATTENTION_DROPOUT_FIELDS + RESIDUAL_DROPOUT_FIELDS
+# The last projection of attention and of the MLP in Llama-style blocks (Llama, Qwen2, Mistral, Phi-3,
+# Gemma): residual dropout goes on their outputs, before they join the residual stream.
+SUBLAYER_OUTPUTS = ("o_proj", "down_proj")
+
+
+def _checkpointing_field() -> str:
+    from trl import SFTConfig
+
+    # transformers 5 renamed gradient_checkpointing to activation_checkpointing
+    return "activation_checkpointing" if "activation_checkpointing" in SFTConfig.__dataclass_fields__ else "gradient_checkpointing"
+
+
+def paper_batch_size(n_examples: int) -> int:
+    return 8 if n_examples < 3000 else 32
+
+
+def paper_steps(n_examples: int) -> int:
+    """Steps for n examples, interpolated (log-linearly in n) from the paper's table."""
+    sizes = [n for n, _ in PAPER_STEPS]
+    if n_examples <= sizes[0]:
+        return max(1, round(PAPER_STEPS[0][1] * n_examples / sizes[0]))
+    if n_examples >= sizes[-1]:
+        return round(PAPER_STEPS[-1][1] * n_examples / sizes[-1])
+    i = bisect.bisect_right(sizes, n_examples)
+    (n0, s0), (n1, s1) = PAPER_STEPS[i - 1], PAPER_STEPS[i]
+    t = (math.log(n_examples) - math.log(n0)) / (math.log(n1) - math.log(n0))
+    return round(s0 + t * (s1 - s0))
+
+
+def default_learning_rate(model_path: str) -> float:
+    """The paper's 1e-5 was for 7B-70B models; small models need more to move at all."""
+    from .models import model_size
+
+    return 1e-5 if model_size(model_path) >= 1_000_000_000 else 1e-4
+
+
+def train_here(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, desc: str, token: str,
+               fit: dict | None = None) -> dict:
+    """The training itself, in this process (one of several under accelerate launch). ``token``
+    names the temporary folders inside out_dir; every process of one launch shares it."""
+    import torch
+    import datasets
+    from datasets import Dataset
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from .models import load_tokenizer
+
+    datasets.disable_progress_bars()  # TRL's per-step dataset maps would flood the terminal
+    start = time.time()
+    n = len(examples)
+    batch_size = cfg.batch_size or paper_batch_size(n)
+    micro = min(cfg.micro_batch_size, batch_size)
+    processes = int(os.environ.get("WORLD_SIZE", 1))  # > 1 under accelerate launch (launch.py)
+    lr = cfg.learning_rate or default_learning_rate(base_model)
+    steps = -1 if cfg.num_epochs else (cfg.max_steps or paper_steps(n))
+
+    config = AutoConfig.from_pretrained(base_model)
+    saved_dropout = {f: getattr(config, f) for f in DROPOUT_FIELDS if isinstance(getattr(config, f, None), float)}
+    for field, value in dropout_settings(saved_dropout, cfg).items():
+        setattr(config, field, value)
+    model = AutoModelForCausalLM.from_pretrained(base_model, config=config, dtype=torch.float32)
+    if cfg.dropout_placement == "residual" and not any(f in saved_dropout for f in RESIDUAL_DROPOUT_FIELDS):
+        add_residual_dropout(model, cfg.dropout)
+    tokenizer = load_tokenizer(base_model, padding_side="right")
+
+    peft_config = None
+    if cfg.use_lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                 target_modules="all-linear", task_type="CAUSAL_LM")
+
+    work_dir = out_dir / f".work-{token}"
+    checkpointing = {_checkpointing_field(): cfg.gradient_checkpointing == "on"}
+    args = SFTConfig(
+        output_dir=str(work_dir),
+        max_steps=steps,
+        num_train_epochs=cfg.num_epochs or 1.0,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=max(1, batch_size // (micro * processes)),
+        learning_rate=lr,
+        lr_scheduler_type="polynomial",  # power 1: linear decay to lr_end (the paper: 1e-5 -> 9e-6)
+        lr_scheduler_kwargs={"lr_end": lr * cfg.final_lr_ratio, "power": 1.0},
+        warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        max_length=cfg.max_length,
+        completion_only_loss=True,
+        **checkpointing,
+        bf16=cfg.bf16,
+        seed=cfg.random_seed,
+        data_seed=cfg.random_seed,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        dataloader_num_workers=0,
+        dataset_num_proc=None,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
+                         processing_class=tokenizer, peft_config=peft_config)
+    result = trainer.train()
+
+    for field, value in saved_dropout.items():  # the saved model infers like its base
+        setattr(trainer.model.config, field, value)
+    tmp = out_dir / f".save-{token}"  # one name for all processes of a launch: process 0 writes it
+    if trainer.is_world_process_zero():
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))  # every process takes part: FSDP and ZeRO-3 gather the weights
+    if not trainer.is_world_process_zero():
+        return {}
+    (tmp / "training_args.bin").unlink(missing_ok=True)
+    if cfg.use_lora:
+        _merge_lora(tmp, base_model)
+    tokenizer.padding_side = "left"
+    tokenizer.save_pretrained(tmp)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    (tmp / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    _move_into(tmp, out_dir)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    info = {
+        "examples": n, "steps": trainer.state.global_step, "batch_size": batch_size, "learning_rate": lr,
+        "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+        "train_loss": result.training_loss, "train_seconds": round(result.metrics["train_runtime"], 2),
+        "base_model": base_model, "processes": processes,
+        "distributed_type": trainer.accelerator.distributed_type.value, "seconds": round(time.time() - start, 2),
+        **(fit or {}),
+    }
+    mark_done(out_dir, info)
+    return info
+
+
+def dropout_settings(fields: dict[str, float], cfg: TrainConfig) -> dict[str, float]:
+    """The dropout each config field gets for training. ``residual`` placement keeps attention
+    probabilities undropped, so attention stays on its fused kernel (dropout on the attention
+    matrix makes every layer keep a sequence-squared matrix for the backward pass)."""
+    if cfg.dropout_placement == "attention":
+        return {f: cfg.dropout for f in fields}
+    return {f: 0.0 if f in ATTENTION_DROPOUT_FIELDS else cfg.dropout for f in fields}
+
+
+def add_residual_dropout(model, p: float) -> int:
+    """Dropout on the output of each attention and MLP block before it joins the residual stream
+    (the Transformer's residual dropout), for families whose config has only attention dropout.
+    Forward hooks: nothing is saved with the model. Returns how many modules got one."""
+    import torch.nn.functional as F
+
+    def hook(module, _inputs, output):
+        return F.dropout(output, p, module.training)
+
+    hooked = 0
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in SUBLAYER_OUTPUTS:
+            module.register_forward_hook(hook)
+            hooked += 1
+    return hooked
+
+
+def _move_into(saved: Path, out_dir: Path) -> None:
+    """Move a saved model's files from its temporary folder into out_dir (ours: claimed as a model
+    folder), replacing what a killed earlier attempt left there."""
+    for item in saved.iterdir():
+        target = out_dir / item.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(item, target)
+    saved.rmdir()
+
+
+def _merge_lora(model_dir: Path, base_model: str) -> None:
+    """Replace the saved LoRA adapter in model_dir by the base model with the adapter merged in."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, model_dir).merge_and_unload()
+    for adapter_file in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
+        (model_dir / adapter_file).unlink(missing_ok=True)
+    merged.save_pretrained(model_dir)
+
+
+def main(job_dir: Path) -> None:
+    """One launched process: train on the job launch.py wrote (process 0 writes the model)."""
+    job = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
+    # the parent holds the model folder's lock and checked it; every process trains, process 0 saves
+    train_here(list(read_jsonl(job_dir / "examples.jsonl")), job["base_model"], Path(job["out_dir"]),
+               TrainConfig.model_validate(job["config"]), desc=job["desc"], token=job["token"], fit=job["fit"])
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
