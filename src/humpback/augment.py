@@ -15,9 +15,9 @@ from .backward import backward_prompt
 from .config import AugmentConfig, BackwardConfig, ExecutorConfig
 from .engines import Engine, SamplingParams, check_refusals
 from .executor import refuse_engine_object
-from .outputs import input_fingerprint, items_fingerprint, stage_output
+from .outputs import input_fingerprint, stage_input, stage_output
 from .records import Candidate, Segment
-from .shards import EngineShards, read_stage, reject, run_sharded
+from .shards import EngineShards, reject, run_sharded
 
 # The fields that decide what augmentation writes (the others: how fast, where).
 OUTPUT_FIELDS = {"engine", "dtype", "served_model", "temperature", "top_p", "max_new_tokens", "records_per_shard",
@@ -58,11 +58,7 @@ def augment(segments: Iterable[dict] | Path, backward_model: str, out_dir: Path,
     system_prompt = system_prompt or BackwardConfig().system_prompt
     out_dir = Path(out_dir)
     refuse_engine_object(engine, executor, "augment")
-    if isinstance(segments, (str, Path)):
-        source = input_fingerprint(segments)
-        segments = read_stage(Path(segments))
-    else:
-        source = items_fingerprint(segments)
+    segments, source = stage_input(segments)
     fields = {"segments": source, "backward_model": input_fingerprint(backward_model) if engine is None else None,
               "system_prompt": system_prompt, "config": cfg.model_dump(mode="json", include=OUTPUT_FIELDS)}
     with stage_output(out_dir, "candidates", fields, recompute):

@@ -25,7 +25,7 @@ from typing import Iterable
 from .config import CurateConfig, ExecutorConfig
 from .engines import Engine, SamplingParams, check_refusals, engine_for
 from .executor import refuse_engine_object
-from .outputs import input_fingerprint, items_fingerprint, stage_output
+from .outputs import input_fingerprint, stage_input, stage_output
 from .files import write_json, write_jsonl
 from .records import Candidate, Rating
 from .shards import EngineShards, read_stage, reject, run_sharded
@@ -239,11 +239,7 @@ def rate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, cfg
     out_dir = Path(out_dir)
     template = load_template(cfg.template, cfg.mode)  # a bad template fails here, before any engine starts
     refuse_engine_object(engine, executor, "curate")
-    if isinstance(candidates, (str, Path)):
-        source = input_fingerprint(candidates)
-        candidates = read_stage(Path(candidates))
-    else:
-        source = items_fingerprint(candidates)
+    candidates, source = stage_input(candidates)
     fields = {"candidates": source, "judge_model": input_fingerprint(judge_model) if engine is None else None,
               "template": template, "iteration": iteration,
               "config": cfg.model_dump(mode="json", include=RATING_FIELDS)}

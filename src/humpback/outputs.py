@@ -139,6 +139,16 @@ def items_fingerprint(items) -> str:
     return "stream (not hashed)"
 
 
+def stage_input(items) -> tuple[object, str]:
+    """A stage's input records and what they are: a previous stage's folder is read shard by shard
+    and fingerprinted by its own fingerprint; records given in memory by items_fingerprint."""
+    if isinstance(items, (str, Path)):
+        from .shards import read_stage
+
+        return read_stage(Path(items)), input_fingerprint(items)
+    return items, items_fingerprint(items)
+
+
 def read_fingerprint(path: Path | str) -> dict | None:
     file = Path(path) / FINGERPRINT
     if not file.is_file():
