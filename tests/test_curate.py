@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import signal
 import subprocess
@@ -9,7 +10,7 @@ import pytest
 
 from conftest import ScriptedEngine, write_jsonl
 from humpback.config import CurateConfig
-from humpback.curate import RUBRIC, curate, load_template, parse_score, rate, rating_prompt, select
+from humpback.curate import RUBRIC, SCORE_CHOICES, curate, load_template, parse_score, rate, rating_prompt, select
 from humpback.shards import read_stage, stage_counters
 
 
@@ -42,7 +43,7 @@ def test_rubric_has_the_five_levels_and_the_score_format():
     for criterion in ("AI assistant", "blog", "forum", "navigation", "Score: <rating>", "{instruction}", "{output}"):
         assert criterion in RUBRIC
     prompt = rating_prompt({"instruction": "Say {hi}", "output": "Hi {there}"})
-    assert "Say {hi}" in prompt[0]["content"] and "Hi {there}" in prompt[0]["content"]
+    assert "Say {hi}" in _user(prompt) and "Hi {there}" in _user(prompt)
 
 
 def test_custom_template(tmp_path):
@@ -59,7 +60,7 @@ def candidates(n: int) -> list[dict]:
 
 
 def judge(prompt):
-    i = int(prompt[0]["content"].split("QID-")[1].split()[0])
+    i = int(_user(prompt).split("QID-")[1].split()[0])
     return ["Off topic.\nScore: 1", "Fine.\nScore: 4", "Perfect.\nScore: 5", "I think it deserves 5", "Score: 10"][i % 5]
 
 
@@ -81,7 +82,7 @@ def test_judge_without_score_line_is_handed_score_prefix(tmp_path):
         if prompt[-1]["role"] == "assistant":  # the continuation: the judge writes the number
             assert prompt[-1]["content"].endswith("\nScore:")
             return " 4" if "rambles" in prompt[-1]["content"] else " 10"
-        i = int(prompt[0]["content"].split("QID-")[1].split()[0])
+        i = int(_user(prompt).split("QID-")[1].split()[0])
         return ["It rambles on.", "Says 10 later.", "Good.\nScore: 5", "score 3"][i]
 
     rate(candidates(4), "m0", tmp_path, CurateConfig(), engine=ScriptedEngine(judge_then_number))
@@ -142,18 +143,23 @@ def test_kill_9_during_curation_then_rerun(tmp_path, tiny_model):
 
 
 def _digits(probs):
-    """log-probabilities of '1'..'5' from probabilities (the rest of the mass elsewhere)."""
+    """log-probabilities of the choices ' 1'..' 5' from probabilities (the rest of the mass elsewhere)."""
     import math
 
-    return {str(i + 1): (math.log(p) if p > 0 else -math.inf) for i, p in enumerate(probs)}
+    return {f" {i + 1}": (math.log(p) if p > 0 else -math.inf) for i, p in enumerate(probs)}
+
+
+def _user(prompt):
+    """The user message of a rating prompt (a system message may come first)."""
+    return next(m["content"] for m in prompt if m["role"] == "user")
 
 
 def test_logprob_prompt_ends_where_the_score_goes():
     from humpback.curate import LOGPROB_RUBRIC
 
     prompt = rating_prompt({"instruction": "Q", "output": "A"}, load_template(None, "logprob"), "logprob")
-    assert prompt[-1] == {"role": "assistant", "content": "Score: "}
-    assert "rating only" in prompt[0]["content"] and "explain" not in prompt[0]["content"]
+    assert prompt[-1] == {"role": "assistant", "content": "Score:"}
+    assert "rating only" in _user(prompt) and "explain" not in _user(prompt)
     # The same scale in both modes, and the candidate last, so the rubric is a shared prefix.
     assert LOGPROB_RUBRIC.split("\n\n")[:2] == RUBRIC.split("\n\n")[:2]
     assert RUBRIC.endswith("Answer:\n{output}") and LOGPROB_RUBRIC.endswith("Answer:\n{output}")
@@ -162,7 +168,7 @@ def test_logprob_prompt_ends_where_the_score_goes():
 def test_logprob_rating_keeps_the_most_likely_score_and_the_expected_score(tmp_path):
     table = {"a": [0.05, 0.05, 0.1, 0.2, 0.4], "b": [0.6, 0.2, 0.0, 0.0, 0.0], "c": [0, 0, 0, 0, 0]}
     engine = ScriptedEngine(lambda p: pytest.fail("logprob mode must not generate"),
-                            logprobs=lambda p: _digits(table[p[0]["content"].split("Answer:\n")[1]]))
+                            logprobs=lambda p: _digits(table[_user(p).split("Answer:\n")[1]]))
     candidates = [{"id": k, "source": "t", "instruction": "Q", "output": k} for k in "abc"]
     cfg = CurateConfig(mode="logprob", k=5)
     curated = curate(candidates, "judge", tmp_path, cfg, engine=engine)
@@ -182,24 +188,29 @@ def test_logprob_rating_on_a_real_model_matches_one_forward_pass(tmp_path, tiny_
     engine = TransformersEngine(tiny_model, dtype="float32", batch_size=2)
     candidates = [{"id": str(i), "source": "t", "instruction": f"Question {i}?", "output": "Answer. " * i}
                   for i in range(1, 6)]
-    rate(candidates, tiny_model, tmp_path, CurateConfig(mode="logprob"), engine=engine)
+    rate(candidates, tiny_model, tmp_path, CurateConfig(mode="logprob", min_choice_mass=0), engine=engine)
     ratings = list(read_stage(tmp_path))
     for r, c in zip(ratings, candidates):
-        alone = engine.choice_logprobs([rating_prompt(c, load_template(None, "logprob"), "logprob")],
-                                       ["1", "2", "3", "4", "5"])[0]
+        alone = engine.choice_logprobs([rating_prompt(c, load_template(None, "logprob"), "logprob",
+                                                      CurateConfig().system_prompt)], SCORE_CHOICES)[0]
         assert r["score"] == int(max(alone, key=alone.get))
         assert 1 <= r["expected_score"] <= 5
+        assert r["score_mass"] == pytest.approx(sum(math.exp(v) for v in alone.values()), abs=1e-4)
+    # a random model puts almost nothing on the five scores: at the default floor, no rating counts
+    rate(candidates, tiny_model, tmp_path / "floor", CurateConfig(mode="logprob"), engine=engine)
+    assert all(r["score"] is None and r["unparsed_reason"] == "low_choice_mass" for r in read_stage(tmp_path / "floor"))
+    assert stage_counters(tmp_path / "floor")["low_choice_mass"] == 5
 
 
 def test_compare_modes_reports_agreement(tmp_path):
     from humpback.curate import compare_modes
 
     def answer(prompt):  # generate mode: the judge writes a score from the output's first word
-        digit = prompt[0]["content"].split("Answer:\n")[1][0]
+        digit = _user(prompt).split("Answer:\n")[1][0]
         return "Reasoning.\nScore: " + digit
 
     def logprobs(prompt):  # logprob mode: agrees on 1-3, one point off on 4, far off on 5
-        digit = int(prompt[0]["content"].split("Answer:\n")[1][0])
+        digit = int(_user(prompt).split("Answer:\n")[1][0])
         said = {4: 5, 5: 1}.get(digit, digit)
         return _digits([0.9 if i + 1 == said else 0.01 for i in range(5)])
 

@@ -8,13 +8,14 @@ from pydantic import ValidationError
 
 from humpback.config import AugmentConfig, CurateConfig
 from humpback.engines import SamplingParams, encode_chat
+from humpback.engines.base import ChoicePlan, chat_text
 from humpback.engines.transformers import GrowingLayer, TransformersEngine
 
 SYSTEM = "You rate answers. " * 12  # a shared prefix of well over min_shared_prefix tokens
 PROMPTS = [[{"role": "user", "content": "hi " * n}] for n in (1, 30, 5, 12, 2, 50, 8)]
 SHARED = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": "tell me about " + "x " * n}]
           for n in (3, 40, 7, 1, 22, 9, 15)]
-CONTINUED = [p + [{"role": "assistant", "content": "Score: "}] for p in SHARED]
+CONTINUED = [p + [{"role": "assistant", "content": "Score:"}] for p in SHARED]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def test_rows_that_stop_early_are_dropped_and_the_rest_go_on(lively_model, monke
     free = engine.generate_ids([encode_chat(engine.tokenizer, p) for p in SHARED], params)
     counts = Counter(t for row in free for t in set(row[1:12]))
     stop = next(t for t, c in counts.most_common() if 2 <= c < len(SHARED))  # some rows reach it, others do not
-    engine._eos_ids = {stop}
+    engine.stop_ids = {stop}
     layer_class, dropped = GrowingLayer, []
     keep_rows = layer_class.keep_rows
     monkeypatch.setattr(layer_class, "keep_rows", lambda self, rows: dropped.append(len(rows)) or keep_rows(self, rows))
@@ -133,24 +134,46 @@ def test_sampling_is_seeded(engine):
     assert engine.generate(SHARED, params) == engine.generate(SHARED, params)
 
 
-def test_choice_logprobs_match_a_plain_forward_pass(engine):
+def _teacher_forced(engine, prompt, choice) -> float:
+    """The reference: log P(choice text | prompt text) from one plain forward pass over the whole
+    text, summing the log-probabilities of the tokens after the prompt's own."""
     import torch
 
-    choices = ["1", "2", "3", "4", "5"]
+    text = chat_text(engine.tokenizer, prompt)
+    prompt_ids = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = engine.tokenizer(text + choice, add_special_tokens=False)["input_ids"]
+    assert ids[:len(prompt_ids)] == prompt_ids  # the choice extends the prompt's tokens (SmolLM2's BPE)
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(engine.model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+    return sum(logprobs[t - 1, ids[t]].item() for t in range(len(prompt_ids), len(ids)))
+
+
+@pytest.mark.parametrize("choices", [[" 1", " 2", " 3", " 4", " 5"],  # one token each after the prompt
+                                     [" yes", " no", " maybe so", "\n\n5"]])  # several tokens: read one by one
+def test_choice_logprobs_are_each_choices_teacher_forced_probability(engine, choices):
     got = engine.choice_logprobs(CONTINUED, choices)
     for prompt, result in zip(CONTINUED, got):
-        ids = torch.tensor([encode_chat(engine.tokenizer, prompt)])
-        with torch.inference_mode():
-            logprobs = torch.log_softmax(engine.model(input_ids=ids).logits[0, -1].float(), -1)
         for c in choices:
-            expected = torch.logsumexp(logprobs[engine._token_ids_of(c)], 0).item()
-            assert result[c] == pytest.approx(expected, abs=1e-4)
+            assert result[c] == pytest.approx(_teacher_forced(engine, prompt, c), abs=1e-4)
         assert sum(math.exp(v) for v in result.values()) < 1
 
 
-def test_choice_tokens_are_found_by_their_text(engine):
-    ids = engine._token_ids_of("4")
-    assert ids and all(engine.tokenizer.decode([t]).strip() == "4" for t in ids)
+def test_a_choice_that_merges_with_the_prompt_is_read_as_text(engine):
+    """A prompt ending in a space that the choice's first token swallows ("ĠA" after "Verdict: "):
+    the read divides out the prompt's own last token, so it is P(choice text | prompt text)."""
+    import torch
+
+    prompt = SHARED[0] + [{"role": "assistant", "content": "Verdict: "}]
+    plan = ChoicePlan.make(engine.tokenizer, prompt, ["A"])
+    got = engine.choice_logprobs([prompt], ["A"])[0]["A"]
+    full, k = plan.full_ids["A"], plan.start["A"]
+    assert k < len(plan.prompt_ids)  # the case under test: the tokenizations part before the prompt's end
+    with torch.inference_mode():
+        lp = lambda ids: torch.log_softmax(engine.model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+        whole, alone = lp(full), lp(plan.prompt_ids)
+    expected = (sum(whole[t - 1, full[t]].item() for t in range(k, len(full)))
+                - sum(alone[t - 1, plan.prompt_ids[t]].item() for t in range(k, len(plan.prompt_ids))))
+    assert got == pytest.approx(min(expected, 0.0), abs=1e-4)
 
 
 def test_unknown_engine_is_a_clear_error():

@@ -69,7 +69,7 @@ def test_ties_count_half_and_missing_verdicts_are_counted_not_guessed():
 def test_logprob_judging_reads_the_probability_of_a_against_b():
     def logprobs(prompt):
         assert prompt[-1] == {"role": "assistant", "content": VERDICT_PREFIX}
-        return {"A": math.log(0.6), "B": math.log(0.2)}  # renormalised: 0.75 for whatever is shown first
+        return {" A": math.log(0.6), " B": math.log(0.2)}  # renormalised: 0.75 for whatever is shown first
 
     judgements = judge_pairs(PAIRS[:2], ScriptedEngine(None, logprobs), JudgeConfig(mode="logprob", order="both"))
     first = [j["preference"] for j in judgements if j["model_shown_as"] == "A"]
@@ -123,10 +123,10 @@ def test_limit_takes_a_fixed_seeded_sample(tmp_path):
 
 def test_evaluate_writes_alpaca_eval_outputs_and_a_judged_win_rate(tmp_path, tiny_model):
     cfg = EvalConfig(prompts=_alpaca_file(tmp_path), limit=4, max_new_tokens=8, dtype="float32",
-                     judge=JudgeConfig(model=tiny_model, dtype="float32"))
+                     judge=JudgeConfig(model=tiny_model, dtype="float32", min_choice_mass=0))  # random: no mass on A/B
     result = evaluate(cfg, tiny_model, tmp_path / "eval", name="tiny")
     outputs = json.loads((tmp_path / "eval" / "model_outputs.json").read_text())
-    assert len(outputs) == 4 and all(set(o) == {"instruction", "output", "generator", "dataset"} for o in outputs)
+    assert len(outputs) == 4 and all(set(o) - {"cut_off"} == {"instruction", "output", "generator", "dataset"} for o in outputs)
     assert {o["generator"] for o in outputs} == {"tiny"} and {o["dataset"] for o in outputs} == {"helpful_base"}
     judgements = [json.loads(line) for line in (tmp_path / "eval" / "judgements.jsonl").read_text().splitlines()]
     assert len(judgements) == 8 and all(0 <= j["preference"] <= 1 for j in judgements)
@@ -148,7 +148,7 @@ def test_bad_prompt_lines_are_rejected_with_file_and_line(tmp_path, tiny_model):
 
 def test_compare_judges_two_models_on_the_same_prompts(tmp_path, tiny_model):
     cfg = EvalConfig(prompts=_alpaca_file(tmp_path), limit=3, max_new_tokens=6, dtype="float32",
-                     judge=JudgeConfig(model=tiny_model, dtype="float32", order="random"))
+                     judge=JudgeConfig(model=tiny_model, dtype="float32", order="random", min_choice_mass=0))
     result = compare(cfg, tiny_model, tiny_model, tmp_path / "cmp", name="m2", baseline_name="m0")
     assert result["model"] == "m2" and result["reference"] == "m0" and result["n_judgements"] == 3
     a = json.loads((tmp_path / "cmp" / "m2" / "model_outputs.json").read_text())
@@ -169,7 +169,7 @@ def test_cli_eval_compare_resolves_a_runs_models(tmp_path, tiny_model):
     result = CliRunner().invoke(app, [
         "eval", "--run", str(run), "--compare", "m0", "m2", "--prompts", str(_alpaca_file(tmp_path)),
         "--limit", "2", "--max-new-tokens", "4", "--dtype", "float32", "--judge-model", tiny_model,
-        "--judge-dtype", "float32"])
+        "--judge-dtype", "float32", "--judge-min-choice-mass", "0"])  # a random judge: no mass on A/B
     assert result.exit_code == 0, result.output
     board = json.loads((run / "eval" / "m2_vs_m0" / "leaderboard.json").read_text())
     assert board["model"] == "m2" and board["reference"] == "m0" and board["n_prompts"] == 2
@@ -278,3 +278,23 @@ def test_embedding_similarity_is_the_cosine_of_normalised_embeddings(monkeypatch
     assert _embedding_similarity("missing", ["a"], ["b"]) == (None, "could not load missing: OSError")
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # not installed
     assert "not installed" in _embedding_similarity("any", ["a"], ["b"])[1]
+
+
+def test_a_verdict_read_on_little_probability_is_unjudged():
+    """" A" and " B" with 0.3 of the judge's probability between them (it wanted to write something
+    else): below the 0.5 floor the pair is unjudged, never a confident preference."""
+    engine = ScriptedEngine(None, lambda p: {" A": math.log(0.2), " B": math.log(0.1)})
+    judgements = judge_pairs(PAIRS[:2], engine, JudgeConfig(mode="logprob", order="both"))
+    assert all(j["preference"] is None and j["unjudged_reason"] == "low_choice_mass" for j in judgements)
+    assert all(j["choice_mass"] == pytest.approx(0.3) for j in judgements)
+    assert win_rate(judgements, "m", "ref")["unjudged"] == 4
+    lenient = judge_pairs(PAIRS[:2], engine, JudgeConfig(mode="logprob", order="both", min_choice_mass=0.2))
+    assert all(j["preference"] is not None for j in lenient)
+
+
+def test_compared_models_of_the_same_folder_name_stay_apart():
+    from humpback.evaluate import distinct_names
+
+    assert distinct_names("runA/models/m2", "runB/models/m2") == ("runA-models-m2", "runB-models-m2")
+    assert distinct_names("runs/x/models/m2", "runs/x/models/m0") == ("m2", "m0")
+    assert distinct_names("m2", "m2") == ("m2", "m2-baseline")

@@ -343,7 +343,7 @@ class FakeServer:
                 server.requests += 1
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length))
-                status, payload = server.answer(body)
+                status, payload = server.answer(body, self.path)
                 if status is None:  # hang
                     import time
 
@@ -360,9 +360,14 @@ class FakeServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-    def answer(self, body: dict):
+    def answer(self, body: dict, path: str = "/v1/chat/completions"):
         message = {"role": "assistant", "content": "What is this about?"}
         choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        if path.endswith("/completions") and not path.endswith("/chat/completions"):  # the completions endpoint
+            if self.mode == "no_completions":
+                return 404, {"error": {"message": "Not Found", "type": "not_found"}}
+            text = {"index": 0, "text": " 4", "finish_reason": "length", "logprobs": None}
+            return 200, {"id": "x", "object": "text_completion", "created": 0, "model": "m", "choices": [text]}
         if self.mode == "refuse":
             return 400, {"error": {"message": "prompt too long for this model (key sk-abcdefghijklmnop)",
                                    "type": "invalid_request_error"}}
@@ -411,8 +416,8 @@ def test_a_refused_prompt_keeps_the_servers_reason(tmp_path):
     server = FakeServer("ok")
     engine = OpenAIEngine("m", server.url, timeout=5, max_retries=0)
     original = server.answer
-    server.answer = lambda body: ((400, {"error": {"message": "context length exceeded", "type": "x"}})
-                                  if "LONG" in json.dumps(body) else original(body))
+    server.answer = lambda body, *path: ((400, {"error": {"message": "context length exceeded", "type": "x"}})
+                                         if "LONG" in json.dumps(body) else original(body, *path))
     segments = [{"id": f"s{i}", "source": f"x#{i}", "text": "LONG" if i == 0 else f"text {i}"} for i in range(4)]
     augment(segments, "m", tmp_path / "cand", AugmentConfig(), engine=engine)
     server.close()
@@ -421,18 +426,19 @@ def test_a_refused_prompt_keeps_the_servers_reason(tmp_path):
     assert stage_counters(tmp_path / "cand")["refused"] == 1
 
 
-def test_logprob_rating_stops_when_the_server_gives_no_logprobs(tmp_path):
+def test_logprob_rating_stops_when_the_server_gives_no_logprobs(tmp_path, tiny_model):
     from humpback import CurateConfig
     from humpback.curate import curate
     from humpback.engines import EngineError
 
-    server = FakeServer("no_logprobs")
     candidates = [{"id": "c1", "source": "x", "instruction": "Q?", "output": "A."}]
-    cfg = CurateConfig(engine="openai", base_url=server.url, mode="logprob", max_retries=0)
-    with pytest.raises(EngineError, match="no logprobs"):
-        curate(candidates, "m", tmp_path / "iter1", cfg)
-    server.close()
-    assert not (tmp_path / "iter1" / "ratings" / "_SUCCESS").exists()
+    for mode, message in (("no_logprobs", "no prompt logprobs"), ("no_completions", "completions endpoint")):
+        server = FakeServer(mode)
+        cfg = CurateConfig(engine="openai", base_url=server.url, mode="logprob", max_retries=0, tokenizer=tiny_model)
+        with pytest.raises(EngineError, match=message):
+            curate(candidates, "m", tmp_path / mode, cfg)
+        server.close()
+        assert not (tmp_path / mode / "ratings" / "_SUCCESS").exists()
 
 
 def test_refused_ratings_are_counted_apart_from_unparsed(tmp_path):
@@ -444,7 +450,7 @@ def test_refused_ratings_are_counted_apart_from_unparsed(tmp_path):
     class PartlyRefusing(ScriptedEngine):
         def choice_logprobs(self, prompts, choices):
             self.refusal_reasons = {0: "server refused the prompt: too long"}
-            return [None] + [{c: (-0.1 if c == "4" else -5.0) for c in choices} for _ in prompts[1:]]
+            return [None] + [{c: (-0.1 if c == " 4" else -5.0) for c in choices} for _ in prompts[1:]]
 
     engine = PartlyRefusing(lambda p: "")
     curate(candidates, "m", tmp_path / "iter1", CurateConfig(mode="logprob", k=4), engine=engine)

@@ -21,7 +21,7 @@ from .shards import EngineShards, reject, run_sharded
 
 # The fields that decide what augmentation writes (the others: how fast, where).
 OUTPUT_FIELDS = {"engine", "dtype", "served_model", "temperature", "top_p", "max_new_tokens", "records_per_shard",
-                 "max_segments", "random_seed"}
+                 "max_segments", "random_seed", "chat_template", "continue_with"}
 
 
 def augment_shard(segments: list[Segment], shard_index: int, engine: Engine, cfg: AugmentConfig,
@@ -32,6 +32,7 @@ def augment_shard(segments: list[Segment], shard_index: int, engine: Engine, cfg
     instructions = engine.generate(prompts, params)
     check_refusals(engine, instructions, cfg, f"augment shard {shard_index}")
     reasons = getattr(engine, "refusal_reasons", {})
+    cut_off = getattr(engine, "cut_off", set())  # instructions that reached max_new_tokens
     candidates, rejects, counts = [], [], Counter()
     for i, (segment, instruction) in enumerate(zip(segments, instructions)):
         if instruction is None:
@@ -42,8 +43,12 @@ def augment_shard(segments: list[Segment], shard_index: int, engine: Engine, cfg
             rejects.append(reject("augment", segment["source"], "backward model wrote an empty instruction", segment))
             counts["empty_instruction"] += 1
             continue
-        candidates.append(Candidate(id=segment["id"], source=segment["source"], instruction=instruction.strip(),
-                                    output=segment["text"], backward_model=backward_model))
+        candidate = Candidate(id=segment["id"], source=segment["source"], instruction=instruction.strip(),
+                              output=segment["text"], backward_model=backward_model)
+        if i in cut_off:
+            candidate["instruction_cut_off"] = True
+            counts["instruction_cut_off"] += 1
+        candidates.append(candidate)
     counts["candidates"] = len(candidates)
     return candidates, rejects, counts
 

@@ -305,14 +305,19 @@ def _eval(cfg: EvalConfig, model: str | None, run: Path | None, compare: tuple[s
     if cfg.prompts is None:
         raise ValueError("--prompts is required (e.g. AlpacaEval's JSON list of instructions)")
     root = Path(run) / "eval" if run is not None else Path("eval")
+    if run is not None and "tag_placement" not in cfg.model_fields_set:  # ask as the run's models were trained
+        saved = load_yaml(Path(run) / "config.yaml") if (Path(run) / "config.yaml").is_file() else {}
+        placement = saved.get("forward", {}).get("tag_placement")
+        if placement:
+            cfg = cfg.model_copy(update={"tag_placement": placement})
     if alpaca_eval_config is not None:
         path = api.alpaca_eval_config(alpaca_eval_config, cfg.judge.model, cfg.judge.base_url)
         typer.echo(f"alpaca_eval annotators config: {path} (alpaca_eval --annotators_config {path}/configs.yaml ...)")
     if compare:
         baseline, contender = compare
-        out = out or root / f"{Path(contender).name}_vs_{Path(baseline).name}"
-        result = api.compare(cfg, _run_model(contender, run), _run_model(baseline, run), out,
-                             name=Path(contender).name, baseline_name=Path(baseline).name)
+        contender_name, baseline_name = api.distinct_names(contender, baseline)
+        out = out or root / f"{contender_name}_vs_{baseline_name}"
+        result = api.compare(cfg, _run_model(contender, run), _run_model(baseline, run), out)
         _print_win_rate(result, out)
         return
     if model is None:

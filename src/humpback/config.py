@@ -144,6 +144,11 @@ class TrainConfig(_Config):
     num_processes: int = Field(1, ge=1)
     """accelerate: processes to launch (GPUs to use). The effective batch size stays batch_size:
     each process takes micro_batch_size examples per pass and accumulates the rest."""
+    chat_template: Path | None = None
+    """A Jinja chat template file, for a model without one (a base model) or to replace its own.
+    None: the model's own template, else humpback's default (humpback.models.DEFAULT_CHAT_TEMPLATE:
+    system, user and assistant turns, each assistant turn ended by the tokenizer's eos). A trained
+    model is saved with the template it was trained under, so only the base model needs this."""
     accelerate_config: str = "ddp"
     """accelerate: a shipped config by name (ddp, fsdp, zero2, zero3: humpback/accelerate/NAME.yaml)
     or the path of your own `accelerate config` file (multi-node: set its machine fields)."""
@@ -205,6 +210,20 @@ class EngineConfig(_Config):
     (seen here: 0.85 failed with 19.8 of 23.5 GiB free)."""
     enforce_eager: bool = False
     """vllm: skip graph capture/compilation (starts faster, runs slower)."""
+    chat_template: Path | None = None
+    """A Jinja chat template file, for a model without one (a base model) or to replace its own.
+    None: the model's own template, else humpback's default (humpback.models.DEFAULT_CHAT_TEMPLATE:
+    system, user and assistant turns, each assistant turn ended by the tokenizer's eos). A trained
+    model is saved with the template it was trained under, so only the base model needs this."""
+    tokenizer: str | None = None
+    """openai: where the served model's tokenizer (and chat template) is, a local folder or hub id,
+    to render prompts sent to the completions endpoint; None: the stage's model path."""
+    continue_with: Literal["completions", "chat_extension"] = "completions"
+    """openai: how an assistant message is continued (the judge's "Score:" follow-up) and how
+    choices are read. completions: the prompt is rendered here and sent as token ids to the
+    completions endpoint, whose echoed prompt logprobs give each choice's probability (vLLM's
+    server, and any server with echo). chat_extension: vLLM's continue_final_message on the chat
+    endpoint, for generation only; other servers would silently start a new turn instead."""
 
 
 class AugmentConfig(EngineConfig):
@@ -251,6 +270,15 @@ class CurateConfig(EngineConfig):
     """Seed used when temperature > 0."""
     compare_sample: int = Field(64, ge=1)
     """`humpback curate --compare`: how many candidates (a seeded sample) to rate both ways."""
+    min_choice_mass: float = Field(0.5, ge=0, le=1)
+    """logprob mode: a rating counts only when the five scores together got at least this share
+    of the judge's probability; below it the rating is unparsed (reason low_choice_mass) and never
+    selected: the judge wanted to write something else (ours)."""
+    system_prompt: str = "Answer in the style of an AI Assistant."
+    """The judge's system message. Default: the seed tag S_a, the system message every seed
+    example of M_0's training carried, so the judge reads the rubric in the setting it was trained
+    in; without one, many chat templates insert their own default that M_0 never saw. '' sends
+    none. (In `humpback run` with forward.tag_placement other than system it defaults to ''.)"""
 
 
 class GenerateConfig(EngineConfig):
@@ -293,6 +321,12 @@ class JudgeConfig(EngineConfig):
     """generate mode: longest judgement, in tokens."""
     random_seed: int = 0
     """Seed of the random order and of sampling."""
+    min_choice_mass: float = Field(0.5, ge=0, le=1)
+    """logprob mode: a verdict counts only when ' A' and ' B' together got at least this share of
+    the judge's probability after 'Verdict:'; below it the pair is unjudged (ours)."""
+    system_prompt: str = ("You are a careful evaluator. You read an instruction and two answers to it, and you "
+                          "decide which answer a thoughtful, knowledgeable user would prefer.")
+    """The judge's system message ('' for none)."""
 
 
 class EvalConfig(GenerateConfig):
@@ -364,11 +398,24 @@ class RunConfig(ExecutorConfig):
     recompute: bool = False
     """Resuming a run whose stages were made with other settings or inputs: False stops and names
     what changed; True redoes each stage whose settings or inputs changed, and every stage after it."""
+    chat_template: Path | None = None
+    """A Jinja chat template file for the base model (see TrainConfig.chat_template); it goes to
+    every stage that reads the base model's tokenizer, unless that stage sets its own."""
     segment: SegmentConfig = Field(default_factory=SegmentConfig)
     backward: BackwardConfig = Field(default_factory=BackwardConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     curate: CurateConfig = Field(default_factory=CurateConfig)
     forward: ForwardConfig = Field(default_factory=ForwardConfig)
+
+    @model_validator(mode="after")
+    def _share_settings(self):
+        for stage in (self.backward, self.forward, self.augment, self.curate):
+            if stage.chat_template is None:
+                stage.chat_template = self.chat_template
+        # the judge reads the rubric with the system message M_0 was trained with: none without system tags
+        if self.forward.tag_placement != "system" and "system_prompt" not in self.curate.model_fields_set:
+            self.curate.system_prompt = ""
+        return self
 
 
 def deep_merge(base: dict, override: dict) -> dict:

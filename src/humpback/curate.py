@@ -8,8 +8,11 @@ rate (``CurateConfig.mode``):
   "Score: 10" is never read as 1 and a rambling answer is never guessed at. Unparsed ratings keep
   the judge's raw text and are counted.
 - ``logprob``: the judge is asked for the rating only and its answer is started for it with
-  ``Score: ``; one forward pass gives the probability of each of 1..5 as the next token. The rating
-  is the most likely score; the expected score and the five probabilities are kept too.
+  ``Score:``; the probability of each of the texts " 1" .. " 5" written next is read teacher-forced
+  (the same whichever way a tokenizer splits them, see engines.base.ChoicePlan). The rating is the
+  most likely score; the expected score, the five probabilities and the share of the judge's
+  probability they had (``score_mass``) are kept too. Below ``min_choice_mass`` the judge wanted
+  to write something else, and the rating is unparsed (``low_choice_mass``), never selected.
 """
 
 from __future__ import annotations
@@ -72,12 +75,14 @@ Answer:
 RUBRIC = f"{RUBRIC_SCALE}\n\n{ASK_REASONING}\n\n{CANDIDATE}"
 """The judge's prompt in generate mode (the paper's)."""
 LOGPROB_RUBRIC = f"{RUBRIC_SCALE}\n\n{ASK_SCORE_ONLY}\n\n{CANDIDATE}"
-"""The judge's prompt in logprob mode; its answer is started with SCORE_PREFIX + ' '."""
+"""The judge's prompt in logprob mode; its answer is started with SCORE_PREFIX."""
 SCORES = ["1", "2", "3", "4", "5"]
+SCORE_CHOICES = [" " + s for s in SCORES]  # what is read after "Score:" (templates may trim a trailing space)
 
 # The fields that decide what a rating is (k does not: A_k is selected from the ratings after).
 RATING_FIELDS = {"engine", "dtype", "served_model", "mode", "max_new_tokens", "finish_score_line", "temperature",
-                 "top_p", "records_per_shard", "random_seed"}
+                 "top_p", "records_per_shard", "random_seed", "chat_template", "continue_with", "min_choice_mass",
+                 "system_prompt"}
 
 _SCORE_LINE = re.compile(r"^\W*score\W*:", re.IGNORECASE)  # anything that looks like a score line
 _FINAL_SCORE = re.compile(r"^\s*\**\s*Score\s*\**\s*:\s*\**\s*([1-5])\s*\**\s*[.,;!]?\s*$", re.IGNORECASE)
@@ -113,12 +118,13 @@ def load_template(path: Path | None, mode: str = "generate") -> str:
     return template
 
 
-def rating_prompt(candidate: dict, template: str = RUBRIC, mode: str = "generate") -> list[dict]:
+def rating_prompt(candidate: dict, template: str = RUBRIC, mode: str = "generate", system_prompt: str = "") -> list[dict]:
     # str.replace, not format(): web text is full of braces.
     text = template.replace("{instruction}", candidate["instruction"]).replace("{output}", candidate["output"])
-    prompt = [{"role": "user", "content": text}]
-    if mode == "logprob":  # the judge's answer starts for it; the score is the next token
-        prompt.append({"role": "assistant", "content": SCORE_PREFIX + " "})
+    prompt = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    prompt.append({"role": "user", "content": text})
+    if mode == "logprob":  # the judge's answer starts for it; the score is what it writes next
+        prompt.append({"role": "assistant", "content": SCORE_PREFIX})
     return prompt
 
 
@@ -142,20 +148,24 @@ def finish_with_score_line(prompts: list[list[dict]], answers: list[str], engine
     return answers
 
 
-def score_distribution(logprobs: dict[str, float]) -> dict:
-    """Rating, expected score and probabilities from the log-probabilities of '1'..'5'.
+def score_distribution(logprobs: dict[str, float], min_mass: float = 0.0) -> dict:
+    """Rating, expected score and probabilities from the log-probabilities of " 1" .. " 5".
 
     The probabilities are renormalised over the five scores; ``score_mass`` is how much of the
-    judge's next-token probability they had before that (low mass: the judge wanted to say
-    something else, and its rating means little)."""
-    probs = [math.exp(logprobs.get(s, -math.inf)) for s in SCORES]
+    judge's probability they had before that. Below ``min_mass`` the judge wanted to say something
+    else and its rating means little: the score is None with ``unparsed_reason: low_choice_mass``."""
+    probs = [math.exp(logprobs.get(c, -math.inf)) for c in SCORE_CHOICES]
     mass = sum(probs)
     if mass == 0:
-        return {"score": None, "expected_score": None, "score_probs": None, "score_mass": 0.0}
+        return {"score": None, "expected_score": None, "score_probs": None, "score_mass": 0.0,
+                "unparsed_reason": "low_choice_mass"}
     probs = [p / mass for p in probs]
     best = max(range(5), key=lambda i: probs[i])
-    return {"score": best + 1, "expected_score": round(sum((i + 1) * p for i, p in enumerate(probs)), 4),
-            "score_probs": [round(p, 4) for p in probs], "score_mass": round(mass, 4)}
+    rated = {"score": best + 1, "expected_score": round(sum((i + 1) * p for i, p in enumerate(probs)), 4),
+             "score_probs": [round(p, 4) for p in probs], "score_mass": round(mass, 4)}
+    if mass < min_mass:
+        rated.update(score=None, unparsed_reason="low_choice_mass")
+    return rated
 
 
 def _rate_generate(candidates: list[Candidate], engine: Engine, cfg: CurateConfig, template: str, seed_offset: int = 0):
@@ -171,7 +181,7 @@ def _rate_generate(candidates: list[Candidate], engine: Engine, cfg: CurateConfi
 
     params = SamplingParams.from_config(cfg, seed_offset=seed_offset,
                                         follow_up=score_line_please if cfg.finish_score_line else None)
-    prompts = [rating_prompt(c, template) for c in candidates]
+    prompts = [rating_prompt(c, template, "generate", cfg.system_prompt) for c in candidates]
     judged = engine.generate(prompts, params)
     check_refusals(engine, judged, cfg, "rating")
     reasons = getattr(engine, "refusal_reasons", {})
@@ -195,9 +205,10 @@ def _end_at_score_line(text: str) -> str:
 
 
 def _rate_logprob(candidates: list[Candidate], engine: Engine, template: str, cfg: CurateConfig | None = None):
-    prompts = [rating_prompt(c, template, "logprob") for c in candidates]
-    read = engine.choice_logprobs(prompts, SCORES)
-    check_refusals(engine, read, cfg or CurateConfig(), "rating")
+    cfg = cfg or CurateConfig()
+    prompts = [rating_prompt(c, template, "logprob", cfg.system_prompt) for c in candidates]
+    read = engine.choice_logprobs(prompts, SCORE_CHOICES)
+    check_refusals(engine, read, cfg, "rating")
     reasons = getattr(engine, "refusal_reasons", {})
     fields = []
     for i, logprobs in enumerate(read):
@@ -205,7 +216,7 @@ def _rate_logprob(candidates: list[Candidate], engine: Engine, template: str, cf
             fields.append({"score": None, "expected_score": None, "score_probs": None, "score_mass": 0.0,
                            "refused": True, "refusal_reason": reasons.get(i, "the engine refused the prompt")})
         else:
-            fields.append(score_distribution(logprobs))
+            fields.append(score_distribution(logprobs, cfg.min_choice_mass))
     return fields
 
 
@@ -224,6 +235,7 @@ def rate_shard(candidates: list[Candidate], shard_index: int, engine: Engine, cf
             rejects.append(reject("curate", candidate.get("source", candidate["id"]), rated["refusal_reason"], candidate))
             continue
         counts[f"score_{score}" if score else "unparsed"] += 1
+        counts["low_choice_mass"] += rated.get("unparsed_reason") == "low_choice_mass"
         counts["score_line_prompted"] += rated.get("score_line_prompted", False)
         ratings.append(Rating(**candidate, **rated, rating_mode=cfg.mode, judge_model=judge_model,
                               iteration=iteration))
@@ -280,7 +292,7 @@ def compare_modes(candidates: Iterable[dict] | Path, judge_model: str, cfg: Cura
     sample = random.Random(cfg.random_seed).sample(pool, min(cfg.compare_sample, len(pool)))
     with engine_for(judge_model, cfg, engine) as engine:
         generated = _rate_generate(sample, engine, cfg, load_template(cfg.template, "generate"))
-        by_logprob = _rate_logprob(sample, engine, load_template(cfg.template, "logprob"))
+        by_logprob = _rate_logprob(sample, engine, load_template(cfg.template, "logprob"), cfg)
     pairs = [{"id": c["id"], "generate": g["score"], "logprob": lp["score"], "expected_score": lp["expected_score"]}
              for c, g, lp in zip(sample, generated, by_logprob)]
     both = [p for p in pairs if p["generate"] is not None and p["logprob"] is not None]

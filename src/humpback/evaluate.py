@@ -6,9 +6,10 @@ how often the model's answer is preferred.
   ``dataset``), so ``alpaca_eval --model_outputs model_outputs.json`` runs on them unchanged.
 - The judge is any engine (transformers, vllm, openai). Each prompt is judged in both orders
   (or one seeded random order) to cancel the judge's position bias; a tie counts half.
-- ``logprob`` judging reads the judge's probability of "A" against "B" after ``Verdict:``
-  (no generation; the preference is that probability, as in AlpacaEval 2's weighted
-  annotator); ``generate`` judging lets the judge reason and parses its ``Verdict:`` line.
+- ``logprob`` judging reads the judge's probability of " A" against " B" written after
+  ``Verdict:`` (teacher-forced, whatever the tokenizer makes of them; no generation; the
+  preference is that probability, as in AlpacaEval 2's weighted annotator); when the two got
+  less than ``min_choice_mass`` of the judge's probability the pair is unjudged; ``generate`` judging lets the judge reason and parses its ``Verdict:`` line.
 
 The judge prompt and the verdict parser live here and nowhere else.
 """
@@ -34,8 +35,7 @@ log = logging.getLogger(__name__)
 
 # -- the judge ------------------------------------------------------------------------------
 
-JUDGE_SYSTEM = ("You are a careful evaluator. You read an instruction and two answers to it, and you decide "
-                "which answer a thoughtful, knowledgeable user would prefer.")
+JUDGE_SYSTEM = JudgeConfig().system_prompt  # the default; JudgeConfig.system_prompt sets another
 
 JUDGE_QUESTION = """Instruction:
 {instruction}
@@ -52,15 +52,17 @@ which the answers are shown says nothing about their quality."""
 
 ASK_REASONING = "Explain your judgement in a few sentences, then end with one line: 'Verdict: A', 'Verdict: B' or 'Verdict: tie'."
 ASK_VERDICT_ONLY = "Reply with the verdict only: A, B, or tie."
-VERDICT_PREFIX = "Verdict: "  # logprob judging: the judge's answer starts here, the next token is the verdict
+VERDICT_PREFIX = "Verdict:"  # logprob judging: the judge's answer starts here; " A" or " B" is read after it
+VERDICT_CHOICES = {"A": " A", "B": " B"}
 
 _VERDICT = re.compile(r"verdict\s*[:\-]?\s*\**\s*(A|B|tie)\b", re.IGNORECASE)
 
 
-def judge_prompt(instruction: str, answer_a: str, answer_b: str, mode: str) -> list[dict]:
+def judge_prompt(instruction: str, answer_a: str, answer_b: str, mode: str, system_prompt: str = JUDGE_SYSTEM) -> list[dict]:
     ask = ASK_VERDICT_ONLY if mode == "logprob" else ASK_REASONING
     user = JUDGE_QUESTION.format(instruction=instruction, answer_a=answer_a, answer_b=answer_b) + "\n\n" + ask
-    prompt = [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
+    prompt = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    prompt.append({"role": "user", "content": user})
     if mode == "logprob":
         prompt.append({"role": "assistant", "content": VERDICT_PREFIX})
     return prompt
@@ -87,16 +89,22 @@ def load_prompt_set(path: Path, limit: int | None = None, seed: int = 0) -> tupl
     return prompts, rejects
 
 
-def alpaca_records(prompts: list[dict], outputs: list[str | None], generator: str) -> list[dict]:
-    """AlpacaEval's model_outputs records (refused prompts are left out; the caller counts them)."""
+def alpaca_records(prompts: list[dict], outputs: list[str | None], generator: str,
+                   cut_off: set[int] = frozenset()) -> list[dict]:
+    """AlpacaEval's model_outputs records (refused prompts are left out; the caller counts them);
+    an answer that reached max_new_tokens carries ``cut_off: true``."""
     return [{"instruction": p["instruction"], "output": o, "generator": generator,
-             "dataset": p.get("dataset", "custom")} for p, o in zip(prompts, outputs) if o is not None]
+             "dataset": p.get("dataset", "custom")} | ({"cut_off": True} if i in cut_off else {})
+            for i, (p, o) in enumerate(zip(prompts, outputs)) if o is not None]
 
 
 def answer(prompts: list[dict], model: str, cfg: EvalConfig, generator: str) -> tuple[list[dict], list[dict]]:
-    outputs = generate([p["instruction"] for p in prompts], resolve_model(model), cfg)
+    model = resolve_model(model)
+    with engine_for(model, cfg) as engine:
+        outputs = generate([p["instruction"] for p in prompts], model, cfg, engine=engine)
+        cut_off = set(getattr(engine, "cut_off", set()))
     rejects = [reject("eval", generator, "the engine refused the prompt", p) for p, o in zip(prompts, outputs) if o is None]
-    return alpaca_records(prompts, outputs, generator), rejects
+    return alpaca_records(prompts, outputs, generator, cut_off), rejects
 
 
 def write_model_outputs(out_dir: Path, outputs: list[dict]) -> Path:
@@ -130,10 +138,10 @@ def judge_pairs(pairs: list[dict], engine: Engine, cfg: JudgeConfig) -> list[dic
     for i, model_first in jobs:
         p = pairs[i]
         a, b = (p["output"], p["reference"]) if model_first else (p["reference"], p["output"])
-        prompts.append(judge_prompt(p["instruction"], a, b, cfg.mode))
+        prompts.append(judge_prompt(p["instruction"], a, b, cfg.mode, cfg.system_prompt))
     if cfg.mode == "logprob":
         texts = [None] * len(prompts)
-        probs = engine.choice_logprobs(prompts, ["A", "B"])
+        probs = engine.choice_logprobs(prompts, list(VERDICT_CHOICES.values()))
     else:
         params = SamplingParams.from_config(cfg)
         texts, probs = engine.generate(prompts, params), [None] * len(prompts)
@@ -144,10 +152,13 @@ def judge_pairs(pairs: list[dict], engine: Engine, cfg: JudgeConfig) -> list[dic
                   "mode": cfg.mode}
         if cfg.mode == "logprob":
             logprobs = logprobs or {}  # None: the engine refused the prompt
-            p_a, p_b = (math.exp(logprobs[c]) if logprobs.get(c, -math.inf) > -math.inf else 0.0 for c in ("A", "B"))
+            p_a, p_b = (math.exp(logprobs.get(VERDICT_CHOICES[c], -math.inf)) for c in ("A", "B"))
             mass = p_a + p_b
-            record.update(p_a=round(p_a, 6), p_b=round(p_b, 6))
-            shown = None if mass == 0 else p_a / mass  # preference for the answer shown as A
+            record.update(p_a=round(p_a, 6), p_b=round(p_b, 6), choice_mass=round(mass, 6))
+            low = mass == 0 or mass < cfg.min_choice_mass  # the judge wanted to write something else
+            if low and logprobs:
+                record["unjudged_reason"] = "low_choice_mass"
+            shown = None if low else p_a / mass  # preference for the answer shown as A
             record["preference"] = None if shown is None else round(shown if model_first else 1 - shown, 6)
         else:
             verdict = parse_verdict(text)
@@ -246,7 +257,7 @@ def evaluate(cfg: EvalConfig, model: str, out_dir: Path, reference: Path | None 
     outputs_path = write_model_outputs(out_dir, outputs)
     write_jsonl(out_dir / "rejects.jsonl", rejects)
     summary = {"model": name, "prompts": len(prompts), "answers": len(outputs), "rejects": len(rejects),
-               "model_outputs": str(outputs_path)}
+               "cut_off": sum(o.get("cut_off", False) for o in outputs), "model_outputs": str(outputs_path)}
     if not cfg.judge.enabled:
         return summary
     if reference is not None:
@@ -264,7 +275,10 @@ def compare(cfg: EvalConfig, model: str, baseline: str, out_dir: Path, name: str
             baseline_name: str | None = None) -> dict:
     """Judge two models against each other on the same prompts: ``model``'s win rate over ``baseline``."""
     out_dir = claim_output(out_dir, "eval")  # new, empty, or an earlier eval output
-    name, baseline_name = name or Path(str(model)).name, baseline_name or Path(str(baseline)).name
+    auto_model, auto_baseline = distinct_names(str(model), str(baseline))
+    name, baseline_name = name or auto_model, baseline_name or auto_baseline
+    if name == baseline_name:
+        raise ValueError(f"both sides of the comparison are named {name!r}: give them different names")
     prompts, rejects = load_prompt_set(cfg.prompts, cfg.limit, cfg.sample_seed)
     sides = {}
     for side, side_model in ((name, model), (baseline_name, baseline)):
@@ -276,6 +290,17 @@ def compare(cfg: EvalConfig, model: str, baseline: str, out_dir: Path, name: str
     references = {o["instruction"]: o for o in sides[baseline_name]}
     return {"prompts": len(prompts), "rejects": len(rejects)} | judge(
         sides[name], references, cfg.judge, out_dir, name, baseline_name)
+
+
+def distinct_names(a: str, b: str) -> tuple[str, str]:
+    """Short names for two model paths that tell them apart: the folder names, or as many of the
+    last path parts as it takes (runA/models/m2 and runB/models/m2 -> runA-models-m2, runB-models-m2)."""
+    pa, pb = Path(a).parts, Path(b).parts
+    for n in range(1, max(len(pa), len(pb)) + 1):
+        na, nb = "-".join(pa[-n:]), "-".join(pb[-n:])
+        if na != nb:
+            return na, nb
+    return Path(a).name, f"{Path(b).name}-baseline"  # one model against itself (a check of the judge's bias)
 
 
 def alpaca_eval_config(out_dir: Path, judge_model: str, base_url: str | None = None) -> Path:

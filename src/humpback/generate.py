@@ -68,13 +68,15 @@ def generate_file(prompts_path: Path, model: str, out_path: Path, cfg: GenerateC
     with engine_for(model, cfg) as engine:
         outputs = generate([p["instruction"] for p in prompts], model, cfg, engine=engine)
         reasons = dict(getattr(engine, "refusal_reasons", {}))
+        cut_off = set(getattr(engine, "cut_off", set()))
     answered = []
     for i, (prompt, output) in enumerate(zip(prompts, outputs)):
         if output is None:
             rejects.append(reject("generate", prompts_path, reasons.get(i, "the engine refused the prompt"), prompt))
         else:
-            answered.append({**prompt, "output": output, "generator": str(model)})
+            answered.append({**prompt, "output": output, "generator": str(model)}
+                            | ({"cut_off": True} if i in cut_off else {}))
     n = write_jsonl(Path(out_path), answered)
     if rejects:
         write_jsonl(Path(out_path).with_suffix(".rejects.jsonl"), rejects)
-    return {"answers": n, "rejects": len(rejects)}
+    return {"answers": n, "rejects": len(rejects), "cut_off": len(cut_off)}

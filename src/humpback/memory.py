@@ -73,7 +73,7 @@ def estimate_training_peak(examples: list[dict], base_model: str, cfg: TrainConf
     config = AutoConfig.from_pretrained(base_model)
     config = getattr(config, "text_config", None) or config
     if longest_example is None:
-        tokenizer = tokenizer or load_tokenizer(base_model, padding_side="right")
+        tokenizer = tokenizer or load_tokenizer(base_model, padding_side="right", chat_template=cfg.chat_template)
         longest_example = max(longest_tokens(examples, tokenizer, len(examples)), default=1)
     micro = min(cfg.micro_batch_size, cfg.batch_size or (8 if len(examples) < 3000 else 32))
     longest = min(longest_example, cfg.max_length)
@@ -153,7 +153,7 @@ def check_training_memory(examples: list[dict], base_model: str, cfg: TrainConfi
     if longest_example is None:  # counted once for both estimates
         from .models import load_tokenizer
 
-        tokenizer = load_tokenizer(base_model, padding_side="right")
+        tokenizer = load_tokenizer(base_model, padding_side="right", chat_template=cfg.chat_template)
         longest_example = max(longest_tokens(examples, tokenizer, len(examples)), default=1)
     without = 0.0  # the need without checkpointing, once that was tried
     for checkpointing in choices:

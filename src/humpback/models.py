@@ -93,14 +93,112 @@ def _convert_gguf(directory: Path, filename: str, target: Path) -> None:
         tokenizer.save_pretrained(tmp)
 
 
-def load_tokenizer(path: str, padding_side: str = "left"):
+# A base model's tokenizer has no chat template (Llama-2/3 base, Falcon, GPT-2); this one is used then.
+# Each assistant turn is closed by the tokenizer's eos: the model learns to end its reply with it,
+# and every engine stops there.
+DEFAULT_CHAT_TEMPLATE = (
+    "{{ bos_token if bos_token else '' }}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}### System:\n{{ message['content'] }}\n\n"
+    "{% elif message['role'] == 'user' %}### User:\n{{ message['content'] }}\n\n"
+    "{% elif message['role'] == 'assistant' %}### Assistant:\n{{ message['content'] }}{{ eos_token }}\n\n"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}### Assistant:\n{% endif %}"
+)
+
+
+def read_chat_template(path: str | Path | None) -> str | None:
+    """The text of a chat template file (Jinja), or None when no file is given."""
+    if path is None:
+        return None
+    try:
+        return Path(path).expanduser().read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ModelError(f"chat template {path} cannot be read ({getattr(e, 'strerror', None) or e})") from None
+
+
+def load_tokenizer(path: str, padding_side: str = "left", chat_template: str | Path | None = None):
+    """The model's tokenizer, with a chat template: the file ``chat_template`` names when given,
+    else the model's own, else DEFAULT_CHAT_TEMPLATE (a base model)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = padding_side
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if chat_template is not None:
+        tokenizer.chat_template = read_chat_template(chat_template)
+    elif not tokenizer.chat_template:
+        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
     return tokenizer
+
+
+_PROBE = "humpback-end-of-turn-probe"
+
+
+def end_of_turn_ids(tokenizer) -> list[int]:
+    """The token(s) that close an assistant turn under the tokenizer's chat template, found by
+    rendering a conversation and reading what follows the assistant's text: the first special
+    token there (Qwen2's and SmolLM2's ``<|im_end|>``, Phi-3's ``<|end|>``, Llama-3's
+    ``<|eot_id|>``), then eos. A template whose turns end without a special token gives eos alone."""
+    chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _PROBE}]
+    text = tokenizer.apply_chat_template(chat, tokenize=False)
+    tail = text[text.rindex(_PROBE) + len(_PROBE):]
+    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    ids = [i for i in tokenizer(tail, add_special_tokens=False)["input_ids"] if i in special][:1]
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def stop_token_ids(tokenizer, generation_config=None) -> list[int]:
+    """Every token that ends a reply: the template's end of turn, eos, and the model's own
+    generation_config eos ids."""
+    ids = end_of_turn_ids(tokenizer)
+    extra = getattr(generation_config, "eos_token_id", None)
+    for i in extra if isinstance(extra, list) else [extra]:
+        if i is not None and i not in ids:
+            ids.append(i)
+    return ids
+
+
+def generation_config(model: str):
+    """The model's saved generation config, or None when it has none."""
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(model)
+    except (OSError, ValueError):
+        return None
+
+
+def check_chat_template(model: str, chat_template: str | Path | None = None, system_tags: bool = True) -> list[str]:
+    """Fail in seconds, before any work, when the model's chat template cannot render what the
+    run needs: a training example (system, user, assistant), a generation prompt, and an assistant
+    message to continue; with ``system_tags``, a template that drops the system message (where
+    the paper's tags go) fails too. Returns the end-of-turn tokens, as text."""
+    tokenizer = load_tokenizer(model, chat_template=chat_template)
+    system = "Answer briefly, humpback."
+    chat = [{"role": "system", "content": system}, {"role": "user", "content": "What is 2 + 2?"},
+            {"role": "assistant", "content": "4"}]
+    try:
+        rendered = tokenizer.apply_chat_template(chat, tokenize=False)
+        tokenizer.apply_chat_template(chat[:2], tokenize=False, add_generation_prompt=True)
+        tokenizer.apply_chat_template(chat[1:2] + [{"role": "assistant", "content": "Score:"}], tokenize=False,
+                                      continue_final_message=True)
+        ids = end_of_turn_ids(tokenizer)
+    except Exception as e:  # noqa: BLE001 - jinja errors, templates raising on a role, ...
+        raise ModelError(f"the chat template of {model} cannot render a system/user/assistant conversation "
+                         f"({type(e).__name__}: {e}); pass --chat-template FILE with a Jinja template that can "
+                         f"(humpback's default for base models: humpback.models.DEFAULT_CHAT_TEMPLATE)") from None
+    if system_tags and system not in rendered:
+        raise ModelError(f"the chat template of {model} drops the system message, where the tags (S_a, S_w) go: pass "
+                         f"--forward-tag-placement append, or --chat-template FILE with a template that keeps it")
+    if not ids:
+        raise ModelError(f"{model}'s tokenizer has no eos token and its chat template ends a turn without a special "
+                         "token: nothing would stop generation; pass --chat-template FILE whose assistant turns end "
+                         "with a special token")
+    return [tokenizer.convert_ids_to_tokens(i) for i in ids]
 
 
 def torch_dtype(name: str):

@@ -18,7 +18,7 @@ from .augment import augment
 from .backward import train_backward
 from .config import RunConfig, dump_yaml, load_yaml
 from .curate import curate
-from .models import check_model, load_tokenizer
+from .models import check_chat_template, check_model, load_tokenizer
 from .outputs import StaleOutputError, flat_fields, changed_fields, stage_output
 from .report import build_report
 from .seed import load_seed
@@ -35,7 +35,8 @@ def run(config: RunConfig, quiet: bool = False) -> dict:
     ``config.out`` must be new, empty or a run directory; one process at a time. A rerun resumes
     only a run made with the same settings: with other ones it stops and names them, or with
     ``config.recompute`` redoes every stage they change and every stage after it."""
-    base_model = check_model(config.model)  # a wrong model or seed fails now, not hours later
+    base_model = check_model(config.model)  # a wrong model, template or seed fails now, not hours later
+    check_chat_template(base_model, config.chat_template, system_tags=config.forward.tag_placement == "system")
     seed, seed_rejects = load_seed(config.seed, config.max_seed_examples)
     with stage_output(config.out, "run") as out:
         return _run(config, out, base_model, seed, seed_rejects, quiet)

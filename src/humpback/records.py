@@ -55,6 +55,8 @@ class Candidate(TypedDict):
     """The segment's text (the answer of the pair)."""
     backward_model: str
     """The model that wrote the instruction (path or served name)."""
+    instruction_cut_off: NotRequired[bool]
+    """True when the instruction reached augment.max_new_tokens: it may be cut mid-sentence."""
 
 
 class Rating(Candidate):
@@ -76,6 +78,8 @@ class Rating(Candidate):
     """logprob mode: the probabilities of 1..5, renormalised over the five."""
     score_mass: NotRequired[float]
     """logprob mode: the share of the judge's probability that went to the five scores."""
+    unparsed_reason: NotRequired[str]
+    """logprob mode: ``low_choice_mass`` when the five scores got less than min_choice_mass."""
 
 
 class ForwardExample(TypedDict):

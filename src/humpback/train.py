@@ -21,7 +21,7 @@ from .outputs import input_fingerprint, records_digest, stage_output
 from .records import DatasetRow, ForwardExample, SeedPair, TrainingExample
 from .shards import SUCCESS, stage_info
 from .trainer import (DROPOUT_FIELDS, add_residual_dropout, default_learning_rate, dropout_settings,  # noqa: F401
-                      paper_batch_size, paper_steps, train_here)
+                      paper_batch_size, paper_steps, split_batch, train_here)
 from .tags import ORIGIN_TAGS, tagged_prompt
 
 log = logging.getLogger("humpback")
@@ -52,7 +52,9 @@ def sft(examples: list[TrainingExample], base_model: str, out_dir: Path, cfg: Tr
             return stage_info(out_dir)
         for stale in [*out_dir.glob(".work-*"), *out_dir.glob(".save-*"), *out_dir.glob(".launch*")]:
             shutil.rmtree(stale, ignore_errors=True)  # a killed attempt's (we hold the lock: no one else's)
-        examples, fit = fit_examples(examples, base_model, cfg.max_length, desc)
+        split_batch(cfg.batch_size or paper_batch_size(len(examples)), cfg.micro_batch_size,
+                    cfg.num_processes if cfg.launcher == "accelerate" else 1)  # a batch that cannot be split fails now
+        examples, fit = fit_examples(examples, base_model, cfg.max_length, desc, cfg.chat_template)
         fit["examples_digest"] = fields["examples"]  # what the model is trained on, as the dataset file holds it
         checkpointing = check_training_memory(examples, base_model, cfg, desc, fit["longest_tokens"])
         cfg = cfg.model_copy(update={"gradient_checkpointing": "on" if checkpointing else "off"})
@@ -62,14 +64,15 @@ def sft(examples: list[TrainingExample], base_model: str, out_dir: Path, cfg: Tr
         return train_here(examples, base_model, out_dir, cfg, desc, token=str(os.getpid()), fit=fit)
 
 
-def fit_examples(examples: list[dict], base_model: str, max_length: int, desc: str) -> tuple[list[dict], dict]:
+def fit_examples(examples: list[dict], base_model: str, max_length: int, desc: str,
+                 chat_template: str | None = None) -> tuple[list[dict], dict]:
     """The examples that leave something to learn within max_length tokens. One whose prompt
     alone fills the limit would be trained on no completion token at all (truncation keeps the
     start): it is dropped, said and counted, not counted as trained. Longer completions are cut."""
     from .memory import example_lengths
     from .models import load_tokenizer
 
-    tokenizer = load_tokenizer(base_model, padding_side="right")
+    tokenizer = load_tokenizer(base_model, padding_side="right", chat_template=chat_template)
     kept, dropped, truncated, longest = [], [], 0, 1
     for i, example in enumerate(examples):
         prompt_tokens, total_tokens = example_lengths(example, tokenizer)

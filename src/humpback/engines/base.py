@@ -61,9 +61,10 @@ class Engine(Protocol):
         """One completion per prompt (the assistant's text only), None where the prompt was refused."""
 
     def choice_logprobs(self, prompts: list[Chat], choices: list[str]) -> list[dict[str, float] | None]:
-        """For each prompt, the log-probability that the next token is each choice (a token whose
-        text, stripped of spaces, is the choice). -inf where the engine saw no such token; None
-        where the prompt was refused."""
+        """For each prompt, the log-probability of each choice's text written right after it (the
+        choice " 4" after a prompt ending "Score:"), teacher-forced over whatever tokens the
+        tokenizer makes of it there (see ChoicePlan): the same number whichever way a tokenizer
+        splits the text. None where the prompt was refused."""
 
     def close(self) -> None:
         """Free the model (and its processes) before the next stage needs the memory."""
@@ -80,6 +81,78 @@ def chat_text(tokenizer, prompt: Chat) -> str:
 def encode_chat(tokenizer, prompt: Chat) -> list[int]:
     # The template already holds any special tokens; adding them again would double the BOS.
     return tokenizer(chat_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+
+
+@dataclass
+class ChoicePlan:
+    """How the choices after one prompt are read, in the tokens the tokenizer makes of them.
+
+    Each choice's text is appended to the prompt's text and the whole is tokenized; the choice's
+    probability is that of the tokens after the prompt's, teacher-forced. Where the choice's first
+    characters merge with the prompt's last token (the two tokenizations part before the prompt's
+    end, at ``start``), the probability of the prompt's own tokens from there is divided out, so
+    the read is still P(choice text | prompt text)."""
+
+    prompt_ids: list[int]
+    full_ids: dict[str, list[int]]
+    """choice -> the token ids of prompt text + choice text."""
+    start: dict[str, int]
+    """choice -> where its tokens part from the prompt's (len(prompt_ids) when they extend it)."""
+
+    @classmethod
+    def make(cls, tokenizer, prompt: Chat, choices: list[str]) -> "ChoicePlan":
+        text = chat_text(tokenizer, prompt)
+        prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        full_ids, start = {}, {}
+        for choice in choices:
+            full = tokenizer(text + choice, add_special_tokens=False)["input_ids"]
+            k = 0
+            while k < min(len(full), len(prompt_ids)) and full[k] == prompt_ids[k]:
+                k += 1
+            full_ids[choice], start[choice] = full, k
+        return cls(prompt_ids, full_ids, start)
+
+    def scored_tokens(self, choice: str) -> list[int]:
+        """The tokens read for a choice (after the prompt's tokens, when they extend them)."""
+        return self.full_ids[choice][self.start[choice]:]
+
+    @property
+    def chain(self) -> list[int] | None:
+        """When every choice extends the prompt by the same tokens and then one token of its own
+        (" 4" -> ["▁", "4"] in SentencePiece, ["Ġ4"] in GPT-2): those shared tokens. One forward
+        pass over prompt + chain then reads every choice. None otherwise."""
+        n = len(self.prompt_ids)
+        tails = [self.full_ids[c][n:] for c in self.full_ids]
+        if any(self.start[c] != n for c in self.full_ids) or any(not t for t in tails):
+            return None
+        chain = tails[0][:-1]
+        return chain if all(t[:-1] == chain for t in tails) else None
+
+    def sequences(self) -> list[tuple[tuple[int, ...], int]]:
+        """The (token ids, start) reads the choices need: log P(ids[start:] | ids[:start]) each."""
+        needed = []
+        for choice, full in self.full_ids.items():
+            k = self.start[choice]
+            needed.append((tuple(full), k))
+            if k < len(self.prompt_ids):
+                needed.append((tuple(self.prompt_ids), k))
+        return list(dict.fromkeys(needed))
+
+    def combine(self, read: dict[tuple[tuple[int, ...], int], float]) -> dict[str, float]:
+        """Each choice's log-probability from the sequence reads ``sequences`` asked for."""
+        out = {}
+        for choice, full in self.full_ids.items():
+            k = self.start[choice]
+            value = read[(tuple(full), k)]
+            if k < len(self.prompt_ids):
+                value -= read[(tuple(self.prompt_ids), k)]
+            out[choice] = min(value, 0.0)
+        return out
+
+
+def choice_mass(logprobs: dict[str, float] | None) -> float:
+    """The share of the probability that went to the choices (0 for a refused prompt)."""
+    return sum(math.exp(v) for v in (logprobs or {}).values() if v > -math.inf)
 
 
 def logsumexp(values: list[float]) -> float:

@@ -8,7 +8,6 @@ by token, each row's progress kept in one ``RowState``.
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
@@ -19,8 +18,8 @@ from transformers import AttentionInterface, AutoModelForCausalLM, DynamicCache
 from transformers.cache_utils import Cache, DynamicLayer, DynamicSlidingWindowLayer
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 
-from ..models import load_tokenizer, torch_dtype
-from .base import Chat, SamplingParams, encode_chat
+from ..models import load_tokenizer, stop_token_ids, torch_dtype
+from .base import Chat, ChoicePlan, SamplingParams, encode_chat
 
 FOLLOW_UP_ROOM = 40  # tokens of cache kept free per row for follow-up text and what comes after it
 GROUPED_ATTENTION = "humpback_grouped"
@@ -135,6 +134,8 @@ class RowState:
     followed: bool = False
     """Whether it was already handed follow-up text (once per row)."""
     finished: bool = False
+    cut_off: bool = False
+    """It finished by reaching its token limit, not by writing a stop token."""
 
 
 class TransformersEngine:
@@ -160,12 +161,13 @@ class TransformersEngine:
 
     @classmethod
     def from_config(cls, model_path: str, cfg) -> "TransformersEngine":
-        return cls(model_path, dtype=cfg.dtype, batch_size=cfg.batch_size, device=cfg.device)
+        return cls(model_path, dtype=cfg.dtype, batch_size=cfg.batch_size, device=cfg.device,
+                   chat_template=cfg.chat_template)
 
     def __init__(self, model_path: str, dtype: str = "bfloat16", batch_size: int = 16, device: str | None = None,
-                 min_shared_prefix: int = 16, prefill_rows: int = 4, decode_attention: str = GROUPED_ATTENTION):
+                 min_shared_prefix: int = 16, prefill_rows: int = 4, decode_attention: str = GROUPED_ATTENTION, chat_template: str | None = None):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = load_tokenizer(model_path, padding_side="left")
+        self.tokenizer = load_tokenizer(model_path, padding_side="left", chat_template=chat_template)
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype(dtype)).to(self.device)
         self.model.eval()
         _check_cache_layers(self.model.config)
@@ -175,11 +177,12 @@ class TransformersEngine:
         self.min_shared_prefix = min_shared_prefix
         self._prefix: list[int] = []  # token ids whose KV cache is self._prefix_cache
         self._prefix_cache = None
-        self._vocab_text: list[str] | None = None
         self.prefill_rows = prefill_rows
         self.decode_attention = decode_attention
-        eos = self.model.generation_config.eos_token_id
-        self._eos_ids = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
+        # a reply ends at the template's end of turn (Qwen2's <|im_end|>, not only its eos), eos, or
+        # any eos the model's generation config names
+        self.stop_ids = set(stop_token_ids(self.tokenizer, self.model.generation_config))
+        self.cut_off: set[int] = set()  # prompts of the last generate call stopped by max_new_tokens
 
     # -- batching ---------------------------------------------------------------------------
 
@@ -238,8 +241,10 @@ class TransformersEngine:
                 for row in self.generate_ids([encode_chat(self.tokenizer, p) for p in prompts], params)]
 
     def generate_ids(self, encoded: list[list[int]], params: SamplingParams) -> list[list[int]]:
-        """The new token ids for every prompt (given as token ids), stop tokens left out."""
+        """The new token ids for every prompt (given as token ids), stop tokens left out. The
+        prompts cut off by max_new_tokens are in ``self.cut_off`` afterwards."""
         outputs: list[list[int]] = [[] for _ in encoded]
+        self.cut_off = set()
         if params.seed is not None:
             torch.manual_seed(params.seed)
         bar = tqdm(total=len(encoded), desc="generate", unit="prompt", leave=False)
@@ -251,9 +256,11 @@ class TransformersEngine:
                 follow_up = None
                 if params.follow_up is not None:  # the loop knows rows of this batch; the caller, prompt indices
                     follow_up = lambda row, text, idx=idx: params.follow_up(idx[row], text)
-                tokens = self._decode(input_ids[:, -1], mask, positions[:, -1], cache, params, follow_up)
-            for i, row in zip(idx, tokens):
-                outputs[i] = row
+                states = self._decode(input_ids[:, -1], mask, positions[:, -1], cache, params, follow_up)
+            for i, state in zip(idx, states):
+                outputs[i] = state.tokens
+                if state.cut_off:
+                    self.cut_off.add(i)
             bar.update(len(idx))
         bar.close()
         return outputs
@@ -291,8 +298,8 @@ class TransformersEngine:
         return Cache(layers=layers)
 
     def _decode(self, last_tokens, mask, last_positions, cache, params: SamplingParams,
-                follow_up: Callable[[int, str], str | None] | None = None) -> list[list[int]]:
-        """Token-by-token decoding from each row's last prompt token; returns each row's new tokens.
+                follow_up: Callable[[int, str], str | None] | None = None) -> list[RowState]:
+        """Token-by-token decoding from each row's last prompt token; returns each row's state.
 
         Finished rows are dropped from the batch (and the cache) once a quarter of the live rows are
         done, so a batch does not keep paying for rows that stopped early. ``follow_up(row, text)``
@@ -322,7 +329,7 @@ class TransformersEngine:
                     live = [live[j] for j in keep_list]
                 mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
                 step_positions = step_positions + 1
-        return [state.tokens for state in states]
+        return states
 
     def _advance(self, row: int, state: "RowState", token: int, params: SamplingParams, follow_up) -> int:
         """One row takes its sampled token (or the next token of text being fed to it); returns the
@@ -331,7 +338,7 @@ class TransformersEngine:
             token = state.forced.pop(0)
             state.tokens.append(token)
             return token
-        stop = token in self._eos_ids
+        stop = token in self.stop_ids
         if not stop:
             state.tokens.append(token)
             state.left -= 1
@@ -341,7 +348,7 @@ class TransformersEngine:
         if follow_up is not None and not state.followed:
             extra = follow_up(row, self.tokenizer.decode(state.tokens, skip_special_tokens=True))
         if not extra:
-            state.finished = True
+            state.finished, state.cut_off = True, not stop
             return token
         state.followed = True
         state.forced = self.tokenizer(extra, add_special_tokens=False)["input_ids"][:FOLLOW_UP_ROOM - 8]
@@ -365,29 +372,54 @@ class TransformersEngine:
             if switch:
                 self.model.set_attn_implementation(current)
 
-    def _token_ids_of(self, choice: str) -> list[int]:
-        if self._vocab_text is None:  # every token's text, decoded once for all choices
-            self._vocab_text = [self.tokenizer.decode([t]).strip() for t in range(len(self.tokenizer))]
-        return [t for t, text in enumerate(self._vocab_text) if text == choice]
-
     def choice_logprobs(self, prompts: list[Chat], choices: list[str]) -> list[dict[str, float]]:
-        encoded = [encode_chat(self.tokenizer, p) for p in prompts]
-        token_ids = {c: self._token_ids_of(c) for c in choices}
-        results: list[dict[str, float]] = [{} for _ in encoded]
-        bar = tqdm(total=len(encoded), desc="score", unit="prompt", leave=False)
-        for idx in self._batches(encoded, self.prefill_rows):  # a prompt read, no decoding: prefill-sized
-            input_ids, mask, positions, n, prefix = self._layout([encoded[i] for i in idx])
-            cache = self._prefix_for_rows(prefix, len(idx)) if prefix is not None else None
-            with torch.inference_mode():
-                logits = self.model(input_ids=input_ids[:, n:], attention_mask=mask, position_ids=positions[:, n:],
-                                    past_key_values=cache, use_cache=cache is not None, logits_to_keep=1).logits
-            logprobs = torch.log_softmax(logits[:, -1].float(), dim=-1)
-            for i, row in zip(idx, logprobs):
-                results[i] = {c: (torch.logsumexp(row[ids], 0).item() if ids else -math.inf)
-                              for c, ids in token_ids.items()}
-            bar.update(len(idx))
+        """See Engine.choice_logprobs. Where every choice is the same tokens and then one of its own
+        (the usual case: " 1".." 5" after "Score:"), one forward pass over the prompt and those
+        shared tokens reads all of them; any other choice is read by its own teacher-forced pass."""
+        plans = [ChoicePlan.make(self.tokenizer, p, choices) for p in prompts]
+        results: list[dict[str, float]] = [{} for _ in plans]
+        chained: dict[int, list[int]] = {}  # chain length -> prompts read in one pass
+        for i, plan in enumerate(plans):
+            if plan.chain is not None:
+                chained.setdefault(len(plan.chain), []).append(i)
+        bar = tqdm(total=len(plans), desc="score", unit="prompt", leave=False)
+        for length, members in chained.items():
+            rows = [plans[i].prompt_ids + plans[i].chain for i in members]
+            for group in self._batches(rows, self.prefill_rows):  # a read, no decoding: prefill-sized
+                logprobs = self._last_logprobs([rows[g] for g in group], length + 1)
+                for g, row in zip(group, logprobs):
+                    plan = plans[members[g]]
+                    shared = sum(row[j, t].item() for j, t in enumerate(plan.chain))
+                    results[members[g]] = {c: min(0.0, shared + row[length, plan.scored_tokens(c)[-1]].item())
+                                           for c in choices}
+                bar.update(len(group))
+        for i, plan in enumerate(plans):
+            if plan.chain is None:
+                results[i] = plan.combine({(seq, k): self._sequence_logprob(list(seq), k) for seq, k in plan.sequences()})
+                bar.update(1)
         bar.close()
         return results
+
+    def _last_logprobs(self, rows: list[list[int]], last: int):
+        """Log-softmax over the vocabulary at each row's last ``last`` positions: [row, position, token],
+        position j predicting the token at len(row) - last + j + 1."""
+        input_ids, mask, positions, n, prefix = self._layout(rows)
+        cache = self._prefix_for_rows(prefix, len(rows)) if prefix is not None else None
+        with torch.inference_mode():
+            logits = self.model(input_ids=input_ids[:, n:], attention_mask=mask, position_ids=positions[:, n:],
+                                past_key_values=cache, use_cache=cache is not None, logits_to_keep=last).logits
+        return torch.log_softmax(logits[:, -last:].float(), dim=-1)
+
+    def _sequence_logprob(self, ids: list[int], start: int) -> float:
+        """log P(ids[start:] | ids[:start]), teacher-forced, one sequence on its own."""
+        start = max(start, 1)  # the first token has nothing before it to be predicted from
+        if start >= len(ids):
+            return 0.0
+        with torch.inference_mode():
+            logits = self.model(input_ids=torch.tensor([ids], device=self.device),
+                                logits_to_keep=len(ids) - start + 1).logits[0, :-1]
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        return sum(logprobs[j, t].item() for j, t in enumerate(ids[start:]))
 
     def close(self) -> None:
         self._prefix_cache = None

