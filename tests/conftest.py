@@ -137,3 +137,33 @@ def vllm_server(embedded_model, tmp_path_factory):
         proc.wait(30)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+FAMILIES = ["llama-spm", "llama-bpe", "qwen2", "gpt-2", "phi-3", "falcon"]
+"""The six real tokenizer families of ../shared/data/tokenizers (see its README)."""
+
+
+def family_tokenizer(family: str) -> str:
+    """A folder holding the family's real tokenizer (loaded from its vocabulary-only GGUF once and
+    saved in the user cache: converting Llama-3's 128k vocabulary takes 17 s, loading it after 1 s)."""
+    from transformers import AutoTokenizer
+
+    from humpback.models import cache_dir
+
+    gguf = shared_data(f"tokenizers/ggml-vocab-{family}.gguf")
+    folder = cache_dir() / "test-tokenizers" / f"{family}-{gguf.stat().st_size}"
+    if not (folder / "tokenizer_config.json").exists():
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        tmp = folder.with_name(folder.name + ".tmp")
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session", params=FAMILIES)
+def family_model(request, tmp_path_factory) -> tuple[str, str]:
+    """(family, a tiny random-weight Llama on that family's real tokenizer)."""
+    folder = tmp_path_factory.mktemp(f"family-{request.param}")
+    return request.param, _random_llama(folder, family_tokenizer(request.param), hidden_size=32,
+                                         intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                         num_key_value_heads=1)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from humpback.curate import LOGPROB_RUBRIC, RUBRIC, SCORES, rating_prompt
+from humpback.config import CurateConfig
+from humpback.curate import LOGPROB_RUBRIC, RUBRIC, SCORE_CHOICES, rating_prompt
 from humpback.engines import OpenAIEngine, SamplingParams, TransformersEngine
 
 from conftest import SERVER_KEY, write_jsonl
@@ -33,13 +34,16 @@ CANDIDATES = [
 @pytest.fixture(scope="module")
 def reference(embedded_model):
     engine = TransformersEngine(embedded_model, dtype="bfloat16", batch_size=4)
-    prompts = [rating_prompt(c, LOGPROB_RUBRIC, "logprob") for c in CANDIDATES]
-    return engine.choice_logprobs(prompts, SCORES)
+    return engine.choice_logprobs(_logprob_prompts(), SCORE_CHOICES)
+
+
+def _logprob_prompts():
+    return [rating_prompt(c, LOGPROB_RUBRIC, "logprob", CurateConfig().system_prompt) for c in CANDIDATES]
 
 
 def _assert_close_to_reference(got, reference):
     for ours, theirs in zip(got, reference):
-        assert set(ours) == set(SCORES)
+        assert set(ours) == set(SCORE_CHOICES)
         assert 0.5 < sum(math.exp(v) for v in ours.values()) <= 1.0001  # the digits carry most of the mass
         best = max(theirs, key=theirs.get)
         assert ours[best] == pytest.approx(theirs[best], abs=0.15)  # bf16 kernels differ a little
@@ -51,8 +55,9 @@ def test_vllm_offline_engine(embedded_model, reference):
 
     engine = VLLMEngine(embedded_model, dtype="bfloat16", max_model_len=4096)
     try:
-        got = engine.choice_logprobs([rating_prompt(c, LOGPROB_RUBRIC, "logprob") for c in CANDIDATES], SCORES)
+        got = engine.choice_logprobs(_logprob_prompts(), SCORE_CHOICES)
         _assert_close_to_reference(got, reference)
+        assert engine.tokenizer.convert_tokens_to_ids("<|im_end|>") in engine.stop_ids
         sampled = SamplingParams(temperature=0.7, top_p=0.9, max_new_tokens=24, seed=5)
         prompts = [rating_prompt(c, RUBRIC) for c in CANDIDATES]
         first = engine.generate(prompts, sampled)
@@ -70,17 +75,23 @@ def test_vllm_offline_engine(embedded_model, reference):
 
 
 def test_openai_engine_against_a_real_server(embedded_model, vllm_server, reference, monkeypatch):
+    """Choice reads and continued messages go to the completions endpoint as token ids rendered
+    here (continue_with: completions, the default: any server with echo); vLLM's own chat
+    extension (continue_with: chat_extension) continues the same message the same way."""
     monkeypatch.setenv("HB_TEST_KEY", SERVER_KEY)
     engine = OpenAIEngine(embedded_model, vllm_server, api_key_env="HB_TEST_KEY", concurrency=4, timeout=120)
-    got = engine.choice_logprobs([rating_prompt(c, LOGPROB_RUBRIC, "logprob") for c in CANDIDATES], SCORES)
+    assert "<|im_end|>" in engine.stop
+    got = engine.choice_logprobs(_logprob_prompts(), SCORE_CHOICES)
     _assert_close_to_reference(got, reference)
     answers = engine.generate([rating_prompt(c, RUBRIC) for c in CANDIDATES] + [[{"role": "user", "content": "x " * 5000}]],
                               SamplingParams(temperature=0.0, max_new_tokens=16))
     assert all(answers[:3]) and answers[3] is None  # the over-long prompt is refused, the rest answered
-    continued = engine.generate([[{"role": "user", "content": "Count from one to five."},
-                                  {"role": "assistant", "content": "One, two,"}]],
-                                SamplingParams(temperature=0.0, max_new_tokens=8))[0]
+    counting = [[{"role": "user", "content": "Count from one to five."}, {"role": "assistant", "content": "One, two,"}]]
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=8)
+    continued = engine.generate(counting, greedy)[0]
     assert "three" in continued.lower()
+    extension = OpenAIEngine(embedded_model, vllm_server, api_key_env="HB_TEST_KEY", continue_with="chat_extension")
+    assert extension.generate(counting, greedy)[0] == continued
 
 
 def test_openai_engine_needs_the_key_and_retries_then_fails_clearly(embedded_model, vllm_server, monkeypatch):

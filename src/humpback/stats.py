@@ -128,10 +128,11 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
     for i in range(1, iterations + 1):
         ratings_dir = out / f"iter{i}" / "ratings"
         # one streamed pass (ratings carry whole segments): scores by id, and the texts of A_min(k,4) only
-        by_id, prompted, selected = {}, 0, []
+        by_id, prompted, low_mass, selected = {}, 0, 0, []
         for r in read_stage(ratings_dir):
             by_id[r["id"]] = r.get("score")
             prompted += bool(r.get("score_line_prompted"))
+            low_mass += r.get("unparsed_reason") == "low_choice_mass"
             if r.get("score") and r["score"] >= min(k, 4):
                 selected.append({"instruction": r["instruction"], "output": r["output"], "score": r["score"]})
         scores[str(i)] = by_id
@@ -142,7 +143,8 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
         stats["iterations"][str(i)] = {
             "judge": f"m{i - 1}", "ratings": total, "histogram": hist,
             "parse_rate": round((total - hist["unparsed"]) / total, 4) if total else None,
-            "score_line_prompted": prompted, f"A_{k}": a_k["count"], "A_4": a_4["count"],
+            "score_line_prompted": prompted, "low_choice_mass": low_mass, f"A_{k}": a_k["count"],
+            "A_4": a_4["count"],
         }
         stats["table2"][f"A_{k} (iteration {i})"] = a_k
         if k != 4:
@@ -166,6 +168,7 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
             stats.setdefault("training", {})[name.split()[-1]] = {
                 key: info.get(key) for key in ("examples", "steps", "learning_rate", "first_loss", "last_loss",
                                                "dropped_too_long", "truncated", "gradient_checkpointing")}
+    stats["instructions_cut_off"] = stage_counters(out / "candidates").get("instruction_cut_off", 0)
     stats["refused"] = {"augment": stage_counters(out / "candidates").get("refused", 0),
                         **{f"curate iter{i}": stage_counters(out / f"iter{i}" / "ratings").get("refused", 0)
                            for i in range(1, iterations + 1)}}
@@ -185,8 +188,10 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
     console.print(f"  removed: {removed or 'none'}; boilerplate lines dropped {funnel.get('boilerplate_lines_dropped', 0)}"
                   f"; files skipped {funnel.get('files_skipped', 0)}")
     refused = sum((stats.get("refused") or {}).values())
+    cut = stats.get("instructions_cut_off", 0)
     console.print(f"candidates {stats['candidates']}   rejects {stats.get('rejects', 0)} (see rejects.jsonl)"
-                  + (f"   prompts refused by the engine {refused}" if refused else ""))
+                  + (f"   prompts refused by the engine {refused}" if refused else "")
+                  + (f"   instructions cut off at augment.max_new_tokens {cut}" if cut else ""))
     trained = stats.get("training") or {}
     dropped = {name: t["dropped_too_long"] for name, t in trained.items() if t.get("dropped_too_long")}
     checkpointed = [name for name, t in trained.items() if t.get("gradient_checkpointing")]
@@ -196,15 +201,18 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
             + ([f"gradient checkpointing on for {', '.join(checkpointed)} (memory)"] if checkpointed else [])))
 
     scores = Table(title="Ratings per iteration", box=None)
-    for col in ["iter", "judge", "parsed", "1", "2", "3", "4", "5", "unparsed", "prompted", f"|A_{k}|", "|A_4|"]:
+    for col in ["iter", "judge", "parsed", "1", "2", "3", "4", "5", "unparsed", "low mass", "prompted", f"|A_{k}|",
+                "|A_4|"]:
         scores.add_column(col, justify="right")
     for i, it in stats["iterations"].items():
         h = it["histogram"]
         rate = f"{100 * it['parse_rate']:.0f}%" if it["parse_rate"] is not None else "-"
         scores.add_row(i, it["judge"], rate, *(str(h[s]) for s in "12345"), str(h["unparsed"]),
-                       str(it["score_line_prompted"]), str(it[f"A_{k}"]), str(it["A_4"]))
+                       str(it.get("low_choice_mass", 0)), str(it["score_line_prompted"]), str(it[f"A_{k}"]),
+                       str(it["A_4"]))
     console.print(scores)
-    console.print("  prompted: ratings whose Score line the judge wrote only after being handed 'Score:'")
+    console.print("  prompted: ratings whose Score line the judge wrote only after being handed 'Score:'; "
+                  "low mass: logprob ratings unparsed because the five scores had under min_choice_mass")
 
     t2 = Table(title="Table 2 (lengths in characters, mean ± std)", box=None)
     for col in ["set", "count", "instruction", "output"]:
