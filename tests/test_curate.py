@@ -225,3 +225,15 @@ def test_compare_modes_reports_agreement(tmp_path):
     assert json.loads((tmp_path / "compare.json").read_text())["exact_agreement"] == exact
     again = compare_modes(candidates, "judge", CurateConfig(compare_sample=10), None, engine)
     assert [p["id"] for p in again["pairs"]] == [p["id"] for p in pairs]  # the sample is seeded
+
+
+def test_the_judge_reads_the_rubric_under_the_system_message_m0_was_trained_with():
+    from humpback.config import RunConfig
+    from humpback.tags import SEED_TAG
+
+    prompt = rating_prompt({"instruction": "Q", "output": "A"}, RUBRIC, "generate", CurateConfig().system_prompt)
+    assert prompt[0] == {"role": "system", "content": SEED_TAG} and prompt[1]["role"] == "user"
+    assert [m["role"] for m in rating_prompt({"instruction": "Q", "output": "A"}, RUBRIC, "generate", "")] == ["user"]
+    assert RunConfig().curate.system_prompt == SEED_TAG
+    assert RunConfig(forward={"tag_placement": "append"}).curate.system_prompt == ""  # M_0 saw no system message
+    assert RunConfig(forward={"tag_placement": "none"}, curate={"system_prompt": "Mine."}).curate.system_prompt == "Mine."

@@ -298,3 +298,13 @@ def test_compared_models_of_the_same_folder_name_stay_apart():
     assert distinct_names("runA/models/m2", "runB/models/m2") == ("runA-models-m2", "runB-models-m2")
     assert distinct_names("runs/x/models/m2", "runs/x/models/m0") == ("m2", "m0")
     assert distinct_names("m2", "m2") == ("m2", "m2-baseline")
+
+
+def test_eval_of_a_run_asks_as_its_models_were_trained(tmp_path):
+    from humpback.config import RunConfig, dump_yaml
+    from humpback.evaluate import as_the_run_trained
+
+    dump_yaml(RunConfig(forward={"tag_placement": "none"}), tmp_path / "config.yaml")
+    assert as_the_run_trained(EvalConfig(), tmp_path).tag_placement == "none"
+    assert as_the_run_trained(EvalConfig(tag_placement="system"), tmp_path).tag_placement == "system"  # the user's
+    assert as_the_run_trained(EvalConfig(), tmp_path / "elsewhere").tag_placement == "system"

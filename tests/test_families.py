@@ -155,3 +155,22 @@ def test_the_whole_loop_runs_on_every_family(tmp_path, family_model):
         engine.close()
     assert len(judgements) == 2 and all(0 <= j["preference"] <= 1 for j in judgements)
     assert json.loads((cfg.out / "stats.json").read_text())["final_dataset_count"] == stats["final_dataset_count"]
+
+
+def test_a_template_that_cannot_render_fails_before_any_work(tmp_path, family_model):
+    """A model whose template cannot render a system/user/assistant conversation, or drops the
+    system message where the tags go, stops the run in seconds with what to pass, before the
+    run folder is made or a page segmented."""
+    from humpback import ModelError, RunConfig, run
+
+    name, model = family_model
+    broken = tmp_path / "broken.jinja"
+    broken.write_text("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not "
+                      "supported') }}{% endif %}{{ m['content'] }}{% endfor %}")
+    with pytest.raises(ModelError, match="--chat-template FILE"):
+        run(RunConfig(model=model, out=tmp_path / "run", chat_template=broken), quiet=True)
+    assert not (tmp_path / "run").exists()
+    if name == "phi-3":  # its own template drops system messages
+        with pytest.raises(ModelError, match="tag-placement append"):
+            run(RunConfig(model=model, out=tmp_path / "run"), quiet=True)
+        assert not (tmp_path / "run").exists()

@@ -98,3 +98,20 @@ def test_run_trains_every_model_under_accelerate(tmp_path, tiny_model):
         info = json.loads((cfg.out / "models" / name / "_SUCCESS").read_text())
         assert info["processes"] == 2 and info["distributed_type"] == "MULTI_CPU", name
     assert stats["iterations"]["1"]["ratings"] == 9
+
+
+def test_an_instruction_cut_off_by_the_token_limit_is_flagged_and_counted(tmp_path):
+    from conftest import ScriptedEngine
+    from humpback import AugmentConfig, augment
+    from humpback.shards import read_stage, stage_counters
+
+    class Cutting(ScriptedEngine):
+        def generate(self, prompts, params):
+            self.cut_off = {1}  # the engine says: the second prompt reached max_new_tokens
+            return super().generate(prompts, params)
+
+    segments = [{"id": f"s{i}", "source": f"x#{i}", "text": f"text {i}"} for i in range(3)]
+    augment(segments, "m", tmp_path / "cand", AugmentConfig(), engine=Cutting(lambda p: "How do I"))
+    candidates = list(read_stage(tmp_path / "cand"))
+    assert [c.get("instruction_cut_off", False) for c in candidates] == [False, True, False]
+    assert stage_counters(tmp_path / "cand")["instruction_cut_off"] == 1

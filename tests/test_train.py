@@ -21,6 +21,28 @@ def test_paper_schedule():
     assert paper_batch_size(2999) == 8 and paper_batch_size(3000) == 32
 
 
+def test_the_schedule_has_no_jump_at_the_batch_switch():
+    """Interpolated in examples seen: 2,999 and 3,000 examples train about as many epochs (the
+    step count interpolated directly gave 1.4 and 5.4), and epochs change smoothly everywhere."""
+    def epochs(n):
+        return paper_steps(n) * paper_batch_size(n) / n
+
+    assert epochs(2999) == pytest.approx(epochs(3000), rel=0.01) and 4 < epochs(3000) < 6
+    sizes = list(range(100, 60000, 50))
+    assert all(abs(epochs(b) / epochs(a) - 1) < 0.05 for a, b in zip(sizes, sizes[1:]))
+
+
+def test_the_effective_batch_is_exactly_the_papers_under_any_launcher():
+    from humpback.trainer import split_batch
+
+    for batch, micro, processes in [(8, 2, 1), (8, 2, 2), (8, 4, 4), (32, 2, 4), (32, 3, 2), (8, 16, 1), (32, 6, 8)]:
+        got_micro, accumulation = split_batch(batch, micro, processes)
+        assert got_micro * accumulation * processes == batch and got_micro <= micro
+    assert split_batch(32, 3, 2) == (2, 8)  # the largest micro batch up to 3 that divides the 16 per process
+    with pytest.raises(ValueError, match="cannot be split evenly over 3 processes"):
+        split_batch(8, 2, 3)
+
+
 def test_tags_are_the_papers_sentences():
     assert SEED_TAG == "Answer in the style of an AI Assistant."
     assert WEB_TAG == "Answer with knowledge from web search."

@@ -305,11 +305,8 @@ def _eval(cfg: EvalConfig, model: str | None, run: Path | None, compare: tuple[s
     if cfg.prompts is None:
         raise ValueError("--prompts is required (e.g. AlpacaEval's JSON list of instructions)")
     root = Path(run) / "eval" if run is not None else Path("eval")
-    if run is not None and "tag_placement" not in cfg.model_fields_set:  # ask as the run's models were trained
-        saved = load_yaml(Path(run) / "config.yaml") if (Path(run) / "config.yaml").is_file() else {}
-        placement = saved.get("forward", {}).get("tag_placement")
-        if placement:
-            cfg = cfg.model_copy(update={"tag_placement": placement})
+    if run is not None:
+        cfg = api.as_the_run_trained(cfg, run)
     if alpaca_eval_config is not None:
         path = api.alpaca_eval_config(alpaca_eval_config, cfg.judge.model, cfg.judge.base_url)
         typer.echo(f"alpaca_eval annotators config: {path} (alpaca_eval --annotators_config {path}/configs.yaml ...)")

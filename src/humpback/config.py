@@ -292,8 +292,8 @@ class GenerateConfig(EngineConfig):
     """Longest answer, in tokens."""
     tag: Literal["both", "seed", "web", "none"] = "both"
     """Inference tag: both sentences (the paper's best), S_a only, S_w only, or none."""
-    tag_placement: Literal["system", "append"] = "system"
-    """Must match how the model was trained."""
+    tag_placement: Literal["system", "append", "none"] = "system"
+    """Must match how the model was trained (`humpback eval --run` takes the run's own)."""
     batch_size: int = Field(8, ge=1)
     """transformers: prompts per batch (answers are long: smaller batches pad less)."""
     random_seed: int = 0

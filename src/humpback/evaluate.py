@@ -292,6 +292,18 @@ def compare(cfg: EvalConfig, model: str, baseline: str, out_dir: Path, name: str
         sides[name], references, cfg.judge, out_dir, name, baseline_name)
 
 
+def as_the_run_trained(cfg: EvalConfig, run: Path) -> EvalConfig:
+    """The eval settings for a run's models: its tag placement (models trained with tags appended
+    to the instruction, or with none, are asked that way), unless the caller set one."""
+    from .config import load_yaml
+
+    saved = Path(run) / "config.yaml"
+    if "tag_placement" in cfg.model_fields_set or not saved.is_file():
+        return cfg
+    placement = (load_yaml(saved).get("forward") or {}).get("tag_placement")
+    return cfg.model_copy(update={"tag_placement": placement}) if placement else cfg
+
+
 def distinct_names(a: str, b: str) -> tuple[str, str]:
     """Short names for two model paths that tell them apart: the folder names, or as many of the
     last path parts as it takes (runA/models/m2 and runB/models/m2 -> runA-models-m2, runB-models-m2)."""
