@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench bench-scale clean chromium
+.PHONY: setup demo test test-fast bench bench-scale bench-quality clean chromium
 
 setup: $(STAMP)
 
@@ -49,6 +49,11 @@ bench: setup
 # Writes bench/results/scale.{json,md}.
 bench-scale: setup
 	$(PY) bench/scale.py
+
+# The judge probe on ../shared/data: AUC of each scoring mode (rubric logprob read, yes, pmi) with the
+# embedded model, untrained and as M_0. Writes bench/results/quality.{json,md}.
+bench-quality: setup
+	$(PY) bench/quality.py --m0
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -237,3 +237,33 @@ def test_the_judge_reads_the_rubric_under_the_system_message_m0_was_trained_with
     assert RunConfig().curate.system_prompt == SEED_TAG
     assert RunConfig(forward={"tag_placement": "append"}).curate.system_prompt == ""  # M_0 saw no system message
     assert RunConfig(forward={"tag_placement": "none"}, curate={"system_prompt": "Mine."}).curate.system_prompt == "Mine."
+
+
+def test_each_selection_rule_on_fixed_ratings():
+    ratings = [{"id": "a", "score": 5, "expected_score": 4.2}, {"id": "b", "score": 4, "expected_score": 4.6},
+               {"id": "c", "score": None, "expected_score": 4.9}, {"id": "d", "score": 1, "expected_score": 1.3},
+               {"id": "e", "score": None, "signal": 0.8}, {"id": "f", "score": None, "signal": None}]
+    assert [r["id"] for r in select(ratings, 5)] == ["a"]
+    assert [r["id"] for r in select(ratings, 4)] == ["a", "b"] and select(ratings, 4)[0]["selected_by"] == "score >= 4"
+    assert [r["id"] for r in select(ratings, 5, "value_at_least", 4.5)] == ["b", "c"]
+    assert [r["id"] for r in select(ratings, 5, "top_fraction", fraction=0.4)] == ["b", "c"]  # 2 of 5 valued, in order
+    picked = select(ratings, 5, "top_fraction", fraction=0.4)
+    assert all(r["selected_by"] == "top 40% by value" and "expected_score" in r for r in picked)
+    with pytest.raises(ValueError, match="select_threshold"):
+        select(ratings, 5, "value_at_least")
+
+
+def test_a_likelihood_mode_rates_and_selects_by_value(tmp_path, tiny_model):
+    from humpback.engines.transformers import TransformersEngine
+
+    engine = TransformersEngine(tiny_model, dtype="float32", batch_size=4)
+    cands = [{"id": str(i), "source": "t", "instruction": f"Question {i}?", "output": "Answer. " * (i + 1)}
+             for i in range(6)]
+    cfg = CurateConfig(mode="pmi", select="top_fraction", select_fraction=0.5, records_per_shard=4)
+    curated = curate(cands, tiny_model, tmp_path, cfg, engine=engine)
+    ratings = list(read_stage(tmp_path / "ratings"))
+    assert len(ratings) == 6 and all(r["score"] is None and isinstance(r["signal"], float) for r in ratings)
+    assert len(curated) == 3 and all(r["selected_by"] == "top 50% by value" for r in curated)
+    best = sorted(ratings, key=lambda r: r["signal"], reverse=True)[:3]
+    assert {r["id"] for r in curated} == {r["id"] for r in best}
+    assert stage_counters(tmp_path / "ratings")["signal"] == 6

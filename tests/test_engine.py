@@ -215,3 +215,21 @@ def test_judges_get_their_score_line_in_the_same_pass(lively_model):
     assert calls == [3]  # no second pass
     for f in fields:
         assert f["score_line_prompted"] and f["judge_output"].splitlines()[-1].startswith("Score:")
+
+
+def test_sequence_logprobs_match_one_plain_forward_pass_each(engine):
+    """Batched reads of different lengths and starts (the likelihood signals) equal each sequence
+    read alone by a plain forward pass."""
+    import torch
+
+    texts = [chat_text(engine.tokenizer, p + [{"role": "assistant", "content": a}])
+             for p, a in zip(SHARED, ["Blue, mostly.", "It depends on the weather and the light.", "No."])]
+    reads = []
+    for i, text in enumerate(texts):
+        ids = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
+        reads.append((ids, len(ids) - 3 - 2 * i))
+    got = engine.sequence_logprobs(reads)
+    for (ids, start), value in zip(reads, got):
+        with torch.inference_mode():
+            logprobs = torch.log_softmax(engine.model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+        assert value == pytest.approx(sum(logprobs[t - 1, ids[t]].item() for t in range(start, len(ids))), abs=1e-3)

@@ -208,6 +208,40 @@ def _curate(cfg: CurateConfig, candidates: Path, model: str, out: Path, iteratio
     typer.echo(f"scores {hist}; A_{cfg.k}: {len(curated)} in {out / 'curated'}")
 
 
+@config_command("probe-judge", CurateConfig, [
+    _opt("model", str, ..., "The judge model (M_0, ...), a path, or 'smollm2-135m'."),
+    _opt("seed", str, ..., "Human-written pairs no training saw (any seed shape), e.g. a held-out share of your seed."),
+    _opt("modes", str, "logprob,yes,pmi", "Comma-separated ways to score: generate, logprob (the rubric), yes, pmi "
+         "(likelihood signals)."),
+    _opt("limit", Optional[int], None, "Use the first N pairs."),
+    _opt("out", Path, Path("probe"), "Output directory (probe.json)."),
+], "Can this judge tell good pairs from bad? AUC on held-out pairs against five kinds of bad ones, per scoring mode.")
+def _probe_judge(cfg: CurateConfig, model: str, seed: str, modes: str, limit: int | None, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .files import write_json
+    from .probe import NEGATIVE_KINDS, probe_judge
+
+    pairs, _ = api.load_seed(seed, limit)
+    out = api.claim_output(out, "probe")
+    judge = _engine_model(model, cfg)
+    reports = [probe_judge(pairs, judge, cfg, mode.strip()) for mode in modes.split(",") if mode.strip()]
+    write_json(out / "probe.json", {"reports": reports})
+    table = Table(title=f"judge probe: {judge}, {len(pairs)} held-out pairs (AUC, 0.5 = chance)")
+    for col in ["mode", "AUC", "95% interval", *NEGATIVE_KINDS, "s/pair"]:
+        table.add_column(col, justify="right")
+    for r in reports:
+        low, high = r["auc_interval"]
+        table.add_row(r["mode"], str(r["auc"]), f"{low}-{high}", *(str(r["by_kind"][k]["auc"]) for k in NEGATIVE_KINDS),
+                      str(r["seconds_per_pair"]))
+    console = Console()
+    console.print(table)
+    for r in reports:
+        console.print(f"{r['mode']}: {r['verdict']}")
+    console.print(f"written: {out / 'probe.json'}")
+
+
 def _print_comparison(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table

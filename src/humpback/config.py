@@ -248,10 +248,13 @@ class CurateConfig(EngineConfig):
 
     k: int = Field(5, ge=1, le=5)
     """Keep candidates rated at least k (paper: A_5 for training, A_4 also reported)."""
-    mode: Literal["generate", "logprob"] = "generate"
+    mode: Literal["generate", "logprob", "yes", "pmi"] = "generate"
     """generate: the judge writes its reasoning, then 'Score: N' (the paper's way). logprob: the
     prompt ends where the score goes and one forward pass gives the probability of each of 1..5;
-    the rating is the most likely score, the expected score is kept too (ours; no generation)."""
+    the rating is the most likely score, the expected score is kept too (ours; no generation).
+    yes, pmi: likelihood signals instead of a judgement (humpback.signals: the probability of
+    " yes" to a one-line question; how much the instruction raises the answer's likelihood),
+    selected with curate.select value_at_least or top_fraction."""
     template: Path | None = None
     """A rubric template file with {instruction} and {output}; None uses humpback.curate.RUBRIC."""
     max_new_tokens: int = Field(256, ge=1)
@@ -270,6 +273,17 @@ class CurateConfig(EngineConfig):
     """Seed used when temperature > 0."""
     compare_sample: int = Field(64, ge=1)
     """`humpback curate --compare`: how many candidates (a seeded sample) to rate both ways."""
+    select: Literal["score_at_least", "value_at_least", "top_fraction"] = "score_at_least"
+    """How the curated set is chosen from the ratings: score_at_least (A_k, the paper's), value_at_least
+    (the expected score or a signal at least select_threshold; the paper's A_5 was "score >= 4.5"),
+    top_fraction (the select_fraction of candidates with the highest value). The likelihood modes
+    (yes, pmi) give no 1..5 score: use value_at_least or top_fraction with them."""
+    select_threshold: float | None = None
+    """value_at_least: the threshold."""
+    select_fraction: float = Field(0.25, gt=0, le=1)
+    """top_fraction: the share of rated candidates kept."""
+    min_probe_auc: float = Field(0.6, ge=0, le=1)
+    """The judge probe (humpback probe-judge): below this AUC the judge is reported as near chance."""
     min_choice_mass: float = Field(0.5, ge=0, le=1)
     """logprob mode: a rating counts only when the five scores together got at least this share
     of the judge's probability; below it the rating is unparsed (reason low_choice_mass) and never

@@ -109,7 +109,7 @@ def parse_score(text: str) -> int | None:
 
 
 def load_template(path: Path | None, mode: str = "generate") -> str:
-    if path is None:
+    if path is None or mode in ("yes", "pmi"):  # the likelihood signals use no rubric
         return LOGPROB_RUBRIC if mode == "logprob" else RUBRIC
     template = Path(path).read_text(encoding="utf-8")
     for field in ("{instruction}", "{output}"):
@@ -220,11 +220,25 @@ def _rate_logprob(candidates: list[Candidate], engine: Engine, template: str, cf
     return fields
 
 
+def _rate_signal(candidates: list[Candidate], engine: Engine, cfg: CurateConfig):
+    """A likelihood signal (signals.py) per candidate; no 1..5 score: selected by value (cfg.select)."""
+    from .signals import signal_values
+
+    values = signal_values(cfg.mode, candidates, engine, cfg.system_prompt)
+    check_refusals(engine, values, cfg, "rating")
+    reasons = getattr(engine, "refusal_reasons", {})
+    return [{"score": None, **v} if v is not None else
+            {"score": None, "refused": True, "refusal_reason": reasons.get(i, "the engine refused the prompt")}
+            for i, v in enumerate(values)]
+
+
 def rate_shard(candidates: list[Candidate], shard_index: int, engine: Engine, cfg: CurateConfig, template: str,
                judge_model: str, iteration: int):
     """One shard: a Rating for every candidate the judge behind ``engine`` ran (refusals: rejects)."""
     if cfg.mode == "logprob":
         fields = _rate_logprob(candidates, engine, template, cfg)
+    elif cfg.mode in ("yes", "pmi"):
+        fields = _rate_signal(candidates, engine, cfg)
     else:
         fields = _rate_generate(candidates, engine, cfg, template, shard_index)
     ratings, rejects, counts = [], [], Counter()
@@ -234,7 +248,7 @@ def rate_shard(candidates: list[Candidate], shard_index: int, engine: Engine, cf
             counts["refused"] += 1
             rejects.append(reject("curate", candidate.get("source", candidate["id"]), rated["refusal_reason"], candidate))
             continue
-        counts[f"score_{score}" if score else "unparsed"] += 1
+        counts[f"score_{score}" if score else ("signal" if "signal" in rated else "unparsed")] += 1
         counts["low_choice_mass"] += rated.get("unparsed_reason") == "low_choice_mass"
         counts["score_line_prompted"] += rated.get("score_line_prompted", False)
         ratings.append(Rating(**candidate, **rated, rating_mode=cfg.mode, judge_model=judge_model,
@@ -262,9 +276,41 @@ def rate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, cfg
                            desc=f"curate (iteration {iteration}, {cfg.mode})", executor=executor)
 
 
-def select(ratings: Iterable[dict], k: int) -> list[dict]:
-    """A_k: the candidates rated at least k. Unparsed ratings are never selected."""
-    return [r for r in ratings if r.get("score") is not None and r["score"] >= k]
+def selection_value(rating: dict) -> float | None:
+    """What the value rules rank by: a likelihood signal, else the expected score, else the score."""
+    for field in ("signal", "expected_score", "score"):
+        if rating.get(field) is not None:
+            return float(rating[field])
+    return None
+
+
+def select(ratings: Iterable[dict], k: int, rule: str = "score_at_least", threshold: float | None = None,
+           fraction: float = 0.25) -> list[dict]:
+    """The curated set, by ``rule``; every record keeps its values and gets ``selected_by``.
+
+    - ``score_at_least``: A_k, the candidates rated at least k (the paper's). Unparsed ratings are
+      never selected.
+    - ``value_at_least``: selection_value >= threshold (on the expected score, the paper's
+      "score >= 4.5" for A_5; on a signal, its own scale).
+    - ``top_fraction``: the ``fraction`` of rated candidates with the highest selection_value.
+    """
+    ratings = list(ratings)
+    if rule == "score_at_least":
+        chosen = [r for r in ratings if r.get("score") is not None and r["score"] >= k]
+        how = f"score >= {k}"
+    elif rule == "value_at_least":
+        if threshold is None:
+            raise ValueError("curate.select value_at_least needs curate.select_threshold")
+        chosen = [r for r in ratings if (v := selection_value(r)) is not None and v >= threshold]
+        how = f"value >= {threshold}"
+    elif rule == "top_fraction":
+        valued = sorted((r for r in ratings if selection_value(r) is not None), key=selection_value, reverse=True)
+        keep = round(fraction * len(valued))
+        chosen = sorted(valued[:keep], key=lambda r: ratings.index(r)) if keep else []
+        how = f"top {fraction:.0%} by value"
+    else:
+        raise ValueError(f"unknown selection rule {rule!r}: score_at_least, value_at_least or top_fraction")
+    return [{**r, "selected_by": how} for r in chosen]
 
 
 def curate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, cfg: CurateConfig | None = None,
@@ -275,7 +321,7 @@ def curate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, c
     cfg = cfg or CurateConfig()
     with stage_output(out_dir, "curate") as out_dir:
         rate(candidates, judge_model, out_dir / "ratings", cfg, iteration, engine, executor, recompute)
-        curated = select(read_stage(out_dir / "ratings"), cfg.k)
+        curated = select(read_stage(out_dir / "ratings"), cfg.k, cfg.select, cfg.select_threshold, cfg.select_fraction)
         write_jsonl(out_dir / "curated" / "part-00000.jsonl", curated)
     return curated
 

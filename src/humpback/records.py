@@ -78,6 +78,10 @@ class Rating(Candidate):
     """logprob mode: the probabilities of 1..5, renormalised over the five."""
     score_mass: NotRequired[float]
     """logprob mode: the share of the judge's probability that went to the five scores."""
+    signal: NotRequired[float | None]
+    """yes / pmi modes: the likelihood signal (higher = better, see signals.py)."""
+    selected_by: NotRequired[str]
+    """In curated/: the rule that picked it (``score >= 5``, ``top 25% by value``, ...)."""
     unparsed_reason: NotRequired[str]
     """logprob mode: ``low_choice_mass`` when the five scores got less than min_choice_mass."""
 

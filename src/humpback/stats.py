@@ -138,7 +138,10 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
         scores[str(i)] = by_id
         hist = histogram({"score": s} for s in by_id.values())
         total = sum(hist.values())
-        a_k = table2((r for r in selected if r["score"] >= k), tokenizer)
+        curated_file = out / f"iter{i}" / "curated" / "part-00000.jsonl"
+        # the curated set as selected (curate.select may rank by expected score or a signal)
+        a_k = table2(read_jsonl(curated_file) if curated_file.exists() else (r for r in selected if r["score"] >= k),
+                     tokenizer)
         a_4 = table2((r for r in selected if r["score"] >= 4), tokenizer)
         stats["iterations"][str(i)] = {
             "judge": f"m{i - 1}", "ratings": total, "histogram": hist,

@@ -66,6 +66,10 @@ class Engine(Protocol):
         tokenizer makes of it there (see ChoicePlan): the same number whichever way a tokenizer
         splits the text. None where the prompt was refused."""
 
+    def sequence_logprobs(self, reads: list[tuple[list[int], int]]) -> list[float]:
+        """For each (token ids, start): log P(ids[start:] | ids[:start]), teacher-forced (what
+        choice reads and the likelihood rating modes stand on)."""
+
     def close(self) -> None:
         """Free the model (and its processes) before the next stage needs the memory."""
 

@@ -188,17 +188,27 @@ class OpenAIEngine:
         def one(plan: ChoicePlan):
             read = {}
             for ids, start in plan.sequences():
-                response = self._completion(list(ids), max_tokens=1, temperature=0.0, echo=True, logprobs=1)
-                if isinstance(response, Refusal):
-                    return response
-                logprobs = getattr(response.choices[0], "logprobs", None)
-                values = getattr(logprobs, "token_logprobs", None) or []
-                if len(values) < len(ids):
-                    raise self._fail(NO_PROMPT_LOGPROBS, f"{len(values)} token logprobs for {len(ids)} prompt tokens")
-                read[(ids, start)] = sum(values[t] for t in range(max(start, 1), len(ids)))
+                value = self._read(list(ids), start)
+                if isinstance(value, Refusal):
+                    return value
+                read[(ids, start)] = value
             return plan.combine(read)
 
         return self._map(one, plans, "score")
+
+    def sequence_logprobs(self, reads: list[tuple[list[int], int]]) -> list[float | None]:
+        return self._map(lambda read: self._read(*read), reads, "score")
+
+    def _read(self, ids: list[int], start: int) -> float | Refusal:
+        """log P(ids[start:] | ids[:start]) from the prompt logprobs the completions endpoint echoes."""
+        response = self._completion(ids, max_tokens=1, temperature=0.0, echo=True, logprobs=1)
+        if isinstance(response, Refusal):
+            return response
+        logprobs = getattr(response.choices[0], "logprobs", None)
+        values = getattr(logprobs, "token_logprobs", None) or []
+        if len(values) < len(ids):
+            raise self._fail(NO_PROMPT_LOGPROBS, f"{len(values)} token logprobs for {len(ids)} prompt tokens")
+        return sum(values[t] for t in range(max(start, 1), len(ids)))
 
     def close(self) -> None:
         self.client.close()

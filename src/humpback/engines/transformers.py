@@ -191,9 +191,9 @@ class TransformersEngine:
         for start in range(0, len(order), size):
             yield order[start:start + size]
 
-    def _shared_prefix_cache(self, rows: list[list[int]]):
+    def _shared_prefix_cache(self, rows: list[list[int]], own: int = 1):
         """(prefix length, a KV cache of the prefix for one row) or (0, None) when too short."""
-        shortest = min(len(r) for r in rows) - 1  # every row keeps at least one token of its own
+        shortest = min(len(r) for r in rows) - own  # every row keeps at least `own` tokens of its own
         n = 0
         while n < shortest and all(r[n] == rows[0][n] for r in rows):
             n += 1
@@ -213,10 +213,10 @@ class TransformersEngine:
         self._prefix = rows[0][:n]
         return n, self._prefix_cache
 
-    def _layout(self, rows: list[list[int]]):
+    def _layout(self, rows: list[list[int]], own: int = 1):
         """input_ids, attention_mask, position ids (all three prefix | padding | own tokens), the
         prefix length and the prefix's cache, one row (None without a shared prefix)."""
-        n, cache = self._shared_prefix_cache(rows)
+        n, cache = self._shared_prefix_cache(rows, own)
         width = max(len(r) for r in rows) - n
         pad = self.tokenizer.pad_token_id
         ids = [r[:n] + [pad] * (width - (len(r) - n)) + r[n:] for r in rows]
@@ -395,7 +395,8 @@ class TransformersEngine:
                 bar.update(len(group))
         for i, plan in enumerate(plans):
             if plan.chain is None:
-                results[i] = plan.combine({(seq, k): self._sequence_logprob(list(seq), k) for seq, k in plan.sequences()})
+                needed = plan.sequences()
+                results[i] = plan.combine(dict(zip(needed, self.sequence_logprobs([(list(s), k) for s, k in needed]))))
                 bar.update(1)
         bar.close()
         return results
@@ -403,23 +404,28 @@ class TransformersEngine:
     def _last_logprobs(self, rows: list[list[int]], last: int):
         """Log-softmax over the vocabulary at each row's last ``last`` positions: [row, position, token],
         position j predicting the token at len(row) - last + j + 1."""
-        input_ids, mask, positions, n, prefix = self._layout(rows)
+        input_ids, mask, positions, n, prefix = self._layout(rows, own=last)  # the positions read are each row's own
         cache = self._prefix_for_rows(prefix, len(rows)) if prefix is not None else None
         with torch.inference_mode():
             logits = self.model(input_ids=input_ids[:, n:], attention_mask=mask, position_ids=positions[:, n:],
                                 past_key_values=cache, use_cache=cache is not None, logits_to_keep=last).logits
         return torch.log_softmax(logits[:, -last:].float(), dim=-1)
 
-    def _sequence_logprob(self, ids: list[int], start: int) -> float:
-        """log P(ids[start:] | ids[:start]), teacher-forced, one sequence on its own."""
-        start = max(start, 1)  # the first token has nothing before it to be predicted from
-        if start >= len(ids):
-            return 0.0
-        with torch.inference_mode():
-            logits = self.model(input_ids=torch.tensor([ids], device=self.device),
-                                logits_to_keep=len(ids) - start + 1).logits[0, :-1]
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        return sum(logprobs[j, t].item() for j, t in enumerate(ids[start:]))
+    def sequence_logprobs(self, reads: list[tuple[list[int], int]]) -> list[float]:
+        """See Engine.sequence_logprobs: batched (prefill_rows at a time, sorted by length), each row
+        read at its own last positions."""
+        out = [0.0] * len(reads)
+        rows = [list(ids) for ids, _ in reads]
+        for group in self._batches(rows, self.prefill_rows):
+            spans = [len(rows[g]) - max(reads[g][1], 1) for g in group]  # tokens read per row
+            if max(spans) <= 0:
+                continue
+            logprobs = self._last_logprobs([rows[g] for g in group], max(spans) + 1)
+            for g, span, row in zip(group, spans, logprobs):
+                tokens = rows[g][len(rows[g]) - span:]
+                positions = row[-span - 1:-1] if span > 0 else row[:0]  # position j predicts the next token
+                out[g] = float(positions.gather(-1, torch.tensor(tokens, device=positions.device)[:, None]).sum())
+        return out
 
     def close(self) -> None:
         self._prefix_cache = None

@@ -59,20 +59,21 @@ class VLLMEngine:
 
     def choice_logprobs(self, prompts: list[Chat], choices: list[str]) -> list[dict[str, float]]:
         """Each choice's tokens teacher-forced, read as prompt logprobs of prompt + choice (see
-        ChoicePlan). vLLM computes prompt logprobs without its prefix cache: each read costs a
-        prefill of its prompt."""
-        from vllm import SamplingParams as VSampling
-
+        ChoicePlan)."""
         plans = [ChoicePlan.make(self.tokenizer, p, choices) for p in prompts]
         needed = list(dict.fromkeys(seq for plan in plans for seq in plan.sequences()))
-        sampling = VSampling(temperature=0.0, max_tokens=1, prompt_logprobs=0)
-        outputs = self.llm.generate([{"prompt_token_ids": list(ids)} for ids, _ in needed], sampling,
-                                    use_tqdm=True)
-        read = {}
-        for (ids, start), output in zip(needed, outputs):
-            per_position = output.prompt_logprobs  # [None, {token: Logprob}, ...]: position t given ids[:t]
-            read[(ids, start)] = sum(per_position[t][ids[t]].logprob for t in range(max(start, 1), len(ids)))
+        read = dict(zip(needed, self.sequence_logprobs([(list(ids), start) for ids, start in needed])))
         return [plan.combine(read) for plan in plans]
+
+    def sequence_logprobs(self, reads: list[tuple[list[int], int]]) -> list[float]:
+        """Prompt logprobs (vLLM computes them without its prefix cache: each read costs a prefill)."""
+        from vllm import SamplingParams as VSampling
+
+        sampling = VSampling(temperature=0.0, max_tokens=1, prompt_logprobs=0)
+        outputs = self.llm.generate([{"prompt_token_ids": list(ids)} for ids, _ in reads], sampling, use_tqdm=True)
+        # prompt_logprobs: [None, {token: Logprob}, ...], entry t for token t given ids[:t]
+        return [sum(o.prompt_logprobs[t][ids[t]].logprob for t in range(max(start, 1), len(ids)))
+                for (ids, start), o in zip(reads, outputs)]
 
     def close(self) -> None:
         engine_core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)

@@ -1,0 +1,80 @@
+"""The judge probe: its negatives are what they claim, its AUC is right, and a judge that can
+tell matched pairs from the rest scores high while a random one scores about 0.5."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from conftest import ScriptedEngine
+from humpback.config import CurateConfig
+from humpback.probe import BOILERPLATE, NEGATIVE_KINDS, auc, bootstrap_auc, probe_judge, probe_pairs
+
+PAIRS = [{"id": f"p{i}", "instruction": f"Question {i}: how does topic {i} work?",
+          "output": f"Topic {i} works like this. " + " ".join(f"step{i}-{j}" for j in range(12))} for i in range(20)]
+
+
+def test_the_negatives_are_what_they_claim():
+    probe = probe_pairs(PAIRS, seed=3)
+    by_id = {p["id"]: p for p in probe}
+    assert sum(p["label"] for p in probe) == len(PAIRS) and {p["kind"] for p in probe} == {"positive", *NEGATIVE_KINDS}
+    for pair in PAIRS:
+        words = pair["output"].split()
+        neg = {kind: by_id[f"{pair['id']}:{kind}"] for kind in NEGATIVE_KINDS}
+        assert all(n["instruction"] == pair["instruction"] and n["label"] == 0 for n in neg.values())
+        assert neg["off_topic"]["output"] != pair["output"] and neg["off_topic"]["output"] in [p["output"] for p in PAIRS]
+        assert pair["output"].endswith(neg["starts_mid_way"]["output"]) and len(neg["starts_mid_way"]["output"].split()) < len(words)
+        assert pair["output"].startswith(neg["cut_off_early"]["output"]) and len(neg["cut_off_early"]["output"].split()) < len(words)
+        lines = neg["boilerplate"]["output"].splitlines()
+        assert pair["output"] in lines and sum(line in BOILERPLATE for line in lines) == 3
+        assert neg["instruction_as_answer"]["output"] == pair["instruction"]
+    assert probe_pairs(PAIRS, seed=3) == probe  # seeded
+
+
+def test_short_answers_are_not_cut():
+    probe = probe_pairs([{"instruction": "Capital of France?", "output": "Paris."},
+                         {"instruction": "2 + 2?", "output": "4"}])
+    kinds = {p["kind"] for p in probe}
+    assert "starts_mid_way" not in kinds and "cut_off_early" not in kinds and "off_topic" in kinds
+
+
+def test_auc_counts_pairs_and_ties():
+    assert auc([3, 4], [1, 2]) == 1.0 and auc([1, 2], [3, 4]) == 0.0
+    assert auc([2], [2]) == 0.5 and auc([1, 3], [2]) == 0.5
+    assert auc([], [1]) is None
+    low, high = bootstrap_auc([0.9, 0.8, 0.7, 0.6] * 5, [0.5, 0.4, 0.65, 0.1] * 5, seed=1)
+    assert low <= auc([0.9, 0.8, 0.7, 0.6], [0.5, 0.4, 0.65, 0.1]) <= high
+
+
+def _rubric_user(prompt):
+    return next(m["content"] for m in prompt if m["role"] == "user")
+
+
+def test_a_judge_that_knows_matched_pairs_scores_high_and_a_random_one_about_half():
+    known = {(p["instruction"], p["output"]) for p in PAIRS}
+
+    def knowing(prompt):  # logprob mode: certain "5" for a real pair, "1" for anything else
+        text = _rubric_user(prompt)
+        instruction = text.split("Instruction:\n")[1].split("\n\nAnswer:\n")[0]
+        output = text.split("\n\nAnswer:\n")[1]
+        best = " 5" if (instruction, output) in known else " 1"
+        return {c: (-0.01 if c == best else -8.0) for c in [" 1", " 2", " 3", " 4", " 5"]}
+
+    rng = random.Random(0)
+    guessing = lambda prompt: {c: -rng.uniform(0.5, 3) for c in [" 1", " 2", " 3", " 4", " 5"]}
+    good = probe_judge(PAIRS, "judge", CurateConfig(mode="logprob"), engine=ScriptedEngine(None, knowing))
+    assert good["auc"] == 1.0 and all(k["auc"] == 1.0 for k in good["by_kind"].values())
+    assert "separates" in good["verdict"]
+    coin = probe_judge(PAIRS, "judge", CurateConfig(mode="logprob"), engine=ScriptedEngine(None, guessing))
+    assert 0.35 < coin["auc"] < 0.65 and coin["auc_interval"][0] < 0.5 < coin["auc_interval"][1]
+    assert "near chance" in coin["verdict"]
+
+
+@pytest.mark.parametrize("mode", ["yes", "pmi", "logprob"])
+def test_every_mode_scores_the_probe_on_a_real_model(tiny_model, mode):
+    from humpback.engines.transformers import TransformersEngine
+
+    engine = TransformersEngine(tiny_model, dtype="float32", batch_size=4)
+    report = probe_judge(PAIRS[:4], tiny_model, CurateConfig(mode="logprob"), mode=mode, engine=engine)
+    assert report["unscored"] == 0 and report["positives"] == 4 and 0 <= report["auc"] <= 1
