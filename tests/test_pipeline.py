@@ -11,6 +11,7 @@ from humpback.shards import read_jsonl, read_stage
 
 
 def tiny_config(tmp_path, tiny_model, **kw) -> RunConfig:
+    kw = {"probe_share": 0.0} | kw  # the probe is tested where it is asked for
     cfg = RunConfig(seed="demo", corpus="demo", model=tiny_model, out=tmp_path / "run", max_seed_examples=10, **kw)
     cfg.augment.max_segments = 9
     cfg.augment.max_new_tokens = 12
@@ -25,7 +26,7 @@ def tiny_config(tmp_path, tiny_model, **kw) -> RunConfig:
 
 @pytest.mark.slow
 def test_run_end_to_end_layout_and_resume(tmp_path, tiny_model):
-    cfg = tiny_config(tmp_path, tiny_model)
+    cfg = tiny_config(tmp_path, tiny_model, probe_share=0.2, probe_min_pairs=2)
     stats = run(cfg, quiet=True)
     out = cfg.out
     for rel in ("config.yaml", "stats.json", "rejects.jsonl", "segments/_SUCCESS", "candidates/_SUCCESS",
@@ -37,7 +38,14 @@ def test_run_end_to_end_layout_and_resume(tmp_path, tiny_model):
     assert set(stats["iterations"]) == {"1", "2"}
     assert stats["iterations"]["1"]["ratings"] == 9
     assert stats["segment_funnel"]["segments_kept"] > 20
-    assert stats["table2"]["seed"]["count"] == 10
+    assert stats["table2"]["seed"]["count"] == 8  # 2 of the 10 held out for the judge probe
+    held_out = list(read_jsonl(out / "probe" / "pairs.jsonl"))
+    trained_on = {(r["instruction"], r["output"]) for r in read_jsonl(out / "seed" / "part-00000.jsonl")}
+    assert len(held_out) == 2 and not trained_on & {(r["instruction"], r["output"]) for r in held_out}
+    for i in ("1", "2"):
+        probe = stats["probe"][i]
+        assert probe["positives"] == 2 and probe["mode"] == "generate" and probe["judge_model"].endswith(f"m{int(i) - 1}")
+    assert set(stats["answer_loss"]) == {"m0", "m1", "m2"} and all(v > 0 for v in stats["answer_loss"].values())
     assert stats["rejects"] >= 2  # the demo's header-less and empty pages
     assert all(v is not None for v in stats["seconds"].values())
 
@@ -49,7 +57,7 @@ def test_run_end_to_end_layout_and_resume(tmp_path, tiny_model):
     assert len(set(rating_ids)) == len(rating_ids)
 
     final = list(read_jsonl(out / "final" / "train.jsonl"))
-    assert len(final) == 10 + stats["iterations"]["2"]["A_5"]
+    assert len(final) == 8 + stats["iterations"]["2"]["A_5"]
     assert all([m["role"] for m in r["messages"]] == ["system", "user", "assistant"] for r in final)
 
     # datasets reads the stage shards
@@ -58,9 +66,9 @@ def test_run_end_to_end_layout_and_resume(tmp_path, tiny_model):
     assert ds.num_rows == 9 and set(ds.column_names) >= {"id", "instruction", "output", "backward_model"}
 
     # rerunning resumes: nothing is trained or rated again
-    stamps = {p: p.stat().st_mtime for p in out.rglob("*") if p.is_file() and "_SUCCESS" in p.name}
+    stamps = {p: p.stat().st_mtime for p in out.rglob("*") if p.is_file() and ("_SUCCESS" in p.name or p.match("probe/iter*.json"))}
     again = run(cfg, quiet=True)
-    assert {p: p.stat().st_mtime for p in stamps} == stamps
+    assert {p: p.stat().st_mtime for p in stamps} == stamps  # the judge probes too are kept, not redone
     assert again["candidates"] == stats["candidates"]
 
     # a run killed during iteration 2's rating resumes with the same records

@@ -71,10 +71,52 @@ def test_a_judge_that_knows_matched_pairs_scores_high_and_a_random_one_about_hal
     assert "near chance" in coin["verdict"]
 
 
-@pytest.mark.parametrize("mode", ["yes", "pmi", "logprob"])
+@pytest.mark.parametrize("mode", ["yes", "pmi", "logprob", "features"])
 def test_every_mode_scores_the_probe_on_a_real_model(tiny_model, mode):
     from humpback.engines.transformers import TransformersEngine
 
     engine = TransformersEngine(tiny_model, dtype="float32", batch_size=4)
     report = probe_judge(PAIRS[:4], tiny_model, CurateConfig(mode="logprob"), mode=mode, engine=engine)
     assert report["unscored"] == 0 and report["positives"] == 4 and 0 <= report["auc"] <= 1
+    assert ("combination" in report) == (mode == "features") and "calibrated" in report
+
+
+def test_calibration_finds_the_threshold_that_reaches_the_target_precision():
+    from humpback.probe import calibrate
+
+    values = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
+    labels = [1, 1, 0, 1, 0, 0]
+    assert calibrate(values, labels, 0.75) == {"threshold": 0.6, "precision": 0.75, "recall": 1.0}
+    assert calibrate(values, labels, 1.0) == {"threshold": 0.8, "precision": 1.0, "recall": 0.6667}
+    assert calibrate([0.5, 0.5], [0, 1], 0.9)["threshold"] is None  # a tie is taken whole or not at all
+
+
+def test_the_fitted_combination_ranks_by_the_feature_that_separates():
+    from humpback.probe import combined_value, cross_validated, fit_combination
+    from humpback.signals import FEATURES
+
+    rng = random.Random(0)
+    probe = probe_pairs(PAIRS, seed=1)
+    features = [{name: rng.gauss(0, 1) for name in FEATURES} | {"end_logprob": p["label"] * 2 + rng.gauss(0, 0.3)}
+                for p in probe]
+    combination = fit_combination(features, [p["label"] for p in probe])
+    assert max(range(len(FEATURES)), key=lambda i: abs(combination["weights"][i])) == FEATURES.index("end_logprob")
+    values = cross_validated(probe, features)
+    pos = [v for v, p in zip(values, probe) if p["label"]]
+    neg = [v for v, p in zip(values, probe) if not p["label"]]
+    assert auc(pos, neg) > 0.95  # out of sample: each value from a fit that did not see its pair
+    assert combined_value(features[0], combination) > combined_value(features[1], combination)  # positive first
+
+
+def test_calibrated_selection_uses_the_probes_threshold_and_combination():
+    from humpback.curate import select
+    from humpback.signals import FEATURES
+
+    combination = {"features": list(FEATURES), "mean": [0.0] * 5, "std": [1.0] * 5, "bias": 0.0,
+                   "weights": [1.0, 0, 0, 0, 0]}  # the value is pmi
+    probe = {"combination": combination, "calibrated": {"threshold": 0.5, "precision": 0.8, "recall": 0.5}}
+    ratings = [{"id": str(i), "score": None, "signal": 0.0, "features": dict.fromkeys(FEATURES, 0.0) | {"pmi": v}}
+               for i, v in enumerate([0.9, 0.2, 0.5, -1.0])]
+    chosen = select(ratings, 5, "calibrated", probe=probe)
+    assert [r["id"] for r in chosen] == ["0", "2"] and all(r["selected_by"] == "value >= 0.5" for r in chosen)
+    assert select(ratings, 5, "calibrated", probe=None) == []

@@ -248,7 +248,7 @@ class CurateConfig(EngineConfig):
 
     k: int = Field(5, ge=1, le=5)
     """Keep candidates rated at least k (paper: A_5 for training, A_4 also reported)."""
-    mode: Literal["generate", "logprob", "yes", "pmi"] = "generate"
+    mode: Literal["generate", "logprob", "yes", "pmi", "features"] = "generate"
     """generate: the judge writes its reasoning, then 'Score: N' (the paper's way). logprob: the
     prompt ends where the score goes and one forward pass gives the probability of each of 1..5;
     the rating is the most likely score, the expected score is kept too (ours; no generation).
@@ -273,15 +273,19 @@ class CurateConfig(EngineConfig):
     """Seed used when temperature > 0."""
     compare_sample: int = Field(64, ge=1)
     """`humpback curate --compare`: how many candidates (a seeded sample) to rate both ways."""
-    select: Literal["score_at_least", "value_at_least", "top_fraction"] = "score_at_least"
+    select: Literal["score_at_least", "value_at_least", "top_fraction", "calibrated"] = "score_at_least"
     """How the curated set is chosen from the ratings: score_at_least (A_k, the paper's), value_at_least
     (the expected score or a signal at least select_threshold; the paper's A_5 was "score >= 4.5"),
-    top_fraction (the select_fraction of candidates with the highest value). The likelihood modes
-    (yes, pmi) give no 1..5 score: use value_at_least or top_fraction with them."""
+    top_fraction (the select_fraction of candidates with the highest value), calibrated (the value
+    threshold that reached target_precision on the judge probe; in `humpback run`, which probes
+    each judge). The likelihood modes (yes, pmi, features) give no 1..5 score: use a value rule."""
     select_threshold: float | None = None
     """value_at_least: the threshold."""
     select_fraction: float = Field(0.25, gt=0, le=1)
     """top_fraction: the share of rated candidates kept."""
+    target_precision: float = Field(0.8, gt=0, le=1)
+    """select calibrated: keep the candidates above the threshold that reaches this precision on the
+    judge probe (the probe reports it with its recall)."""
     min_probe_auc: float = Field(0.6, ge=0, le=1)
     """The judge probe (humpback probe-judge): below this AUC the judge is reported as near chance."""
     min_choice_mass: float = Field(0.5, ge=0, le=1)
@@ -412,6 +416,16 @@ class RunConfig(ExecutorConfig):
     recompute: bool = False
     """Resuming a run whose stages were made with other settings or inputs: False stops and names
     what changed; True redoes each stage whose settings or inputs changed, and every stage after it."""
+    probe_share: float = Field(0.1, ge=0, lt=1)
+    """Share of the seed held out of every training set of the run (seeded): each iteration's judge
+    is probed on these pairs and bad ones made from them before it curates (humpback.probe), and
+    each model's loss on their answers is reported. 0 turns both off (ours)."""
+    probe_min_pairs: int = Field(16, ge=1)
+    """At least this many probe pairs (but never leaving fewer than 8 seed pairs to train on)."""
+    probe_max_pairs: int = Field(200, ge=1)
+    """At most this many probe pairs."""
+    stop_on_chance_judge: bool = False
+    """Stop the run when an iteration's judge probes under curate.min_probe_auc, instead of warning."""
     chat_template: Path | None = None
     """A Jinja chat template file for the base model (see TrainConfig.chat_template); it goes to
     every stage that reads the base model's tokenizer, unless that stage sets its own."""

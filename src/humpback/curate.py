@@ -17,6 +17,7 @@ rate (``CurateConfig.mode``):
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import re
@@ -33,6 +34,8 @@ from .files import write_json, write_jsonl
 from .records import Candidate, Rating
 from .shards import EngineShards, read_stage, reject, run_sharded
 from .stats import agreement
+
+log = logging.getLogger("humpback")
 
 RUBRIC_SCALE = """\
 Below is an instruction from a user and a candidate answer. Judge whether the answer is a good \
@@ -109,7 +112,7 @@ def parse_score(text: str) -> int | None:
 
 
 def load_template(path: Path | None, mode: str = "generate") -> str:
-    if path is None or mode in ("yes", "pmi"):  # the likelihood signals use no rubric
+    if path is None or mode in ("yes", "pmi", "features"):  # the likelihood signals use no rubric
         return LOGPROB_RUBRIC if mode == "logprob" else RUBRIC
     template = Path(path).read_text(encoding="utf-8")
     for field in ("{instruction}", "{output}"):
@@ -237,7 +240,7 @@ def rate_shard(candidates: list[Candidate], shard_index: int, engine: Engine, cf
     """One shard: a Rating for every candidate the judge behind ``engine`` ran (refusals: rejects)."""
     if cfg.mode == "logprob":
         fields = _rate_logprob(candidates, engine, template, cfg)
-    elif cfg.mode in ("yes", "pmi"):
+    elif cfg.mode in ("yes", "pmi", "features"):
         fields = _rate_signal(candidates, engine, cfg)
     else:
         fields = _rate_generate(candidates, engine, cfg, template, shard_index)
@@ -277,15 +280,16 @@ def rate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, cfg
 
 
 def selection_value(rating: dict) -> float | None:
-    """What the value rules rank by: a likelihood signal, else the expected score, else the score."""
-    for field in ("signal", "expected_score", "score"):
+    """What the value rules rank by: the probe-fitted combination of the likelihood features, else a
+    likelihood signal, else the expected score, else the score."""
+    for field in ("combined", "signal", "expected_score", "score"):
         if rating.get(field) is not None:
             return float(rating[field])
     return None
 
 
 def select(ratings: Iterable[dict], k: int, rule: str = "score_at_least", threshold: float | None = None,
-           fraction: float = 0.25) -> list[dict]:
+           fraction: float = 0.25, probe: dict | None = None) -> list[dict]:
     """The curated set, by ``rule``; every record keeps its values and gets ``selected_by``.
 
     - ``score_at_least``: A_k, the candidates rated at least k (the paper's). Unparsed ratings are
@@ -293,8 +297,22 @@ def select(ratings: Iterable[dict], k: int, rule: str = "score_at_least", thresh
     - ``value_at_least``: selection_value >= threshold (on the expected score, the paper's
       "score >= 4.5" for A_5; on a signal, its own scale).
     - ``top_fraction``: the ``fraction`` of rated candidates with the highest selection_value.
+    - ``calibrated``: selection_value at least the threshold that reached the target precision on
+      the judge ``probe`` (its report: probe.probe_judge); nothing without one.
+    With a probe whose mode was ``features``, each rating's features are first combined by the
+    weights fitted there (``combined``).
     """
-    ratings = list(ratings)
+    from .probe import combined_value
+
+    combination = (probe or {}).get("combination")
+    ratings = [({**r, "combined": combined_value(r["features"], combination)} if combination and r.get("features")
+                else r) for r in ratings]
+    if rule == "calibrated":
+        calibrated = (probe or {}).get("calibrated") or {}
+        if calibrated.get("threshold") is None:
+            log.warning("curate.select calibrated: no judge probe reached the target precision: nothing selected")
+            return []
+        rule, threshold = "value_at_least", calibrated["threshold"]
     if rule == "score_at_least":
         chosen = [r for r in ratings if r.get("score") is not None and r["score"] >= k]
         how = f"score >= {k}"
@@ -315,13 +333,15 @@ def select(ratings: Iterable[dict], k: int, rule: str = "score_at_least", thresh
 
 def curate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, cfg: CurateConfig | None = None,
            iteration: int = 1, engine: Engine | None = None, executor: ExecutorConfig | None = None,
-           recompute: bool = False) -> list[dict]:
-    """Rate into ``out_dir/ratings`` and write A_k to ``out_dir/curated/part-00000.jsonl`` (A_k is
-    selected anew from the ratings every time: it is what k says now)."""
+           recompute: bool = False, probe: dict | None = None) -> list[dict]:
+    """Rate into ``out_dir/ratings`` and write the curated set to ``out_dir/curated/part-00000.jsonl``
+    (selected anew from the ratings every time, by cfg.select; ``probe``: the judge's probe report,
+    for the calibrated rule and the fitted combination of features)."""
     cfg = cfg or CurateConfig()
     with stage_output(out_dir, "curate") as out_dir:
         rate(candidates, judge_model, out_dir / "ratings", cfg, iteration, engine, executor, recompute)
-        curated = select(read_stage(out_dir / "ratings"), cfg.k, cfg.select, cfg.select_threshold, cfg.select_fraction)
+        curated = select(read_stage(out_dir / "ratings"), cfg.k, cfg.select, cfg.select_threshold, cfg.select_fraction,
+                         probe)
         write_jsonl(out_dir / "curated" / "part-00000.jsonl", curated)
     return curated
 

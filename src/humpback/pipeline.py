@@ -11,6 +11,7 @@ skipped when already finished, so rerunning the same command resumes.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -19,13 +20,16 @@ from .backward import train_backward
 from .config import RunConfig, dump_yaml, load_yaml
 from .curate import curate
 from .models import check_chat_template, check_model, load_tokenizer
-from .outputs import StaleOutputError, flat_fields, changed_fields, stage_output
+from .outputs import StaleOutputError, changed_fields, flat_fields, stage_output
+from .probe import answer_loss, probe_for_run, split_probe
 from .report import build_report
 from .seed import load_seed
 from .segment import segment
 from .shards import read_jsonl, stage_rejects, write_jsonl, write_json
 from .stats import print_summary, run_stats
 from .train import LAUNCH_FIELDS, train_forward
+
+log = logging.getLogger("humpback")
 
 
 
@@ -45,9 +49,9 @@ def run(config: RunConfig, quiet: bool = False) -> dict:
 # Settings that change how fast or where a run goes, not what it makes: a resume may change them.
 FREE_FIELDS = {
     "": {"out", "recompute", "iterations", "executor", "ray_address", "ray_actors", "ray_cpus_per_actor",
-         "ray_gpus_per_actor"},
+         "ray_gpus_per_actor", "stop_on_chance_judge"},
     "engine": {"batch_size", "device", "base_url", "api_key_env", "concurrency", "request_timeout", "max_retries",
-               "gpu_memory_utilization", "enforce_eager", "max_refused_share", "compare_sample"},
+               "gpu_memory_utilization", "enforce_eager", "max_refused_share", "compare_sample", "min_probe_auc"},
     "train": set(LAUNCH_FIELDS),
 }
 SECTION_KIND = {"augment": "engine", "curate": "engine", "backward": "train", "forward": "train"}
@@ -86,6 +90,8 @@ def _same_spelling(cfg: dict) -> dict:
 def _run(config: RunConfig, out: Path, base_model: str, seed: list[dict], seed_rejects: list[dict], quiet: bool) -> dict:
     check_run_config(out, config)
     dump_yaml(config, out / "config.yaml")
+    seed, held_out = split_probe(seed, config.probe_share, config.probe_min_pairs, config.probe_max_pairs)
+    write_jsonl(out / "probe" / "pairs.jsonl", held_out)  # no training of the run sees these
     write_jsonl(out / "seed" / "part-00000.jsonl", seed)
     write_jsonl(out / "seed" / "_rejects" / "part-00000.jsonl", seed_rejects)
     models = out / "models"
@@ -101,8 +107,10 @@ def _run(config: RunConfig, out: Path, base_model: str, seed: list[dict], seed_r
     info = train_forward(seed, [], base_model, models / "m0", config.forward, dataset_path=train_set, recompute=redo)
     for i in range(1, config.iterations + 1):
         iteration_dir = out / f"iter{i}"
+        probe = probe_for_run(held_out, str(models / f"m{i - 1}"), config.curate, out / "probe" / f"iter{i}.json")
+        check_judge(probe, config, i)
         curated = curate(out / "candidates", str(models / f"m{i - 1}"), iteration_dir, config.curate, iteration=i,
-                         executor=executor, recompute=redo)
+                         executor=executor, recompute=redo, probe=probe)
         train_set = iteration_dir / "train.jsonl"
         info = train_forward(seed, curated, base_model, models / f"m{i}", config.forward, dataset_path=train_set,
                              recompute=redo)
@@ -114,6 +122,8 @@ def _run(config: RunConfig, out: Path, base_model: str, seed: list[dict], seed_r
     write_json(final / "dataset.json", {"model": str(models / f"m{config.iterations}"),
                                         "examples_digest": info.get("examples_digest")})
     stats = run_stats(out, config.iterations, config.curate.k, load_tokenizer(base_model))
+    stats["answer_loss"] = {f"m{i}": answer_loss(held_out, str(models / f"m{i}"), placement=config.forward.tag_placement)
+                            for i in range(config.iterations + 1)} if held_out else {}
     stats["rejects"] = _collect_rejects(out, config.iterations)
     stats["final_dataset"] = str(final / "train.jsonl")
     stats["final_model"] = str(models / f"m{config.iterations}")
@@ -123,6 +133,20 @@ def _run(config: RunConfig, out: Path, base_model: str, seed: list[dict], seed_r
     if not quiet:
         print_summary(stats, out, config.curate.k)
     return stats
+
+
+def check_judge(report: dict | None, config: RunConfig, iteration: int) -> None:
+    """Say plainly when the judge about to curate is near chance on the probe (or stop, if asked)."""
+    if report is None or report["auc"] is None or report["auc"] >= config.curate.min_probe_auc:
+        return
+    message = f"iteration {iteration}: judge m{iteration - 1} is {report['verdict']}"
+    if config.stop_on_chance_judge:
+        raise JudgeError(message + " (stop_on_chance_judge is set)")
+    log.warning(message)
+
+
+class JudgeError(ValueError):
+    """The judge cannot tell good pairs from bad, and the run was asked to stop then."""
 
 
 def _collect_rejects(out: Path, iterations: int) -> int:

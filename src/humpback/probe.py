@@ -15,6 +15,7 @@ import random
 import statistics
 import time
 from collections import Counter
+from pathlib import Path
 
 from .engines import Engine, engine_for
 
@@ -89,6 +90,9 @@ def score_probe(probe: list[dict], engine: Engine, mode: str, cfg) -> list[float
     from .curate import _rate_generate, _rate_logprob, load_template
     from .signals import SIGNALS, signal_values
 
+    if mode == "features":  # out-of-sample values of the combination fitted on the probe itself
+        features = [None if v is None else v["features"] for v in signal_values(mode, probe, engine, cfg.system_prompt)]
+        return cross_validated(probe, features)
     if mode in SIGNALS:
         return [None if v is None else v["signal"] for v in signal_values(mode, probe, engine, cfg.system_prompt)]
     if mode == "logprob":
@@ -96,6 +100,67 @@ def score_probe(probe: list[dict], engine: Engine, mode: str, cfg) -> list[float
         return [r.get("expected_score") for r in rated]  # below the mass floor too: the probe measures the read
     rated = _rate_generate(probe, engine, cfg, load_template(cfg.template, "generate"))
     return [r["score"] for r in rated]
+
+
+def fit_combination(features: list[dict], labels: list[int], l2: float = 0.01) -> dict:
+    """A logistic regression of the label on the standardised FEATURES (L2-regularised): the weights
+    that rank a pair's features into one value, higher = better."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    from .signals import FEATURES
+
+    x = np.array([[f[name] for name in FEATURES] for f in features], dtype=float)
+    mean, std = x.mean(0), x.std(0) + 1e-9
+    z, y = (x - mean) / std, np.asarray(labels, dtype=float)
+
+    def loss(w):
+        logits = z @ w[1:] + w[0]
+        return float(np.mean(np.logaddexp(0, logits) - y * logits) + l2 * np.sum(w[1:] ** 2))
+
+    w = minimize(loss, np.zeros(len(FEATURES) + 1), method="L-BFGS-B").x
+    return {"features": list(FEATURES), "mean": mean.round(6).tolist(), "std": std.round(6).tolist(),
+            "bias": round(float(w[0]), 6), "weights": w[1:].round(6).tolist()}
+
+
+def combined_value(features: dict, combination: dict) -> float:
+    """A pair's value under a fitted combination (the logit of its being a good pair)."""
+    return round(combination["bias"] + sum(w * (features[name] - m) / s for name, w, m, s in zip(
+        combination["features"], combination["weights"], combination["mean"], combination["std"])), 6)
+
+
+def cross_validated(probe: list[dict], features: list[dict | None], folds: int = 5, seed: int = 0) -> list[float | None]:
+    """Each probe pair's value under a combination fitted on the other folds (pairs and the
+    negatives made from them stay in one fold): the AUC of these values is out-of-sample."""
+    for pair, f in zip(probe, features):
+        pair["features"] = f
+    groups = sorted({p["id"].split(":")[0] for p in probe})
+    random.Random(seed).shuffle(groups)
+    fold_of = {g: i % folds for i, g in enumerate(groups)}
+    values: list[float | None] = [None] * len(probe)
+    for fold in range(folds):
+        train = [(f, p["label"]) for p, f in zip(probe, features) if f is not None and fold_of[p["id"].split(":")[0]] != fold]
+        if len({label for _, label in train}) < 2:
+            continue
+        combination = fit_combination([f for f, _ in train], [label for _, label in train])
+        for i, (p, f) in enumerate(zip(probe, features)):
+            if f is not None and fold_of[p["id"].split(":")[0]] == fold:
+                values[i] = combined_value(f, combination)
+    return values
+
+
+def calibrate(values: list[float | None], labels: list[int], target: float) -> dict:
+    """The lowest value threshold whose selection on the probe reaches ``target`` precision, with
+    that precision and its recall (None when no threshold reaches it)."""
+    scored = sorted(((v, y) for v, y in zip(values, labels) if v is not None), key=lambda t: -t[0])
+    positives = sum(y for _, y in scored)
+    best, hits = None, 0
+    for n, (value, label) in enumerate(scored, 1):
+        hits += label
+        last_of_tie = n == len(scored) or scored[n][0] != value
+        if last_of_tie and hits / n >= target:
+            best = {"threshold": value, "precision": round(hits / n, 4), "recall": round(hits / max(1, positives), 4)}
+    return best or {"threshold": None, "precision": None, "recall": 0.0}
 
 
 def probe_report(probe: list[dict], values: list[float | None], seed: int = 0) -> dict:
@@ -133,9 +198,14 @@ def probe_judge(pairs: list[dict], judge_model: str, cfg, mode: str | None = Non
     start = time.time()
     with engine_for(judge_model, cfg, engine) as engine:
         values = score_probe(probe, engine, mode, cfg)
+        features = [p.get("features") for p in probe]
     seconds = time.time() - start
     report = {"judge_model": str(judge_model), "mode": mode, **probe_report(probe, values, seed),
               "seconds_per_pair": round(seconds / max(1, len(probe)), 4)}
+    if mode == "features":
+        usable = [(f, p["label"]) for f, p in zip(features, probe) if f is not None]
+        report["combination"] = fit_combination([f for f, _ in usable], [label for _, label in usable])
+    report["calibrated"] = calibrate(values, [p["label"] for p in probe], cfg.target_precision)
     report["verdict"] = verdict(report["auc"], cfg.min_probe_auc)
     return report
 
@@ -147,3 +217,63 @@ def verdict(value: float | None, floor: float) -> str:
         return (f"near chance (AUC {value:.2f} < {floor}): curation with this judge and mode selects pairs about as "
                 f"well as a coin; try another mode (humpback curate --compare), a larger judge, or a served one")
     return f"the judge separates good pairs from bad (AUC {value:.2f})"
+
+
+def split_probe(seed: list[dict], share: float, min_pairs: int, max_pairs: int, random_seed: int = 0,
+                min_train: int = 8) -> tuple[list[dict], list[dict]]:
+    """(training seed, probe pairs): a seeded share of the seed held out of every training set of
+    the run, at least ``min_pairs`` and at most ``max_pairs``, never leaving fewer than ``min_train``
+    pairs to train on (then the probe is smaller, or empty)."""
+    if share <= 0:
+        return seed, []
+    n = min(max(round(share * len(seed)), min_pairs), max_pairs, max(0, len(seed) - min_train))
+    held = set(random.Random(random_seed).sample(range(len(seed)), n)) if n > 0 else set()
+    return [p for i, p in enumerate(seed) if i not in held], [p for i, p in enumerate(seed) if i in held]
+
+
+def probe_for_run(pairs: list[dict], judge_model: str, cfg, out_file: Path, executor=None) -> dict | None:
+    """The probe of one iteration's judge, in the mode it curates with; kept in ``out_file`` and
+    reused on a rerun while the judge, the pairs and the scoring settings are the same."""
+    from .files import write_json
+    from .outputs import digest, input_fingerprint
+
+    if not pairs:
+        return None
+    key = digest([input_fingerprint(judge_model), pairs, cfg.model_dump(mode="json", exclude={"k", "select",
+                  "select_threshold", "select_fraction", "records_per_shard", "compare_sample", "batch_size"})])
+    out_file = Path(out_file)
+    if out_file.exists():
+        import json
+
+        saved = json.loads(out_file.read_text(encoding="utf-8"))
+        if saved.get("key") == key:
+            return saved["report"]
+    report = probe_judge(pairs, judge_model, cfg)
+    write_json(out_file, {"key": key, "report": report})
+    return report
+
+
+def answer_loss(pairs: list[dict], model: str, tag: str = "both", placement: str = "system",
+                chat_template: str | None = None, engine: Engine | None = None) -> float | None:
+    """Mean per-token negative log-likelihood of the pairs' answers given their instructions (asked
+    with the inference tag, as the model is used): lower is better, no judge needed."""
+    from types import SimpleNamespace
+
+    from .engines.base import chat_text
+    from .tags import INFERENCE_TAGS, tagged_prompt
+
+    if not pairs:
+        return None
+    cfg = SimpleNamespace(engine="transformers", dtype="float32", batch_size=8, device=None, chat_template=chat_template)
+    with engine_for(model, cfg, engine) as engine:
+        tokenizer, reads = engine.tokenizer, []
+        for pair in pairs:
+            prompt = tagged_prompt(pair["instruction"], INFERENCE_TAGS[tag], placement)
+            head = tokenizer(chat_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+            full = tokenizer(chat_text(tokenizer, prompt + [{"role": "assistant", "content": pair["output"]}]),
+                             add_special_tokens=False)["input_ids"]
+            start = next((i for i, (a, b) in enumerate(zip(head, full)) if a != b), min(len(head), len(full)))
+            reads.append((full, start))
+        values = engine.sequence_logprobs(reads)
+    tokens = sum(len(ids) - start for ids, start in reads)
+    return round(-sum(values) / max(1, tokens), 4)

@@ -156,8 +156,29 @@ def _tables(stats: dict, evals: list[dict]) -> list[tuple[str, list[str], list[l
     return tables
 
 
+def headline(stats: dict) -> list[str]:
+    """What a user must know first: can the judge tell good from bad, what was selected and how,
+    did the held-out answer loss move; plain warnings when the judge is near chance or selected nothing."""
+    lines = []
+    candidates = stats.get("candidates", 0)
+    for i, it in (stats.get("iterations") or {}).items():
+        probe = (stats.get("probe") or {}).get(i)
+        if probe:
+            lines.append(f"Iteration {i}: the judge {it['judge']} ({probe['mode']}) has probe AUC {probe['auc']} on "
+                         f"{probe['positives']} held-out pairs: {probe['verdict']}.")
+        selected = it.get(f"A_{stats.get('k')}", 0)
+        rule = it.get("selected_by") or f"score >= {stats.get('k')}"
+        lines.append(f"Iteration {i}: {selected} of {candidates} candidates selected ({rule}).")
+        if not selected:
+            lines.append(f"Warning: iteration {i} selected nothing: M_{i} was trained on the seed alone.")
+    losses = {k: v for k, v in (stats.get("answer_loss") or {}).items() if v is not None}
+    if losses:
+        lines.append("Held-out answer loss (lower is better): " + ", ".join(f"{k} {v:.3f}" for k, v in losses.items()) + ".")
+    return lines
+
+
 def _markdown(stats: dict, tables, evals: list[dict], out: Path) -> str:
-    lines = [f"# humpback report: {out.name}", ""]
+    lines = [f"# humpback report: {out.name}", ""] + [f"- {line}" for line in headline(stats)] + [""]
     for title, header, rows in tables:
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
@@ -174,7 +195,7 @@ def _html(stats: dict, tables, figures: dict[str, str], evals: list[dict], out: 
     from jinja2 import Environment
 
     env = Environment(autoescape=True)
-    return env.from_string(_PAGE).render(name=out.name, tables=tables, figures=figures, evals=evals,
+    return env.from_string(_PAGE).render(name=out.name, headline=headline(stats), tables=tables, figures=figures, evals=evals,
                                          examples=stats.get("score_examples", {}), seconds=stats.get("seconds", {}))
 
 
@@ -191,6 +212,7 @@ img { max-width: 100%; display: block; margin: .5rem 0 1.5rem; }
 </style></head>
 <body data-figures="{{ figures|length }}">
 <h1>humpback report: {{ name }}</h1>
+{% if headline %}<ul class="headline">{% for line in headline %}<li{% if line.startswith("Warning") or "near chance" in line %} style="color:#b00"{% endif %}>{{ line }}</li>{% endfor %}</ul>{% endif %}
 {% for key, title in [("funnel", "Funnel"), ("scores", "Score histograms"), ("lengths", "Length distributions"), ("win_rates", "Win rates")] %}
 {% if key in figures %}<h2>{{ title }}</h2><img class="figure" id="fig-{{ key }}" alt="{{ title }}" src="{{ figures[key] }}">{% endif %}
 {% endfor %}

@@ -9,6 +9,10 @@ were at chance on human-written pairs). What even a small model has is a likelih
   log-probability after the instruction, minus after an empty instruction (the inverse of the
   instruction-following difficulty of Li et al. 2023, "From Quantity to Quality"). An answer to
   another question, or one that starts mid-way, gains little from the instruction.
+- ``features``: the two reads of ``pmi`` give more than their means: how likely the answer's
+  first tokens are (an answer that starts mid-way starts improbably), how likely the reply is to
+  end where it ends (one cut off early is not), and, from the text alone, how much of the answer
+  repeats the instruction. A combination of them is fitted on the judge probe (probe.py).
 
 Each signal is a number per candidate, higher = better, None where the engine refused the prompt.
 """
@@ -30,7 +34,9 @@ Answer:
 Is this answer a complete, on-topic and helpful reply to the instruction, as an AI assistant would write it? \
 Reply yes or no."""
 YES_CHOICES = {"yes": " yes", "no": " no"}
-SIGNALS = ("yes", "pmi")
+SIGNALS = ("yes", "pmi", "features")
+FEATURES = ("pmi", "answer_logprob", "start_logprob", "end_logprob", "copies_instruction")
+START_TOKENS = 8  # the answer's first tokens, for start_logprob
 
 
 def yes_prompt(candidate: dict, system_prompt: str = "") -> list[dict]:
@@ -55,8 +61,22 @@ def yes_signal(candidates: list[dict], engine: Engine, system_prompt: str = "") 
 
 def pmi_signal(candidates: list[dict], engine: Engine, system_prompt: str = "") -> list[dict | None]:
     """Mean per-token log-probability of the answer after its instruction minus after an empty one."""
+    return [None if f is None else {"signal": f["pmi"], "answer_logprob": f["answer_logprob"]}
+            for f in likelihood_features(candidates, engine, system_prompt)]
+
+
+def features_signal(candidates: list[dict], engine: Engine, system_prompt: str = "") -> list[dict | None]:
+    """Every likelihood feature (FEATURES); the signal is pmi until a fitted combination ranks them."""
+    return [None if f is None else {"signal": f["pmi"], "features": f}
+            for f in likelihood_features(candidates, engine, system_prompt)]
+
+
+def likelihood_features(candidates: list[dict], engine: Engine, system_prompt: str = "") -> list[dict | None]:
+    """FEATURES per candidate, from two teacher-forced reads of its answer (after the instruction,
+    after an empty one) and the texts."""
     tokenizer = engine.tokenizer
-    reads, lengths = [], []
+    stops = set(_end_of_turn(tokenizer))
+    reads = []
     for c in candidates:
         for instruction in (c["instruction"], ""):
             system = [{"role": "system", "content": system_prompt}] if system_prompt else []
@@ -68,17 +88,32 @@ def pmi_signal(candidates: list[dict], engine: Engine, system_prompt: str = "") 
             while start < min(len(head), len(full)) and head[start] == full[start]:
                 start += 1
             reads.append((full, start))
-            lengths.append(max(1, len(full) - start))
-    values = engine.sequence_logprobs(reads)
+    values = engine.token_logprobs(reads)
     out = []
-    for i in range(0, len(values), 2):
-        with_it, without = values[i], values[i + 1]
-        if with_it is None or without is None:
+    for i, c in enumerate(candidates):
+        with_it, without = values[2 * i], values[2 * i + 1]
+        if not with_it or not without:
             out.append(None)
             continue
-        gain = with_it / lengths[i] - without / lengths[i + 1]
-        out.append({"signal": round(gain, 6), "answer_logprob": round(with_it / lengths[i], 6)})
+        (full, start) = reads[2 * i]
+        tokens = full[max(start, 1):]
+        end = next((j for j, t in enumerate(tokens) if t in stops), len(tokens) - 1)
+        answer = with_it[:end] or with_it
+        words = set(c["output"].lower().split())
+        out.append({
+            "pmi": round(sum(with_it) / len(with_it) - sum(without) / len(without), 6),
+            "answer_logprob": round(sum(answer) / len(answer), 6),
+            "start_logprob": round(sum(answer[:START_TOKENS]) / len(answer[:START_TOKENS]), 6),
+            "end_logprob": round(with_it[end] if end < len(with_it) else with_it[-1], 6),
+            "copies_instruction": round(len(words & set(c["instruction"].lower().split())) / max(1, len(words)), 6),
+        })
     return out
+
+
+def _end_of_turn(tokenizer) -> list[int]:
+    from .models import end_of_turn_ids
+
+    return end_of_turn_ids(tokenizer)
 
 
 def signal_values(mode: str, candidates: list[dict], engine: Engine, system_prompt: str = "") -> list[dict | None]:
@@ -86,4 +121,6 @@ def signal_values(mode: str, candidates: list[dict], engine: Engine, system_prom
         return yes_signal(candidates, engine, system_prompt)
     if mode == "pmi":
         return pmi_signal(candidates, engine, system_prompt)
+    if mode == "features":
+        return features_signal(candidates, engine, system_prompt)
     raise ValueError(f"unknown signal {mode!r}: {', '.join(SIGNALS)}")

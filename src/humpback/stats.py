@@ -171,6 +171,18 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
             stats.setdefault("training", {})[name.split()[-1]] = {
                 key: info.get(key) for key in ("examples", "steps", "learning_rate", "first_loss", "last_loss",
                                                "dropped_too_long", "truncated", "gradient_checkpointing")}
+    stats["probe"] = {}
+    for i in range(1, iterations + 1):  # the judge probe of each iteration (pipeline: probe/iterN.json)
+        probe_file = out / "probe" / f"iter{i}.json"
+        if probe_file.exists():
+            import json
+
+            report = json.loads(probe_file.read_text(encoding="utf-8"))["report"]
+            stats["probe"][str(i)] = {key: report.get(key) for key in ("judge_model", "mode", "auc", "auc_interval",
+                                                                         "verdict", "positives", "pairs", "by_kind")}
+        curated_file = out / f"iter{i}" / "curated" / "part-00000.jsonl"
+        first = next(iter(read_jsonl(curated_file)), None) if curated_file.exists() else None
+        stats["iterations"][str(i)]["selected_by"] = first.get("selected_by") if first else None
     stats["instructions_cut_off"] = stage_counters(out / "candidates").get("instruction_cut_off", 0)
     stats["refused"] = {"augment": stage_counters(out / "candidates").get("refused", 0),
                         **{f"curate iter{i}": stage_counters(out / f"iter{i}" / "ratings").get("refused", 0)
@@ -214,6 +226,14 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
                        str(it.get("low_choice_mass", 0)), str(it["score_line_prompted"]), str(it[f"A_{k}"]),
                        str(it["A_4"]))
     console.print(scores)
+    for i, probe in (stats.get("probe") or {}).items():
+        low, high = probe["auc_interval"] or (None, None)
+        console.print(f"judge probe, iteration {i} ({probe['mode']}, {probe['positives']} held-out pairs): AUC "
+                      f"{probe['auc']} [{low}-{high}]: {probe['verdict']}")
+    losses = {name: value for name, value in (stats.get("answer_loss") or {}).items() if value is not None}
+    if losses:
+        console.print("held-out answer loss (per token, lower is better): "
+                      + ", ".join(f"{name} {value:.3f}" for name, value in losses.items()))
     console.print("  prompted: ratings whose Score line the judge wrote only after being handed 'Score:'; "
                   "low mass: logprob ratings unparsed because the five scores had under min_choice_mass")
 

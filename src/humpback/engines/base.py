@@ -70,6 +70,9 @@ class Engine(Protocol):
         """For each (token ids, start): log P(ids[start:] | ids[:start]), teacher-forced (what
         choice reads and the likelihood rating modes stand on)."""
 
+    def token_logprobs(self, reads: list[tuple[list[int], int]]) -> list[list[float]]:
+        """The same reads, token by token: log P(ids[t] | ids[:t]) for t in start..len(ids)-1."""
+
     def close(self) -> None:
         """Free the model (and its processes) before the next stage needs the memory."""
 

@@ -199,8 +199,12 @@ class OpenAIEngine:
     def sequence_logprobs(self, reads: list[tuple[list[int], int]]) -> list[float | None]:
         return self._map(lambda read: self._read(*read), reads, "score")
 
-    def _read(self, ids: list[int], start: int) -> float | Refusal:
-        """log P(ids[start:] | ids[:start]) from the prompt logprobs the completions endpoint echoes."""
+    def token_logprobs(self, reads: list[tuple[list[int], int]]) -> list[list[float] | None]:
+        return self._map(lambda read: self._read(*read, per_token=True), reads, "score")
+
+    def _read(self, ids: list[int], start: int, per_token: bool = False) -> float | list[float] | Refusal:
+        """log P(ids[start:] | ids[:start]) (or each token's) from the prompt logprobs the completions
+        endpoint echoes."""
         response = self._completion(ids, max_tokens=1, temperature=0.0, echo=True, logprobs=1)
         if isinstance(response, Refusal):
             return response
@@ -208,7 +212,8 @@ class OpenAIEngine:
         values = getattr(logprobs, "token_logprobs", None) or []
         if len(values) < len(ids):
             raise self._fail(NO_PROMPT_LOGPROBS, f"{len(values)} token logprobs for {len(ids)} prompt tokens")
-        return sum(values[t] for t in range(max(start, 1), len(ids)))
+        read = [values[t] for t in range(max(start, 1), len(ids))]
+        return read if per_token else sum(read)
 
     def close(self) -> None:
         self.client.close()

@@ -412,9 +412,13 @@ class TransformersEngine:
         return torch.log_softmax(logits[:, -last:].float(), dim=-1)
 
     def sequence_logprobs(self, reads: list[tuple[list[int], int]]) -> list[float]:
-        """See Engine.sequence_logprobs: batched (prefill_rows at a time, sorted by length), each row
-        read at its own last positions."""
-        out = [0.0] * len(reads)
+        """See Engine.sequence_logprobs."""
+        return [sum(values) for values in self.token_logprobs(reads)]
+
+    def token_logprobs(self, reads: list[tuple[list[int], int]]) -> list[list[float]]:
+        """For each (ids, start): the log-probability of every token of ids[start:] given what comes
+        before it. Batched, prefill_rows at a time sorted by length, each row read at its own end."""
+        out: list[list[float]] = [[] for _ in reads]
         rows = [list(ids) for ids, _ in reads]
         for group in self._batches(rows, self.prefill_rows):
             spans = [len(rows[g]) - max(reads[g][1], 1) for g in group]  # tokens read per row
@@ -422,9 +426,10 @@ class TransformersEngine:
                 continue
             logprobs = self._last_logprobs([rows[g] for g in group], max(spans) + 1)
             for g, span, row in zip(group, spans, logprobs):
-                tokens = rows[g][len(rows[g]) - span:]
-                positions = row[-span - 1:-1] if span > 0 else row[:0]  # position j predicts the next token
-                out[g] = float(positions.gather(-1, torch.tensor(tokens, device=positions.device)[:, None]).sum())
+                if span <= 0:
+                    continue
+                tokens = torch.tensor(rows[g][len(rows[g]) - span:], device=row.device)
+                out[g] = row[-span - 1:-1].gather(-1, tokens[:, None]).squeeze(-1).tolist()  # j predicts j + 1
         return out
 
     def close(self) -> None:

@@ -66,13 +66,16 @@ class VLLMEngine:
         return [plan.combine(read) for plan in plans]
 
     def sequence_logprobs(self, reads: list[tuple[list[int], int]]) -> list[float]:
+        return [sum(values) for values in self.token_logprobs(reads)]
+
+    def token_logprobs(self, reads: list[tuple[list[int], int]]) -> list[list[float]]:
         """Prompt logprobs (vLLM computes them without its prefix cache: each read costs a prefill)."""
         from vllm import SamplingParams as VSampling
 
         sampling = VSampling(temperature=0.0, max_tokens=1, prompt_logprobs=0)
         outputs = self.llm.generate([{"prompt_token_ids": list(ids)} for ids, _ in reads], sampling, use_tqdm=True)
         # prompt_logprobs: [None, {token: Logprob}, ...], entry t for token t given ids[:t]
-        return [sum(o.prompt_logprobs[t][ids[t]].logprob for t in range(max(start, 1), len(ids)))
+        return [[o.prompt_logprobs[t][ids[t]].logprob for t in range(max(start, 1), len(ids))]
                 for (ids, start), o in zip(reads, outputs)]
 
     def close(self) -> None:
