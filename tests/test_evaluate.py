@@ -308,3 +308,17 @@ def test_eval_of_a_run_asks_as_its_models_were_trained(tmp_path):
     assert as_the_run_trained(EvalConfig(), tmp_path).tag_placement == "none"
     assert as_the_run_trained(EvalConfig(tag_placement="system"), tmp_path).tag_placement == "system"  # the user's
     assert as_the_run_trained(EvalConfig(), tmp_path / "elsewhere").tag_placement == "system"
+
+
+def test_eval_metric_nll_is_the_loss_on_the_reference_answers(tmp_path, tiny_model):
+    from humpback.evaluate import reference_loss
+    from humpback.probe import answer_loss
+
+    cfg = EvalConfig(prompts=_alpaca_file(tmp_path), limit=3, metric="nll")
+    result = reference_loss(cfg, tiny_model, tmp_path / "nll", name="tiny")
+    saved = json.loads((tmp_path / "nll" / "nll.json").read_text())
+    assert saved == result and result["pairs"] == 3 and result["answer_loss"] > 0
+    from humpback.evaluate import load_prompt_set
+
+    chosen, _ = load_prompt_set(cfg.prompts, 3, 0)
+    assert result["answer_loss"] == answer_loss(chosen, tiny_model)  # the same pairs, asked the same way

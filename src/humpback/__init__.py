@@ -13,7 +13,7 @@ from .config import (AugmentConfig, BackwardConfig, BackwardEvalConfig, CurateCo
 from .curate import RUBRIC, compare_modes, curate, parse_score, rate, select
 from .engines import Engine, EngineError, SamplingParams, engine_for, make_engine
 from .evaluate import (alpaca_eval_config, as_the_run_trained, backward_fidelity, compare, distinct_names, evaluate,
-                       parse_verdict)
+                       parse_verdict, reference_loss)
 from .generate import generate, generate_file
 from .memory import MemoryBudgetError, estimate_training_peak
 from .models import ModelError, check_model, resolve_model
@@ -40,7 +40,7 @@ def __getattr__(name: str):  # the backend classes import torch or vLLM: only wh
 __all__ = [
     "AugmentConfig", "EngineError", "MemoryBudgetError", "OutputError", "StaleOutputError", "estimate_training_peak", "claim_output",
     "BackwardConfig", "BackwardEvalConfig", "EvalConfig", "JudgeConfig", "alpaca_eval_config",
-    "backward_fidelity", "distinct_names", "as_the_run_trained", "build_report", "compare", "evaluate", "parse_verdict", "report_run", "CurateConfig", "Engine", "EngineConfig", "ForwardConfig", "GenerateConfig",
+    "backward_fidelity", "distinct_names", "as_the_run_trained", "reference_loss", "build_report", "compare", "evaluate", "parse_verdict", "report_run", "CurateConfig", "Engine", "EngineConfig", "ForwardConfig", "GenerateConfig",
     "INFERENCE_TAGS", "ModelError", "OpenAIEngine", "RUBRIC", "RunConfig", "SEED_TAG", "SamplingParams", "SeedError",
     "SegmentConfig", "TransformersEngine", "VLLMEngine", "WEB_TAG", "augment", "check_model", "compare_modes",
     "curate", "generate",

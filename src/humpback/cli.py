@@ -354,6 +354,11 @@ def _eval(cfg: EvalConfig, model: str | None, run: Path | None, compare: tuple[s
     if model is None:
         raise ValueError("give --model (or --compare BASELINE MODEL)")
     out = out or root / Path(model).name
+    if cfg.metric == "nll":
+        result = api.reference_loss(cfg, _run_model(model, run), out, name=Path(model).name)
+        typer.echo(f"{result['model']}: answer loss {result['answer_loss']} per token on {result['pairs']} reference "
+                   f"answers (lower is better); {out / 'nll.json'}")
+        return
     result = api.evaluate(cfg, _run_model(model, run), out, reference=reference, name=Path(model).name)
     if "win_rate" in result:
         _print_win_rate(result, out)

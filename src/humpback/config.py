@@ -358,6 +358,10 @@ class EvalConfig(GenerateConfig):
     """Use a seeded sample of this many prompts (the same limit and seed give the same prompts)."""
     sample_seed: int = 0
     """Seed of the --limit sample."""
+    metric: Literal["win_rate", "nll"] = "win_rate"
+    """win_rate: answer the prompts and have the judge compare each answer with the reference.
+    nll: no generation and no judge: the model's mean per-token loss on the reference answers
+    (lower is better), asked with the inference tag as the model is used (ours)."""
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
 
 

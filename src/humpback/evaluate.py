@@ -271,6 +271,22 @@ def evaluate(cfg: EvalConfig, model: str, out_dir: Path, reference: Path | None 
     return summary | judge(outputs, references, cfg.judge, out_dir, name, reference_name)
 
 
+def reference_loss(cfg: EvalConfig, model: str, out_dir: Path, name: str | None = None) -> dict:
+    """``--metric nll``: the model's mean per-token loss on the prompt set's reference answers."""
+    from .probe import answer_loss
+
+    out_dir = claim_output(out_dir, "eval")
+    prompts, rejects = load_prompt_set(cfg.prompts, cfg.limit, cfg.sample_seed)
+    pairs = [p for p in prompts if isinstance(p.get("output"), str) and p["output"].strip()]
+    if not pairs:
+        raise ValueError(f"{cfg.prompts} has no reference 'output' answers to measure the loss on")
+    loss = answer_loss(pairs, resolve_model(model), cfg.tag, cfg.tag_placement, cfg.chat_template)
+    result = {"model": name or Path(str(model)).name, "metric": "nll", "answer_loss": loss, "pairs": len(pairs),
+              "rejects": len(rejects)}
+    write_json(out_dir / "nll.json", result)
+    return result
+
+
 def compare(cfg: EvalConfig, model: str, baseline: str, out_dir: Path, name: str | None = None,
             baseline_name: str | None = None) -> dict:
     """Judge two models against each other on the same prompts: ``model``'s win rate over ``baseline``."""
