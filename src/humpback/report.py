@@ -173,7 +173,7 @@ def headline(stats: dict) -> list[str]:
             lines.append(f"Warning: iteration {i} selected nothing: M_{i} was trained on the seed alone.")
     losses = {k: v for k, v in (stats.get("answer_loss") or {}).items() if v is not None}
     if losses:
-        lines.append("Held-out answer loss (lower is better): " + ", ".join(f"{k} {v:.3f}" for k, v in losses.items()) + ".")
+        lines.append("Held-out answer loss (lower is better): " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()) + ".")
     return lines
 
 

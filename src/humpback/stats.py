@@ -233,7 +233,7 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
     losses = {name: value for name, value in (stats.get("answer_loss") or {}).items() if value is not None}
     if losses:
         console.print("held-out answer loss (per token, lower is better): "
-                      + ", ".join(f"{name} {value:.3f}" for name, value in losses.items()))
+                      + ", ".join(f"{name} {value:.4f}" for name, value in losses.items()))
     console.print("  prompted: ratings whose Score line the judge wrote only after being handed 'Score:'; "
                   "low mass: logprob ratings unparsed because the five scores had under min_choice_mass")
 
