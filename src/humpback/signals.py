@@ -23,6 +23,7 @@ import math
 
 from .engines import Engine
 from .engines.base import chat_text
+from .models import end_of_turn_ids
 
 YES_QUESTION = """\
 Instruction:
@@ -75,7 +76,7 @@ def likelihood_features(candidates: list[dict], engine: Engine, system_prompt: s
     """FEATURES per candidate, from two teacher-forced reads of its answer (after the instruction,
     after an empty one) and the texts."""
     tokenizer = engine.tokenizer
-    stops = set(_end_of_turn(tokenizer))
+    stops = set(end_of_turn_ids(tokenizer))
     reads = []
     for c in candidates:
         for instruction in (c["instruction"], ""):
@@ -108,12 +109,6 @@ def likelihood_features(candidates: list[dict], engine: Engine, system_prompt: s
             "copies_instruction": round(len(words & set(c["instruction"].lower().split())) / max(1, len(words)), 6),
         })
     return out
-
-
-def _end_of_turn(tokenizer) -> list[int]:
-    from .models import end_of_turn_ids
-
-    return end_of_turn_ids(tokenizer)
 
 
 def signal_values(mode: str, candidates: list[dict], engine: Engine, system_prompt: str = "") -> list[dict | None]:

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tqdm.auto import tqdm
 
+from ..models import end_of_turn_ids
 from .base import Chat, ChoicePlan, EngineError, Refusal, SamplingParams, encode_chat, redact
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class OpenAIEngine:
         self.stop: list[str] = []
         if os.path.isdir(str(self._tokenizer_source)):  # the end-of-turn tokens as stop strings
             try:
-                self.stop = [self.tokenizer.convert_ids_to_tokens(i) for i in self._stop_ids()]
+                self.stop = [self.tokenizer.convert_ids_to_tokens(i) for i in end_of_turn_ids(self.tokenizer)]
             except EngineError:
                 pass
 
@@ -82,11 +83,6 @@ class OpenAIEngine:
                                   f"{e}); pass --tokenizer DIR (or, on a vLLM server, --continue-with "
                                   f"chat_extension for generation)") from None
         return self._tokenizer
-
-    def _stop_ids(self) -> list[int]:
-        from ..models import end_of_turn_ids
-
-        return end_of_turn_ids(self.tokenizer)
 
     def _fail(self, what: str, error: Exception | str) -> EngineError:
         detail = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
