@@ -119,27 +119,39 @@ def test_rating_resumes_from_last_complete_shard(tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_9_during_curation_then_rerun(tmp_path, tiny_model):
-    """A real `humpback curate` process killed with SIGKILL mid-stage; the rerun completes it."""
+@pytest.mark.parametrize("mode, n", [("generate", 24), ("features", 300), ("yes", 300)])
+def test_kill_9_during_curation_then_rerun(tmp_path, tiny_model, mode, n):
+    """A real `humpback curate` process killed with SIGKILL mid-stage; the rerun completes it, and the
+    ratings of a likelihood mode are those of one uninterrupted run."""
     cands = tmp_path / "candidates"
-    write_jsonl(cands / "part-00000.jsonl", candidates(24))
+    write_jsonl(cands / "part-00000.jsonl", candidates(n))
     (cands / "_SUCCESS").write_text("{}")
     out = tmp_path / "iter1"
+    per_shard = 2 if mode == "generate" else 1  # the likelihood reads are fast: one per shard to land mid-stage
     cmd = [sys.executable, "-m", "humpback.cli", "curate", "--candidates", str(cands), "--model", tiny_model,
-           "--out", str(out), "--records-per-shard", "2", "--batch-size", "2", "--max-new-tokens", "24"]
+           "--out", str(out), "--records-per-shard", str(per_shard), "--batch-size", "2", "--max-new-tokens", "24",
+           "--dtype", "float32", "--mode", mode, "--select", "top_fraction" if mode != "generate" else "score_at_least"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 240
     while time.time() < deadline and len(list((out / "ratings").glob("part-*.jsonl"))) < 3:
-        time.sleep(0.05)
+        time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done = len(list((out / "ratings").glob("part-*.jsonl")))
-    assert 3 <= done < 12, "the kill should land mid-stage"
+    assert 3 <= done < n // per_shard, "the kill should land mid-stage"
     assert not (out / "ratings" / "_SUCCESS").exists()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
-    ids = [r["id"] for r in read_stage(out / "ratings")]
-    assert sorted(ids) == [f"c{i:03d}" for i in range(24)]
-    assert len(ids) == len(set(ids)) == 24
+    ratings = list(read_stage(out / "ratings"))
+    ids = [r["id"] for r in ratings]
+    assert sorted(ids) == [f"c{i:03d}" for i in range(n)]
+    assert len(ids) == len(set(ids)) == n
+    if mode != "generate":
+        from humpback.engines.transformers import TransformersEngine
+
+        engine = TransformersEngine(tiny_model, dtype="float32", batch_size=2)
+        rate(candidates(n)[:8], tiny_model, tmp_path / "reference", CurateConfig(mode=mode), engine=engine)
+        for got, want in zip(sorted(ratings, key=lambda r: r["id"]), read_stage(tmp_path / "reference")):
+            assert got["signal"] == pytest.approx(want["signal"], abs=1e-4)
 
 
 def _digits(probs):
@@ -225,6 +237,24 @@ def test_compare_modes_reports_agreement(tmp_path):
     assert json.loads((tmp_path / "compare.json").read_text())["exact_agreement"] == exact
     again = compare_modes(candidates, "judge", CurateConfig(compare_sample=10), None, engine)
     assert [p["id"] for p in again["pairs"]] == [p["id"] for p in pairs]  # the sample is seeded
+    assert report["probe"] == []  # no held-out pairs given: no probe
+
+
+def test_compare_probes_every_mode_side_by_side(tmp_path, tiny_model):
+    from humpback.curate import RATING_MODES, compare_modes
+    from humpback.engines.transformers import TransformersEngine
+
+    engine = TransformersEngine(tiny_model, dtype="float32", batch_size=4)
+    candidates = [{"id": str(i), "source": "t", "instruction": f"Question {i}?", "output": "Answer. " * (i + 1)}
+                  for i in range(4)]
+    held_out = [{"id": f"h{i}", "instruction": f"Explain topic {i}.", "output": f"Topic {i} is explained in full here, "
+                 "with reasons and an example."} for i in range(4)]
+    cfg = CurateConfig(compare_sample=2, max_new_tokens=4, min_choice_mass=0)
+    report = compare_modes(candidates, tiny_model, cfg, tmp_path / "compare.json", engine, probe_pairs=held_out)
+    assert [r["mode"] for r in report["probe"]] == list(RATING_MODES)
+    for r in report["probe"]:
+        assert r["positives"] == 4 and set(r["by_kind"]) and "verdict" in r
+    assert report["probe"][3]["unscored"] == 0 and 0 <= report["probe"][3]["auc"] <= 1  # pmi scores every pair
 
 
 def test_the_judge_reads_the_rubric_under_the_system_message_m0_was_trained_with():
@@ -246,6 +276,9 @@ def test_each_selection_rule_on_fixed_ratings():
     assert [r["id"] for r in select(ratings, 5)] == ["a"]
     assert [r["id"] for r in select(ratings, 4)] == ["a", "b"] and select(ratings, 4)[0]["selected_by"] == "score >= 4"
     assert [r["id"] for r in select(ratings, 5, "value_at_least", 4.5)] == ["b", "c"]
+    assert [r["id"] for r in select(ratings, 5, "expected_at_least")] == ["b", "c"]  # the paper's 4.5 by default
+    assert select(ratings, 5, "expected_at_least", 4.7)[0]["selected_by"] == "expected score >= 4.7"
+    assert [r["id"] for r in select(ratings, 5, "expected_at_least", 4.0)] == ["a", "b", "c"]  # never a signal
     assert [r["id"] for r in select(ratings, 5, "top_fraction", fraction=0.4)] == ["b", "c"]  # 2 of 5 valued, in order
     picked = select(ratings, 5, "top_fraction", fraction=0.4)
     assert all(r["selected_by"] == "top 40% by value" and "expected_score" in r for r in picked)

@@ -32,6 +32,15 @@ def test_the_negatives_are_what_they_claim():
     assert probe_pairs(PAIRS, seed=3) == probe  # seeded
 
 
+def test_cut_answers_keep_their_own_line_breaks():
+    pair = {"id": "l", "instruction": "List the steps.", "output": "Steps:\n1. Mix the flour and water\n2. Knead it "
+            "for ten minutes\n3. Let the dough rest\n4. Bake at 220C"}
+    neg = {p["kind"]: p["output"] for p in probe_pairs([pair, PAIRS[0]]) if p["id"].startswith("l")}
+    assert pair["output"].startswith(neg["cut_off_early"]) and "\n" in neg["cut_off_early"]
+    assert pair["output"].endswith(neg["starts_mid_way"]) and "\n" in neg["starts_mid_way"]
+    assert not neg["cut_off_early"].endswith(" ") and not neg["starts_mid_way"].startswith(" ")
+
+
 def test_short_answers_are_not_cut():
     probe = probe_pairs([{"instruction": "Capital of France?", "output": "Paris."},
                          {"instruction": "2 + 2?", "output": "4"}])
@@ -89,6 +98,11 @@ def test_calibration_finds_the_threshold_that_reaches_the_target_precision():
     assert calibrate(values, labels, 0.75) == {"threshold": 0.6, "precision": 0.75, "recall": 1.0}
     assert calibrate(values, labels, 1.0) == {"threshold": 0.8, "precision": 1.0, "recall": 0.6667}
     assert calibrate([0.5, 0.5], [0, 1], 0.9)["threshold"] is None  # a tie is taken whole or not at all
+    # five negatives per positive on the probe; at an assumed half of good candidates, precision is
+    # TPR / (TPR + FPR): a threshold passing 2 of 2 positives and 1 of 10 negatives reaches 0.91
+    values, labels = [0.9, 0.8, 0.7] + [0.1] * 9, [1, 1, 0] + [0] * 9
+    assert calibrate(values, labels, 0.9)["threshold"] == 0.8  # the probe's own mix: 2/3 at 0.7
+    assert calibrate(values, labels, 0.9, prior=0.5) == {"threshold": 0.7, "precision": 0.9091, "recall": 1.0}
 
 
 def test_the_fitted_combination_ranks_by_the_feature_that_separates():
@@ -112,8 +126,8 @@ def test_calibrated_selection_uses_the_probes_threshold_and_combination():
     from humpback.curate import select
     from humpback.signals import FEATURES
 
-    combination = {"features": list(FEATURES), "mean": [0.0] * 5, "std": [1.0] * 5, "bias": 0.0,
-                   "weights": [1.0, 0, 0, 0, 0]}  # the value is pmi
+    combination = {"features": list(FEATURES), "mean": [0.0] * len(FEATURES), "std": [1.0] * len(FEATURES),
+                   "bias": 0.0, "weights": [1.0] + [0.0] * (len(FEATURES) - 1)}  # the value is pmi
     probe = {"combination": combination, "calibrated": {"threshold": 0.5, "precision": 0.8, "recall": 0.5}}
     ratings = [{"id": str(i), "score": None, "signal": 0.0, "features": dict.fromkeys(FEATURES, 0.0) | {"pmi": v}}
                for i, v in enumerate([0.9, 0.2, 0.5, -1.0])]

@@ -191,17 +191,30 @@ def _augment(cfg: AugmentConfig, segments: Path, model: str, out: Path, system_p
     _opt("out", Path, ..., "Output directory: ratings/ and curated/ go inside."),
     _opt("iteration", int, 1, "Iteration number recorded with each rating."),
     _opt("compare", bool, False, "Instead of curating, rate a seeded sample (--compare-sample) both ways, "
-         "generate and logprob, and report their agreement (written to OUT/compare.json).", "--compare"),
+         "generate and logprob, and report their agreement; with --probe-seed, also every mode's judge-probe AUC "
+         "side by side (written to OUT/compare.json).", "--compare"),
+    _opt("probe_seed", Optional[str], None, "--compare: human-written pairs no training saw (any seed shape) to "
+         "probe the judge with in every rating mode.", "--probe-seed"),
     _RECOMPUTE,
     *_EXECUTOR_PARAMS,
 ], "Self-curation: rate every candidate on the 5-point rubric and keep A_k.")
 def _curate(cfg: CurateConfig, candidates: Path, model: str, out: Path, iteration: int, compare: bool,
-            recompute: bool, **executor) -> None:
+            probe_seed: str | None, recompute: bool, **executor) -> None:
     if compare:
+        pairs = api.load_seed(probe_seed)[0] if probe_seed else None
         out = api.claim_output(out, "curate-compare")
-        report = api.compare_modes(candidates, _engine_model(model, cfg), cfg, out_path=Path(out) / "compare.json")
+        report = api.compare_modes(candidates, _engine_model(model, cfg), cfg, out_path=Path(out) / "compare.json",
+                                   probe_pairs=pairs)
         _print_comparison(report)
+        if report["probe"]:
+            _print_probe(report["probe"], f"judge probe: {report['judge_model']}, {len(pairs)} held-out pairs, "
+                         "every rating mode (AUC, 0.5 = chance)")
+        else:
+            typer.echo("give --probe-seed FILE (pairs no training saw) to compare every mode by judge-probe AUC")
+        typer.echo(f"written: {Path(out) / 'compare.json'}")
         return
+    if probe_seed:
+        raise ValueError("--probe-seed goes with --compare (in `humpback run` the judge is probed on held-out seed pairs)")
     curated = api.curate(candidates, _engine_model(model, cfg), out, cfg, iteration=iteration,
                          executor=_executor(executor), recompute=recompute)
     hist = api.histogram(api.read_stage(out / "ratings"))
@@ -211,24 +224,31 @@ def _curate(cfg: CurateConfig, candidates: Path, model: str, out: Path, iteratio
 @config_command("probe-judge", CurateConfig, [
     _opt("model", str, ..., "The judge model (M_0, ...), a path, or 'smollm2-135m'."),
     _opt("seed", str, ..., "Human-written pairs no training saw (any seed shape), e.g. a held-out share of your seed."),
-    _opt("modes", str, "logprob,yes,pmi", "Comma-separated ways to score: generate, logprob (the rubric), yes, pmi "
-         "(likelihood signals)."),
+    _opt("modes", str, "logprob,yes,pmi,features", "Comma-separated ways to score: generate, logprob (the rubric), "
+         "yes, pmi, features (likelihood signals)."),
     _opt("limit", Optional[int], None, "Use the first N pairs."),
     _opt("out", Path, Path("probe"), "Output directory (probe.json)."),
 ], "Can this judge tell good pairs from bad? AUC on held-out pairs against five kinds of bad ones, per scoring mode.")
 def _probe_judge(cfg: CurateConfig, model: str, seed: str, modes: str, limit: int | None, out: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     from .files import write_json
-    from .probe import NEGATIVE_KINDS, probe_judge
+    from .probe import probe_judge
 
     pairs, _ = api.load_seed(seed, limit)
     out = api.claim_output(out, "probe")
     judge = _engine_model(model, cfg)
     reports = [probe_judge(pairs, judge, cfg, mode.strip()) for mode in modes.split(",") if mode.strip()]
     write_json(out / "probe.json", {"reports": reports})
-    table = Table(title=f"judge probe: {judge}, {len(pairs)} held-out pairs (AUC, 0.5 = chance)")
+    _print_probe(reports, f"judge probe: {judge}, {len(pairs)} held-out pairs (AUC, 0.5 = chance)")
+    typer.echo(f"written: {out / 'probe.json'}")
+
+
+def _print_probe(reports: list[dict], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .probe import NEGATIVE_KINDS
+
+    table = Table(title=title)
     for col in ["mode", "AUC", "95% interval", *NEGATIVE_KINDS, "s/pair"]:
         table.add_column(col, justify="right")
     for r in reports:
@@ -239,7 +259,6 @@ def _probe_judge(cfg: CurateConfig, model: str, seed: str, modes: str, limit: in
     console.print(table)
     for r in reports:
         console.print(f"{r['mode']}: {r['verdict']}")
-    console.print(f"written: {out / 'probe.json'}")
 
 
 def _print_comparison(report: dict) -> None:

@@ -273,19 +273,26 @@ class CurateConfig(EngineConfig):
     """Seed used when temperature > 0."""
     compare_sample: int = Field(64, ge=1)
     """`humpback curate --compare`: how many candidates (a seeded sample) to rate both ways."""
-    select: Literal["score_at_least", "value_at_least", "top_fraction", "calibrated"] = "score_at_least"
-    """How the curated set is chosen from the ratings: score_at_least (A_k, the paper's), value_at_least
-    (the expected score or a signal at least select_threshold; the paper's A_5 was "score >= 4.5"),
+    select: Literal["score_at_least", "expected_at_least", "value_at_least", "top_fraction",
+                    "calibrated"] = "score_at_least"
+    """How the curated set is chosen from the ratings: score_at_least (A_k, the paper's), expected_at_least
+    (logprob mode: the expected score at least select_threshold, default 4.5: the paper's A_5 was
+    "score >= 4.5"), value_at_least (a signal, or the expected score, at least select_threshold),
     top_fraction (the select_fraction of candidates with the highest value), calibrated (the value
     threshold that reached target_precision on the judge probe; in `humpback run`, which probes
     each judge). The likelihood modes (yes, pmi, features) give no 1..5 score: use a value rule."""
     select_threshold: float | None = None
-    """value_at_least: the threshold."""
+    """value_at_least, expected_at_least: the threshold (expected_at_least: 4.5 when unset)."""
     select_fraction: float = Field(0.25, gt=0, le=1)
     """top_fraction: the share of rated candidates kept."""
     target_precision: float = Field(0.8, gt=0, le=1)
     """select calibrated: keep the candidates above the threshold that reaches this precision on the
     judge probe (the probe reports it with its recall)."""
+    good_share: float | None = Field(0.5, gt=0, lt=1)
+    """select calibrated: the share of good pairs assumed among the candidates, at which the probe's
+    precision is computed (the probe itself holds up to five made-up negatives per positive, a mix no
+    corpus has). The paper's A_5 kept 8% of its candidates and A_4 39% (iteration 2); None uses
+    the probe's own mix (strict)."""
     min_probe_auc: float = Field(0.6, ge=0, le=1)
     """The judge probe (humpback probe-judge): below this AUC the judge is reported as near chance."""
     min_choice_mass: float = Field(0.5, ge=0, le=1)

@@ -294,8 +294,9 @@ def select(ratings: Iterable[dict], k: int, rule: str = "score_at_least", thresh
 
     - ``score_at_least``: A_k, the candidates rated at least k (the paper's). Unparsed ratings are
       never selected.
-    - ``value_at_least``: selection_value >= threshold (on the expected score, the paper's
-      "score >= 4.5" for A_5; on a signal, its own scale).
+    - ``expected_at_least``: the expected score (logprob mode) >= threshold, default 4.5 (the paper's
+      "score >= 4.5" for A_5).
+    - ``value_at_least``: selection_value >= threshold (a signal or combination, on its own scale).
     - ``top_fraction``: the ``fraction`` of rated candidates with the highest selection_value.
     - ``calibrated``: selection_value at least the threshold that reached the target precision on
       the judge ``probe`` (its report: probe.probe_judge); nothing without one.
@@ -316,6 +317,10 @@ def select(ratings: Iterable[dict], k: int, rule: str = "score_at_least", thresh
     if rule == "score_at_least":
         chosen = [r for r in ratings if r.get("score") is not None and r["score"] >= k]
         how = f"score >= {k}"
+    elif rule == "expected_at_least":
+        threshold = 4.5 if threshold is None else threshold
+        chosen = [r for r in ratings if r.get("expected_score") is not None and r["expected_score"] >= threshold]
+        how = f"expected score >= {threshold}"
     elif rule == "value_at_least":
         if threshold is None:
             raise ValueError("curate.select value_at_least needs curate.select_threshold")
@@ -327,7 +332,8 @@ def select(ratings: Iterable[dict], k: int, rule: str = "score_at_least", thresh
         chosen = sorted(valued[:keep], key=lambda r: ratings.index(r)) if keep else []
         how = f"top {fraction:.0%} by value"
     else:
-        raise ValueError(f"unknown selection rule {rule!r}: score_at_least, value_at_least or top_fraction")
+        raise ValueError(f"unknown selection rule {rule!r}: score_at_least, expected_at_least, value_at_least, "
+                         "top_fraction or calibrated")
     return [{**r, "selected_by": how} for r in chosen]
 
 
@@ -346,11 +352,19 @@ def curate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, c
     return curated
 
 
+RATING_MODES = ("generate", "logprob", "yes", "pmi", "features")
+
+
 def compare_modes(candidates: Iterable[dict] | Path, judge_model: str, cfg: CurateConfig | None = None,
-                  out_path: Path | None = None, engine: Engine | None = None) -> dict:
+                  out_path: Path | None = None, engine: Engine | None = None, probe_pairs: list[dict] | None = None,
+                  modes: Iterable[str] = RATING_MODES) -> dict:
     """Rate a seeded sample of ``cfg.compare_sample`` candidates both ways with the same judge and
     report how often the two ratings agree: exactly, and within one point (over the candidates
-    both modes rated). Writes the report, with every pair of ratings, to ``out_path`` if given."""
+    both modes rated). With ``probe_pairs`` (human-written pairs no training saw), also probe the
+    judge in every mode of ``modes`` (probe.probe_judge): which way of rating tells good pairs from
+    bad, by AUC, side by side. Writes the report, with every pair of ratings, to ``out_path`` if given."""
+    from .probe import probe_judge
+
     cfg = cfg or CurateConfig()
     if isinstance(candidates, (str, Path)):
         candidates = read_stage(Path(candidates))
@@ -359,6 +373,8 @@ def compare_modes(candidates: Iterable[dict] | Path, judge_model: str, cfg: Cura
     with engine_for(judge_model, cfg, engine) as engine:
         generated = _rate_generate(sample, engine, cfg, load_template(cfg.template, "generate"))
         by_logprob = _rate_logprob(sample, engine, load_template(cfg.template, "logprob"), cfg)
+        probes = [probe_judge(probe_pairs, judge_model, cfg, mode, engine, cfg.random_seed)
+                  for mode in modes] if probe_pairs else []
     pairs = [{"id": c["id"], "generate": g["score"], "logprob": lp["score"], "expected_score": lp["expected_score"]}
              for c, g, lp in zip(sample, generated, by_logprob)]
     both = [p for p in pairs if p["generate"] is not None and p["logprob"] is not None]
@@ -369,6 +385,7 @@ def compare_modes(candidates: Iterable[dict] | Path, judge_model: str, cfg: Cura
         "exact_agreement": agreed["exact"], "within_one": agreed["within_one"],
         "generate_histogram": dict(sorted(Counter(p["generate"] for p in both).items())),
         "logprob_histogram": dict(sorted(Counter(p["logprob"] for p in both).items())),
+        "probe": probes,
         "pairs": pairs,
     }
     if out_path is not None:

@@ -12,6 +12,7 @@ negative (0.5: chance), overall and per kind, with a bootstrap interval.
 from __future__ import annotations
 
 import random
+import re
 import statistics
 import time
 from collections import Counter
@@ -38,14 +39,14 @@ def probe_pairs(pairs: list[dict], seed: int = 0) -> list[dict]:
         instruction, output = pair["instruction"], pair["output"]
         probe.append({"id": f"{pair.get('id', i)}", "kind": "positive", "label": 1, "instruction": instruction,
                       "output": output})
-        words = output.split()
+        words = list(re.finditer(r"\S+", output))
         negatives = {"instruction_as_answer": instruction}
         if len(pairs) > 1 and pairs[other[i]]["output"].strip() != output.strip():
             negatives["off_topic"] = pairs[other[i]]["output"]
-        if len(words) >= MIN_WORDS_TO_CUT:
+        if len(words) >= MIN_WORDS_TO_CUT:  # cut at word boundaries; the text keeps its own line breaks
             cut = max(3, len(words) * 2 // 5)
-            negatives["starts_mid_way"] = " ".join(words[cut:])
-            negatives["cut_off_early"] = " ".join(words[:len(words) - cut])
+            negatives["starts_mid_way"] = output[words[cut].start():]
+            negatives["cut_off_early"] = output[:words[len(words) - cut - 1].end()]
         lines = output.splitlines() or [output]
         junk = rng.sample(BOILERPLATE, 3)
         mixed = [junk[0]] + lines[:1] + [junk[1]] + lines[1:] + [junk[2]]
@@ -149,17 +150,27 @@ def cross_validated(probe: list[dict], features: list[dict | None], folds: int =
     return values
 
 
-def calibrate(values: list[float | None], labels: list[int], target: float) -> dict:
+def calibrate(values: list[float | None], labels: list[int], target: float, prior: float | None = None) -> dict:
     """The lowest value threshold whose selection on the probe reaches ``target`` precision, with
-    that precision and its recall (None when no threshold reaches it)."""
+    that precision and its recall (None when no threshold reaches it).
+
+    ``prior``: the share of good pairs assumed among the candidates to curate. The probe has up to
+    five negatives per positive, a mix that says nothing about a corpus; with a prior the precision
+    is the one the probe's true- and false-positive rates give at that mix. None: the probe's own mix."""
     scored = sorted(((v, y) for v, y in zip(values, labels) if v is not None), key=lambda t: -t[0])
     positives = sum(y for _, y in scored)
+    negatives = len(scored) - positives
     best, hits = None, 0
     for n, (value, label) in enumerate(scored, 1):
         hits += label
         last_of_tie = n == len(scored) or scored[n][0] != value
-        if last_of_tie and hits / n >= target:
-            best = {"threshold": value, "precision": round(hits / n, 4), "recall": round(hits / max(1, positives), 4)}
+        if prior is None or not positives or not negatives:
+            precision = hits / n
+        else:
+            tpr, fpr = hits / positives, (n - hits) / negatives
+            precision = prior * tpr / (prior * tpr + (1 - prior) * fpr)
+        if last_of_tie and precision >= target:
+            best = {"threshold": value, "precision": round(precision, 4), "recall": round(hits / max(1, positives), 4)}
     return best or {"threshold": None, "precision": None, "recall": 0.0}
 
 
@@ -205,7 +216,8 @@ def probe_judge(pairs: list[dict], judge_model: str, cfg, mode: str | None = Non
     if mode == "features":
         usable = [(f, p["label"]) for f, p in zip(features, probe) if f is not None]
         report["combination"] = fit_combination([f for f, _ in usable], [label for _, label in usable])
-    report["calibrated"] = calibrate(values, [p["label"] for p in probe], cfg.target_precision)
+    report["calibrated"] = calibrate(values, [p["label"] for p in probe], cfg.target_precision, cfg.good_share)
+    report["calibrated"]["good_share"] = cfg.good_share
     report["verdict"] = verdict(report["auc"], cfg.min_probe_auc)
     return report
 

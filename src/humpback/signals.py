@@ -12,7 +12,8 @@ were at chance on human-written pairs). What even a small model has is a likelih
 - ``features``: the two reads of ``pmi`` give more than their means: how likely the answer's
   first tokens are (an answer that starts mid-way starts improbably), how likely the reply is to
   end where it ends (one cut off early is not), and, from the text alone, how much of the answer
-  repeats the instruction. A combination of them is fitted on the judge probe (probe.py).
+  repeats the instruction and whether its last line ends as a sentence or a closed bracket does
+  (a 135M model's end-of-turn probability barely tells a cut-off answer from a whole one). A combination of them is fitted on the judge probe (probe.py).
 
 Each signal is a number per candidate, higher = better, None where the engine refused the prompt.
 """
@@ -20,6 +21,7 @@ Each signal is a number per candidate, higher = better, None where the engine re
 from __future__ import annotations
 
 import math
+import re
 
 from .engines import Engine
 from .engines.base import chat_text
@@ -36,7 +38,8 @@ Is this answer a complete, on-topic and helpful reply to the instruction, as an 
 Reply yes or no."""
 YES_CHOICES = {"yes": " yes", "no": " no"}
 SIGNALS = ("yes", "pmi", "features")
-FEATURES = ("pmi", "answer_logprob", "start_logprob", "end_logprob", "copies_instruction")
+FEATURES = ("pmi", "answer_logprob", "start_logprob", "end_logprob", "copies_instruction", "ends_with_punctuation")
+_CLOSING = re.compile(r"""[.!?…)\]}"'”’`>*]$""")  # what a finished sentence, list or block ends with
 START_TOKENS = 8  # the answer's first tokens, for start_logprob
 
 
@@ -107,6 +110,7 @@ def likelihood_features(candidates: list[dict], engine: Engine, system_prompt: s
             "start_logprob": round(sum(answer[:START_TOKENS]) / len(answer[:START_TOKENS]), 6),
             "end_logprob": round(with_it[end] if end < len(with_it) else with_it[-1], 6),
             "copies_instruction": round(len(words & set(c["instruction"].lower().split())) / max(1, len(words)), 6),
+            "ends_with_punctuation": float(bool(_CLOSING.search(c["output"].rstrip()))),
         })
     return out
 
