@@ -27,7 +27,7 @@ RESULTS = ROOT / "bench" / "results"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=40, help="human-written pairs per source")
-    parser.add_argument("--modes", default="logprob,yes,pmi")
+    parser.add_argument("--modes", default="logprob,yes,pmi,features")
     parser.add_argument("--m0", action="store_true", help="also score with M_0 (trained here on other seed pairs)")
     args = parser.parse_args()
 

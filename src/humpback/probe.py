@@ -112,7 +112,8 @@ def fit_combination(features: list[dict], labels: list[int], l2: float = 0.01) -
     from .signals import FEATURES
 
     x = np.array([[f[name] for name in FEATURES] for f in features], dtype=float)
-    mean, std = x.mean(0), x.std(0) + 1e-9
+    mean, std = x.mean(0), x.std(0)
+    std = np.where(std > 1e-6, std, 1.0)  # a feature constant on the probe (e.g. every answer ends the same) gets no weight
     z, y = (x - mean) / std, np.asarray(labels, dtype=float)
 
     def loss(w):
@@ -124,15 +125,31 @@ def fit_combination(features: list[dict], labels: list[int], l2: float = 0.01) -
             "bias": round(float(w[0]), 6), "weights": w[1:].round(6).tolist()}
 
 
+def fit_detectors(probe: list[dict], features: list[dict | None]) -> dict:
+    """One fitted combination per negative kind (its positives against that kind's negatives): a
+    detector of each way a pair goes bad. A pair's value is its worst detector's (combined_value):
+    a good pair has to pass every one, and a defect that is rare among the negatives (an answer cut
+    off early) is not outweighed by the common ones, as one joint fit lets it be."""
+    detectors = {}
+    for kind in NEGATIVE_KINDS:
+        rows = [(f, p["label"]) for p, f in zip(probe, features) if f is not None and p["kind"] in ("positive", kind)]
+        if len({label for _, label in rows}) == 2:
+            detectors[kind] = fit_combination([f for f, _ in rows], [label for _, label in rows])
+    return {"detectors": detectors}
+
+
 def combined_value(features: dict, combination: dict) -> float:
-    """A pair's value under a fitted combination (the logit of its being a good pair)."""
+    """A pair's value under a fitted combination (the logit of its being a good pair), or under
+    fitted detectors (fit_detectors: the lowest of their logits)."""
+    if "detectors" in combination:
+        return min(combined_value(features, c) for c in combination["detectors"].values())
     return round(combination["bias"] + sum(w * (features[name] - m) / s for name, w, m, s in zip(
         combination["features"], combination["weights"], combination["mean"], combination["std"])), 6)
 
 
 def cross_validated(probe: list[dict], features: list[dict | None], folds: int = 5, seed: int = 0) -> list[float | None]:
-    """Each probe pair's value under a combination fitted on the other folds (pairs and the
-    negatives made from them stay in one fold): the AUC of these values is out-of-sample."""
+    """Each probe pair's value under detectors fitted on the other folds (pairs and the negatives
+    made from them stay in one fold): the AUC of these values is out-of-sample."""
     for pair, f in zip(probe, features):
         pair["features"] = f
     groups = sorted({p["id"].split(":")[0] for p in probe})
@@ -140,13 +157,13 @@ def cross_validated(probe: list[dict], features: list[dict | None], folds: int =
     fold_of = {g: i % folds for i, g in enumerate(groups)}
     values: list[float | None] = [None] * len(probe)
     for fold in range(folds):
-        train = [(f, p["label"]) for p, f in zip(probe, features) if f is not None and fold_of[p["id"].split(":")[0]] != fold]
-        if len({label for _, label in train}) < 2:
+        train = [(p, f) for p, f in zip(probe, features) if fold_of[p["id"].split(":")[0]] != fold]
+        detectors = fit_detectors([p for p, _ in train], [f for _, f in train])
+        if not detectors["detectors"]:
             continue
-        combination = fit_combination([f for f, _ in train], [label for _, label in train])
         for i, (p, f) in enumerate(zip(probe, features)):
             if f is not None and fold_of[p["id"].split(":")[0]] == fold:
-                values[i] = combined_value(f, combination)
+                values[i] = combined_value(f, detectors)
     return values
 
 
@@ -214,8 +231,7 @@ def probe_judge(pairs: list[dict], judge_model: str, cfg, mode: str | None = Non
     report = {"judge_model": str(judge_model), "mode": mode, **probe_report(probe, values, seed),
               "seconds_per_pair": round(seconds / max(1, len(probe)), 4)}
     if mode == "features":
-        usable = [(f, p["label"]) for f, p in zip(features, probe) if f is not None]
-        report["combination"] = fit_combination([f for f, _ in usable], [label for _, label in usable])
+        report["combination"] = fit_detectors(probe, features)
     report["calibrated"] = calibrate(values, [p["label"] for p in probe], cfg.target_precision, cfg.good_share)
     report["calibrated"]["good_share"] = cfg.good_share
     report["verdict"] = verdict(report["auc"], cfg.min_probe_auc)

@@ -12,8 +12,10 @@ were at chance on human-written pairs). What even a small model has is a likelih
 - ``features``: the two reads of ``pmi`` give more than their means: how likely the answer's
   first tokens are (an answer that starts mid-way starts improbably), how likely the reply is to
   end where it ends (one cut off early is not), and, from the text alone, how much of the answer
-  repeats the instruction and whether its last line ends as a sentence or a closed bracket does
-  (a 135M model's end-of-turn probability barely tells a cut-off answer from a whole one). A combination of them is fitted on the judge probe (probe.py).
+  repeats the instruction, whether it ends as a sentence or a closed bracket does, and whether it
+  ends open (on a comma or a word like "the": English only) - a 135M model's end-of-turn
+  probability barely tells a cut-off answer from a whole one. Detectors combining them are fitted
+  on the judge probe (probe.py).
 
 Each signal is a number per candidate, higher = better, None where the engine refused the prompt.
 """
@@ -38,7 +40,13 @@ Is this answer a complete, on-topic and helpful reply to the instruction, as an 
 Reply yes or no."""
 YES_CHOICES = {"yes": " yes", "no": " no"}
 SIGNALS = ("yes", "pmi", "features")
-FEATURES = ("pmi", "answer_logprob", "start_logprob", "end_logprob", "copies_instruction", "ends_with_punctuation")
+FEATURES = ("pmi", "answer_logprob", "start_logprob", "end_logprob", "copies_instruction", "ends_with_punctuation",
+            "ends_open")
+# Words a finished English text does not end on (an answer ending "... including the" was cut off).
+OPEN_ENDINGS = frozenset("""a an the of to in on at for with by from and or but as that which who whose whom this these
+those is are was were be been being has have had do does did will would can could should may might must not nor so
+than then if because while when where how what why into onto over under about after before between through during
+including such like its their his her our your my very""".split())
 _CLOSING = re.compile(r"""[.!?…)\]}"'”’`>*]$""")  # what a finished sentence, list or block ends with
 START_TOKENS = 8  # the answer's first tokens, for start_logprob
 
@@ -111,8 +119,15 @@ def likelihood_features(candidates: list[dict], engine: Engine, system_prompt: s
             "end_logprob": round(with_it[end] if end < len(with_it) else with_it[-1], 6),
             "copies_instruction": round(len(words & set(c["instruction"].lower().split())) / max(1, len(words)), 6),
             "ends_with_punctuation": float(bool(_CLOSING.search(c["output"].rstrip()))),
+            "ends_open": float(_ends_open(c["output"])),
         })
     return out
+
+
+def _ends_open(text: str) -> bool:
+    text = text.rstrip()
+    last = text.split()[-1].lower() if text.split() else ""
+    return last in OPEN_ENDINGS or text.endswith((",", ":", ";", "-"))
 
 
 def signal_values(mode: str, candidates: list[dict], engine: Engine, system_prompt: str = "") -> list[dict | None]:
