@@ -12,6 +12,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .filters import BOILERPLATE_LINE_PATTERNS, NAV_HEADER_PATTERNS
+
 
 class _Config(BaseModel):
     # Attribute docstrings become field descriptions: they are the CLI --help text.
@@ -25,25 +27,17 @@ class SegmentConfig(_Config):
     """Shortest segment kept, in characters (paper: 600)."""
     max_chars: int = Field(3000, ge=1)
     """Longest segment kept, in characters (paper: 3,000)."""
-    nav_header_words: list[str] = Field(
-        default_factory=lambda: [
-            "advertisement", "forum", "quick link", "newsletter",  # the paper's examples
-            "related", "share this", "subscribe", "cookie", "comments", "sign up", "follow us",
-            "menu", "navigation", "sponsored", "you may also like", "read more",
-        ]
-    )
-    """Segments whose header contains one of these (case-insensitive) are dropped as navigation.
-    The first four are the paper's examples; the rest are ours."""
-    boilerplate_line_words: list[str] = Field(
-        default_factory=lambda: [
-            "©", "all rights reserved", "sign up", "subscribe", "follow us", "share this", "share on",
-            "cookie", "newsletter", "click here", "photo source", "image source", "image credit", "citation :",
-        ]
-    )
-    """Short lines (under boilerplate_line_chars) containing one of these are dropped from segment
-    text: the copyright, sign-up and credit lines that main-content extraction lets through (ours)."""
-    boilerplate_line_chars: int = Field(120, ge=0)
-    """Only lines shorter than this are checked for boilerplate words."""
+    nav_header_patterns: list[str] = Field(default_factory=lambda: list(NAV_HEADER_PATTERNS))
+    """Regular expressions (case-insensitive) for navigation headers; a header is dropped when one
+    matches the WHOLE header (lower-cased, surrounding punctuation removed): "Comments" and
+    "Related posts" are navigation, "Reader comments on the new policy" is not. The paper's examples
+    ("advertisement", "forum", "quick link", "newsletter") lead the list (humpback.filters)."""
+    boilerplate_line_patterns: list[str] = Field(default_factory=lambda: list(BOILERPLATE_LINE_PATTERNS))
+    """Regular expressions for whole boilerplate lines (copyright, share and sign-up lines, credits,
+    bare dates, comment headers), dropped from segment text; a line that is a navigation header on
+    its own ("Tags") goes too. A content line that merely mentions "cookies" stays (ours)."""
+    boilerplate_line_chars: int = Field(300, ge=0)
+    """Only lines up to this long can be boilerplate; longer ones are prose."""
     max_header_upper_ratio: float = Field(0.6, ge=0, le=1)
     """Drop a header whose letters are more than this share upper case (paper: 'a high share';
     the threshold is ours). All-caps headers are always dropped."""

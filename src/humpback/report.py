@@ -117,6 +117,10 @@ def _tables(stats: dict, evals: list[dict]) -> list[tuple[str, list[str], list[l
     tables = []
     funnel = stats.get("segment_funnel", {})
     tables.append(("Segmentation funnel", ["step", "count"], [[k, str(v)] for k, v in sorted(funnel.items())]))
+    examples = stats.get("segment_filter_examples") or {}
+    if examples:
+        tables.append(("What the filters removed (examples)", ["filter", "example"],
+                       [[reason, text[:200]] for reason, shown in sorted(examples.items()) for text in shown]))
     tokens = any("instruction_tokens" in row for row in stats.get("table2", {}).values())
     header = ["set", "count", "instruction (chars)", "output (chars)"] + (
         ["instruction (tokens)", "output (tokens)"] if tokens else [])

@@ -20,6 +20,7 @@ from lxml import etree
 
 from .config import ExecutorConfig, SegmentConfig
 from .corpus import Document, Skipped, Unreadable, corpus_fingerprint, decode_html, read_corpus
+from .filters import is_boilerplate_line, is_navigation_header
 from .outputs import items_fingerprint, stage_output
 from .records import Segment
 from .shards import reject, run_sharded, stable_id
@@ -28,6 +29,10 @@ _HEADER_TAG = re.compile(r"<h[1-6][\s>]", re.IGNORECASE)
 _WORD = re.compile(r"\w+")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
 _MD_HEADER = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+# A header with no text (only tags or whitespace inside). Main-content extraction drops it and
+# its section would merge into the one before; it is marked first so the paper's empty-header rule sees it.
+_EMPTY_HEADER = re.compile(r"<h([1-6])(\s[^>]*)?>(\s|&nbsp;|<[^>]*>)*</h\1\s*>", re.IGNORECASE)
+EMPTY_HEADER_MARK = "humpback-empty-header"
 
 
 # --- documents -> blocks ------------------------------------------------------------------
@@ -39,6 +44,7 @@ def html_blocks(html: str | bytes) -> tuple[list[tuple[int, str]], str]:
 
     if isinstance(html, bytes):
         html = decode_html(html)
+    html = _EMPTY_HEADER.sub(lambda m: f"<h{m.group(1)}>{EMPTY_HEADER_MARK}</h{m.group(1)}>", html)
 
     xml = trafilatura.extract(
         html, output_format="xml", include_formatting=True, include_tables=True,
@@ -53,7 +59,8 @@ def html_blocks(html: str | bytes) -> tuple[list[tuple[int, str]], str]:
     for el in main if main is not None else []:
         if el.tag == "head":
             level = int((el.get("rend") or "h2").lstrip("h") or 2)
-            blocks.append((min(max(level, 1), 6), _clean(" ".join(el.itertext()))))
+            text = _clean(" ".join(el.itertext()))
+            blocks.append((min(max(level, 1), 6), "" if text == EMPTY_HEADER_MARK else text))
         elif el.tag == "list":
             items = [_clean(" ".join(i.itertext())) for i in el.iter("item")]
             blocks.append((0, "\n".join(f"- {i}" for i in items if i)))
@@ -64,7 +71,9 @@ def html_blocks(html: str | bytes) -> tuple[list[tuple[int, str]], str]:
             blocks.append((0, "".join(el.itertext()).strip("\n")))
         else:  # p, quote, ...
             blocks.append((0, _clean(" ".join(el.itertext()))))
-    return [b for b in blocks if b[1]], _clean(root.get("title") or "")
+    # an empty header stays: the paper drops the segment under it, which otherwise would be merged
+    # into the section before
+    return [b for b in blocks if b[1] or b[0] > 0], _clean(root.get("title") or "")
 
 
 def markdown_blocks(text: str) -> list[tuple[int, str]]:
@@ -131,8 +140,7 @@ def header_problem(header: str | None, cfg: SegmentConfig) -> str | None:
         return None
     if not header.strip():
         return "empty_header"
-    lowered = header.lower()
-    if any(word in lowered for word in cfg.nav_header_words):
+    if is_navigation_header(header, cfg.nav_header_patterns):
         return "navigation_header"
     letters = [c for c in header if c.isalpha()]
     if letters:
@@ -159,13 +167,12 @@ def repeated_sentence_share(text: str, n: int, threshold: float) -> float:
     return repeated / len(grams)
 
 
-def strip_boilerplate_lines(text: str, cfg: SegmentConfig) -> tuple[str, int]:
-    """Drop short lines that carry boilerplate cues; returns the text and how many were dropped."""
-    kept, dropped = [], 0
+def strip_boilerplate_lines(text: str, cfg: SegmentConfig) -> tuple[str, list[str]]:
+    """Drop whole boilerplate lines (filters.is_boilerplate_line); the text and the lines dropped."""
+    kept, dropped = [], []
     for line in text.split("\n"):
-        lowered = line.lower()
-        if len(line) < cfg.boilerplate_line_chars and any(w in lowered for w in cfg.boilerplate_line_words):
-            dropped += 1
+        if is_boilerplate_line(line, cfg.boilerplate_line_patterns, cfg.boilerplate_line_chars, cfg.nav_header_patterns):
+            dropped.append(line.strip())
         else:
             kept.append(line)
     return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip(), dropped
@@ -287,7 +294,7 @@ def document_segments(doc: Document, cfg: SegmentConfig) -> tuple[list[tuple[str
 def segment_documents(docs: list[Document | Unreadable], cfg: SegmentConfig):
     """One shard: documents -> segments that pass the per-segment filters (with their dedup
     signatures), rejects and filter counters. Deduplication follows, in corpus order."""
-    kept, rejects, counts = [], [], Counter()
+    kept, rejects, counts, examples = [], [], Counter(), {}
     for doc in docs:
         if isinstance(doc, Skipped):
             rejects.append(reject("segment", doc.source, f"skipped: {doc.reason}"))
@@ -309,16 +316,29 @@ def segment_documents(docs: list[Document | Unreadable], cfg: SegmentConfig):
         for position, (header, text) in enumerate(pieces):
             counts["segments_found"] += 1
             text, dropped = strip_boilerplate_lines(text, cfg)
-            counts["boilerplate_lines_dropped"] += dropped
+            counts["boilerplate_lines_dropped"] += len(dropped)
+            for line in dropped:
+                _example(examples, "boilerplate_line", line)
             problem = segment_problem(header, text, cfg)
             if problem:
                 counts[f"removed_{problem}"] += 1
+                _example(examples, problem, f"{header or ''} | {text[:160]}")
                 continue
             digest, minhash = signature(text, cfg)
             # the signature travels with the segment to the driver's deduplication, which drops it
             kept.append({**Segment(id=stable_id(doc.key, position), source=f"{doc.source}#{position}",
                                    header=header or "", text=text), "_digest": digest, "_minhash": minhash})
+    counts["_examples"] = examples  # what each filter removed, a few per shard, for the report
     return kept, rejects, counts
+
+
+EXAMPLES_PER_SHARD = 3
+
+
+def _example(examples: dict, reason: str, text: str) -> None:
+    shown = examples.setdefault(reason, [])
+    if len(shown) < EXAMPLES_PER_SHARD and text not in shown:
+        shown.append(text)
 
 
 def segment(corpus: str | Iterable, out_dir: Path, cfg: SegmentConfig | None = None,

@@ -94,6 +94,16 @@ def stage_counters(stage_dir: Path) -> Counter:
     return total
 
 
+def stage_examples(stage_dir: Path, per_reason: int = 3) -> dict[str, list[str]]:
+    """A few examples of what each filter of the stage removed (the shards' ``_examples`` counters)."""
+    examples: dict[str, list[str]] = {}
+    for counters in _shard_counters(stage_dir):
+        for reason, shown in (counters.get("_examples") or {}).items():
+            kept = examples.setdefault(reason, [])
+            kept.extend(x for x in shown if len(kept) < per_reason and x not in kept)
+    return examples
+
+
 def stage_seconds(stage_dir: Path) -> float:
     """Time spent on the stage's shards, including those finished before a resume."""
     return round(sum(c.get("_seconds", 0.0) for c in _shard_counters(stage_dir)), 2)

@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Iterable
 
-from .shards import read_jsonl, read_stage, stage_counters, stage_info
+from .shards import read_jsonl, read_stage, stage_counters, stage_examples, stage_info
 
 
 def _mean_std(xs: list[int]) -> dict:
@@ -117,6 +117,7 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
     candidates = table2(read_stage(out / "candidates"), tokenizer)
     stats: dict = {
         "segment_funnel": dict(stage_counters(out / "segments")),
+        "segment_filter_examples": stage_examples(out / "segments"),
         "k": k,
         "segments": stage_info(out / "segments").get("records", 0),
         "candidates": candidates["count"],
