@@ -123,3 +123,27 @@ def test_an_instruction_cut_off_by_the_token_limit_is_flagged_and_counted(tmp_pa
     candidates = list(read_stage(tmp_path / "cand"))
     assert [c.get("instruction_cut_off", False) for c in candidates] == [False, True, False]
     assert stage_counters(tmp_path / "cand")["instruction_cut_off"] == 1
+
+
+def test_an_instruction_that_quotes_its_answer_is_removed_before_rating(tmp_path):
+    from conftest import ScriptedEngine
+    from humpback import AugmentConfig, augment
+    from humpback.filters import quoted_answer
+    from humpback.shards import read_stage, stage_counters, stage_rejects
+
+    text = "Preheat the oven to 180C. Cream the butter and sugar until pale and fluffy, then beat in the eggs."
+    assert quoted_answer("Rewrite: cream the butter and sugar until pale and fluffy.", text, 8) == \
+        "cream the butter and sugar until pale and"
+    assert quoted_answer("How do I cream the butter and sugar until pale?", text, 8) is None  # 7 words: below n
+    segments = [{"id": f"s{i}", "source": f"x#{i}", "text": text} for i in range(3)]
+    instructions = {0: "How do I bake a simple cake?", 1: "Summarise: Cream the butter and sugar until pale and fluffy, "
+                    "then beat in the eggs.", 2: "Explain the first step of this recipe."}
+    written = iter(instructions.values())
+    augment(segments, "m", tmp_path / "cand", AugmentConfig(), engine=ScriptedEngine(lambda p: next(written)))
+    assert [c["id"] for c in read_stage(tmp_path / "cand")] == ["s0", "s2"]
+    assert stage_counters(tmp_path / "cand")["quotes_answer"] == 1
+    [rejected] = list(stage_rejects(tmp_path / "cand"))
+    assert rejected["source"] == "x#1" and "quotes its answer" in rejected["reason"]
+    augment(segments, "m", tmp_path / "kept", AugmentConfig(max_quoted_words=0), engine=ScriptedEngine(
+        lambda p: instructions[1]))
+    assert len(list(read_stage(tmp_path / "kept"))) == 3  # 0 keeps them all

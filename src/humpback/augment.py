@@ -15,13 +15,14 @@ from .backward import backward_prompt
 from .config import AugmentConfig, BackwardConfig, ExecutorConfig
 from .engines import Engine, SamplingParams, check_refusals
 from .executor import refuse_engine_object
+from .filters import quoted_answer
 from .outputs import input_fingerprint, stage_input, stage_output
 from .records import Candidate, Segment
 from .shards import EngineShards, reject, run_sharded
 
 # The fields that decide what augmentation writes (the others: how fast, where).
 OUTPUT_FIELDS = {"engine", "dtype", "served_model", "temperature", "top_p", "max_new_tokens", "records_per_shard",
-                 "max_segments", "random_seed", "chat_template", "continue_with"}
+                 "max_segments", "random_seed", "chat_template", "continue_with", "max_quoted_words"}
 
 
 def augment_shard(segments: list[Segment], shard_index: int, engine: Engine, cfg: AugmentConfig,
@@ -42,6 +43,12 @@ def augment_shard(segments: list[Segment], shard_index: int, engine: Engine, cfg
         if not instruction.strip():
             rejects.append(reject("augment", segment["source"], "backward model wrote an empty instruction", segment))
             counts["empty_instruction"] += 1
+            continue
+        quoted = quoted_answer(instruction, segment["text"], cfg.max_quoted_words)
+        if quoted:  # the pair would teach copying the answer out of the instruction
+            rejects.append(reject("augment", segment["source"], f"the instruction quotes its answer: \"{quoted}\"",
+                                  {"instruction": instruction.strip(), "segment_id": segment["id"]}))
+            counts["quotes_answer"] += 1
             continue
         candidate = Candidate(id=segment["id"], source=segment["source"], instruction=instruction.strip(),
                               output=segment["text"], backward_model=backward_model)

@@ -235,6 +235,11 @@ class AugmentConfig(EngineConfig):
     """Use only the first N segments (a budget for quick runs)."""
     random_seed: int = 0
     """Sampling seed; each shard is seeded with it plus its index."""
+    max_quoted_words: int = Field(8, ge=0)
+    """An instruction that repeats this many consecutive words of its own segment quotes its answer
+    (the backward model pasted the text in): the candidate becomes a reject, counted as
+    quotes_answer, before any rating. 0 keeps them all (ours: 28 of 180 instructions written for the
+    shared pages did this)."""
 
 
 class CurateConfig(EngineConfig):

@@ -117,3 +117,23 @@ def is_boilerplate_line(line: str, patterns: list[str] | tuple[str, ...] = tuple
     """A whole line of boilerplate shape, or a line that is a navigation header on its own
     ("Tags", "Most popular"); lines longer than max_chars are prose, never matched."""
     return 0 < len(line.strip()) <= max_chars and (matches_whole(line, patterns) or matches_whole(line, header_patterns))
+
+
+_WORDS = re.compile(r"\w+")
+
+
+def quoted_answer(instruction: str, output: str, n: int) -> str | None:
+    """The first run of ``n`` consecutive words of ``output`` that ``instruction`` repeats (case and
+    punctuation aside), or None. A backward model trained on seed pairs whose instruction carries an
+    input text learns to paste the segment into the instruction; such a pair teaches copying."""
+    if n <= 0:
+        return None
+    said = _WORDS.findall(instruction.lower())
+    if len(said) < n:
+        return None
+    answer = _WORDS.findall(output.lower())
+    grams = {tuple(answer[i:i + n]) for i in range(len(answer) - n + 1)}
+    for i in range(len(said) - n + 1):
+        if tuple(said[i:i + n]) in grams:
+            return " ".join(said[i:i + n])
+    return None

@@ -117,6 +117,9 @@ def _tables(stats: dict, evals: list[dict]) -> list[tuple[str, list[str], list[l
     tables = []
     funnel = stats.get("segment_funnel", {})
     tables.append(("Segmentation funnel", ["step", "count"], [[k, str(v)] for k, v in sorted(funnel.items())]))
+    if stats.get("quotes_answer"):
+        tables.append(("Candidates removed before rating", ["reason", "count"],
+                       [["the instruction quotes its answer (augment.max_quoted_words)", str(stats["quotes_answer"])]]))
     examples = stats.get("segment_filter_examples") or {}
     if examples:
         tables.append(("What the filters removed (examples)", ["filter", "example"],

@@ -185,6 +185,7 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
         first = next(iter(read_jsonl(curated_file)), None) if curated_file.exists() else None
         stats["iterations"][str(i)]["selected_by"] = first.get("selected_by") if first else None
     stats["instructions_cut_off"] = stage_counters(out / "candidates").get("instruction_cut_off", 0)
+    stats["quotes_answer"] = stage_counters(out / "candidates").get("quotes_answer", 0)
     stats["refused"] = {"augment": stage_counters(out / "candidates").get("refused", 0),
                         **{f"curate iter{i}": stage_counters(out / f"iter{i}" / "ratings").get("refused", 0)
                            for i in range(1, iterations + 1)}}
@@ -207,7 +208,9 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
     cut = stats.get("instructions_cut_off", 0)
     console.print(f"candidates {stats['candidates']}   rejects {stats.get('rejects', 0)} (see rejects.jsonl)"
                   + (f"   prompts refused by the engine {refused}" if refused else "")
-                  + (f"   instructions cut off at augment.max_new_tokens {cut}" if cut else ""))
+                  + (f"   instructions cut off at augment.max_new_tokens {cut}" if cut else "")
+                  + (f"   instructions that quote their answer (removed) {stats['quotes_answer']}"
+                     if stats.get("quotes_answer") else ""))
     trained = stats.get("training") or {}
     dropped = {name: t["dropped_too_long"] for name, t in trained.items() if t.get("dropped_too_long")}
     checkpointed = [name for name, t in trained.items() if t.get("gradient_checkpointing")]
