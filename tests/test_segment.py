@@ -208,3 +208,18 @@ def test_shared_web_pages_segment_cleanly(tmp_path):
             assert not is_boilerplate_line(line, cfg.boilerplate_line_patterns, cfg.boilerplate_line_chars), (s["source"], line)
         for junk in ("Accept all cookies", "Privacy Policy", "Terms of Use", "All rights reserved", "Skip to content"):
             assert junk.lower() not in s["text"].lower(), (s["source"], junk)
+
+
+def test_segments_in_other_languages_are_removed_and_counted(tmp_path):
+    english = "\n\n".join(f"Step {i}: knead the dough on a floured board, fold it over and turn it a quarter." for i in range(12))
+    french = "\n\n".join(f"Étape {i} : pétrissez la pâte sur un plan fariné, repliez-la et tournez-la d'un quart." for i in range(12))
+    docs = tmp_path / "corpus"
+    docs.mkdir()
+    (docs / "en.md").write_text(f"# Bread\n\n{english}\n")
+    (docs / "fr.md").write_text(f"# Pain\n\n{french}\n")
+    segment(str(docs), tmp_path / "kept", SegmentConfig(max_repeated_sentence_share=1.0))
+    [kept] = list(read_stage(tmp_path / "kept"))
+    assert kept["header"] == "Bread" and kept["language"] == "en" and kept["language_confidence"] > 0.9
+    assert stage_counters(tmp_path / "kept")["removed_language"] == 1
+    segment(str(docs), tmp_path / "all", SegmentConfig(max_repeated_sentence_share=1.0, languages=[]))
+    assert sorted(s["language"] for s in read_stage(tmp_path / "all")) == ["en", "fr"]

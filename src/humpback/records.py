@@ -41,6 +41,10 @@ class Segment(TypedDict):
     """The heading the segment was found under ('' where none)."""
     text: str
     """The segment's text, boilerplate lines removed."""
+    language: NotRequired[str]
+    """The language py3langid finds in the text (ISO 639-1)."""
+    language_confidence: NotRequired[float]
+    """Its probability."""
 
 
 class Candidate(TypedDict):

@@ -192,6 +192,20 @@ def segment_problem(header: str | None, text: str, cfg: SegmentConfig) -> str | 
     return None
 
 
+_language_identifier = None
+
+
+def detect_language(text: str) -> tuple[str, float]:
+    """The most likely language (ISO 639-1) and its probability, by py3langid (its model ships in the wheel)."""
+    global _language_identifier
+    if _language_identifier is None:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+        _language_identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    language, probability = _language_identifier.classify(text)
+    return language, float(probability)
+
+
 def signature(text: str, cfg: SegmentConfig) -> tuple[bytes, MinHash]:
     """What deduplication compares: a digest of the normalised words (exact duplicates) and the
     MinHash of the word shingles (near duplicates). Computed where the segment is made, so on
@@ -324,10 +338,16 @@ def segment_documents(docs: list[Document | Unreadable], cfg: SegmentConfig):
                 counts[f"removed_{problem}"] += 1
                 _example(examples, problem, f"{header or ''} | {text[:160]}")
                 continue
+            language, confidence = detect_language(text)
+            if cfg.languages and language not in cfg.languages and confidence >= cfg.min_language_confidence:
+                counts["removed_language"] += 1
+                _example(examples, "language", f"{language} ({confidence:.2f}) | {text[:160]}")
+                continue
             digest, minhash = signature(text, cfg)
             # the signature travels with the segment to the driver's deduplication, which drops it
             kept.append({**Segment(id=stable_id(doc.key, position), source=f"{doc.source}#{position}",
-                                   header=header or "", text=text), "_digest": digest, "_minhash": minhash})
+                                   header=header or "", text=text, language=language,
+                                   language_confidence=round(confidence, 4)), "_digest": digest, "_minhash": minhash})
     counts["_examples"] = examples  # what each filter removed, a few per shard, for the report
     return kept, rejects, counts
 
