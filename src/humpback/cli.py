@@ -410,6 +410,28 @@ def _eval_backward(cfg: BackwardEvalConfig, seed: str, model: str, backward_mode
     console.print(f"files: {out}/fidelity.json, {out}/predictions.jsonl")
 
 
+@app.command("decontaminate", help="Remove training rows that overlap a prompt set (n-gram or the same instruction).")
+def _decontaminate(data: Path = typer.Argument(..., help="Training data: JSONL of instruction/output pairs or chats "
+                                                         "(e.g. RUN/final/train.jsonl)."),
+                   against: list[Path] = typer.Option(..., "--against", help="A prompt set: AlpacaEval JSON, JSONL/JSON "
+                                                                           "of instructions, or plain text (repeatable)."),
+                   out: Path = typer.Option(..., help="Output folder: clean.jsonl, rejects.jsonl, summary.json."),
+                   ngram: int = typer.Option(13, min=1, help="Words in a run shared with a prompt that makes a match.")) -> None:
+    from .decontaminate import decontaminate_file
+
+    _setup_logging()
+    try:
+        for path in [data, *against]:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{path} is not a file")
+        summary = decontaminate_file(data, against, api.claim_output(out, "decontaminate"), ngram)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(f"{summary['rows']} rows: {summary['kept']} kept, {summary['removed']} overlap "
+               f"{summary['benchmark_prompts']} prompts ({ngram}-grams or the same instruction), "
+               f"{summary['unreadable']} unreadable; {out}/clean.jsonl, {out}/rejects.jsonl ({summary['seconds']} s)")
+
+
 @app.command("report", help="Rebuild RUN/report.html and RUN/report.md (and stats.json) from a run directory.")
 def _report(run: Path = typer.Argument(..., help="Run directory, e.g. runs/demo."),
             labels: Optional[Path] = typer.Option(None, help="JSONL of {id, label: good|bad} for candidates: adds "

@@ -442,6 +442,13 @@ class RunConfig(ExecutorConfig):
     """At least this many probe pairs (but never leaving fewer than 8 seed pairs to train on)."""
     probe_max_pairs: int = Field(200, ge=1)
     """At most this many probe pairs."""
+    decontaminate_against: list[Path] = Field(default_factory=list)
+    """Prompt sets the models will be evaluated on (AlpacaEval JSON, JSONL/JSON of instructions, plain
+    text): every training pair (seed and curated, instruction and output) sharing
+    decontaminate_ngram consecutive words with one of their prompts, or whose instruction is one, is
+    removed before training and kept in rejects with the matching text and item (ours)."""
+    decontaminate_ngram: int = Field(13, ge=1)
+    """The n of the n-gram overlap (13 words: GPT-3's contamination check and many after it)."""
     stop_on_chance_judge: bool = False
     """Stop the run when an iteration's judge probes under curate.min_probe_auc, instead of warning."""
     chat_template: Path | None = None

@@ -91,6 +91,8 @@ def _run(config: RunConfig, out: Path, base_model: str, seed: list[dict], seed_r
     check_run_config(out, config)
     dump_yaml(config, out / "config.yaml")
     seed, held_out = split_probe(seed, config.probe_share, config.probe_min_pairs, config.probe_max_pairs)
+    clean = _decontaminator(config, out)
+    seed = clean(seed, 0)
     write_jsonl(out / "probe" / "pairs.jsonl", held_out)  # no training of the run sees these
     write_jsonl(out / "seed" / "part-00000.jsonl", seed)
     write_jsonl(out / "seed" / "_rejects" / "part-00000.jsonl", seed_rejects)
@@ -111,6 +113,7 @@ def _run(config: RunConfig, out: Path, base_model: str, seed: list[dict], seed_r
         check_judge(probe, config, i)
         curated = curate(out / "candidates", str(models / f"m{i - 1}"), iteration_dir, config.curate, iteration=i,
                          executor=executor, recompute=redo, probe=probe)
+        curated = clean(curated, i)
         train_set = iteration_dir / "train.jsonl"
         info = train_forward(seed, curated, base_model, models / f"m{i}", config.forward, dataset_path=train_set,
                              recompute=redo)
@@ -125,6 +128,14 @@ def _run(config: RunConfig, out: Path, base_model: str, seed: list[dict], seed_r
     stats["answer_loss"] = {f"m{i}": answer_loss(held_out, str(models / f"m{i}"), placement=config.forward.tag_placement)
                             for i in range(config.iterations + 1)} if held_out else {}
     stats["rejects"] = _collect_rejects(out, config.iterations)
+    if config.decontaminate_against:
+        from .shards import read_json_counters
+
+        removed = read_json_counters(out / "decontaminate")
+        stats["decontamination"] = {"against": [str(p) for p in config.decontaminate_against],
+                                    "ngram": config.decontaminate_ngram,
+                                    "removed": {("seed" if i == 0 else f"iter{i}"): c.get("removed", 0)
+                                                for i, c in removed.items() if i <= config.iterations}}
     stats["final_dataset"] = str(final / "train.jsonl")
     stats["final_model"] = str(models / f"m{config.iterations}")
     stats["final_dataset_count"] = sum(1 for _ in read_jsonl(final / "train.jsonl"))
@@ -149,9 +160,30 @@ class JudgeError(ValueError):
     """The judge cannot tell good pairs from bad, and the run was asked to stop then."""
 
 
+def _decontaminator(config: RunConfig, out: Path):
+    """clean(pairs, iteration) -> the pairs that overlap no prompt of config.decontaminate_against;
+    what each removes is kept in OUT/decontaminate (rejects and counters, 0 = the seed)."""
+    from .decontaminate import BenchmarkIndex, decontaminate, load_benchmarks
+
+    if not config.decontaminate_against:
+        return lambda pairs, iteration: pairs
+    index = BenchmarkIndex(load_benchmarks(config.decontaminate_against), config.decontaminate_ngram)
+
+    def clean(pairs: list[dict], iteration: int) -> list[dict]:
+        kept, rejects, counts = decontaminate(pairs, index)
+        write_jsonl(out / "decontaminate" / "_rejects" / f"part-{iteration:05d}.jsonl", rejects)
+        write_json(out / "decontaminate" / "_counters" / f"part-{iteration:05d}.json", dict(counts))
+        log.info("decontamination (%s): %d of %d pairs removed", "seed" if iteration == 0 else f"iteration {iteration}",
+                 counts["removed"], len(pairs))
+        return kept
+
+    return clean
+
+
 def _collect_rejects(out: Path, iterations: int) -> int:
     """Every stage's rejects in one rejects.jsonl (rebuilt each run, so resuming never duplicates)."""
-    dirs = [out / "seed", out / "segments", out / "candidates"] + [out / f"iter{i}" / "ratings" for i in range(1, iterations + 1)]
+    dirs = [out / "seed", out / "segments", out / "candidates", out / "decontaminate"] + [
+        out / f"iter{i}" / "ratings" for i in range(1, iterations + 1)]
     rejects = [r for d in dirs for r in stage_rejects(d)]
     write_jsonl(out / "rejects.jsonl", rejects)
     return len(rejects)

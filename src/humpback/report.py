@@ -120,6 +120,10 @@ def _tables(stats: dict, evals: list[dict]) -> list[tuple[str, list[str], list[l
     if stats.get("quotes_answer"):
         tables.append(("Candidates removed before rating", ["reason", "count"],
                        [["the instruction quotes its answer (augment.max_quoted_words)", str(stats["quotes_answer"])]]))
+    if stats.get("decontamination"):
+        d = stats["decontamination"]
+        tables.append((f"Decontamination ({d['ngram']}-word overlap or the same instruction)", ["training set", "removed"],
+                       [[k, str(v)] for k, v in d["removed"].items()]))
     examples = stats.get("segment_filter_examples") or {}
     if examples:
         tables.append(("What the filters removed (examples)", ["filter", "example"],

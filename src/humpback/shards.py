@@ -94,6 +94,12 @@ def stage_counters(stage_dir: Path) -> Counter:
     return total
 
 
+def read_json_counters(stage_dir: Path) -> dict[int, dict]:
+    """Each part's counters by part number (``_counters/part-N.json``)."""
+    return {int(path.stem.split("-")[1]): json.loads(path.read_text(encoding="utf-8"))
+            for path in sorted((Path(stage_dir) / "_counters").glob("part-*.json"))}
+
+
 def stage_examples(stage_dir: Path, per_reason: int = 3) -> dict[str, list[str]]:
     """A few examples of what each filter of the stage removed (the shards' ``_examples`` counters)."""
     examples: dict[str, list[str]] = {}

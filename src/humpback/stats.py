@@ -211,6 +211,10 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
                   + (f"   instructions cut off at augment.max_new_tokens {cut}" if cut else "")
                   + (f"   instructions that quote their answer (removed) {stats['quotes_answer']}"
                      if stats.get("quotes_answer") else ""))
+    if stats.get("decontamination"):
+        d = stats["decontamination"]
+        console.print(f"decontamination against {', '.join(d['against'])} ({d['ngram']}-grams, exact instructions): "
+                      + ", ".join(f"{k} {v} removed" for k, v in d["removed"].items()))
     trained = stats.get("training") or {}
     dropped = {name: t["dropped_too_long"] for name, t in trained.items() if t.get("dropped_too_long")}
     checkpointed = [name for name, t in trained.items() if t.get("gradient_checkpointing")]

@@ -1,0 +1,137 @@
+"""Decontamination: no training pair may contain a prompt of the sets the model is evaluated on.
+
+The seed may be oasst1, whose prompts overlap AlpacaEval's, and web text quotes benchmarks. A
+training pair (seed or curated, instruction and output) is removed when it shares a run of
+``n`` consecutive words with a benchmark prompt (13 by default, the n-gram length GPT-3's and
+later contamination studies used) or when its instruction IS a benchmark prompt (exact match
+after lower-casing and dropping punctuation, which also catches prompts shorter than n words).
+
+One index of the benchmark's n-grams (a dict from the n-gram's hash to the item), then one
+pass over the training pairs: linear in both, no pairwise comparison (bench: a million pairs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+
+_WORDS = re.compile(r"\w+")
+DEFAULT_N = 13
+
+
+def words(text: str) -> list[str]:
+    return _WORDS.findall(text.lower())
+
+
+def _key(gram: list[str]) -> int:
+    return int.from_bytes(hashlib.blake2b(" ".join(gram).encode("utf-8"), digest_size=8).digest(), "little")
+
+
+class BenchmarkIndex:
+    """The n-grams and normalised prompts of one or more prompt sets, each pointing at its item."""
+
+    def __init__(self, items: Iterable[dict], n: int = DEFAULT_N):
+        self.n = n
+        self.items: list[dict] = []
+        self.grams: dict[int, int] = {}
+        self.exact: dict[str, int] = {}
+        for item in items:
+            index = len(self.items)
+            self.items.append(item)
+            said = words(item["instruction"])
+            if said:
+                self.exact.setdefault(" ".join(said), index)
+            for i in range(len(said) - n + 1):
+                self.grams.setdefault(_key(said[i:i + n]), index)
+
+    def match(self, instruction: str, output: str) -> dict | None:
+        """What a pair shares with the benchmark (the first match), or None."""
+        said = words(instruction)
+        if said and " ".join(said) in self.exact:
+            return {"how": "exact_instruction", "text": instruction, "item": self.items[self.exact[" ".join(said)]]}
+        for field, text in (("instruction", said), ("output", words(output))):
+            for i in range(len(text) - self.n + 1):
+                hit = self.grams.get(_key(text[i:i + self.n]))
+                if hit is not None:
+                    return {"how": f"{self.n}-gram in {field}", "text": " ".join(text[i:i + self.n]),
+                            "item": self.items[hit]}
+        return None
+
+
+def load_benchmarks(paths: Iterable[Path]) -> list[dict]:
+    """Every prompt of the given sets (AlpacaEval JSON, JSONL/JSON of instructions, plain text),
+    each tagged with the file it came from."""
+    from .evaluate import load_prompt_set
+
+    items = []
+    for path in paths:
+        prompts, _ = load_prompt_set(Path(path))
+        items.extend({"benchmark": str(path), "id": p.get("id"), "instruction": p["instruction"]} for p in prompts)
+    return items
+
+
+def decontaminate(pairs: list[dict], index: BenchmarkIndex, stage: str = "decontaminate") -> tuple[list[dict], list[dict], Counter]:
+    """(kept pairs, rejects naming the matching text and the benchmark item, counters)."""
+    from .shards import reject
+
+    kept, rejects, counts = [], [], Counter()
+    for pair in pairs:
+        found = index.match(pair["instruction"], pair["output"])
+        if found is None:
+            kept.append(pair)
+            continue
+        counts[f"contaminated_{found['how'].split()[0].replace('-gram', '_gram')}"] += 1
+        item = found["item"]
+        rejects.append(reject(stage, str(pair.get("source") or pair.get("id")),
+                              f"overlaps {item['benchmark']} item {item.get('id')!r} ({found['how']}: \"{found['text']}\")",
+                              pair))
+    counts["kept"] = len(kept)
+    counts["removed"] = len(rejects)
+    return kept, rejects, counts
+
+
+def pair_of(row: dict) -> dict | None:
+    """(instruction, output) of a training row: seed shape, or a chat (the last user and assistant turns)."""
+    if isinstance(row.get("instruction"), str) and isinstance(row.get("output"), str):
+        return {"instruction": row["instruction"], "output": row["output"]}
+    messages = row.get("messages")
+    if isinstance(messages, list):
+        user = [m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        reply = [m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "assistant"]
+        if user and reply:
+            return {"instruction": user[-1], "output": reply[-1]}
+    return None
+
+
+def decontaminate_file(data: Path, against: list[Path], out: Path, n: int = DEFAULT_N) -> dict:
+    """`humpback decontaminate`: the rows of ``data`` (JSONL, seed or chat shape) that overlap no
+    prompt of ``against`` go to OUT/clean.jsonl as they were; the others, and lines that are not a
+    pair, to OUT/rejects.jsonl with why; OUT/summary.json counts them."""
+    import time
+
+    from .files import BadLine, jsonl_lines, write_json, write_jsonl
+    from .shards import reject
+
+    start = time.perf_counter()
+    index = BenchmarkIndex(load_benchmarks(against), n)
+    rows, pairs, rejects = [], [], []
+    for where, row in jsonl_lines(data):
+        pair = None if isinstance(row, BadLine) or not isinstance(row, dict) else pair_of(row)
+        if pair is None:
+            why = row.reason if isinstance(row, BadLine) else "not an (instruction, output) pair or a chat"
+            rejects.append(reject("decontaminate", where, why))
+            continue
+        rows.append(row)
+        pairs.append({**pair, "source": where, "index": len(rows) - 1})
+    kept, removed, counts = decontaminate(pairs, index)
+    write_jsonl(out / "clean.jsonl", [rows[p["index"]] for p in kept])
+    write_jsonl(out / "rejects.jsonl", rejects + removed)
+    summary = {"data": str(data), "against": [str(p) for p in against], "benchmark_prompts": len(index.items),
+               "ngram": n, "rows": len(rows) + len(rejects), "kept": len(kept), "removed": len(removed),
+               "unreadable": len(rejects), **{k: v for k, v in counts.items() if k.startswith("contaminated_")},
+               "seconds": round(time.perf_counter() - start, 2)}
+    write_json(out / "summary.json", summary)
+    return summary
