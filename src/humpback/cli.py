@@ -432,6 +432,31 @@ def _decontaminate(data: Path = typer.Argument(..., help="Training data: JSONL o
                f"{summary['unreadable']} unreadable; {out}/clean.jsonl, {out}/rejects.jsonl ({summary['seconds']} s)")
 
 
+@app.command("publish", help="Write a run's final dataset as Parquet with a dataset card (datasets.load_dataset "
+                             "reads the folder); --repo-id pushes it to the hub.")
+def _publish(run: Path = typer.Argument(..., help="A finished run directory, e.g. runs/demo."),
+             to: Path = typer.Option(..., "--to", help="Output folder (new, or an earlier publish output)."),
+             format: str = typer.Option("messages", "--format", help="messages (chat), alpaca "
+                                        "(instruction/input/output) or sharegpt (conversations)."),
+             license: str = typer.Option("other", "--license", help="The licence field of the card (yours to set: "
+                                         "the web text's terms apply)."),
+             repo_id: Optional[str] = typer.Option(None, "--repo-id", help="ORG/NAME: also push to the hub."),
+             private: bool = typer.Option(False, "--private", help="With --repo-id: a private dataset.")) -> None:
+    from .publish import publish, push
+
+    _setup_logging()
+    try:
+        info = publish(run, api.claim_output(to, "publish"), format, license)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(f"{info['rows']} rows ({info['format']}) in {info['parquet']}; card {info['card']}")
+    if repo_id:
+        try:
+            typer.echo(f"pushed: {push(to, repo_id, private)}")
+        except Exception as e:  # no token, no network, no rights: the local folder is still there
+            _fail(f"could not push to {repo_id} ({type(e).__name__}: {e}); the folder {to} is complete")
+
+
 @app.command("report", help="Rebuild RUN/report.html and RUN/report.md (and stats.json) from a run directory.")
 def _report(run: Path = typer.Argument(..., help="Run directory, e.g. runs/demo."),
             labels: Optional[Path] = typer.Option(None, help="JSONL of {id, label: good|bad} for candidates: adds "

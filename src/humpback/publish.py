@@ -1,0 +1,155 @@
+"""`humpback publish`: a run's final dataset as Parquet with a dataset card, ready for the hub.
+
+The folder is what `datasets.load_dataset(DIR)` reads (the card's `configs` point at the
+Parquet file) and what the hub renders: YAML metadata, how the data was made (seed, corpus,
+models, the config, humpback's version), the segmentation funnel, Table 2, the score
+histograms, the judge probe, decontamination, known limits, and per-row provenance.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from .shards import read_jsonl
+
+FORMATS = ("messages", "alpaca", "sharegpt")
+
+
+def _turns(messages: list[dict]) -> tuple[str, str, str]:
+    """(system, instruction, output) of a single-turn training chat."""
+    system = next((m["content"] for m in messages if m["role"] == "system"), "")
+    user = [m["content"] for m in messages if m["role"] == "user"]
+    reply = [m["content"] for m in messages if m["role"] == "assistant"]
+    return system, user[-1] if user else "", reply[-1] if reply else ""
+
+
+def as_format(row: dict, fmt: str) -> dict:
+    """A training row in one of FORMATS (the tag the model was trained with is the system message)."""
+    system, instruction, output = _turns(row["messages"])
+    if fmt == "messages":
+        return {"messages": row["messages"]}
+    if fmt == "alpaca":
+        return {"instruction": instruction, "input": "", "output": output, "system": system}
+    if fmt == "sharegpt":
+        names = {"system": "system", "user": "human", "assistant": "gpt"}
+        return {"conversations": [{"from": names[m["role"]], "value": m["content"]} for m in row["messages"]]}
+    raise ValueError(f"unknown format {fmt!r}: {', '.join(FORMATS)}")
+
+
+def provenance(run: Path, iterations: int) -> dict[str, dict]:
+    """Where each curated row came from: the last iteration's curated records, by id."""
+    curated = Path(run) / f"iter{iterations}" / "curated" / "part-00000.jsonl"
+    found = {}
+    for r in read_jsonl(curated) if curated.exists() else []:
+        found[r["id"]] = {"source": r.get("source"), "segment_id": r["id"], "score": r.get("score"),
+                          "value": r.get("combined", r.get("signal", r.get("expected_score"))),
+                          "selected_by": r.get("selected_by"), "iteration": r.get("iteration")}
+    return found
+
+
+def _size_category(n: int) -> str:
+    for limit, name in [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]:
+        if n < limit:
+            return name
+    return "1M<n<10M"
+
+
+def publish(run: Path, to: Path, fmt: str = "messages", license: str = "other", name: str | None = None) -> dict:
+    """Write ``to``/data/train-00000-of-00001.parquet and ``to``/README.md from the run ``run``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .files import atomic_path, write_text
+
+    try:
+        __version__ = version("humpback")
+    except PackageNotFoundError:  # a source checkout that was never installed
+        __version__ = "unknown"
+
+    run, to = Path(run), Path(to)
+    stats_file, final = run / "stats.json", run / "final" / "train.jsonl"
+    if not stats_file.is_file() or not final.is_file():
+        raise FileNotFoundError(f"{run} is not a finished humpback run (no stats.json or final/train.jsonl)")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}: {', '.join(FORMATS)}")
+    stats = json.loads(stats_file.read_text(encoding="utf-8"))
+    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) if (run / "config.yaml").exists() else {}
+    iterations = int(config.get("iterations", len(stats.get("iterations", {}))))
+    origins = provenance(run, iterations)
+    rows = []
+    for row in read_jsonl(final):
+        where = origins.get(row["id"], {})
+        rows.append({**as_format(row, fmt), "id": row["id"], "origin": row.get("origin", "seed"),
+                     "source": where.get("source"), "segment_id": where.get("segment_id"),
+                     "score": where.get("score"), "value": where.get("value"),
+                     "selected_by": where.get("selected_by"), "iteration": where.get("iteration")})
+    parquet = to / "data" / "train-00000-of-00001.parquet"
+    parquet.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(parquet) as tmp:
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
+    languages = (config.get("segment") or {}).get("languages", ["en"]) or ["multilingual"]
+    card = {
+        "license": license, "language": languages, "task_categories": ["text-generation"],
+        "tags": ["instruction-backtranslation", "humpback", "synthetic"], "size_categories": [_size_category(len(rows))],
+        "pretty_name": name or f"humpback {run.name}",
+        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}],
+    }
+    write_text(to / "README.md", "---\n" + yaml.safe_dump(card, sort_keys=False) + "---\n\n"
+               + _card_body(run, stats, config, rows, fmt, __version__))
+    return {"rows": len(rows), "parquet": str(parquet), "card": str(to / "README.md"), "format": fmt}
+
+
+def _card_body(run: Path, stats: dict, config: dict, rows: list[dict], fmt: str, version: str) -> str:
+    curated = sum(r["origin"] != "seed" for r in rows)
+    funnel = stats.get("segment_funnel", {})
+    lines = [f"# {run.name}: instruction-tuning data by instruction backtranslation", "",
+             f"{len(rows)} (instruction, answer) pairs: {len(rows) - curated} from the seed, {curated} written for web "
+             "text by a backward model and kept by self-curation (Li et al. 2023, \"Self-Alignment with Instruction "
+             f"Backtranslation\"). Made with humpback {version}; format `{fmt}`.", "",
+             "## How it was made", "",
+             f"- Seed: `{config.get('seed')}`; corpus: `{config.get('corpus')}`; base model: `{config.get('model')}`; "
+             f"iterations: {config.get('iterations')}.",
+             f"- Curation: mode `{(config.get('curate') or {}).get('mode')}`, selection "
+             f"`{(config.get('curate') or {}).get('select')}`; final model: `{stats.get('final_model')}`.",
+             "- The whole config is below.", "", "## Segmentation funnel", "", "| step | count |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in sorted(funnel.items())]
+    lines += ["", "## Table 2: sizes and lengths", "", "| set | count | instruction chars | output chars |", "|---|---|---|---|"]
+    for name, t in (stats.get("table2") or {}).items():
+        lines.append(f"| {name} | {t['count']} | {t['instruction_chars']['mean']} | {t['output_chars']['mean']} |")
+    lines += ["", "## Ratings", ""]
+    for i, it in (stats.get("iterations") or {}).items():
+        lines.append(f"- iteration {i}: score histogram {it.get('histogram')}, selected by {it.get('selected_by')}")
+    probe = stats.get("probe") or {}
+    lines += ["", "## Judge probe (held-out seed pairs against made-up bad ones)", ""]
+    lines += [f"- iteration {i}: AUC {p.get('auc')} {p.get('auc_interval')}: {p.get('verdict')}" for i, p in probe.items()] \
+        or ["- no probe was run"]
+    d = stats.get("decontamination")
+    lines += ["", "## Decontamination", ""]
+    lines += [f"- against {', '.join(d['against'])} ({d['ngram']}-word overlap or the same instruction): "
+              + ", ".join(f"{k} {v} removed" for k, v in d["removed"].items())] if d else \
+        ["- not decontaminated against any prompt set (`decontaminate_against` was empty): check before evaluating "
+         "on a benchmark (`humpback decontaminate`)"]
+    lines += ["", "## Columns", "",
+              "- the pair in the chosen format; `id`; `origin` (seed or web); for web rows `source` (file or URL and "
+              "segment position), `segment_id`, `score` or `value` (what the judge gave), `selected_by`, `iteration`.",
+              "", "## Known limits", "",
+              "- The instructions of web rows were written by a model; the answers are web text as found, with "
+              "boilerplate lines removed.",
+              "- The judge's ability to tell good pairs from bad is the probe AUC above; a small judge is near chance "
+              "on the rubric.", "", "## Config", "", "```yaml", yaml.safe_dump(config, sort_keys=False).strip(), "```", ""]
+    return "\n".join(lines)
+
+
+def push(folder: Path, repo_id: str, private: bool = False) -> str:
+    """Upload the folder to the hub as a dataset repository (needs a token and a reachable hub)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset")
+    return f"https://huggingface.co/datasets/{repo_id}"
