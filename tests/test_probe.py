@@ -134,3 +134,14 @@ def test_calibrated_selection_uses_the_probes_threshold_and_combination():
     chosen = select(ratings, 5, "calibrated", probe=probe)
     assert [r["id"] for r in chosen] == ["0", "2"] and all(r["selected_by"] == "value >= 0.5" for r in chosen)
     assert select(ratings, 5, "calibrated", probe=None) == []
+
+
+def test_the_text_features_see_where_an_answer_is_cut():
+    from humpback.signals import _CLOSING, _ends_open, _starts_open
+
+    whole = "Preheat the oven.\n1. Mix the flour and the butter.\n2. Bake for 20 minutes."
+    assert _CLOSING.search(whole) and not _ends_open(whole) and not _starts_open(whole)
+    assert _ends_open("Mix the flour and the") and _ends_open("Mix the flour, sugar,")
+    assert not _CLOSING.search("Mix the flour and the butter")
+    assert _starts_open("the butter. Bake for 20 minutes.") and _starts_open(", then bake.")
+    assert not _starts_open("1. Mix") and not _starts_open("Mix")

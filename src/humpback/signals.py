@@ -12,9 +12,10 @@ were at chance on human-written pairs). What even a small model has is a likelih
 - ``features``: the two reads of ``pmi`` give more than their means: how likely the answer's
   first tokens are (an answer that starts mid-way starts improbably), how likely the reply is to
   end where it ends (one cut off early is not), and, from the text alone, how much of the answer
-  repeats the instruction, whether it ends as a sentence or a closed bracket does, and whether it
-  ends open (on a comma or a word like "the": English only) - a 135M model's end-of-turn
-  probability barely tells a cut-off answer from a whole one. Detectors combining them are fitted
+  repeats the instruction, whether it ends as a sentence or a closed bracket does, whether it
+  ends open (on a comma or a word like "the": English only) and whether it starts open (a
+  lower-case word): a 135M model's end-of-turn probability barely tells a cut-off answer from a
+  whole one. Detectors combining them are fitted
   on the judge probe (probe.py).
 
 Each signal is a number per candidate, higher = better, None where the engine refused the prompt.
@@ -41,7 +42,7 @@ Reply yes or no."""
 YES_CHOICES = {"yes": " yes", "no": " no"}
 SIGNALS = ("yes", "pmi", "features")
 FEATURES = ("pmi", "answer_logprob", "start_logprob", "end_logprob", "copies_instruction", "ends_with_punctuation",
-            "ends_open")
+            "ends_open", "starts_open")
 # Words a finished English text does not end on (an answer ending "... including the" was cut off).
 OPEN_ENDINGS = frozenset("""a an the of to in on at for with by from and or but as that which who whose whom this these
 those is are was were be been being has have had do does did will would can could should may might must not nor so
@@ -120,6 +121,7 @@ def likelihood_features(candidates: list[dict], engine: Engine, system_prompt: s
             "copies_instruction": round(len(words & set(c["instruction"].lower().split())) / max(1, len(words)), 6),
             "ends_with_punctuation": float(bool(_CLOSING.search(c["output"].rstrip()))),
             "ends_open": float(_ends_open(c["output"])),
+            "starts_open": float(_starts_open(c["output"])),
         })
     return out
 
@@ -128,6 +130,12 @@ def _ends_open(text: str) -> bool:
     text = text.rstrip()
     last = text.split()[-1].lower() if text.split() else ""
     return last in OPEN_ENDINGS or text.endswith((",", ":", ";", "-"))
+
+
+def _starts_open(text: str) -> bool:
+    """Starts as the middle of a sentence does: a lower-case word or a closing mark."""
+    text = text.lstrip()
+    return bool(text) and (text[0].islower() or text[0] in ",;:.)]}")
 
 
 def signal_values(mode: str, candidates: list[dict], engine: Engine, system_prompt: str = "") -> list[dict | None]:
