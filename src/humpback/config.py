@@ -295,11 +295,11 @@ class CurateConfig(EngineConfig):
     target_precision: float = Field(0.8, gt=0, le=1)
     """select calibrated: keep the candidates above the threshold that reaches this precision on the
     judge probe (the probe reports it with its recall)."""
-    good_share: float | None = Field(0.5, gt=0, lt=1)
+    good_share: float | None = Field(0.39, gt=0, lt=1)
     """select calibrated: the share of good pairs assumed among the candidates, at which the probe's
     precision is computed (the probe itself holds up to five made-up negatives per positive, a mix no
-    corpus has). The paper's A_5 kept 8% of its candidates and A_4 39% (iteration 2); None uses
-    the probe's own mix (strict)."""
+    corpus has). Default: the share the paper's A_4 kept of its candidates (39%, iteration 2; A_5
+    kept 8%); None uses the probe's own mix (strict)."""
     min_probe_auc: float = Field(0.6, ge=0, le=1)
     """The judge probe (humpback probe-judge): below this AUC the judge is reported as near chance."""
     min_choice_mass: float = Field(0.5, ge=0, le=1)

@@ -129,9 +129,10 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
     for i in range(1, iterations + 1):
         ratings_dir = out / f"iter{i}" / "ratings"
         # one streamed pass (ratings carry whole segments): scores by id, and the texts of A_min(k,4) only
-        by_id, prompted, low_mass, selected = {}, 0, 0, []
+        by_id, prompted, low_mass, valued, selected = {}, 0, 0, 0, []
         for r in read_stage(ratings_dir):
             by_id[r["id"]] = r.get("score")
+            valued += r.get("signal") is not None  # a likelihood mode: a value, no 1..5 score
             prompted += bool(r.get("score_line_prompted"))
             low_mass += r.get("unparsed_reason") == "low_choice_mass"
             if r.get("score") and r["score"] >= min(k, 4):
@@ -148,7 +149,7 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
             "judge": f"m{i - 1}", "ratings": total, "histogram": hist,
             "parse_rate": round((total - hist["unparsed"]) / total, 4) if total else None,
             "score_line_prompted": prompted, "low_choice_mass": low_mass, f"A_{k}": a_k["count"],
-            "A_4": a_4["count"],
+            "A_4": a_4["count"], "valued": valued,
         }
         stats["table2"][f"A_{k} (iteration {i})"] = a_k
         if k != 4:
@@ -230,10 +231,16 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
     for i, it in stats["iterations"].items():
         h = it["histogram"]
         rate = f"{100 * it['parse_rate']:.0f}%" if it["parse_rate"] is not None else "-"
-        scores.add_row(i, it["judge"], rate, *(str(h[s]) for s in "12345"), str(h["unparsed"]),
+        unparsed = str(h["unparsed"])
+        if it.get("valued"):  # likelihood modes give a value, not a score: nothing is unparsed
+            rate, unparsed = f"{it['valued']} valued", str(h["unparsed"] - it["valued"])
+        scores.add_row(i, it["judge"], rate, *(str(h[s]) for s in "12345"), unparsed,
                        str(it.get("low_choice_mass", 0)), str(it["score_line_prompted"]), str(it[f"A_{k}"]),
                        str(it["A_4"]))
     console.print(scores)
+    rules = {i: it.get("selected_by") for i, it in stats["iterations"].items() if it.get("selected_by")}
+    if rules:
+        console.print(f"  |A_{k}| is the curated set, selected by: " + "; ".join(f"iteration {i}: {r}" for i, r in rules.items()))
     for i, probe in (stats.get("probe") or {}).items():
         low, high = probe["auc_interval"] or (None, None)
         console.print(f"judge probe, iteration {i} ({probe['mode']}, {probe['positives']} held-out pairs): AUC "
