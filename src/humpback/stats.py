@@ -233,7 +233,7 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
         rate = f"{100 * it['parse_rate']:.0f}%" if it["parse_rate"] is not None else "-"
         unparsed = str(h["unparsed"])
         if it.get("valued"):  # likelihood modes give a value, not a score: nothing is unparsed
-            rate, unparsed = f"{it['valued']} valued", str(h["unparsed"] - it["valued"])
+            rate, unparsed = f"{it['valued']}v", str(h["unparsed"] - it["valued"])
         scores.add_row(i, it["judge"], rate, *(str(h[s]) for s in "12345"), unparsed,
                        str(it.get("low_choice_mass", 0)), str(it["score_line_prompted"]), str(it[f"A_{k}"]),
                        str(it["A_4"]))
@@ -250,7 +250,8 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
         console.print("held-out answer loss (per token, lower is better): "
                       + ", ".join(f"{name} {value:.4f}" for name, value in losses.items()))
     console.print("  prompted: ratings whose Score line the judge wrote only after being handed 'Score:'; "
-                  "low mass: logprob ratings unparsed because the five scores had under min_choice_mass")
+                  "low mass: logprob ratings unparsed because the five scores had under min_choice_mass; "
+                  "Nv: a likelihood mode valued N candidates (no 1..5 scores)")
 
     t2 = Table(title="Table 2 (lengths in characters, mean ± std)", box=None)
     for col in ["set", "count", "instruction", "output"]:
