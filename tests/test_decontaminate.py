@@ -51,3 +51,20 @@ def test_the_command_cleans_a_chat_file_and_says_what_it_removed(tmp_path):
     missing = CliRunner().invoke(app, ["decontaminate", str(tmp_path / "nope.jsonl"), "--against", str(bench),
                                        "--out", str(tmp_path / "o2")])
     assert missing.exit_code != 0 and "error:" in missing.output and "Traceback" not in missing.output
+
+
+def test_eval_on_a_run_says_how_much_of_its_training_set_overlaps_the_prompts(tmp_path):
+    from humpback.decontaminate import check_run
+
+    run = tmp_path / "run"
+    (run / "final").mkdir(parents=True)
+    rows = [{"id": "a", "origin": "seed", "messages": [{"role": "user", "content": "What is the capital of France?"},
+                                                       {"role": "assistant", "content": "Paris."}]},
+            {"id": "b", "origin": "web", "messages": [{"role": "user", "content": "Tell me about boats."},
+                                                      {"role": "assistant", "content": "Boats float."}]}]
+    (run / "final" / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("What is the capital of France?\nName three rivers.\n")
+    found = check_run(run, prompts)
+    assert found["training_rows"] == 2 and found["overlapping"] == 1 and "capital of france" in found["examples"][0].lower()
+    assert "item 'prompt 1'" in found["examples"][0]

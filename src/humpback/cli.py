@@ -360,6 +360,14 @@ def _eval(cfg: EvalConfig, model: str | None, run: Path | None, compare: tuple[s
     root = Path(run) / "eval" if run is not None else Path("eval")
     if run is not None:
         cfg = api.as_the_run_trained(cfg, run)
+        if (Path(run) / "final" / "train.jsonl").is_file():
+            from .decontaminate import check_run
+
+            found = check_run(run, cfg.prompts)
+            typer.echo(f"contamination check: {found['overlapping']} of {found['training_rows']} training rows of {run} "
+                       f"overlap {cfg.prompts} ({found['ngram']}-word runs or the same instruction)"
+                       + ("" if not found["overlapping"] else "; remove them with `humpback decontaminate` or the run's "
+                          "decontaminate_against, and retrain"))
     if alpaca_eval_config is not None:
         path = api.alpaca_eval_config(alpaca_eval_config, cfg.judge.model, cfg.judge.base_url)
         typer.echo(f"alpaca_eval annotators config: {path} (alpaca_eval --annotators_config {path}/configs.yaml ...)")

@@ -6,13 +6,13 @@ training pair (seed or curated, instruction and output) is removed when it share
 later contamination studies used) or when its instruction IS a benchmark prompt (exact match
 after lower-casing and dropping punctuation, which also catches prompts shorter than n words).
 
-One index of the benchmark's n-grams (a dict from the n-gram's hash to the item), then one
-pass over the training pairs: linear in both, no pairwise comparison (bench: a million pairs).
+One index of the benchmark's n-grams (a dict from the n-gram to the item), then one pass over
+the training pairs: linear in both, no pairwise comparison (bench/decontaminate.py: a million
+pairs).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import Counter
 from pathlib import Path
@@ -26,17 +26,13 @@ def words(text: str) -> list[str]:
     return _WORDS.findall(text.lower())
 
 
-def _key(gram: list[str]) -> int:
-    return int.from_bytes(hashlib.blake2b(" ".join(gram).encode("utf-8"), digest_size=8).digest(), "little")
-
-
 class BenchmarkIndex:
     """The n-grams and normalised prompts of one or more prompt sets, each pointing at its item."""
 
     def __init__(self, items: Iterable[dict], n: int = DEFAULT_N):
         self.n = n
         self.items: list[dict] = []
-        self.grams: dict[int, int] = {}
+        self.grams: dict[tuple[str, ...], int] = {}
         self.exact: dict[str, int] = {}
         for item in items:
             index = len(self.items)
@@ -45,16 +41,17 @@ class BenchmarkIndex:
             if said:
                 self.exact.setdefault(" ".join(said), index)
             for i in range(len(said) - n + 1):
-                self.grams.setdefault(_key(said[i:i + n]), index)
+                self.grams.setdefault(tuple(said[i:i + n]), index)
 
     def match(self, instruction: str, output: str) -> dict | None:
         """What a pair shares with the benchmark (the first match), or None."""
         said = words(instruction)
         if said and " ".join(said) in self.exact:
             return {"how": "exact_instruction", "text": instruction, "item": self.items[self.exact[" ".join(said)]]}
+        grams, n = self.grams, self.n
         for field, text in (("instruction", said), ("output", words(output))):
-            for i in range(len(text) - self.n + 1):
-                hit = self.grams.get(_key(text[i:i + self.n]))
+            for i in range(len(text) - n + 1):
+                hit = grams.get(tuple(text[i:i + n]))
                 if hit is not None:
                     return {"how": f"{self.n}-gram in {field}", "text": " ".join(text[i:i + self.n]),
                             "item": self.items[hit]}
@@ -69,7 +66,8 @@ def load_benchmarks(paths: Iterable[Path]) -> list[dict]:
     items = []
     for path in paths:
         prompts, _ = load_prompt_set(Path(path))
-        items.extend({"benchmark": str(path), "id": p.get("id"), "instruction": p["instruction"]} for p in prompts)
+        items.extend({"benchmark": str(path), "id": p.get("id") or f"prompt {i}", "instruction": p["instruction"]}
+                     for i, p in enumerate(prompts, 1))
     return items
 
 
@@ -135,3 +133,24 @@ def decontaminate_file(data: Path, against: list[Path], out: Path, n: int = DEFA
                "seconds": round(time.perf_counter() - start, 2)}
     write_json(out / "summary.json", summary)
     return summary
+
+
+def check_run(run: Path, prompts: Path, n: int = DEFAULT_N) -> dict:
+    """How many rows of a run's final training set overlap an evaluation prompt set (what `humpback
+    eval --run` says before it evaluates): a model is not evaluated on prompts it trained on unknowingly."""
+    import logging
+
+    from .files import jsonl_lines
+
+    index = BenchmarkIndex(load_benchmarks([prompts]), n)
+    pairs = [p for _, row in jsonl_lines(Path(run) / "final" / "train.jsonl") if isinstance(row, dict)
+             for p in [pair_of(row)] if p is not None]
+    quiet = logging.getLogger("humpback")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # one line says it all here, not a warning per row
+    try:
+        _, rejects, _ = decontaminate(pairs, index, stage="eval")
+    finally:
+        quiet.setLevel(level)
+    return {"training_rows": len(pairs), "overlapping": len(rejects), "ngram": n, "prompts": str(prompts),
+            "examples": [r["reason"] for r in rejects[:5]]}
