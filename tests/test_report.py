@@ -127,3 +127,17 @@ def test_report_renders_in_headless_chromium(finished_run):
     loaded = int(re.search(r'data-figures-loaded="(\d+)"', dom).group(1))  # set by the page once images decode
     assert figures >= 3 and loaded == figures
     assert "Table 2: data statistics" in dom
+
+
+def test_the_report_shows_what_each_filter_removed_and_decontamination():
+    from humpback.report import _tables
+
+    stats = {"segment_funnel": {"removed_navigation_header": 1, "boilerplate_lines_dropped": 2},
+             "segment_filter_examples": {"navigation_header": ["Related posts | Ten more recipes"],
+                                         "boilerplate_line": ["\u00a9 2021 Cookie Blog. All rights reserved."]},
+             "quotes_answer": 3,
+             "decontamination": {"against": ["alpaca_eval.json"], "ngram": 13, "removed": {"seed": 2, "iter1": 0}}}
+    tables = {title: rows for title, _, rows in _tables(stats, [])}
+    assert ["navigation_header", "Related posts | Ten more recipes"] in tables["What the filters removed (examples)"]
+    assert tables["Candidates removed before rating"][0][1] == "3"
+    assert tables["Decontamination (13-word overlap or the same instruction)"] == [["seed", "2"], ["iter1", "0"]]
