@@ -13,17 +13,13 @@ pairs).
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
-_WORDS = re.compile(r"\w+")
+from .filters import words
+
 DEFAULT_N = 13
-
-
-def words(text: str) -> list[str]:
-    return _WORDS.findall(text.lower())
 
 
 class BenchmarkIndex:

@@ -122,16 +122,21 @@ def is_boilerplate_line(line: str, patterns: list[str] | tuple[str, ...] = tuple
 _WORDS = re.compile(r"\w+")
 
 
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens, punctuation dropped: what the n-gram overlaps compare."""
+    return _WORDS.findall(text.lower())
+
+
 def quoted_answer(instruction: str, output: str, n: int) -> str | None:
     """The first run of ``n`` consecutive words of ``output`` that ``instruction`` repeats (case and
     punctuation aside), or None. A backward model trained on seed pairs whose instruction carries an
     input text learns to paste the segment into the instruction; such a pair teaches copying."""
     if n <= 0:
         return None
-    said = _WORDS.findall(instruction.lower())
+    said = words(instruction)
     if len(said) < n:
         return None
-    answer = _WORDS.findall(output.lower())
+    answer = words(output)
     grams = {tuple(answer[i:i + n]) for i in range(len(answer) - n + 1)}
     for i in range(len(said) - n + 1):
         if tuple(said[i:i + n]) in grams:
