@@ -135,7 +135,7 @@ def _card_body(run: Path, stats: dict, config: dict, rows: list[dict], fmt: str,
         ["- not decontaminated against any prompt set (`decontaminate_against` was empty): check before evaluating "
          "on a benchmark (`humpback decontaminate`)"]
     lines += ["", "## Columns", "",
-              "- the pair in the chosen format; `id`; `origin` (seed or web); for web rows `source` (file or URL and "
+              "- the pair in the chosen format; `id`; `origin` (seed or augmented); for augmented rows `source` (file or URL and "
               "segment position), `segment_id`, `score` or `value` (what the judge gave), `selected_by`, `iteration`.",
               "", "## Known limits", "",
               "- The instructions of web rows were written by a model; the answers are web text as found, with "
