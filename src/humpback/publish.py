@@ -118,7 +118,8 @@ def _card_body(run: Path, stats: dict, config: dict, rows: list[dict], fmt: str,
              f"`{(config.get('curate') or {}).get('select')}`; final model: `{stats.get('final_model')}`.",
              "- The whole config is below.", "", "## Segmentation funnel", "", "| step | count |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(funnel.items())]
-    lines += ["", "## Table 2: sizes and lengths", "", "| set | count | instruction chars | output chars |", "|---|---|---|---|"]
+    lines += ["", "## Table 2: sizes and lengths", "", "| set | count | instruction chars | output chars |",
+              "|---|---|---|---|"]
     for name, t in (stats.get("table2") or {}).items():
         lines.append(f"| {name} | {t['count']} | {t['instruction_chars']['mean']} | {t['output_chars']['mean']} |")
     lines += ["", "## Ratings", ""]
@@ -135,8 +136,9 @@ def _card_body(run: Path, stats: dict, config: dict, rows: list[dict], fmt: str,
         ["- not decontaminated against any prompt set (`decontaminate_against` was empty): check before evaluating "
          "on a benchmark (`humpback decontaminate`)"]
     lines += ["", "## Columns", "",
-              "- the pair in the chosen format; `id`; `origin` (seed or augmented); for augmented rows `source` (file or URL and "
-              "segment position), `segment_id`, `score` or `value` (what the judge gave), `selected_by`, `iteration`.",
+              "- the pair in the chosen format; `id`; `origin` (seed or augmented); for augmented rows `source` "
+              "(file or URL and segment position), `segment_id`, `score` or `value` (what the judge gave), "
+              "`selected_by`, `iteration`.",
               "", "## Known limits", "",
               "- The instructions of web rows were written by a model; the answers are web text as found, with "
               "boilerplate lines removed.",
