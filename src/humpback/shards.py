@@ -82,8 +82,7 @@ def stage_info(stage_dir: Path) -> dict:
 
 
 def _shard_counters(stage_dir: Path) -> Iterator[dict]:
-    for path in sorted((Path(stage_dir) / "_counters").glob("part-*.json")):
-        yield json.loads(path.read_text(encoding="utf-8"))
+    yield from read_json_counters(stage_dir).values()
 
 
 def stage_counters(stage_dir: Path) -> Counter:
