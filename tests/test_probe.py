@@ -105,6 +105,20 @@ def test_calibration_finds_the_threshold_that_reaches_the_target_precision():
     assert calibrate(values, labels, 0.9, prior=0.5) == {"threshold": 0.7, "precision": 0.9091, "recall": 1.0}
 
 
+def test_fewer_good_candidates_assumed_means_a_stricter_threshold():
+    from humpback.config import CurateConfig
+    from humpback.probe import calibrate
+
+    rng = random.Random(3)
+    labels = [1] * 30 + [0] * 150
+    values = [rng.gauss(1.5, 1) if y else rng.gauss(-1, 1) for y in labels]
+    thresholds = [calibrate(values, labels, 0.8, prior)["threshold"] for prior in (0.5, 0.39, 0.2, 0.1, 0.05)]
+    assert all(t is not None for t in thresholds) and thresholds == sorted(thresholds)
+    # the default is the good share the paper's numbers imply: M_1's A_5 (41,821 of 502,133
+    # candidates) at precision 0.52 and recall 0.44
+    assert CurateConfig().good_share == round(41821 / 502133 * 0.52 / 0.44, 1)
+
+
 def test_the_fitted_combination_ranks_by_the_feature_that_separates():
     from humpback.probe import combined_value, cross_validated, fit_combination
     from humpback.signals import FEATURES
