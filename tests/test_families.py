@@ -174,3 +174,39 @@ def test_a_template_that_cannot_render_fails_before_any_work(tmp_path, family_mo
         with pytest.raises(ModelError, match="tag-placement append"):
             run(RunConfig(model=model, out=tmp_path / "run"), quiet=True)
         assert not (tmp_path / "run").exists()
+
+
+def test_the_likelihood_features_read_the_answer_and_its_end_of_turn(family_model):
+    """The features rating (curate's default on the demo) reads the answer's own tokens and the
+    template's end of turn after it, checked against a plain forward pass of the model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from humpback.engines.transformers import TransformersEngine
+    from humpback.signals import answer_span, likelihood_features
+
+    name, model = family_model
+    engine = TransformersEngine(model, dtype="float32")
+    candidate = {"instruction": "How do I boil an egg?", "output": "Put it in boiling water for 8 minutes, then cool it."}
+    try:
+        (features,) = likelihood_features([candidate], engine)
+    finally:
+        engine.close()
+    tokenizer = load_tokenizer(model)
+    full, start, end = answer_span(tokenizer, [{"role": "user", "content": candidate["instruction"]}], candidate["output"])
+    assert tokenizer.decode(full[start:end]).strip() == candidate["output"], name
+    assert full[end] == tokenizer.convert_tokens_to_ids(END_OF_TURN[name]), name
+
+    reference = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
+    with torch.no_grad():
+        logprobs = torch.log_softmax(reference(torch.tensor([full])).logits[0].float(), -1)
+    token_logprobs = [logprobs[j - 1, full[j]].item() for j in range(len(full))]
+    answer = token_logprobs[start:end]
+    assert features["answer_logprob"] == pytest.approx(sum(answer) / len(answer), abs=1e-4), name
+    assert features["end_logprob"] == pytest.approx(token_logprobs[end], abs=1e-4), name
+    assert features["start_logprob"] == pytest.approx(sum(answer[:8]) / 8, abs=1e-4), name
+    # the held-out answer loss: the answer and its end of turn, the tokens training puts the loss on
+    from humpback.probe import answer_loss
+
+    expected = -sum(token_logprobs[start:end + 1]) / (end + 1 - start)
+    assert answer_loss([candidate], model, placement="none") == pytest.approx(expected, abs=1e-4), name

@@ -287,21 +287,17 @@ def answer_loss(pairs: list[dict], model: str, tag: str = "both", placement: str
     with the inference tag, as the model is used): lower is better, no judge needed."""
     from types import SimpleNamespace
 
-    from .engines.base import chat_text
+    from .signals import answer_span
     from .tags import INFERENCE_TAGS, tagged_prompt
 
     if not pairs:
         return None
     cfg = SimpleNamespace(engine="transformers", dtype="float32", batch_size=8, device=None, chat_template=chat_template)
     with engine_for(model, cfg, engine) as engine:
-        tokenizer, reads = engine.tokenizer, []
-        for pair in pairs:
-            prompt = tagged_prompt(pair["instruction"], INFERENCE_TAGS[tag], placement)
-            head = tokenizer(chat_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
-            full = tokenizer(chat_text(tokenizer, prompt + [{"role": "assistant", "content": pair["output"]}]),
-                             add_special_tokens=False)["input_ids"]
-            start = next((i for i, (a, b) in enumerate(zip(head, full)) if a != b), min(len(head), len(full)))
-            reads.append((full, start))
-        values = engine.sequence_logprobs(reads)
-    tokens = sum(len(ids) - start for ids, start in reads)
+        spans = [answer_span(engine.tokenizer, tagged_prompt(pair["instruction"], INFERENCE_TAGS[tag], placement),
+                             pair["output"]) for pair in pairs]
+        reads = engine.token_logprobs([(full, start) for full, start, _ in spans])
+    # the answer's tokens and its end of turn: what training puts the loss on
+    values = [lp for (full, start, end), read in zip(spans, reads) for lp in read[:end - start + 1]]
+    tokens = len(values)
     return round(-sum(values) / max(1, tokens), 4)

@@ -88,42 +88,47 @@ def likelihood_features(candidates: list[dict], engine: Engine, system_prompt: s
     """FEATURES per candidate, from two teacher-forced reads of its answer (after the instruction,
     after an empty one) and the texts."""
     tokenizer = engine.tokenizer
-    stops = set(end_of_turn_ids(tokenizer))
-    reads = []
-    for c in candidates:
-        for instruction in (c["instruction"], ""):
-            system = [{"role": "system", "content": system_prompt}] if system_prompt else []
-            prompt = system + [{"role": "user", "content": instruction}]
-            head = tokenizer(chat_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
-            full = tokenizer(chat_text(tokenizer, prompt + [{"role": "assistant", "content": c["output"]}]),
-                             add_special_tokens=False)["input_ids"]
-            start = 0
-            while start < min(len(head), len(full)) and head[start] == full[start]:
-                start += 1
-            reads.append((full, start))
-    values = engine.token_logprobs(reads)
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    spans = [answer_span(tokenizer, system + [{"role": "user", "content": instruction}], c["output"])
+             for c in candidates for instruction in (c["instruction"], "")]
+    values = engine.token_logprobs([(full, start) for full, start, _ in spans])
     out = []
     for i, c in enumerate(candidates):
         with_it, without = values[2 * i], values[2 * i + 1]
         if not with_it or not without:
             out.append(None)
             continue
-        (full, start) = reads[2 * i]
-        tokens = full[max(start, 1):]
-        end = next((j for j, t in enumerate(tokens) if t in stops), len(tokens) - 1)
-        answer = with_it[:end] or with_it
+        full, start, end = spans[2 * i]
+        answer = with_it[:end - start] or with_it
         words = set(c["output"].lower().split())
         out.append({
             "pmi": round(sum(with_it) / len(with_it) - sum(without) / len(without), 6),
             "answer_logprob": round(sum(answer) / len(answer), 6),
             "start_logprob": round(sum(answer[:START_TOKENS]) / len(answer[:START_TOKENS]), 6),
-            "end_logprob": round(with_it[end] if end < len(with_it) else with_it[-1], 6),
+            "end_logprob": round(with_it[end - start] if end - start < len(with_it) else with_it[-1], 6),
             "copies_instruction": round(len(words & set(c["instruction"].lower().split())) / max(1, len(words)), 6),
             "ends_with_punctuation": float(bool(_CLOSING.search(c["output"].rstrip()))),
             "ends_open": float(_ends_open(c["output"])),
             "starts_open": float(_starts_open(c["output"])),
         })
     return out
+
+
+def answer_span(tokenizer, prompt: list[dict], output: str) -> tuple[list[int], int, int]:
+    """The chat text of ``prompt`` answered by ``output``, as token ids, with where the answer's
+    tokens start (the first token the prompt alone does not have) and where its end of turn is
+    (the template's, read as end_logprob; the last token when no end of turn follows)."""
+    head = tokenizer(chat_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+    # The turn is closed (not continued, as chat_text would): the end of turn after the answer is read.
+    whole = tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": output}], tokenize=False)
+    full = tokenizer(whole, add_special_tokens=False)["input_ids"]
+    start = 0
+    while start < min(len(head), len(full)) and head[start] == full[start]:
+        start += 1
+    start = max(start, 1)  # the first token has nothing before it to be predicted from
+    stops = set(end_of_turn_ids(tokenizer))
+    end = next((j for j in range(start, len(full)) if full[j] in stops), len(full) - 1)
+    return full, start, end
 
 
 def _ends_open(text: str) -> bool:
