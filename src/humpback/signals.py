@@ -14,9 +14,9 @@ were at chance on human-written pairs). What even a small model has is a likelih
   end where it ends (one cut off early is not), and, from the text alone, how much of the answer
   repeats the instruction, whether it ends as a sentence or a closed bracket does, whether it
   ends open (on a comma or a word like "the": English only) and whether it starts open (a
-  lower-case word): a 135M model's end-of-turn probability barely tells a cut-off answer from a
-  whole one. Detectors combining them are fitted
-  on the judge probe (probe.py).
+  lower-case word). The end of turn is read after the closed assistant turn (answer_span), so
+  end_logprob is the template's end-of-turn token, not the answer's last one. Detectors
+  combining the features are fitted on the judge probe (probe.py).
 
 Each signal is a number per candidate, higher = better, None where the engine refused the prompt.
 """
