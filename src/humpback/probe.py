@@ -298,6 +298,6 @@ def answer_loss(pairs: list[dict], model: str, tag: str = "both", placement: str
                              pair["output"]) for pair in pairs]
         reads = engine.token_logprobs([(full, start) for full, start, _ in spans])
     # the answer's tokens and its end of turn: what training puts the loss on
-    values = [lp for (full, start, end), read in zip(spans, reads) for lp in read[:end - start + 1]]
+    values = [lp for (_, start, end), read in zip(spans, reads) for lp in (read or [])[:end - start + 1]]
     tokens = len(values)
     return round(-sum(values) / max(1, tokens), 4)
