@@ -287,6 +287,7 @@ def answer_loss(pairs: list[dict], model: str, tag: str = "both", placement: str
     with the inference tag, as the model is used): lower is better, no judge needed."""
     from types import SimpleNamespace
 
+    from .models import end_of_turn_ids
     from .signals import answer_span
     from .tags import INFERENCE_TAGS, tagged_prompt
 
@@ -294,8 +295,9 @@ def answer_loss(pairs: list[dict], model: str, tag: str = "both", placement: str
         return None
     cfg = SimpleNamespace(engine="transformers", dtype="float32", batch_size=8, device=None, chat_template=chat_template)
     with engine_for(model, cfg, engine) as engine:
+        stops = set(end_of_turn_ids(engine.tokenizer))
         spans = [answer_span(engine.tokenizer, tagged_prompt(pair["instruction"], INFERENCE_TAGS[tag], placement),
-                             pair["output"]) for pair in pairs]
+                             pair["output"], stops) for pair in pairs]
         reads = engine.token_logprobs([(full, start) for full, start, _ in spans])
     # the answer's tokens and its end of turn: what training puts the loss on
     values = [lp for (_, start, end), read in zip(spans, reads) for lp in (read or [])[:end - start + 1]]

@@ -89,7 +89,8 @@ def likelihood_features(candidates: list[dict], engine: Engine, system_prompt: s
     after an empty one) and the texts."""
     tokenizer = engine.tokenizer
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    spans = [answer_span(tokenizer, system + [{"role": "user", "content": instruction}], c["output"])
+    stops = set(end_of_turn_ids(tokenizer))
+    spans = [answer_span(tokenizer, system + [{"role": "user", "content": instruction}], c["output"], stops)
              for c in candidates for instruction in (c["instruction"], "")]
     values = engine.token_logprobs([(full, start) for full, start, _ in spans])
     out = []
@@ -114,10 +115,11 @@ def likelihood_features(candidates: list[dict], engine: Engine, system_prompt: s
     return out
 
 
-def answer_span(tokenizer, prompt: list[dict], output: str) -> tuple[list[int], int, int]:
+def answer_span(tokenizer, prompt: list[dict], output: str, stops: set[int] | None = None) -> tuple[list[int], int, int]:
     """The chat text of ``prompt`` answered by ``output``, as token ids, with where the answer's
     tokens start (the first token the prompt alone does not have) and where its end of turn is
-    (the template's, read as end_logprob; the last token when no end of turn follows)."""
+    (the template's, read as end_logprob; the last token when no end of turn follows). ``stops``:
+    the end-of-turn ids, found once by a caller that reads many answers."""
     head = tokenizer(chat_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
     # The turn is closed (not continued, as chat_text would): the end of turn after the answer is read.
     whole = tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": output}], tokenize=False)
@@ -126,7 +128,7 @@ def answer_span(tokenizer, prompt: list[dict], output: str) -> tuple[list[int], 
     while start < min(len(head), len(full)) and head[start] == full[start]:
         start += 1
     start = max(start, 1)  # the first token has nothing before it to be predicted from
-    stops = set(end_of_turn_ids(tokenizer))
+    stops = set(end_of_turn_ids(tokenizer)) if stops is None else stops
     end = next((j for j in range(start, len(full)) if full[j] in stops), len(full) - 1)
     return full, start, end
 
