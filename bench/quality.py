@@ -4,9 +4,15 @@ Probes (humpback.probe) are built from ../shared/data: the Self-Instruct seed ta
 defaults are chosen on) and the AlpacaEval prompts with their reference answers (kept aside: the
 number reported for the chosen default). Each scoring mode (the rubric's logprob read, and the
 likelihood signals yes and pmi) scores every probe pair with the embedded model, untrained and,
-with --m0, as M_0 trained on Self-Instruct pairs outside the probe. Writes
-bench/results/quality.{json,md}: AUC overall and per negative kind with bootstrap intervals, and
-seconds per pair.
+with --m0, as M_0 trained on Self-Instruct pairs outside the probe. Near instructions
+(probe.near_instruction) come from every instruction of the same source.
+
+A second test is real candidates: the 42 (instruction, web segment) pairs the demo's backward model
+wrote, labelled good or bad by hand (bench/results/demo_candidates_labelled.jsonl). Each mode's
+value of every candidate (for features: under the detectors fitted on the Self-Instruct probe) is
+ranked against the labels: the AUC says how well the probe's verdict carries over to the defects
+real candidates have. Writes bench/results/quality.{json,md}: AUC overall and per negative kind
+with bootstrap intervals, and seconds per pair.
 """
 
 from __future__ import annotations
@@ -43,10 +49,13 @@ def main() -> None:
     rng = random.Random(0)
     rng.shuffle(seed)
     sources = {"self-instruct (choose on)": seed[:args.pairs]}
+    pools = {"self-instruct (choose on)": [p["instruction"] for p in seed]}
     alpaca = json.loads((SHARED / "alpaca_eval" / "text_davinci_003_outputs.json").read_text())
     alpaca = [{"id": f"a{i}", "instruction": r["instruction"], "output": r["output"].strip()}
               for i, r in enumerate(alpaca) if r["output"].strip() and len(r["output"]) < 2500]
     sources["alpaca-eval references (held out)"] = random.Random(1).sample(alpaca, args.pairs)
+    pools["alpaca-eval references (held out)"] = [p["instruction"] for p in alpaca]
+    labelled = [json.loads(line) for line in (RESULTS / "demo_candidates_labelled.jsonl").open(encoding="utf-8")]
 
     judges = {"untrained": resolve_model("smollm2-135m")}
     if args.m0:
@@ -57,20 +66,25 @@ def main() -> None:
         judges["M_0"] = str(m0)
 
     cfg = CurateConfig(mode="logprob", dtype="bfloat16", batch_size=8)
-    results = []
+    results, real = [], []
     for judge_name, model in judges.items():
         engine = TransformersEngine(model, dtype="bfloat16", batch_size=8)
         for source, pairs in sources.items():
             for mode in args.modes.split(","):
                 start = time.time()
-                report = probe_judge(pairs, model, cfg, mode=mode, engine=engine)
+                report = probe_judge(pairs, model, cfg, mode=mode, engine=engine, instruction_pool=pools[source])
                 report.update(judge=judge_name, source=source, wall_seconds=round(time.time() - start, 1))
                 results.append(report)
                 print(f"{judge_name:9s} {source:34s} {mode:8s} AUC {report['auc']} {report['auc_interval']} "
                       f"({report['seconds_per_pair']} s/pair)", flush=True)
+                if source.startswith("self-instruct"):
+                    real.append({"judge": judge_name, "mode": mode, **real_candidates(labelled, engine, mode, cfg, report)})
+                    print(f"{judge_name:9s} {'real demo candidates':34s} {mode:8s} AUC {real[-1]['auc']} "
+                          f"{real[-1]['auc_interval']}", flush=True)
         engine.close()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "quality.json").write_text(json.dumps({"pairs_per_source": args.pairs, "results": results}, indent=1))
+    (RESULTS / "quality.json").write_text(json.dumps({"pairs_per_source": args.pairs, "results": results,
+                                                      "real_candidates": real}, indent=1))
     lines = ["# Judge probe: AUC per scoring mode (embedded model, this machine)", "",
              f"{args.pairs} human-written pairs per source, each with up to five negatives; 0.5 is chance.", "",
              "| judge | source | mode | AUC (95% interval) | " + " | ".join(NEGATIVE_KINDS) + " | s/pair |",
@@ -80,8 +94,42 @@ def main() -> None:
         kinds = " | ".join(str(r["by_kind"][k]["auc"]) for k in NEGATIVE_KINDS)
         lines.append(f"| {r['judge']} | {r['source']} | {r['mode']} | {r['auc']} ({low}-{high}) | {kinds} | "
                      f"{r['seconds_per_pair']} |")
+    good = sum(r["good"] for r in labelled)
+    lines += ["", f"Real candidates: the demo's {len(labelled)} candidates, {good} labelled good by hand; AUC of each "
+              "mode's value against the labels (features: detectors fitted on the Self-Instruct probe; per detector "
+              "in the last column).", "", "| judge | mode | AUC (95% interval) | per detector |", "|---|---|---|---|"]
+    for r in real:
+        low, high = r["auc_interval"]
+        detectors = ", ".join(f"{k} {v}" for k, v in r.get("by_detector", {}).items()) or "-"
+        lines.append(f"| {r['judge']} | {r['mode']} | {r['auc']} ({low}-{high}) | {detectors} |")
     (RESULTS / "quality.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def real_candidates(labelled: list[dict], engine, mode: str, cfg, probe_report: dict) -> dict:
+    """AUC of the mode's value of each labelled candidate against its hand label."""
+    from humpback.probe import auc, bootstrap_auc, combined_value, score_probe
+    from humpback.signals import signal_values
+
+    labels = [r["good"] for r in labelled]
+    out = {"candidates": len(labelled), "good": sum(labels)}
+
+    def ranked(values):
+        good = [v for v, y in zip(values, labels) if y and v is not None]
+        bad = [v for v, y in zip(values, labels) if not y and v is not None]
+        value = auc(good, bad)
+        return None if value is None else round(value, 4), bootstrap_auc(good, bad)
+
+    if mode == "features":
+        features = [None if v is None else v["features"] for v in signal_values(mode, labelled, engine, cfg.system_prompt)]
+        combination = probe_report["combination"]
+        values = [None if f is None else combined_value(f, combination) for f in features]
+        out["by_detector"] = {kind: ranked([None if f is None else combined_value(f, detector) for f in features])[0]
+                              for kind, detector in combination["detectors"].items()}
+    else:
+        values = score_probe(labelled, engine, mode, cfg)
+    out["auc"], out["auc_interval"] = ranked(values)
+    return out
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ import pytest
 
 from conftest import ScriptedEngine
 from humpback.config import CurateConfig
-from humpback.probe import BOILERPLATE, NEGATIVE_KINDS, auc, bootstrap_auc, probe_judge, probe_pairs
+from humpback.probe import (BOILERPLATE, NEGATIVE_KINDS, auc, bootstrap_auc, near_instruction, probe_judge,
+                             probe_pairs)
 
 PAIRS = [{"id": f"p{i}", "instruction": f"Question {i}: how does topic {i} work?",
           "output": f"Topic {i} works like this. " + " ".join(f"step{i}-{j}" for j in range(12))} for i in range(20)]
@@ -22,7 +23,11 @@ def test_the_negatives_are_what_they_claim():
     for pair in PAIRS:
         words = pair["output"].split()
         neg = {kind: by_id[f"{pair['id']}:{kind}"] for kind in NEGATIVE_KINDS}
-        assert all(n["instruction"] == pair["instruction"] and n["label"] == 0 for n in neg.values())
+        assert all(n["label"] == 0 for n in neg.values())
+        assert all(n["instruction"] == pair["instruction"] for kind, n in neg.items() if kind != "near_instruction")
+        near = neg["near_instruction"]
+        assert near["output"] == pair["output"] and near["instruction"] in [p["instruction"] for p in PAIRS]
+        assert near["instruction"] != pair["instruction"]
         assert neg["off_topic"]["output"] != pair["output"] and neg["off_topic"]["output"] in [p["output"] for p in PAIRS]
         assert pair["output"].endswith(neg["starts_mid_way"]["output"]) and len(neg["starts_mid_way"]["output"].split()) < len(words)
         assert pair["output"].startswith(neg["cut_off_early"]["output"]) and len(neg["cut_off_early"]["output"].split()) < len(words)
@@ -39,6 +44,21 @@ def test_cut_answers_keep_their_own_line_breaks():
     assert pair["output"].startswith(neg["cut_off_early"]) and "\n" in neg["cut_off_early"]
     assert pair["output"].endswith(neg["starts_mid_way"]) and "\n" in neg["starts_mid_way"]
     assert not neg["cut_off_early"].endswith(" ") and not neg["starts_mid_way"].startswith(" ")
+
+
+def test_a_near_instruction_is_the_one_sharing_most_topic_words_and_only_one_that_shares_any():
+    pool = ["How do I bake sourdough bread at home?", "How do I repair a bicycle puncture?",
+            "Write a poem about bread.", "What is the capital of Peru?"]
+    assert near_instruction("How do I bake rye bread?", pool) == pool[0]  # bake, bread vs bread alone
+    assert near_instruction("Fix a puncture on a bicycle tyre.", pool) == pool[1]
+    assert near_instruction("How do I bake sourdough bread at home?", pool) == pool[2]  # never itself
+    assert near_instruction("Explain quantum tunnelling.", pool) is None  # no topic word shared: no negative
+    pairs = [{"id": "b", "instruction": "How do I bake rye bread?", "output": "Mix rye flour, water and salt."},
+             {"id": "q", "instruction": "Explain quantum tunnelling.", "output": "A particle crosses a barrier."}]
+    probe = {p["id"]: p for p in probe_pairs(pairs, instruction_pool=pool)}
+    assert probe["b:near_instruction"]["instruction"] == pool[0]
+    assert probe["b:near_instruction"]["output"] == pairs[0]["output"]
+    assert "q:near_instruction" not in probe
 
 
 def test_short_answers_are_not_cut():

@@ -109,7 +109,8 @@ def _run(config: RunConfig, out: Path, base_model: str, seed: list[dict], seed_r
     info = train_forward(seed, [], base_model, models / "m0", config.forward, dataset_path=train_set, recompute=redo)
     for i in range(1, config.iterations + 1):
         iteration_dir = out / f"iter{i}"
-        probe = probe_for_run(held_out, str(models / f"m{i - 1}"), config.curate, out / "probe" / f"iter{i}.json")
+        probe = probe_for_run(held_out, str(models / f"m{i - 1}"), config.curate, out / "probe" / f"iter{i}.json",
+                              instruction_pool=[p["instruction"] for p in seed + held_out])
         check_judge(probe, config, i)
         curated = curate(out / "candidates", str(models / f"m{i - 1}"), iteration_dir, config.curate, iteration=i,
                          executor=executor, recompute=redo, probe=probe)

@@ -4,7 +4,9 @@ Positives are human-written (instruction, answer) pairs that no training saw; ne
 from them in the ways the rubric's score 1 describes: another pair's answer (``off_topic``), the
 answer starting mid-way (``starts_mid_way``), the answer cut off early (``cut_off_early``), web
 boilerplate lines mixed into the answer (``boilerplate``), the instruction repeated as its own
-answer (``instruction_as_answer``). The judge scores every pair one way (a rating mode of
+answer (``instruction_as_answer``), and the answer under a near instruction (``near_instruction``: the
+instruction of another pair that shares the most words with its own, the loose fit a backward
+model's instruction often has to a web page). The judge scores every pair one way (a rating mode of
 curate.py, or a likelihood signal of signals.py); the AUC says how often a positive outscores a
 negative (0.5: chance), overall and per kind, with a bootstrap interval.
 """
@@ -20,17 +22,45 @@ from pathlib import Path
 
 from .engines import Engine, engine_for
 
-NEGATIVE_KINDS = ("off_topic", "starts_mid_way", "cut_off_early", "boilerplate", "instruction_as_answer")
+NEGATIVE_KINDS = ("off_topic", "starts_mid_way", "cut_off_early", "boilerplate", "instruction_as_answer",
+                  "near_instruction")
 BOILERPLATE = ["Share this article on Facebook and Twitter.", "Subscribe to our newsletter for weekly updates!",
                "© 2023 All rights reserved. Privacy Policy | Terms of Use", "Click here to read more stories like this.",
                "We use cookies to improve your experience. Accept all cookies?", "Related posts: 10 tips you need to know"]
 MIN_WORDS_TO_CUT = 8  # an answer shorter than this cannot be cut into something clearly partial
+# Words that say nothing of a topic, left out when instructions are matched by the words they share.
+FUNCTION_WORDS = frozenset("""a an the of to in on at for with by from and or but as is are was were be been do does
+did how what why when where which who whom whose can could should would will i you me my your it its this that these
+those give write explain describe list tell make about some any me please""".split())
 
 
-def probe_pairs(pairs: list[dict], seed: int = 0) -> list[dict]:
+def topic_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in FUNCTION_WORDS and len(w) > 2}
+
+
+def near_instruction(instruction: str, pool: list[str]) -> str | None:
+    """The instruction of ``pool`` (other than ``instruction`` itself) that shares the most topic
+    words with it, by Jaccard overlap; the first such on ties; None when none shares a topic word
+    (another pair's instruction on another topic is what off_topic already tests, from the answer's side)."""
+    mine = topic_words(instruction)
+    best, best_overlap = None, 0.0
+    for other in pool:
+        if other.strip() == instruction.strip():
+            continue
+        theirs = topic_words(other)
+        overlap = len(mine & theirs) / max(1, len(mine | theirs))
+        if overlap > best_overlap:
+            best, best_overlap = other, overlap
+    return best
+
+
+def probe_pairs(pairs: list[dict], seed: int = 0, instruction_pool: list[str] | None = None) -> list[dict]:
     """The probe: every pair as a positive (``label`` 1, ``kind`` "positive"), and from each the
-    negatives it allows (``label`` 0, ``kind`` one of NEGATIVE_KINDS), seeded."""
+    negatives it allows (``label`` 0, ``kind`` one of NEGATIVE_KINDS), seeded. ``instruction_pool``:
+    the instructions near_instruction draws from (a run passes its whole seed); default the pairs'."""
     rng = random.Random(seed)
+    pool = list(instruction_pool or [p["instruction"] for p in pairs])
+    rng.shuffle(pool)  # which of several equally near instructions is taken: seeded
     order = list(range(len(pairs)))
     rng.shuffle(order)
     other = {order[i]: order[(i + 1) % len(order)] for i in range(len(order))}  # another pair, never itself
@@ -51,10 +81,13 @@ def probe_pairs(pairs: list[dict], seed: int = 0) -> list[dict]:
         junk = rng.sample(BOILERPLATE, 3)
         mixed = [junk[0]] + lines[:1] + [junk[1]] + lines[1:] + [junk[2]]
         negatives["boilerplate"] = "\n".join(mixed)
+        if (near := near_instruction(instruction, pool)) is not None:
+            negatives["near_instruction"] = (near, output)
         for kind in NEGATIVE_KINDS:
-            if kind in negatives:
+            if kind in negatives:  # a new answer to the instruction, or (near_instruction) a new instruction
+                asked, answered = negatives[kind] if isinstance(negatives[kind], tuple) else (instruction, negatives[kind])
                 probe.append({"id": f"{pair.get('id', i)}:{kind}", "kind": kind, "label": 0,
-                              "instruction": instruction, "output": negatives[kind]})
+                              "instruction": asked, "output": answered})
     return probe
 
 
@@ -219,10 +252,11 @@ def _histogram(values: list[float]) -> dict:
 
 
 def probe_judge(pairs: list[dict], judge_model: str, cfg, mode: str | None = None, engine: Engine | None = None,
-                seed: int = 0) -> dict:
-    """Score the probe made of ``pairs`` with the judge, one mode (default: cfg.mode); the report."""
+                seed: int = 0, instruction_pool: list[str] | None = None) -> dict:
+    """Score the probe made of ``pairs`` with the judge, one mode (default: cfg.mode); the report.
+    ``instruction_pool``: where near instructions come from (probe_pairs)."""
     mode = mode or cfg.mode
-    probe = probe_pairs(pairs, seed)
+    probe = probe_pairs(pairs, seed, instruction_pool)
     start = time.time()
     with engine_for(judge_model, cfg, engine) as engine:
         values = score_probe(probe, engine, mode, cfg)
@@ -259,15 +293,17 @@ def split_probe(seed: list[dict], share: float, min_pairs: int, max_pairs: int, 
     return [p for i, p in enumerate(seed) if i not in held], [p for i, p in enumerate(seed) if i in held]
 
 
-def probe_for_run(pairs: list[dict], judge_model: str, cfg, out_file: Path, executor=None) -> dict | None:
+def probe_for_run(pairs: list[dict], judge_model: str, cfg, out_file: Path, executor=None,
+                  instruction_pool: list[str] | None = None) -> dict | None:
     """The probe of one iteration's judge, in the mode it curates with; kept in ``out_file`` and
-    reused on a rerun while the judge, the pairs and the scoring settings are the same."""
+    reused on a rerun while the judge, the pairs and the scoring settings are the same.
+    ``instruction_pool``: the run's seed instructions, where near instructions come from."""
     from .files import write_json
     from .outputs import digest, input_fingerprint
 
     if not pairs:
         return None
-    key = digest([input_fingerprint(judge_model), pairs, cfg.model_dump(mode="json", exclude={"k", "select",
+    key = digest([input_fingerprint(judge_model), pairs, instruction_pool, NEGATIVE_KINDS, cfg.model_dump(mode="json", exclude={"k", "select",
                   "select_threshold", "select_fraction", "records_per_shard", "compare_sample", "batch_size"})])
     out_file = Path(out_file)
     if out_file.exists():
@@ -276,7 +312,7 @@ def probe_for_run(pairs: list[dict], judge_model: str, cfg, out_file: Path, exec
         saved = json.loads(out_file.read_text(encoding="utf-8"))
         if saved.get("key") == key:
             return saved["report"]
-    report = probe_judge(pairs, judge_model, cfg)
+    report = probe_judge(pairs, judge_model, cfg, instruction_pool=instruction_pool)
     write_json(out_file, {"key": key, "report": report})
     return report
 
