@@ -86,7 +86,7 @@ def main() -> None:
     (RESULTS / "quality.json").write_text(json.dumps({"pairs_per_source": args.pairs, "results": results,
                                                       "real_candidates": real}, indent=1))
     lines = ["# Judge probe: AUC per scoring mode (embedded model, this machine)", "",
-             f"{args.pairs} human-written pairs per source, each with up to five negatives; 0.5 is chance.", "",
+             f"{args.pairs} human-written pairs per source, each with up to six negatives; 0.5 is chance.", "",
              "| judge | source | mode | AUC (95% interval) | " + " | ".join(NEGATIVE_KINDS) + " | s/pair |",
              "|---|---|---|---|" + "---|" * len(NEGATIVE_KINDS) + "---|"]
     for r in results:

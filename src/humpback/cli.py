@@ -228,7 +228,7 @@ def _curate(cfg: CurateConfig, candidates: Path, model: str, out: Path, iteratio
          "yes, pmi, features (likelihood signals)."),
     _opt("limit", Optional[int], None, "Use the first N pairs."),
     _opt("out", Path, Path("probe"), "Output directory (probe.json)."),
-], "Can this judge tell good pairs from bad? AUC on held-out pairs against five kinds of bad ones, per scoring mode.")
+], "Can this judge tell good pairs from bad? AUC on held-out pairs against six kinds of bad ones, per scoring mode.")
 def _probe_judge(cfg: CurateConfig, model: str, seed: str, modes: str, limit: int | None, out: Path) -> None:
     from .files import write_json
     from .probe import probe_judge
