@@ -31,7 +31,7 @@ MIN_WORDS_TO_CUT = 8  # an answer shorter than this cannot be cut into something
 # Words that say nothing of a topic, left out when instructions are matched by the words they share.
 FUNCTION_WORDS = frozenset("""a an the of to in on at for with by from and or but as is are was were be been do does
 did how what why when where which who whom whose can could should would will i you me my your it its this that these
-those give write explain describe list tell make about some any me please""".split())
+those give write explain describe list tell make about some any please""".split())
 
 
 def topic_words(text: str) -> set[str]:
@@ -70,7 +70,8 @@ def probe_pairs(pairs: list[dict], seed: int = 0, instruction_pool: list[str] | 
         probe.append({"id": f"{pair.get('id', i)}", "kind": "positive", "label": 1, "instruction": instruction,
                       "output": output})
         words = list(re.finditer(r"\S+", output))
-        negatives = {"instruction_as_answer": instruction}
+        negatives = {"instruction_as_answer": instruction}  # kind -> the answer; asked_instead: kind -> the instruction
+        asked_instead = {}
         if len(pairs) > 1 and pairs[other[i]]["output"].strip() != output.strip():
             negatives["off_topic"] = pairs[other[i]]["output"]
         if len(words) >= MIN_WORDS_TO_CUT:  # cut at word boundaries; the text keeps its own line breaks
@@ -82,12 +83,11 @@ def probe_pairs(pairs: list[dict], seed: int = 0, instruction_pool: list[str] | 
         mixed = [junk[0]] + lines[:1] + [junk[1]] + lines[1:] + [junk[2]]
         negatives["boilerplate"] = "\n".join(mixed)
         if (near := near_instruction(instruction, pool)) is not None:
-            negatives["near_instruction"] = (near, output)
+            negatives["near_instruction"], asked_instead["near_instruction"] = output, near
         for kind in NEGATIVE_KINDS:
-            if kind in negatives:  # a new answer to the instruction, or (near_instruction) a new instruction
-                asked, answered = negatives[kind] if isinstance(negatives[kind], tuple) else (instruction, negatives[kind])
+            if kind in negatives:
                 probe.append({"id": f"{pair.get('id', i)}:{kind}", "kind": kind, "label": 0,
-                              "instruction": asked, "output": answered})
+                              "instruction": asked_instead.get(kind, instruction), "output": negatives[kind]})
     return probe
 
 
