@@ -13,6 +13,7 @@ negative (0.5: chance), overall and per kind, with a bootstrap interval.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import statistics
@@ -34,8 +35,9 @@ did how what why when where which who whom whose can could should would will i y
 those give write explain describe list tell make about some any please""".split())
 
 
-def topic_words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in FUNCTION_WORDS and len(w) > 2}
+@functools.lru_cache(maxsize=8192)  # every pair's search reads the whole pool: each instruction is split once
+def topic_words(text: str) -> frozenset[str]:
+    return frozenset(w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in FUNCTION_WORDS and len(w) > 2)
 
 
 def near_instruction(instruction: str, pool: list[str]) -> str | None:
