@@ -80,7 +80,7 @@ def main() -> None:
                 if source.startswith("self-instruct"):
                     real.append({"judge": judge_name, "mode": mode, **real_candidates(labelled, engine, mode, cfg, report)})
                     print(f"{judge_name:9s} {'real demo candidates':34s} {mode:8s} AUC {real[-1]['auc']} "
-                          f"{real[-1]['auc_interval']}", flush=True)
+                          f"{real[-1]['auc_interval']} ({real[-1]['seconds_per_candidate']} s/candidate)", flush=True)
         engine.close()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "quality.json").write_text(json.dumps({"pairs_per_source": args.pairs, "results": results,
@@ -97,11 +97,12 @@ def main() -> None:
     good = sum(r["good"] for r in labelled)
     lines += ["", f"Real candidates: the demo's {len(labelled)} candidates, {good} labelled good by hand; AUC of each "
               "mode's value against the labels (features: detectors fitted on the Self-Instruct probe; per detector "
-              "in the last column).", "", "| judge | mode | AUC (95% interval) | per detector |", "|---|---|---|---|"]
+              "in the last column); seconds per candidate of the rating alone.", "",
+              "| judge | mode | AUC (95% interval) | s/candidate | per detector |", "|---|---|---|---|---|"]
     for r in real:
         low, high = r["auc_interval"]
         detectors = ", ".join(f"{k} {v}" for k, v in r.get("by_detector", {}).items()) or "-"
-        lines.append(f"| {r['judge']} | {r['mode']} | {r['auc']} ({low}-{high}) | {detectors} |")
+        lines.append(f"| {r['judge']} | {r['mode']} | {r['auc']} ({low}-{high}) | {r['seconds_per_candidate']} | {detectors} |")
     (RESULTS / "quality.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -120,14 +121,17 @@ def real_candidates(labelled: list[dict], engine, mode: str, cfg, probe_report: 
         value = auc(good, bad)
         return None if value is None else round(value, 4), bootstrap_auc(good, bad)
 
+    start = time.time()  # the rating alone: what curating a corpus of such candidates costs per candidate
     if mode == "features":
         features = [None if v is None else v["features"] for v in signal_values(mode, labelled, engine, cfg.system_prompt)]
+        out["seconds_per_candidate"] = round((time.time() - start) / len(labelled), 4)
         combination = probe_report["combination"]
         values = [None if f is None else combined_value(f, combination) for f in features]
         out["by_detector"] = {kind: ranked([None if f is None else combined_value(f, detector) for f in features])[0]
                               for kind, detector in combination["detectors"].items()}
     else:
         values = score_probe(labelled, engine, mode, cfg)
+        out["seconds_per_candidate"] = round((time.time() - start) / len(labelled), 4)
     out["auc"], out["auc_interval"] = ranked(values)
     return out
 

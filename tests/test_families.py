@@ -205,6 +205,27 @@ def test_the_likelihood_features_read_the_answer_and_its_end_of_turn(family_mode
     assert features["answer_logprob"] == pytest.approx(sum(answer) / len(answer), abs=1e-4), name
     assert features["end_logprob"] == pytest.approx(token_logprobs[end], abs=1e-4), name
     assert features["start_logprob"] == pytest.approx(sum(answer[:8]) / 8, abs=1e-4), name
+    # pmi: the answer's start after the instruction against after an empty one, a long answer's
+    # first PMI_TOKENS tokens only
+    from humpback.signals import PMI_TOKENS
+
+    long_candidate = {"instruction": candidate["instruction"], "output": " ".join([candidate["output"]] * 12)}
+    engine = TransformersEngine(model, dtype="float32")
+    try:
+        pmis = [f["pmi"] for f in likelihood_features([candidate, long_candidate], engine)]
+    finally:
+        engine.close()
+    for case, pmi in zip((candidate, long_candidate), pmis):
+        reads = []
+        for instruction in (case["instruction"], ""):
+            ids, first, _ = answer_span(tokenizer, [{"role": "user", "content": instruction}], case["output"])
+            with torch.no_grad():
+                read = torch.log_softmax(reference(torch.tensor([ids])).logits[0].float(), -1)
+            reads.append([read[j - 1, ids[j]].item() for j in range(first, len(ids))])
+        shared = min(len(reads[0]), len(reads[1]), PMI_TOKENS)
+        assert (shared == PMI_TOKENS) == (case is long_candidate), name  # the long answer is cut, the short one read whole
+        expected = sum(reads[0][:shared]) / shared - sum(reads[1][:shared]) / shared
+        assert pmi == pytest.approx(expected, abs=1e-4), name
     # the held-out answer loss: the answer and its end of turn, the tokens training puts the loss on
     from humpback.probe import answer_loss
 

@@ -7,8 +7,10 @@ were at chance on human-written pairs). What even a small model has is a likelih
   (read teacher-forced, like every choice read: engines.base.ChoicePlan).
 - ``pmi``: how much the instruction helps predict the answer: the answer's mean per-token
   log-probability after the instruction, minus after an empty instruction (the inverse of the
-  instruction-following difficulty of Li et al. 2023, "From Quantity to Quality"). An answer to
-  another question, or one that starts mid-way, gains little from the instruction.
+  instruction-following difficulty of Li et al. 2023, "From Quantity to Quality"), over its first
+  PMI_TOKENS tokens. An answer to another question, or one that starts mid-way, gains little from
+  the instruction. Only the answer's start is read without the instruction: that is where the
+  instruction's help shows, and a second read of a whole web segment would double the cost of rating.
 - ``features``: the two reads of ``pmi`` give more than their means: how likely the answer's
   first tokens are (an answer that starts mid-way starts improbably), how likely the reply is to
   end where it ends (one cut off early is not), and, from the text alone, how much of the answer
@@ -50,6 +52,7 @@ than then if because while when where how what why into onto over under about af
 including such like its their his her our your my very""".split())
 _CLOSING = re.compile(r"""[.!?…)\]}"'”’`>*]$""")  # what a finished sentence, list or block ends with
 START_TOKENS = 8  # the answer's first tokens, for start_logprob
+PMI_TOKENS = 64  # the answer's first tokens, read with and without the instruction, for pmi
 
 
 def yes_prompt(candidate: dict, system_prompt: str = "") -> list[dict]:
@@ -85,14 +88,16 @@ def features_signal(candidates: list[dict], engine: Engine, system_prompt: str =
 
 
 def likelihood_features(candidates: list[dict], engine: Engine, system_prompt: str = "") -> list[dict | None]:
-    """FEATURES per candidate, from two teacher-forced reads of its answer (after the instruction,
-    after an empty one) and the texts."""
+    """FEATURES per candidate, from two teacher-forced reads of its answer (the whole answer after
+    the instruction, its first PMI_TOKENS tokens after an empty one) and the texts."""
     tokenizer = engine.tokenizer
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     stops = set(end_of_turn_ids(tokenizer))
     spans = [answer_span(tokenizer, system + [{"role": "user", "content": instruction}], c["output"], stops)
              for c in candidates for instruction in (c["instruction"], "")]
-    values = engine.token_logprobs([(full, start) for full, start, _ in spans])
+    reads = [(full, start) if i % 2 == 0 else (full[:start + PMI_TOKENS], start)
+             for i, (full, start, _) in enumerate(spans)]
+    values = engine.token_logprobs(reads)
     out = []
     for i, c in enumerate(candidates):
         with_it, without = values[2 * i], values[2 * i + 1]
@@ -101,9 +106,10 @@ def likelihood_features(candidates: list[dict], engine: Engine, system_prompt: s
             continue
         full, start, end = spans[2 * i]
         answer = with_it[:end - start] or with_it
+        shared = min(len(with_it), len(without))  # the answer's tokens both reads have
         words = set(c["output"].lower().split())
         out.append({
-            "pmi": round(sum(with_it) / len(with_it) - sum(without) / len(without), 6),
+            "pmi": round(sum(with_it[:shared]) / shared - sum(without[:shared]) / shared, 6),
             "answer_logprob": round(sum(answer) / len(answer), 6),
             "start_logprob": round(sum(answer[:START_TOKENS]) / len(answer[:START_TOKENS]), 6),
             "end_logprob": round(with_it[end - start] if end - start < len(with_it) else with_it[-1], 6),

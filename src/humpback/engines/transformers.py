@@ -404,12 +404,16 @@ class TransformersEngine:
     def _last_logprobs(self, rows: list[list[int]], last: int):
         """Log-softmax over the vocabulary at each row's last ``last`` positions: [row, position, token],
         position j predicting the token at len(row) - last + j + 1."""
+        return torch.log_softmax(self._last_logits(rows, last).float(), dim=-1)
+
+    def _last_logits(self, rows: list[list[int]], last: int):
+        """The model's logits at each row's last ``last`` positions (the model's dtype)."""
         input_ids, mask, positions, n, prefix = self._layout(rows, own=last)  # the positions read are each row's own
         cache = self._prefix_for_rows(prefix, len(rows)) if prefix is not None else None
         with torch.inference_mode():
             logits = self.model(input_ids=input_ids[:, n:], attention_mask=mask, position_ids=positions[:, n:],
                                 past_key_values=cache, use_cache=cache is not None, logits_to_keep=last).logits
-        return torch.log_softmax(logits[:, -last:].float(), dim=-1)
+        return logits[:, -last:]
 
     def sequence_logprobs(self, reads: list[tuple[list[int], int]]) -> list[float]:
         """See Engine.sequence_logprobs."""
@@ -420,16 +424,21 @@ class TransformersEngine:
         before it. Batched, prefill_rows at a time sorted by length, each row read at its own end."""
         out: list[list[float]] = [[] for _ in reads]
         rows = [list(ids) for ids, _ in reads]
+        spans = [len(row) - max(start, 1) for row, (_, start) in zip(rows, reads)]  # tokens read per row
         for group in self._batches(rows, self.prefill_rows):
-            spans = [len(rows[g]) - max(reads[g][1], 1) for g in group]  # tokens read per row
-            if max(spans) <= 0:
+            if max(spans[g] for g in group) <= 0:
                 continue
-            logprobs = self._last_logprobs([rows[g] for g in group], max(spans) + 1)
-            for g, span, row in zip(group, spans, logprobs):
-                if span <= 0:
-                    continue
-                tokens = torch.tensor(rows[g][len(rows[g]) - span:], device=row.device)
-                out[g] = row[-span - 1:-1].gather(-1, tokens[:, None]).squeeze(-1).tolist()  # j predicts j + 1
+            logits = self._last_logits([rows[g] for g in group], max(spans[g] for g in group) + 1)
+            with torch.inference_mode():
+                for g, row in zip(group, logits):
+                    if spans[g] <= 0:
+                        continue
+                    # Only this row's own span, in float, and no full log-softmax: the token's logit
+                    # minus the log of the normaliser is all a read needs (most of a short read's cost
+                    # was that softmax over the vocabulary at every position of the longest row).
+                    own = row[-spans[g] - 1:-1].float()
+                    tokens = torch.tensor(rows[g][-spans[g]:], device=own.device)
+                    out[g] = (own.gather(-1, tokens[:, None]).squeeze(-1) - torch.logsumexp(own, -1)).tolist()
         return out
 
     def close(self) -> None:
