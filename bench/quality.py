@@ -7,12 +7,14 @@ likelihood signals yes and pmi) scores every probe pair with the embedded model,
 with --m0, as M_0 trained on Self-Instruct pairs outside the probe. Near instructions
 (probe.near_instruction) come from every instruction of the same source.
 
-A second test is real candidates: the 42 (instruction, web segment) pairs the demo's backward model
-wrote, labelled good or bad by hand (bench/results/demo_candidates_labelled.jsonl). Each mode's
-value of every candidate (for features: under the detectors fitted on the Self-Instruct probe) is
-ranked against the labels: the AUC says how well the probe's verdict carries over to the defects
-real candidates have. Writes bench/results/quality.{json,md}: AUC overall and per negative kind
-with bootstrap intervals, and seconds per pair.
+A second test is real candidates, (instruction, web segment) pairs a backward model wrote, labelled
+good or bad by hand: the demo's 42 (bench/results/demo_candidates_labelled.jsonl, labelled with the
+values in view) and 48 from the shared web pages (bench/web_candidates.py; labelled blind, page
+text found again by segmenting the pages). Each mode's value of every candidate (for features:
+under the detectors fitted on the Self-Instruct probe) is ranked against the labels: the AUC says
+how well the probe's verdict carries over to the defects real candidates have, and the seconds
+per candidate are what rating a corpus of them costs. Writes bench/results/quality.{json,md}: AUC
+overall and per negative kind with bootstrap intervals, and seconds per pair.
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ def main() -> None:
               for i, r in enumerate(alpaca) if r["output"].strip() and len(r["output"]) < 2500]
     sources["alpaca-eval references (held out)"] = random.Random(1).sample(alpaca, args.pairs)
     pools["alpaca-eval references (held out)"] = [p["instruction"] for p in alpaca]
-    labelled = [json.loads(line) for line in (RESULTS / "demo_candidates_labelled.jsonl").open(encoding="utf-8")]
+    real_sets = {"demo candidates": [json.loads(line) for line in
+                                     (RESULTS / "demo_candidates_labelled.jsonl").open(encoding="utf-8")],
+                 "shared web candidates": web_candidates()}
 
     judges = {"untrained": resolve_model("smollm2-135m")}
     if args.m0:
@@ -78,9 +82,11 @@ def main() -> None:
                 print(f"{judge_name:9s} {source:34s} {mode:8s} AUC {report['auc']} {report['auc_interval']} "
                       f"({report['seconds_per_pair']} s/pair)", flush=True)
                 if source.startswith("self-instruct"):
-                    real.append({"judge": judge_name, "mode": mode, **real_candidates(labelled, engine, mode, cfg, report)})
-                    print(f"{judge_name:9s} {'real demo candidates':34s} {mode:8s} AUC {real[-1]['auc']} "
-                          f"{real[-1]['auc_interval']} ({real[-1]['seconds_per_candidate']} s/candidate)", flush=True)
+                    for name, labelled in real_sets.items():
+                        real.append({"judge": judge_name, "set": name, "mode": mode,
+                                     **real_candidates(labelled, engine, mode, cfg, report)})
+                        print(f"{judge_name:9s} {name:34s} {mode:8s} AUC {real[-1]['auc']} "
+                              f"{real[-1]['auc_interval']} ({real[-1]['seconds_per_candidate']} s/candidate)", flush=True)
         engine.close()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "quality.json").write_text(json.dumps({"pairs_per_source": args.pairs, "results": results,
@@ -94,17 +100,34 @@ def main() -> None:
         kinds = " | ".join(str(r["by_kind"][k]["auc"]) for k in NEGATIVE_KINDS)
         lines.append(f"| {r['judge']} | {r['source']} | {r['mode']} | {r['auc']} ({low}-{high}) | {kinds} | "
                      f"{r['seconds_per_pair']} |")
-    good = sum(r["good"] for r in labelled)
-    lines += ["", f"Real candidates: the demo's {len(labelled)} candidates, {good} labelled good by hand; AUC of each "
-              "mode's value against the labels (features: detectors fitted on the Self-Instruct probe; per detector "
-              "in the last column); seconds per candidate of the rating alone.", "",
-              "| judge | mode | AUC (95% interval) | s/candidate | per detector |", "|---|---|---|---|---|"]
+    sizes = "; ".join(f"{name}: {len(rows)}, {sum(r['good'] for r in rows)} good" for name, rows in real_sets.items())
+    lines += ["", f"Real candidates labelled by hand ({sizes}); AUC of each mode's value against the labels (features: "
+              "detectors fitted on the Self-Instruct probe; per detector in the last column); seconds per candidate of "
+              "the rating alone.", "",
+              "| judge | set | mode | AUC (95% interval) | s/candidate | per detector |", "|---|---|---|---|---|---|"]
     for r in real:
         low, high = r["auc_interval"]
         detectors = ", ".join(f"{k} {v}" for k, v in r.get("by_detector", {}).items()) or "-"
-        lines.append(f"| {r['judge']} | {r['mode']} | {r['auc']} ({low}-{high}) | {r['seconds_per_candidate']} | {detectors} |")
+        lines.append(f"| {r['judge']} | {r['set']} | {r['mode']} | {r['auc']} ({low}-{high}) | "
+                     f"{r['seconds_per_candidate']} | {detectors} |")
     (RESULTS / "quality.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def web_candidates() -> list[dict]:
+    """The labelled shared-web candidates with their segments' text, found by sha1 in a fresh
+    segmentation of the pages (a label whose segment the segmenter no longer makes is left out, said)."""
+    import tempfile
+
+    from web_candidates import web_segments
+
+    labels = [json.loads(line) for line in (RESULTS / "web_candidates_labels.jsonl").open(encoding="utf-8")]
+    with tempfile.TemporaryDirectory() as work:
+        text = {s["sha1"]: s["text"] for s in web_segments(Path(work))}
+    missing = [r["source"] for r in labels if r["sha1"] not in text]
+    if missing:
+        print(f"{len(missing)} labelled web candidates left out: the segmenter no longer makes them ({missing[:3]})")
+    return [{**r, "output": text[r["sha1"]]} for r in labels if r["sha1"] in text]
 
 
 def real_candidates(labelled: list[dict], engine, mode: str, cfg, probe_report: dict) -> dict:

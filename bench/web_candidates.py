@@ -2,10 +2,13 @@
 
 Segments the 70 shared web pages with the default segment config, draws --count segments (seeded)
 and has a backward model write an instruction for each, as `humpback run` does. Writes
---out (JSONL: source, segment sha1, instruction, output). The labels were added by hand and kept
-without the page text (bench/results/web_candidates_labels.jsonl: source, sha1, instruction, good);
-bench/quality.py re-segments the pages and finds each segment by its sha1, so no third-party text
-is stored in the repository.
+--out (JSONL: source, segment sha1, instruction, output) to be labelled.
+
+bench/results/web_candidates_labels.jsonl holds the 48 candidates the demo's backward model
+(runs/demo/models/backward, 2026-11-23) wrote, labelled by hand without any signal value in view
+(good: the instruction asks for what the segment says and the segment answers it as a whole). It
+keeps no page text: bench/quality.py re-segments the pages and finds each segment by its sha1, so
+no third-party text is stored in the repository.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ WEB = ROOT.parent / "shared" / "data" / "web"
 
 
 def web_segments(work: Path) -> list[dict]:
-    """Every segment of the shared web pages (default SegmentConfig), in corpus order, with its sha1."""
+    """Every segment of the shared web pages (default SegmentConfig), in corpus order, with its sha1
+    (sources relative to the pages' folder)."""
     from humpback.segment import segment
     from humpback.shards import read_stage
 
     segment(str(WEB), work / "segments")
-    return [{**s, "sha1": hashlib.sha1(s["text"].encode()).hexdigest()} for s in read_stage(work / "segments")]
+    return [{**s, "source": s["source"].split("/web/")[-1], "sha1": hashlib.sha1(s["text"].encode()).hexdigest()}
+            for s in read_stage(work / "segments")]
 
 
 def main() -> None:

@@ -3,7 +3,9 @@ tell matched pairs from the rest scores high while a random one scores about 0.5
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,7 @@ from humpback.config import CurateConfig
 from humpback.probe import (BOILERPLATE, NEGATIVE_KINDS, auc, bootstrap_auc, near_instruction, probe_judge,
                              probe_pairs)
 
+ROOT = Path(__file__).resolve().parents[1]
 PAIRS = [{"id": f"p{i}", "instruction": f"Question {i}: how does topic {i} work?",
           "output": f"Topic {i} works like this. " + " ".join(f"step{i}-{j}" for j in range(12))} for i in range(20)]
 
@@ -134,9 +137,9 @@ def test_fewer_good_candidates_assumed_means_a_stricter_threshold():
     values = [rng.gauss(1.5, 1) if y else rng.gauss(-1, 1) for y in labels]
     thresholds = [calibrate(values, labels, 0.8, prior)["threshold"] for prior in (0.5, 0.39, 0.2, 0.1, 0.05)]
     assert all(t is not None for t in thresholds) and thresholds == sorted(thresholds)
-    # the default is the good share the paper's numbers imply: M_1's A_5 (41,821 of 502,133
-    # candidates) at precision 0.52 and recall 0.44
-    assert CurateConfig().good_share == round(41821 / 502133 * 0.52 / 0.44, 1)
+    # the default is the share of good candidates measured on the blind-labelled real web candidates
+    labels = [json.loads(line) for line in (ROOT / "bench" / "results" / "web_candidates_labels.jsonl").open()]
+    assert len(labels) == 48 and CurateConfig().good_share == round(sum(r["good"] for r in labels) / len(labels), 1)
 
 
 def test_the_fitted_combination_ranks_by_the_feature_that_separates():
