@@ -165,11 +165,14 @@ def test_calibrated_selection_uses_the_probes_threshold_and_combination():
 
     combination = {"features": list(FEATURES), "mean": [0.0] * len(FEATURES), "std": [1.0] * len(FEATURES),
                    "bias": 0.0, "weights": [1.0] + [0.0] * (len(FEATURES) - 1)}  # the value is pmi
-    probe = {"combination": combination, "calibrated": {"threshold": 0.5, "precision": 0.8, "recall": 0.5}}
+    probe = {"combination": combination,
+             "calibrated": {"threshold": 0.5, "precision": 0.8, "recall": 0.5, "good_share": 0.2}}
     ratings = [{"id": str(i), "score": None, "signal": 0.0, "features": dict.fromkeys(FEATURES, 0.0) | {"pmi": v}}
                for i, v in enumerate([0.9, 0.2, 0.5, -1.0])]
     chosen = select(ratings, 5, "calibrated", probe=probe)
-    assert [r["id"] for r in chosen] == ["0", "2"] and all(r["selected_by"] == "value >= 0.5" for r in chosen)
+    assert [r["id"] for r in chosen] == ["0", "2"] and all(
+        r["selected_by"] == "calibrated: precision 0.8 on the probe at good share 0.2, recall 0.5; value >= 0.5"
+        for r in chosen)
     assert select(ratings, 5, "calibrated", probe=None) == []
 
 

@@ -314,6 +314,11 @@ def select(ratings: Iterable[dict], k: int, rule: str = "score_at_least", thresh
             log.warning("curate.select calibrated: no judge probe reached the target precision: nothing selected")
             return []
         rule, threshold = "value_at_least", calibrated["threshold"]
+        # the rule's name and what the probe promised, so the report says how the set was chosen
+        calibrated_by = (f"calibrated: precision {calibrated.get('precision')} on the probe at good share "
+                         f"{calibrated.get('good_share')}, recall {calibrated.get('recall')}; ")
+    else:
+        calibrated_by = ""
     if rule == "score_at_least":
         chosen = [r for r in ratings if r.get("score") is not None and r["score"] >= k]
         how = f"score >= {k}"
@@ -334,7 +339,7 @@ def select(ratings: Iterable[dict], k: int, rule: str = "score_at_least", thresh
     else:
         raise ValueError(f"unknown selection rule {rule!r}: score_at_least, expected_at_least, value_at_least, "
                          "top_fraction or calibrated")
-    return [{**r, "selected_by": how} for r in chosen]
+    return [{**r, "selected_by": calibrated_by + how} for r in chosen]
 
 
 def curate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, cfg: CurateConfig | None = None,
