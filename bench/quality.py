@@ -147,14 +147,13 @@ def real_candidates(labelled: list[dict], engine, mode: str, cfg, probe_report: 
     start = time.time()  # the rating alone: what curating a corpus of such candidates costs per candidate
     if mode == "features":
         features = [None if v is None else v["features"] for v in signal_values(mode, labelled, engine, cfg.system_prompt)]
-        out["seconds_per_candidate"] = round((time.time() - start) / len(labelled), 4)
-        combination = probe_report["combination"]
-        values = [None if f is None else combined_value(f, combination) for f in features]
-        out["by_detector"] = {kind: ranked([None if f is None else combined_value(f, detector) for f in features])[0]
-                              for kind, detector in combination["detectors"].items()}
+        values = [None if f is None else combined_value(f, probe_report["combination"]) for f in features]
     else:
         values = score_probe(labelled, engine, mode, cfg)
-        out["seconds_per_candidate"] = round((time.time() - start) / len(labelled), 4)
+    out["seconds_per_candidate"] = round((time.time() - start) / len(labelled), 4)
+    if mode == "features":
+        out["by_detector"] = {kind: ranked([None if f is None else combined_value(f, detector) for f in features])[0]
+                              for kind, detector in probe_report["combination"]["detectors"].items()}
     out["auc"], out["auc_interval"] = ranked(values)
     return out
 
