@@ -66,9 +66,12 @@ def test_train_augment_curate_generate_commands(tmp_path, tiny_model):
     segs = tmp_path / "segs"
     write_jsonl(segs / "part-00000.jsonl", [{"id": f"s{i}", "source": "x", "header": "h", "text": f"text {i}"} for i in range(3)])
     r = runner.invoke(app, ["augment", "--segments", str(segs), "--model", str(tmp_path / "bw"), "--out", str(tmp_path / "cand"),
-                            "--max-new-tokens", "6"])
+                            "--max-new-tokens", "6", "--num-instructions", "3", "--fit-model", tiny_model])
     assert r.exit_code == 0, r.output
-    assert [c["id"] for c in read_stage(tmp_path / "cand")] == ["s0", "s1", "s2"]
+    candidates = list(read_stage(tmp_path / "cand"))
+    assert [c["id"] for c in candidates] == ["s0", "s1", "s2"]
+    for c in candidates:  # the kept instruction is the best-fitting of its segment's samples
+        assert all(c["fit"] >= a["fit"] for a in c["alternatives"]) and len(c["alternatives"]) <= 2
     r = runner.invoke(app, ["curate", "--candidates", str(tmp_path / "cand"), "--model", tiny_model,
                             "--out", str(tmp_path / "iter1"), "--max-new-tokens", "6", "--k", "4"])
     assert r.exit_code == 0, r.output

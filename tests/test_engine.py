@@ -233,3 +233,25 @@ def test_sequence_logprobs_match_one_plain_forward_pass_each(engine):
         with torch.inference_mode():
             logprobs = torch.log_softmax(engine.model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
         assert value == pytest.approx(sum(logprobs[t - 1, ids[t]].item() for t in range(start, len(ids))), abs=1e-3)
+
+
+def test_repeated_prompts_share_one_prefill_and_decode_as_if_alone(engine):
+    """Best-of-n augmentation gives each segment n times: its tokens are prefilled once, copied to
+    the other rows, and every row still decodes exactly what it would alone."""
+    first, second = [{"role": "user", "content": "apple " * 20}], [{"role": "user", "content": "river " * 30}]
+    prompts = [first] * 3 + [second] * 3  # two prompts, three samples each, in one batch of 6
+    wide = TransformersEngine(engine.model_path, dtype="float32", batch_size=6, prefill_rows=1)
+    prefilled = []
+    hook = wide.model.register_forward_pre_hook(
+        lambda module, args, kwargs: prefilled.append(kwargs["input_ids"].shape) if kwargs["input_ids"].shape[1] > 1
+        else None, with_kwargs=True)
+    try:
+        got = wide.generate(prompts, SamplingParams(temperature=0.0, max_new_tokens=8))
+    finally:
+        hook.remove()
+    shared_prefix = 1 if wide._prefix else 0  # the template's system line, read once for every row
+    assert len(prefilled) == 2 + shared_prefix and all(rows == 1 for rows, _ in prefilled)  # once per distinct prompt
+    alone = [_hf_generate(wide, p, 8) for p in (first, second)]
+    assert got == [alone[0]] * 3 + [alone[1]] * 3 and alone[0] != alone[1]
+    sampled = wide.generate(prompts, SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=8, seed=1))
+    assert len(set(sampled[:3])) > 1  # the copies are sampled independently

@@ -119,7 +119,7 @@ def test_an_instruction_cut_off_by_the_token_limit_is_flagged_and_counted(tmp_pa
             return super().generate(prompts, params)
 
     segments = [{"id": f"s{i}", "source": f"x#{i}", "text": f"text {i}"} for i in range(3)]
-    augment(segments, "m", tmp_path / "cand", AugmentConfig(), engine=Cutting(lambda p: "How do I"))
+    augment(segments, "m", tmp_path / "cand", AugmentConfig(num_instructions=1), engine=Cutting(lambda p: "How do I"))
     candidates = list(read_stage(tmp_path / "cand"))
     assert [c.get("instruction_cut_off", False) for c in candidates] == [False, True, False]
     assert stage_counters(tmp_path / "cand")["instruction_cut_off"] == 1
@@ -139,11 +139,11 @@ def test_an_instruction_that_quotes_its_answer_is_removed_before_rating(tmp_path
     instructions = {0: "How do I bake a simple cake?", 1: "Summarise: Cream the butter and sugar until pale and fluffy, "
                     "then beat in the eggs.", 2: "Explain the first step of this recipe."}
     written = iter(instructions.values())
-    augment(segments, "m", tmp_path / "cand", AugmentConfig(), engine=ScriptedEngine(lambda p: next(written)))
+    augment(segments, "m", tmp_path / "cand", AugmentConfig(num_instructions=1), engine=ScriptedEngine(lambda p: next(written)))
     assert [c["id"] for c in read_stage(tmp_path / "cand")] == ["s0", "s2"]
     assert stage_counters(tmp_path / "cand")["quotes_answer"] == 1
     [rejected] = list(stage_rejects(tmp_path / "cand"))
     assert rejected["source"] == "x#1" and "quotes its answer" in rejected["reason"]
-    augment(segments, "m", tmp_path / "kept", AugmentConfig(max_quoted_words=0), engine=ScriptedEngine(
+    augment(segments, "m", tmp_path / "kept", AugmentConfig(max_quoted_words=0, num_instructions=1), engine=ScriptedEngine(
         lambda p: instructions[1]))
     assert len(list(read_stage(tmp_path / "kept"))) == 3  # 0 keeps them all

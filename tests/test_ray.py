@@ -48,7 +48,8 @@ def _by_stage(out):
 
 def test_corpus_stages_on_ray_equal_local(tmp_path, corpus, lively_model):
     seg_cfg = SegmentConfig(documents_per_shard=3)
-    aug_cfg = AugmentConfig(temperature=0.0, max_new_tokens=10, records_per_shard=4, max_segments=10)
+    aug_cfg = AugmentConfig(temperature=0.0, max_new_tokens=10, records_per_shard=4, max_segments=10,
+                            num_instructions=2, fit_model=lively_model)  # best-of-n: two engines per actor
     outputs = {}
     for name, executor in (("local", None), ("ray", RAY)):
         out = tmp_path / name
@@ -80,7 +81,7 @@ def test_corpus_stages_on_ray_equal_local(tmp_path, corpus, lively_model):
 
 
 def test_ray_resume_redoes_only_missing_shards(tmp_path, lively_model):
-    cfg = AugmentConfig(temperature=0.0, max_new_tokens=6, records_per_shard=2)
+    cfg = AugmentConfig(temperature=0.0, max_new_tokens=6, records_per_shard=2, num_instructions=1)
     segments = [{"id": f"s{i}", "source": f"t#{i}", "header": "", "text": f"Paragraph number {i} about tea."}
                 for i in range(8)]
     out = tmp_path / "candidates"

@@ -107,7 +107,7 @@ def test_report_of_a_directory_that_is_not_a_run_is_a_clear_error(tmp_path):
     from humpback.cli import app
 
     result = CliRunner().invoke(app, ["report", str(tmp_path)])
-    assert result.exit_code == 2 and "config.yaml" in result.output
+    assert result.exit_code == 2 and "not a humpback run directory" in result.output
 
 
 def _chromium() -> str | None:

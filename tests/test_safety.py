@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import ScriptedEngine, shared_data, write_jsonl
-from humpback import SegmentConfig, run, segment
+from humpback import AugmentConfig, SegmentConfig, run, segment
 from humpback.cli import app
 from humpback.outputs import OutputError, StaleOutputError, output_lock
 from humpback.shards import read_stage, stage_counters, stage_rejects
@@ -68,7 +68,7 @@ def test_outputs_of_another_kind_and_files_are_refused(tmp_path):
     with pytest.raises(OutputError, match="segments output, not a candidates output"):
         from humpback import augment
 
-        augment(seg, "unused", seg, engine=ScriptedEngine(lambda p: "x"))
+        augment(seg, "unused", seg, AugmentConfig(num_instructions=1), engine=ScriptedEngine(lambda p: "x"))
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     with pytest.raises(OutputError, match="is a file"):
@@ -280,11 +280,11 @@ def test_changed_records_per_shard_in_augment(tmp_path):
 
     segments = [{"id": f"s{i}", "source": f"x#{i}", "text": f"text {i}"} for i in range(12)]
     engine = ScriptedEngine(lambda p: "Instruction?")
-    augment(segments, "m", tmp_path / "cand", AugmentConfig(records_per_shard=5), engine=engine)
+    augment(segments, "m", tmp_path / "cand", AugmentConfig(records_per_shard=5, num_instructions=1), engine=engine)
     (tmp_path / "cand" / "_SUCCESS").unlink()
     with pytest.raises(StaleOutputError, match="records_per_shard"):
-        augment(segments, "m", tmp_path / "cand", AugmentConfig(records_per_shard=4), engine=engine)
-    augment(segments, "m", tmp_path / "cand", AugmentConfig(records_per_shard=4), engine=engine, recompute=True)
+        augment(segments, "m", tmp_path / "cand", AugmentConfig(records_per_shard=4, num_instructions=1), engine=engine)
+    augment(segments, "m", tmp_path / "cand", AugmentConfig(records_per_shard=4, num_instructions=1), engine=engine, recompute=True)
     assert [c["id"] for c in read_stage(tmp_path / "cand")] == [s["id"] for s in segments]
 
 
@@ -400,7 +400,7 @@ def test_a_broken_server_stops_augmentation_unfinished(tmp_path, mode, message):
     out = tmp_path / "cand"
     start = time.time()
     result = runner.invoke(app, ["augment", "--segments", str(segments.parent), "--model", "m", "--out", str(out),
-                                 "--engine", "openai", "--base-url", server.url, "--request-timeout", "1",
+                                 "--engine", "openai", "--base-url", server.url, "--request-timeout", "1", "--num-instructions", "1",
                                  "--max-retries", "1", "--concurrency", "2"])
     server.close()
     assert result.exit_code == 2, result.output
@@ -419,7 +419,7 @@ def test_a_refused_prompt_keeps_the_servers_reason(tmp_path):
     server.answer = lambda body, *path: ((400, {"error": {"message": "context length exceeded", "type": "x"}})
                                          if "LONG" in json.dumps(body) else original(body, *path))
     segments = [{"id": f"s{i}", "source": f"x#{i}", "text": "LONG" if i == 0 else f"text {i}"} for i in range(4)]
-    augment(segments, "m", tmp_path / "cand", AugmentConfig(), engine=engine)
+    augment(segments, "m", tmp_path / "cand", AugmentConfig(num_instructions=1), engine=engine)
     server.close()
     rejects = list(stage_rejects(tmp_path / "cand"))
     assert len(rejects) == 1 and "context length exceeded" in rejects[0]["reason"]

@@ -17,7 +17,7 @@ from .evaluate import (alpaca_eval_config, as_the_run_trained, backward_fidelity
 from .generate import generate, generate_file
 from .memory import MemoryBudgetError, estimate_training_peak
 from .models import ModelError, check_model, resolve_model
-from .outputs import OutputError, StaleOutputError, claim_output
+from .outputs import OutputError, StaleOutputError, claim_output, owned_output
 from .pipeline import run
 from .report import build_report, report_run
 from .seed import SeedError, load_seed
@@ -38,7 +38,7 @@ def __getattr__(name: str):  # the backend classes import torch or vLLM: only wh
 
 
 __all__ = [
-    "AugmentConfig", "EngineError", "MemoryBudgetError", "OutputError", "StaleOutputError", "estimate_training_peak", "claim_output",
+    "AugmentConfig", "EngineError", "MemoryBudgetError", "OutputError", "StaleOutputError", "estimate_training_peak", "claim_output", "owned_output",
     "BackwardConfig", "BackwardEvalConfig", "EvalConfig", "JudgeConfig", "alpaca_eval_config",
     "backward_fidelity", "distinct_names", "as_the_run_trained", "reference_loss", "build_report", "compare", "evaluate", "parse_verdict", "report_run", "CurateConfig", "Engine", "EngineConfig", "ForwardConfig", "GenerateConfig",
     "INFERENCE_TAGS", "ModelError", "OpenAIEngine", "RUBRIC", "RunConfig", "SEED_TAG", "SamplingParams", "SeedError",

@@ -18,6 +18,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 
 import humpback as api
+from .outputs import owned_output
 from .config import (AugmentConfig, BackwardConfig, BackwardEvalConfig, CurateConfig, EvalConfig, ExecutorConfig,
                      ForwardConfig, GenerateConfig, RunConfig, SegmentConfig, deep_merge, load_yaml)
 
@@ -34,6 +35,8 @@ def _flag_type(annotation: Any) -> Any | None:
         return str
     if annotation in (int, float, str, bool, Path):
         return annotation
+    if typing.get_origin(annotation) is list and typing.get_args(annotation)[0] in (str, Path):
+        return typing.List[typing.get_args(annotation)[0]]  # repeatable: --segment-languages en --segment-languages de
     return None
 
 
@@ -51,6 +54,8 @@ def _config_params(model: type[BaseModel], prefix: str = "") -> list[inspect.Par
         flag = f"--{prefix}{name}".replace("_", "-")
         decls = (f"{flag}/--no-{prefix}{name}".replace("_", "-"),) if kind is bool else (flag,)
         help_text = (field.description or "").replace("\n", " ")
+        if typing.get_origin(kind) is list:
+            help_text += " Repeat the flag for each value; give it once as '' for an empty list."
         option = typer.Option(None, *decls, help=help_text, show_default=False)
         params.append(inspect.Parameter(f"{prefix}{name}", inspect.Parameter.KEYWORD_ONLY,
                                         default=option, annotation=Optional[kind]))
@@ -61,8 +66,10 @@ def _nest(flat: dict, model: type[BaseModel]) -> dict:
     """{'segment_max_chars': 9} -> {'segment': {'max_chars': 9}} following the model's nesting."""
     nested: dict = {}
     for key, value in flat.items():
-        if value is None:
-            continue
+        if value is None or (isinstance(value, (list, tuple)) and not value):
+            continue  # not given (a list flag not given arrives empty)
+        if isinstance(value, (list, tuple)):
+            value = [v for v in value if str(v) != ""]  # --flag '' alone: the empty list
         target, current = nested, model
         while key not in current.model_fields:
             head = next(n for n in current.model_fields if key.startswith(n + "_")
@@ -111,17 +118,30 @@ def config_command(name: str, model: type[BaseModel], extra: list[inspect.Parame
 
 
 def _fail(message: str) -> typing.NoReturn:
-    """A user's mistake: one line on stderr, exit status 2, no traceback."""
-    typer.secho(f"error: {message}", fg="red", err=True)
+    """A user's mistake: one line on stderr (redacted, control characters escaped), exit status 2,
+    no traceback."""
+    from .files import safe_name
+    from .redaction import redact
+
+    typer.secho(f"error: {safe_name(redact(message))}", fg="red", err=True)
     raise typer.Exit(2)
 
 
+# Fields whose values may carry a secret: their value is never repeated in an error.
+SECRET_FIELDS = {"base_url", "api_key_env"}
+
+
 def config_errors(error: ValidationError) -> str:
-    """pydantic's errors on one line: 'curate.k: must be <= 5 (got 7); ...'."""
+    """pydantic's errors on one line: 'curate.k: must be <= 5 (got 7); ...'. A value is repeated
+    only when it cannot be a secret (not a secret-bearing field, not shaped like a key), redacted."""
+    from .redaction import looks_like_key, redact
+
     parts = []
     for e in error.errors():
         where = ".".join(str(x) for x in e["loc"]) or "config"
-        got = "" if e["type"] == "missing" else f" (got {e.get('input')!r})"
+        value = e.get("input")
+        secret = bool(e["loc"]) and str(e["loc"][-1]) in SECRET_FIELDS or (isinstance(value, str) and looks_like_key(value))
+        got = "" if e["type"] == "missing" or secret or isinstance(value, dict) else f" (got {redact(repr(value))})"
         parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}{got}")
     return "; ".join(parts)
 
@@ -133,7 +153,12 @@ def _opt(name: str, annotation: Any, default: Any, help_text: str, *decls: str) 
 
 
 def _setup_logging() -> None:
+    from .redaction import RedactingFilter
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
+    for handler in logging.getLogger().handlers:  # every line written: redacted, one line
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
     for noisy in ("transformers", "datasets", "httpx", "urllib3", "trafilatura", "htmldate", "courlan"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
@@ -202,9 +227,9 @@ def _curate(cfg: CurateConfig, candidates: Path, model: str, out: Path, iteratio
             probe_seed: str | None, recompute: bool, **executor) -> None:
     if compare:
         pairs = api.load_seed(probe_seed)[0] if probe_seed else None
-        out = api.claim_output(out, "curate-compare")
-        report = api.compare_modes(candidates, _engine_model(model, cfg), cfg, out_path=Path(out) / "compare.json",
-                                   probe_pairs=pairs)
+        with owned_output(out, "curate-compare") as out:
+            report = api.compare_modes(candidates, _engine_model(model, cfg), cfg, out_path=Path(out) / "compare.json",
+                                       probe_pairs=pairs)
         _print_comparison(report)
         if report["probe"]:
             _print_probe(report["probe"], f"judge probe: {report['judge_model']}, {len(pairs)} held-out pairs, "
@@ -234,10 +259,10 @@ def _probe_judge(cfg: CurateConfig, model: str, seed: str, modes: str, limit: in
     from .probe import probe_judge
 
     pairs, _ = api.load_seed(seed, limit)
-    out = api.claim_output(out, "probe")
-    judge = _engine_model(model, cfg)
-    reports = [probe_judge(pairs, judge, cfg, mode.strip()) for mode in modes.split(",") if mode.strip()]
-    write_json(out / "probe.json", {"reports": reports})
+    with owned_output(out, "probe") as out:
+        judge = _engine_model(model, cfg)
+        reports = [probe_judge(pairs, judge, cfg, mode.strip()) for mode in modes.split(",") if mode.strip()]
+        write_json(out / "probe.json", {"reports": reports})
     _print_probe(reports, f"judge probe: {judge}, {len(pairs)} held-out pairs (AUC, 0.5 = chance)")
     typer.echo(f"written: {out / 'probe.json'}")
 
@@ -299,7 +324,11 @@ def _train(cfg: ForwardConfig, kind: str, seed: str, curated: Path | None, model
     elif kind == "forward":
         extra = []
         if curated is not None:
-            extra = list(api.read_stage(curated)) if Path(curated).is_dir() else list(api.read_jsonl(curated))
+            from .train import read_curated
+
+            extra, rejects = read_curated(curated)
+            if rejects:
+                typer.echo(f"{len(rejects)} curated rows rejected (named above); training on the {len(extra)} others")
         info = api.train_forward(examples, extra, base, out, cfg, dataset_path=Path(out) / "train.jsonl",
                                  recompute=recompute)
     else:
@@ -432,7 +461,8 @@ def _decontaminate(data: Path = typer.Argument(..., help="Training data: JSONL o
         for path in [data, *against]:
             if not Path(path).is_file():
                 raise FileNotFoundError(f"{path} is not a file")
-        summary = decontaminate_file(data, against, api.claim_output(out, "decontaminate"), ngram)
+        with owned_output(out, "decontaminate") as owned:
+            summary = decontaminate_file(data, against, owned, ngram)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     typer.echo(f"{summary['rows']} rows: {summary['kept']} kept, {summary['removed']} overlap "
@@ -454,10 +484,14 @@ def _publish(run: Path = typer.Argument(..., help="A finished run directory, e.g
 
     _setup_logging()
     try:
-        info = publish(run, api.claim_output(to, "publish"), format, license)
+        with owned_output(to, "publish") as owned:
+            info = publish(run, owned, format, license)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     typer.echo(f"{info['rows']} rows ({info['format']}) in {info['parquet']}; card {info['card']}")
+    if info["card_kept"]:
+        typer.echo(f"{to / 'README.md'} was edited since humpback wrote it: kept as it is; the new card is "
+                   f"{info['card']} (merge what you need, or delete README.md to have it replaced)")
     if repo_id:
         try:
             typer.echo(f"pushed: {push(to, repo_id, private)}")

@@ -6,6 +6,7 @@ silent the default is our choice and the field's docstring says so.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -15,9 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .filters import BOILERPLATE_LINE_PATTERNS, NAV_HEADER_PATTERNS
 
 
+NUM_INSTRUCTIONS = 4  # augment.num_instructions' default: bench/yield.py measured it (README, "Yield")
+
+
 class _Config(BaseModel):
     # Attribute docstrings become field descriptions: they are the CLI --help text.
-    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid", validate_assignment=True)
+    # hide_input_in_errors: a ValidationError's text never repeats a value (it may be a pasted key)
+    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid", validate_assignment=True,
+                              hide_input_in_errors=True)
 
 
 class SegmentConfig(_Config):
@@ -69,6 +75,11 @@ class SegmentConfig(_Config):
     """Documents larger than this are rejected (a guard against runaway inputs)."""
     documents_per_shard: int = Field(500, ge=1)
     """Input documents per output shard; a finished shard is never redone."""
+    shard_max_bytes: int = Field(64_000_000, ge=1)
+    """At most this many bytes (characters) of documents in one shard, whatever documents_per_shard
+    says: a shard is held in memory whole while it is segmented. 64 MB keeps the peak of
+    segmentation under 1 GB even for documents of max_document_chars (bench/shard_memory.py;
+    the README gives the peak measured)."""
 
     @model_validator(mode="after")
     def _window(self):  # noqa: D401 - a cross-field check
@@ -191,8 +202,9 @@ class EngineConfig(_Config):
     """openai: the model name the server knows; None sends the stage's model path (what vLLM's
     server calls a model started with --model PATH)."""
     api_key_env: str = "OPENAI_API_KEY"
-    """openai: the environment variable holding the API key (the key itself is never stored,
-    logged or written to the run directory). Unset: no key is sent."""
+    """openai: the NAME of the environment variable holding the API key (the key itself is never
+    stored, logged or written to the run directory). Unset: no key is sent. A key given here by
+    mistake is refused without being shown."""
     concurrency: int = Field(8, ge=1)
     """openai: requests in flight at once."""
     request_timeout: float = Field(120.0, gt=0)
@@ -228,8 +240,36 @@ class EngineConfig(_Config):
     endpoint, for generation only; other servers would silently start a new turn instead."""
 
 
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_variable_name(cls, value: str) -> str:
+        from .redaction import looks_like_key
+
+        if looks_like_key(value) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("expects the name of an environment variable holding the key (like OPENAI_API_KEY), "
+                             "and the value given is not one: if it is the key itself, it was not stored or shown; "
+                             "export it as a variable and pass that variable's name")
+        return value
+
+
 class AugmentConfig(EngineConfig):
-    """Self-augmentation: one sampled instruction per segment."""
+    """Self-augmentation: instructions sampled per segment, the one that fits it best kept."""
+
+    num_instructions: int = Field(NUM_INSTRUCTIONS, ge=1)
+    """n: instructions sampled per segment (the paper's decoding, n draws; the paper: 1). With n > 1
+    each is valued by how well it fits the segment (``fit``) and the best is the candidate; the
+    others are kept on the record (``alternatives``). The segment's prompt is prefilled once for
+    its n samples. Default chosen on the labelled shared-page benchmark (bench/yield.py, README)."""
+    fit: Literal["pmi"] = "pmi"
+    """How an instruction's fit to its segment is valued (n > 1): pmi, the mean log-probability of
+    the segment's first 64 tokens after the instruction minus after an empty one, read by
+    ``fit_model`` (the reads without an instruction are shared by a segment's n instructions)."""
+    fit_model: str | None = None
+    """The model that reads the fit: a path or id. None: in ``humpback run``, M_0 (the seed-tuned
+    model, trained before augmentation, the judge of iteration 1); a standalone `humpback augment`
+    with n > 1 must name one."""
+    fit_batch_size: int = Field(16, ge=1)
+    """Fit reads per batch (transformers engine)."""
 
     temperature: float = Field(0.7, ge=0)
     """Sampling temperature (paper: 0.7)."""
@@ -505,5 +545,9 @@ def load_yaml(path: str | Path | None) -> dict:
 
 
 def dump_yaml(config: BaseModel, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    """The config as YAML, written atomically, with credentials in URLs redacted (a run folder
+    and the dataset card made from it never hold a secret)."""
+    from .files import write_text
+    from .redaction import redact_config
+
+    write_text(path, yaml.safe_dump(redact_config(config.model_dump(mode="json")), sort_keys=False))

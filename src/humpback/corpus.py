@@ -9,14 +9,19 @@ line), which the segment stage turns into a reject.
 from __future__ import annotations
 
 import codecs
+import fnmatch
 import glob
+import logging
 import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Iterator
 
-from .files import BadLine, jsonl_lines, open_maybe_gzip
+from .files import BadLine, jsonl_lines, open_maybe_gzip, safe_name
+
+log = logging.getLogger("humpback")
+OUTPUT_MARKER = ".humpback"  # outputs.MARKER: a folder humpback writes into
 
 HTML_SUFFIXES = (".html", ".htm", ".html.gz", ".htm.gz")
 WARC_SUFFIXES = (".warc", ".warc.gz")
@@ -76,10 +81,68 @@ def corpus_root(spec: str) -> Path:
 
 
 def relative_name(path: Path, root: Path) -> str:
+    """The file's name relative to the corpus root, as one printable line (safe_name)."""
     try:
-        return path.resolve().relative_to(root).as_posix()
+        return safe_name(path.resolve().relative_to(root).as_posix())
     except ValueError:
-        return path.resolve().as_posix()
+        return safe_name(path.resolve().as_posix())
+
+
+def walk(root: Path) -> Iterator[Path]:
+    """Every entry under ``root``, sorted, following links to folders but entering each real folder
+    once (a link loop, or two links to one folder, never reads a file twice or hangs). A folder
+    that is a humpback output (it holds the ``.humpback`` marker) is never entered: an ``--out``
+    inside the corpus is not corpus."""
+    seen: set[tuple[int, int]] = set()
+
+    def visit(folder: Path) -> Iterator[Path]:
+        try:
+            st = folder.stat()
+        except OSError:
+            return
+        if (st.st_dev, st.st_ino) in seen:
+            return
+        seen.add((st.st_dev, st.st_ino))
+        if (folder / OUTPUT_MARKER).is_file():
+            log.info("corpus: %s is a humpback output folder; not read as corpus", safe_name(folder))
+            return
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError:
+            return
+        for entry in entries:
+            if entry.is_dir():
+                yield from visit(entry)
+            else:
+                yield entry
+
+    if (root / OUTPUT_MARKER).is_file():
+        return  # the whole corpus is an output folder: nothing in it is corpus
+    yield from visit(root)
+
+
+def _glob(spec: str) -> list[Path]:
+    """Paths a glob names. A recursive ``**`` glob walks with ``walk`` (each real folder once),
+    matching every path below the part before the first wildcard component by component."""
+    if "**" not in spec:
+        return sorted(Path(p) for p in glob.glob(spec))
+    parts = Path(spec).expanduser().parts
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    root = Path(*parts[:fixed]) if fixed else Path(".")
+    pattern = parts[fixed:]
+    return [p for p in walk(root) if _matches(p.relative_to(root).parts, pattern)]
+
+
+def _matches(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":  # zero or more folders (hidden ones excluded, as glob does)
+        return any(_matches(parts[i:], rest) for i in range(len(parts) + 1)
+                   if not any(p.startswith(".") for p in parts[:i]))
+    if not parts or (parts[0].startswith(".") and not head.startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(parts[0], head) and _matches(parts[1:], rest)
 
 
 def corpus_listing(spec: str) -> tuple[list[Path], list[Skipped]]:
@@ -89,28 +152,27 @@ def corpus_listing(spec: str) -> tuple[list[Path], list[Skipped]]:
     path = Path(spec).expanduser()
     skipped: list[Skipped] = []
     if path.is_dir():
-        candidates = sorted(path.rglob("*"))
+        candidates = list(walk(path))
     elif path.is_file():
         candidates = [path]
     else:
-        candidates = sorted(Path(p) for p in glob.glob(spec, recursive=True))
+        candidates = _glob(spec)
     files = []
     for p in candidates:
         if p.is_symlink() and not p.exists():
-            skipped.append(Skipped(str(p), "broken symbolic link"))
+            skipped.append(Skipped(safe_name(p), "broken symbolic link"))
         elif p.is_dir():
-            if p.is_symlink():
-                skipped.append(Skipped(str(p), "symbolic link to a folder (not followed; link the files instead)"))
+            continue
         elif not p.is_file():
-            skipped.append(Skipped(str(p), "not a regular file"))
+            skipped.append(Skipped(safe_name(p), "not a regular file"))
         elif not p.name.lower().endswith(SUFFIXES):
             if not p.name.startswith("."):
-                skipped.append(Skipped(str(p), f"not a corpus file type ({', '.join(SUFFIXES)})"))
+                skipped.append(Skipped(safe_name(p), f"not a corpus file type ({', '.join(SUFFIXES)})"))
         else:
             files.append(p)
     if not files:
         raise FileNotFoundError(
-            f"corpus {spec} names no readable file; give a file, directory or glob of "
+            f"corpus {safe_name(spec)} names no readable file; give a file, directory or glob of "
             f"{', '.join(SUFFIXES)}"
         )
     return files, skipped
@@ -150,24 +212,24 @@ def read_corpus(spec: str, text_field: str = "text", max_chars: int = 5_000_000)
             else:
                 yield from _read_whole(path, rel, name, max_chars)
         except Exception as e:  # noqa: BLE001 - truncated gzip, zlib.error, permission denied, a library bug ...
-            yield Unreadable(str(path), f"unreadable file ({type(e).__name__}: {e})")
+            yield Unreadable(safe_name(path), f"unreadable file ({type(e).__name__}: {safe_name(e)})")
 
 
 def _read_whole(path: Path, rel: str, name: str, max_chars: int) -> Iterator[Document | Unreadable]:
     with open_maybe_gzip(path) as f:
         data = f.read(max_chars + 1)
     if len(data) > max_chars:
-        yield Unreadable(str(path), f"document larger than max_document_chars={max_chars}")
+        yield Unreadable(safe_name(path), f"document larger than max_document_chars={max_chars}")
         return
     if name.endswith(HTML_SUFFIXES):
-        yield Document(str(path), "html", decode_html(data), rel)
+        yield Document(safe_name(path), "html", decode_html(data), rel)
         return
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark is not text
     except UnicodeDecodeError as e:
-        yield Unreadable(str(path), f"not valid UTF-8 text (byte {e.start})")
+        yield Unreadable(safe_name(path), f"not valid UTF-8 text (byte {e.start})")
         return
-    yield Document(str(path), "markdown" if name.endswith(MARKDOWN_SUFFIXES) else "text", text, rel)
+    yield Document(safe_name(path), "markdown" if name.endswith(MARKDOWN_SUFFIXES) else "text", text, rel)
 
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
@@ -215,6 +277,7 @@ def _read_warc(path: Path, rel: str, max_chars: int) -> Iterator[Document | Unre
 
     marker = b"\x1f\x8b\x08" if path.name.lower().endswith(".gz") else b"WARC/1."
     size = path.stat().st_size
+    name = safe_name(path)
     base = 0
     with open(path, "rb") as f:
         while base < size:
@@ -227,14 +290,18 @@ def _read_warc(path: Path, rel: str, max_chars: int) -> Iterator[Document | Unre
                 except StopIteration:
                     end = base + (last or 0) + ((records.get_record_length() or 0) if last is not None else 0)
                     if last is not None and end < size and not _only_blank(f, end, size):
-                        yield Unreadable(f"{path}@{end}", f"WARC cut short: the {size - end} bytes after offset "
+                        yield Unreadable(f"{name}@{end}", f"WARC cut short: the {size - end} bytes after offset "
                                                           f"{end} are not a complete record")
                     return
                 except Exception as e:  # noqa: BLE001 - ArchiveLoadFailed, a header warcio cannot parse, ...
                     failed = _next_marker(f, base + (last + 1 if last is not None else 0), marker)
                     where = failed if failed is not None else base + (last or 0)
-                    yield Unreadable(f"{path}@{where}", f"unreadable WARC record at offset {where} "
-                                                        f"({type(e).__name__}: {e})")
+                    if type(e).__name__ == "ArchiveLoadFailed":
+                        why = f"unreadable WARC record at offset {where} (ArchiveLoadFailed: {safe_name(e)})"
+                    else:  # warcio trips over a header it cannot use (cut short inside it, a field missing)
+                        why = (f"WARC record header at offset {where} is incomplete or malformed (a required field "
+                               f"missing, or the file cut short inside it: {size - where} bytes remain from there)")
+                    yield Unreadable(f"{name}@{where}", why)
                     resume = None if failed is None else _next_marker(f, failed + 1, marker)
                     if resume is None:
                         return
@@ -244,7 +311,8 @@ def _read_warc(path: Path, rel: str, max_chars: int) -> Iterator[Document | Unre
                 last = records.get_record_offset()
                 if uri is None and problem is None:
                     continue  # not an HTML response: images, PDFs, robots.txt, request records
-                where = f"{path}#{uri}" if uri else f"{path}@{base + last}"
+                uri = safe_name(uri) if uri else uri
+                where = f"{name}#{uri}" if uri else f"{name}@{base + last}"
                 if problem:
                     yield Unreadable(where, problem)
                     continue

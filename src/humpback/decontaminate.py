@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
+from .files import safe_name
 from .filters import words
 
 DEFAULT_N = 13
@@ -62,6 +63,9 @@ def load_benchmarks(paths: Iterable[Path]) -> list[dict]:
     items = []
     for path in paths:
         prompts, _ = load_prompt_set(Path(path))
+        if not prompts:  # checking against nothing would report a clean set: false assurance
+            raise ValueError(f"prompt set {safe_name(path)} yields no prompts (give a JSON list of prompts or of records "
+                             f"with 'instruction'/'prompt', JSONL of such records, or a text file with one per line)")
         items.extend({"benchmark": str(path), "id": p.get("id") or f"prompt {i}", "instruction": p["instruction"]}
                      for i, p in enumerate(prompts, 1))
     return items
@@ -87,15 +91,27 @@ def decontaminate(pairs: list[dict], index: BenchmarkIndex, stage: str = "decont
     return kept, rejects, counts
 
 
+def message_text(content: object) -> str | None:
+    """A chat message's text: a string, or the OpenAI multi-part form (a list of parts, whose
+    ``{"type": "text", "text": ...}`` parts are joined); None for anything else."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [part.get("text") if isinstance(part, dict) else part for part in content]
+        texts = [t for t in texts if isinstance(t, str)]
+        return "\n".join(texts) if texts else None
+    return None
+
+
 def pair_of(row: dict) -> dict | None:
     """(instruction, output) of a training row: seed shape, or a chat (the last user and assistant turns)."""
     if isinstance(row.get("instruction"), str) and isinstance(row.get("output"), str):
         return {"instruction": row["instruction"], "output": row["output"]}
     messages = row.get("messages")
     if isinstance(messages, list):
-        user = [m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-        reply = [m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "assistant"]
-        if user and reply:
+        user = [message_text(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        reply = [message_text(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == "assistant"]
+        if user and reply and user[-1] is not None and reply[-1] is not None:
             return {"instruction": user[-1], "output": reply[-1]}
     return None
 

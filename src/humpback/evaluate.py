@@ -28,7 +28,8 @@ from .config import BackwardEvalConfig, EvalConfig, JudgeConfig
 from .engines import Engine, SamplingParams, engine_for
 from .generate import generate, read_prompts
 from .models import resolve_model
-from .outputs import claim_output
+from .files import write_text
+from .outputs import writes_into
 from .shards import reject, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -109,9 +110,8 @@ def answer(prompts: list[dict], model: str, cfg: EvalConfig, generator: str) -> 
 
 def write_model_outputs(out_dir: Path, outputs: list[dict]) -> Path:
     """model_outputs.json: a JSON list, as alpaca_eval reads it."""
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
     path = Path(out_dir) / "model_outputs.json"
-    path.write_text(json.dumps(outputs, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text(path, json.dumps(outputs, indent=2, ensure_ascii=False) + "\n")
     return path
 
 
@@ -244,12 +244,12 @@ def judge(model_outputs: list[dict], references: dict[str, dict], cfg: JudgeConf
     return result
 
 
+@writes_into("eval")
 def evaluate(cfg: EvalConfig, model: str, out_dir: Path, reference: Path | None = None,
              name: str | None = None) -> dict:
     """Answer cfg.prompts with ``model`` (model_outputs.json), then judge against ``reference``
     (an AlpacaEval-format outputs file; by default the prompt file's own ``output`` answers,
     which AlpacaEval's set carries: text-davinci-003's)."""
-    out_dir = claim_output(out_dir, "eval")  # new, empty, or an earlier eval output
     name = name or Path(str(model)).name
     prompts, rejects = load_prompt_set(cfg.prompts, cfg.limit, cfg.sample_seed)
     outputs, refused = answer(prompts, model, cfg, name)
@@ -271,11 +271,11 @@ def evaluate(cfg: EvalConfig, model: str, out_dir: Path, reference: Path | None 
     return summary | judge(outputs, references, cfg.judge, out_dir, name, reference_name)
 
 
+@writes_into("eval")
 def reference_loss(cfg: EvalConfig, model: str, out_dir: Path, name: str | None = None) -> dict:
     """``--metric nll``: the model's mean per-token loss on the prompt set's reference answers."""
     from .probe import answer_loss
 
-    out_dir = claim_output(out_dir, "eval")
     prompts, rejects = load_prompt_set(cfg.prompts, cfg.limit, cfg.sample_seed)
     pairs = [p for p in prompts if isinstance(p.get("output"), str) and p["output"].strip()]
     if not pairs:
@@ -287,10 +287,10 @@ def reference_loss(cfg: EvalConfig, model: str, out_dir: Path, name: str | None 
     return result
 
 
+@writes_into("eval")
 def compare(cfg: EvalConfig, model: str, baseline: str, out_dir: Path, name: str | None = None,
             baseline_name: str | None = None) -> dict:
     """Judge two models against each other on the same prompts: ``model``'s win rate over ``baseline``."""
-    out_dir = claim_output(out_dir, "eval")  # new, empty, or an earlier eval output
     auto_model, auto_baseline = distinct_names(str(model), str(baseline))
     name, baseline_name = name or auto_model, baseline_name or auto_baseline
     if name == baseline_name:
@@ -331,12 +331,12 @@ def distinct_names(a: str, b: str) -> tuple[str, str]:
     return Path(a).name, f"{Path(b).name}-baseline"  # one model against itself (a check of the judge's bias)
 
 
+@writes_into("alpaca-eval-config")
 def alpaca_eval_config(out_dir: Path, judge_model: str, base_url: str | None = None) -> Path:
     """Write an annotators config for the ``alpaca_eval`` package that asks ``judge_model`` (served
     at ``base_url``, an OpenAI-compatible endpoint) with AlpacaEval 2's weighted logprob prompt.
     Use: ``alpaca_eval --model_outputs model_outputs.json --annotators_config DIR``. The API key
     is read by the OpenAI client from OPENAI_API_KEY; it is not written."""
-    out_dir = claim_output(out_dir, "alpaca-eval-config")  # new, empty, or an earlier alpaca-eval-config output
     name = "humpback_judge"
     config = {name: {
         "prompt_template": "alpaca_eval_clf_gpt4_turbo/alpaca_eval_clf.txt",
@@ -350,11 +350,15 @@ def alpaca_eval_config(out_dir: Path, judge_model: str, base_url: str | None = N
     }}
     import yaml
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "configs.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    write_text(out_dir / "configs.yaml", yaml.safe_dump(config, sort_keys=False))
     if base_url:  # alpaca_eval's client config: model-specific client arguments
-        clients = {"default": [{"base_url": base_url}]}  # export OPENAI_CLIENT_CONFIG_PATH=<this file>
-        (out_dir / "openai_configs.yaml").write_text(yaml.safe_dump(clients, sort_keys=False), encoding="utf-8")
+        from .redaction import redact_url
+
+        if redact_url(base_url) != base_url:
+            log.warning("the judge's base_url carries credentials; they are not written to %s (give the key through "
+                        "OPENAI_API_KEY)", out_dir)
+        clients = {"default": [{"base_url": redact_url(base_url)}]}  # export OPENAI_CLIENT_CONFIG_PATH=<this file>
+        write_text(out_dir / "openai_configs.yaml", yaml.safe_dump(clients, sort_keys=False))
     return out_dir
 
 
@@ -386,6 +390,7 @@ def _embedding_similarity(model_name: str | None, predicted: list[str], truth: l
     return [round(float(x), 4) for x in (a * b).sum(-1)], f"cosine similarity of {model_name} embeddings"
 
 
+@writes_into("eval-backward")
 def backward_fidelity(seed: list[dict], base_model: str, out_dir: Path, cfg: BackwardEvalConfig,
                       backward_model: str | None = None) -> dict:
     """Hold out part of the seed, train the backward model on the rest (unless ``backward_model``
@@ -396,7 +401,6 @@ def backward_fidelity(seed: list[dict], base_model: str, out_dir: Path, cfg: Bac
 
     from .backward import backward_prompt, train_backward
 
-    out_dir = claim_output(out_dir, "eval-backward")  # new, empty, or an earlier eval-backward output
     train_cfg = cfg.train
     train, held = split_seed(seed, cfg.holdout, cfg.split_seed)
     if backward_model is None:

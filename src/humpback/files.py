@@ -17,24 +17,48 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
+
+# Called with each path once it is written: humpback.outputs records there which names it owns.
+WRITE_HOOKS: list[Callable[[Path], None]] = []
+
+
+def safe_name(path: object) -> str:
+    """A path (or any name) as one printable line: a name that is not valid UTF-8 keeps its bytes
+    as \\xNN, control characters (a newline in a file name) are escaped, so a name can never
+    break a log line, a JSON file or a reject record."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes of a file name (surrogate escapes)
+        text = os.fsencode(text).decode("utf-8", "backslashreplace")
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path | str) -> Iterator[Path]:
+def atomic_path(path: Path | str, replace: bool = True) -> Iterator[Path]:
     """A temporary path beside ``path`` to write a file or a folder to; on leaving the block
-    without an error it replaces ``path`` (a folder is replaced whole), else it is removed."""
+    without an error it replaces ``path`` (a folder is replaced whole), else it is removed.
+    ``replace=False`` (files only): the file is put in place only if no file of that name
+    exists by then, never over one (FileExistsError)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     _remove(tmp)
     try:
         yield tmp
-        if tmp.is_dir():
-            _remove(path)
-        os.replace(tmp, path)
+        if not replace:
+            os.link(tmp, path)  # atomic, and fails if the name exists: never replaces a file
+        else:
+            if tmp.is_dir():
+                _remove(path)
+            os.replace(tmp, path)
     finally:
         _remove(tmp)
+    for hook in WRITE_HOOKS:
+        hook(path)
 
 
 def _remove(path: Path) -> None:
@@ -44,13 +68,46 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def write_text(path: Path | str, text: str) -> None:
-    with atomic_path(path) as tmp:
+def write_text(path: Path | str, text: str, replace: bool = True) -> None:
+    with atomic_path(path, replace) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
 def write_json(path: Path | str, obj: object) -> None:
     write_text(path, json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+@contextlib.contextmanager
+def new_file(path: Path | str) -> Iterator[Path]:
+    """A file a command writes that is not in a folder of its own (``generate --out FILE``): the
+    name is taken now (created empty, exclusively: an existing file or a second process is refused
+    at once, FileExistsError), the block writes to a temporary path, and on success that replaces
+    the taken name only if it is still the empty file taken here; on failure the name is freed."""
+    path = Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    taken = os.fstat(fd)
+    os.close(fd)
+
+    def still_ours() -> bool:
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return (st.st_ino, st.st_dev) == (taken.st_ino, taken.st_dev) and st.st_size == 0
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        if not still_ours():
+            raise FileExistsError(f"{safe_name(path)} was replaced by another file while humpback wrote it; "
+                                  f"the new answers are not written over it")
+        os.replace(tmp, path)
+    except BaseException:
+        if still_ours():
+            path.unlink()
+        raise
+    finally:
+        _remove(tmp)
 
 
 def write_jsonl(path: Path | str, records: Iterable[dict]) -> int:
@@ -102,7 +159,7 @@ def jsonl_lines(path: Path | str, max_line_bytes: int | None = None) -> Iterator
     path = Path(path)
     with open_maybe_gzip(path) as f:
         for number, raw in _capped_lines(f, max_line_bytes):
-            where = f"{path}:{number}"
+            where = f"{safe_name(path)}:{number}"
             if raw is None:
                 yield where, BadLine(f"line longer than {max_line_bytes} bytes", too_long=True)
                 continue

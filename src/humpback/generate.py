@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 from .config import GenerateConfig
 from .engines import Engine, SamplingParams, engine_for
 from .outputs import OutputError
-from .files import BadLine, jsonl_lines, write_jsonl
+from .files import BadLine, jsonl_lines, new_file, safe_name
 from .shards import reject
 from .tags import INFERENCE_TAGS, tagged_prompt
 
@@ -39,6 +40,8 @@ def read_prompts(path: Path) -> tuple[list[dict], list[dict]]:
         if isinstance(row, BadLine):
             rejects.append(reject("generate", where, row.reason))
             continue
+        if isinstance(row, str):  # a list of strings is a list of prompts
+            row = {"instruction": row}
         instruction = row.get("instruction") or row.get("prompt") if isinstance(row, dict) else None
         if isinstance(instruction, str) and instruction.strip():
             prompts.append({**row, "instruction": instruction})
@@ -62,21 +65,38 @@ def generate_file(prompts_path: Path, model: str, out_path: Path, cfg: GenerateC
     cfg = cfg or GenerateConfig()
     prompts, rejects = read_prompts(prompts_path)
     out_path = Path(out_path)
-    for path in (out_path, out_path.with_suffix(".rejects.jsonl")):
+    rejects_path = out_path.with_suffix(".rejects.jsonl")
+    for path in (out_path, rejects_path):
         if path.exists() or path.is_symlink():
-            raise OutputError(f"{path} already exists: give a new file name (humpback never overwrites a file)")
-    with engine_for(model, cfg) as engine:
-        outputs = generate([p["instruction"] for p in prompts], model, cfg, engine=engine)
-        reasons = dict(getattr(engine, "refusal_reasons", {}))
-        cut_off = set(getattr(engine, "cut_off", set()))
-    answered = []
-    for i, (prompt, output) in enumerate(zip(prompts, outputs)):
-        if output is None:
-            rejects.append(reject("generate", prompts_path, reasons.get(i, "the engine refused the prompt"), prompt))
-        else:
-            answered.append({**prompt, "output": output, "generator": str(model)}
-                            | ({"cut_off": True} if i in cut_off else {}))
-    n = write_jsonl(Path(out_path), answered)
-    if rejects:
-        write_jsonl(Path(out_path).with_suffix(".rejects.jsonl"), rejects)
+            raise OutputError(f"{safe_name(path)} already exists: give a new file name (humpback never overwrites a file)")
+    # both names are taken now, exclusively: a second `generate` to the same file stops here, and
+    # a file someone creates under either name meanwhile is never replaced
+    with contextlib.ExitStack() as names:
+        try:
+            out_tmp = names.enter_context(new_file(out_path))
+            rejects_tmp = names.enter_context(new_file(rejects_path))
+        except FileExistsError:
+            raise OutputError(f"{safe_name(out_path)} is being written by another process: give a new file name") from None
+        with engine_for(model, cfg) as engine:
+            outputs = generate([p["instruction"] for p in prompts], model, cfg, engine=engine)
+            reasons = dict(getattr(engine, "refusal_reasons", {}))
+            cut_off = set(getattr(engine, "cut_off", set()))
+        answered = []
+        for i, (prompt, output) in enumerate(zip(prompts, outputs)):
+            if output is None:
+                rejects.append(reject("generate", prompts_path, reasons.get(i, "the engine refused the prompt"), prompt))
+            else:
+                answered.append({**prompt, "output": output, "generator": str(model)}
+                                | ({"cut_off": True} if i in cut_off else {}))
+        n = write_records(out_tmp, answered)
+        write_records(rejects_tmp, rejects)
+    if not rejects:
+        rejects_path.unlink()  # taken in case of rejects; there were none
     return {"answers": n, "rejects": len(rejects), "cut_off": len(cut_off)}
+
+
+def write_records(path: Path, records: list[dict]) -> int:
+    with open(path, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return len(records)

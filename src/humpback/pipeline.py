@@ -1,7 +1,7 @@
 """The whole loop, composed from the stages (paper, section 2; METHOD.md, "The loop").
 
-    seed ──> backward model M_yx ──> augment: one instruction per segment ──> candidates
-    corpus ──> segments ──────────────────────^
+    seed ──> backward model M_yx ──> augment: n instructions per segment, the best kept ──> candidates
+    corpus ──> segments ──────────────────────^                   ^ M_0 reads each one's fit
     seed ──> M_0 ──rates──> A_k(1) ──> M_1 = base + seed + A_k(1) ──rates──> A_k(2) ──> M_2 ...
 
 Candidates are generated once; each iteration re-rates the same candidates with the latest
@@ -39,10 +39,10 @@ def run(config: RunConfig, quiet: bool = False) -> dict:
     ``config.out`` must be new, empty or a run directory; one process at a time. A rerun resumes
     only a run made with the same settings: with other ones it stops and names them, or with
     ``config.recompute`` redoes every stage they change and every stage after it."""
-    base_model = check_model(config.model)  # a wrong model, template or seed fails now, not hours later
-    check_chat_template(base_model, config.chat_template, system_tags=config.forward.tag_placement == "system")
-    seed, seed_rejects = load_seed(config.seed, config.max_seed_examples)
-    with stage_output(config.out, "run") as out:
+    with stage_output(config.out, "run") as out:  # first: a folder holding a user's files is refused before any work
+        base_model = check_model(config.model)  # a wrong model, template or seed fails now, not hours later
+        check_chat_template(base_model, config.chat_template, system_tags=config.forward.tag_placement == "system")
+        seed, seed_rejects = load_seed(config.seed, config.max_seed_examples)
         return _run(config, out, base_model, seed, seed_rejects, quiet)
 
 
@@ -51,7 +51,8 @@ FREE_FIELDS = {
     "": {"out", "recompute", "iterations", "executor", "ray_address", "ray_actors", "ray_cpus_per_actor",
          "ray_gpus_per_actor", "stop_on_chance_judge"},
     "engine": {"batch_size", "device", "base_url", "api_key_env", "concurrency", "request_timeout", "max_retries",
-               "gpu_memory_utilization", "enforce_eager", "max_refused_share", "compare_sample", "min_probe_auc"},
+               "gpu_memory_utilization", "enforce_eager", "max_refused_share", "compare_sample", "min_probe_auc",
+               "fit_batch_size"},
     "train": set(LAUNCH_FIELDS),
 }
 SECTION_KIND = {"augment": "engine", "curate": "engine", "backward": "train", "forward": "train"}
@@ -100,13 +101,21 @@ def _run(config: RunConfig, out: Path, base_model: str, seed: list[dict], seed_r
 
     executor = config  # a RunConfig is an ExecutorConfig: its executor fields apply to the corpus stages
     redo = config.recompute
-    segment(config.corpus, out / "segments", config.segment, executor=executor, recompute=redo)
-    train_backward(seed, base_model, models / "backward", config.backward, recompute=redo)
-    augment(out / "segments", str(models / "backward"), out / "candidates", config.augment,
-            system_prompt=config.backward.system_prompt, executor=executor, recompute=redo)
+    segmented = segment(config.corpus, out / "segments", config.segment, executor=executor, recompute=redo)
+    if not segmented["records"]:  # nothing to backtranslate: training models on the seed alone is not the method
+        from .shards import stage_counters
 
+        raise NoSegmentsError(f"the corpus {config.corpus} gave no segments (funnel: {dict(stage_counters(out / 'segments'))}; "
+                              f"rejects in {out / 'segments' / '_rejects'}); give a corpus with header-structured "
+                              f"pages or text of {config.segment.min_chars}-{config.segment.max_chars} characters")
+    train_backward(seed, base_model, models / "backward", config.backward, recompute=redo)
     train_set = out / "iter0" / "train.jsonl"  # M_0's training set: the seed alone
     info = train_forward(seed, [], base_model, models / "m0", config.forward, dataset_path=train_set, recompute=redo)
+    # of n instructions sampled per segment, the one M_0 reads as fitting it best is kept
+    augment_cfg = config.augment if config.augment.fit_model else config.augment.model_copy(
+        update={"fit_model": str(models / "m0")})
+    augment(out / "segments", str(models / "backward"), out / "candidates", augment_cfg,
+            system_prompt=config.backward.system_prompt, executor=executor, recompute=redo)
     for i in range(1, config.iterations + 1):
         iteration_dir = out / f"iter{i}"
         probe = probe_for_run(held_out, str(models / f"m{i - 1}"), config.curate, out / "probe" / f"iter{i}.json",
@@ -155,6 +164,10 @@ def check_judge(report: dict | None, config: RunConfig, iteration: int) -> None:
     if config.stop_on_chance_judge:
         raise JudgeError(message + " (stop_on_chance_judge is set)")
     log.warning(message)
+
+
+class NoSegmentsError(ValueError):
+    """The corpus yielded no segment to write an instruction for."""
 
 
 class JudgeError(ValueError):

@@ -9,10 +9,12 @@ histograms, the judge probe, decontamination, known limits, and per-row provenan
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import yaml
 
+from .redaction import redact, redact_config
 from .shards import read_jsonl
 
 FORMATS = ("messages", "alpaca", "sharegpt")
@@ -79,6 +81,7 @@ def publish(run: Path, to: Path, fmt: str = "messages", license: str = "other", 
         raise ValueError(f"unknown format {fmt!r}: {', '.join(FORMATS)}")
     stats = json.loads(stats_file.read_text(encoding="utf-8"))
     config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) if (run / "config.yaml").exists() else {}
+    config = redact_config(config or {})  # a run made before redaction may hold a URL's credentials
     iterations = int(config.get("iterations", len(stats.get("iterations", {}))))
     origins = provenance(run, iterations)
     rows = []
@@ -99,39 +102,82 @@ def publish(run: Path, to: Path, fmt: str = "messages", license: str = "other", 
         "pretty_name": name or f"humpback {run.name}",
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}],
     }
-    write_text(to / "README.md", "---\n" + yaml.safe_dump(card, sort_keys=False) + "---\n\n"
-               + _card_body(run, stats, config, rows, fmt, __version__))
-    return {"rows": len(rows), "parquet": str(parquet), "card": str(to / "README.md"), "format": fmt}
+    text = "---\n" + yaml.safe_dump(card, sort_keys=False) + "---\n\n" + _card_body(run, stats, config, rows, fmt, __version__)
+    card_path, edited = write_card(to, text)
+    return {"rows": len(rows), "parquet": str(parquet), "card": str(card_path), "format": fmt,
+            "card_kept": edited}
+
+
+CARD_DIGEST = "_card.sha256"  # the digest of the card as humpback last wrote it
+
+
+def write_card(to: Path, text: str) -> tuple[Path, bool]:
+    """Write the dataset card to ``to``/README.md, unless a card is there that someone edited
+    since humpback wrote it: then the new card goes beside it (README.humpback.md) and the
+    edited one is kept. Returns (where the new card is, whether an edited card was kept)."""
+    import hashlib
+
+    from .files import write_text
+
+    card, digest_file = to / "README.md", to / CARD_DIGEST
+    if card.exists():
+        ours = digest_file.read_text(encoding="utf-8").strip() if digest_file.exists() else None
+        if ours != hashlib.sha256(card.read_bytes()).hexdigest():
+            beside = to / "README.humpback.md"
+            write_text(beside, text)
+            return beside, True
+    write_text(card, text)
+    write_text(digest_file, hashlib.sha256(text.encode("utf-8")).hexdigest() + "\n")
+    return card, False
+
+
+def _md(text: object) -> str:
+    """A value inside Markdown prose or a table cell: one line, its Markdown characters escaped."""
+    line = " ".join(str(text).split())
+    return re.sub(r"([\\`*_{}\[\]<>()#+!|~])", r"\\\1", line)
+
+
+def _code(text: object) -> str:
+    """A value as an inline code span that nothing inside it can close (CommonMark: a longer fence)."""
+    line = " ".join(str(text).split())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", line)), default=0) + 1)
+    return f"{fence} {line} {fence}"
+
+
+def _code_block(text: str, info: str = "") -> list[str]:
+    """A fenced block whose fence is longer than any run of backticks inside it."""
+    fence = "`" * max(3, max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    return [fence + info, text, fence]
 
 
 def _card_body(run: Path, stats: dict, config: dict, rows: list[dict], fmt: str, version: str) -> str:
     curated = sum(r["origin"] != "seed" for r in rows)
     funnel = stats.get("segment_funnel", {})
-    lines = [f"# {run.name}: instruction-tuning data by instruction backtranslation", "",
+    lines = [f"# {_md(run.name)}: instruction-tuning data by instruction backtranslation", "",
              f"{len(rows)} (instruction, answer) pairs: {len(rows) - curated} from the seed, {curated} written for web "
              "text by a backward model and kept by self-curation (Li et al. 2023, \"Self-Alignment with Instruction "
              f"Backtranslation\"). Made with humpback {version}; format `{fmt}`.", "",
              "## How it was made", "",
-             f"- Seed: `{config.get('seed')}`; corpus: `{config.get('corpus')}`; base model: `{config.get('model')}`; "
-             f"iterations: {config.get('iterations')}.",
-             f"- Curation: mode `{(config.get('curate') or {}).get('mode')}`, selection "
-             f"`{(config.get('curate') or {}).get('select')}`; final model: `{stats.get('final_model')}`.",
+             f"- Seed: {_code(config.get('seed'))}; corpus: {_code(config.get('corpus'))}; base model: "
+             f"{_code(config.get('model'))}; iterations: {_md(config.get('iterations'))}.",
+             f"- Curation: mode {_code((config.get('curate') or {}).get('mode'))}, selection "
+             f"{_code((config.get('curate') or {}).get('select'))}; final model: {_code(redact(str(stats.get('final_model'))))}.",
              "- The whole config is below.", "", "## Segmentation funnel", "", "| step | count |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in sorted(funnel.items())]
+    lines += [f"| {_md(k)} | {_md(v)} |" for k, v in sorted(funnel.items())]
     lines += ["", "## Table 2: sizes and lengths", "", "| set | count | instruction chars | output chars |",
               "|---|---|---|---|"]
     for name, t in (stats.get("table2") or {}).items():
-        lines.append(f"| {name} | {t['count']} | {t['instruction_chars']['mean']} | {t['output_chars']['mean']} |")
+        lines.append(f"| {_md(name)} | {t['count']} | {t['instruction_chars']['mean']} | {t['output_chars']['mean']} |")
     lines += ["", "## Ratings", ""]
     for i, it in (stats.get("iterations") or {}).items():
-        lines.append(f"- iteration {i}: score histogram {it.get('histogram')}, selected by {it.get('selected_by')}")
+        lines.append(f"- iteration {i}: score histogram {_md(it.get('histogram'))}, selected by {_md(it.get('selected_by'))}")
     probe = stats.get("probe") or {}
     lines += ["", "## Judge probe (held-out seed pairs against made-up bad ones)", ""]
-    lines += [f"- iteration {i}: AUC {p.get('auc')} {p.get('auc_interval')}: {p.get('verdict')}" for i, p in probe.items()] \
+    lines += [f"- iteration {i}: AUC {p.get('auc')} {_md(p.get('auc_interval'))}: {_md(p.get('verdict'))}" for i, p in probe.items()] \
         or ["- no probe was run"]
     d = stats.get("decontamination")
     lines += ["", "## Decontamination", ""]
-    lines += [f"- against {', '.join(d['against'])} ({d['ngram']}-word overlap or the same instruction): "
+    lines += [f"- against {', '.join(_code(a) for a in d['against'])} ({d['ngram']}-word overlap or the same instruction): "
               + ", ".join(f"{k} {v} removed" for k, v in d["removed"].items())] if d else \
         ["- not decontaminated against any prompt set (`decontaminate_against` was empty): check before evaluating "
          "on a benchmark (`humpback decontaminate`)"]
@@ -143,7 +189,7 @@ def _card_body(run: Path, stats: dict, config: dict, rows: list[dict], fmt: str,
               "- The instructions of web rows were written by a model; the answers are web text as found, with "
               "boilerplate lines removed.",
               "- The judge's ability to tell good pairs from bad is the probe AUC above; a small judge is near chance "
-              "on the rubric.", "", "## Config", "", "```yaml", yaml.safe_dump(config, sort_keys=False).strip(), "```", ""]
+              "on the rubric.", "", "## Config", "", *_code_block(yaml.safe_dump(config, sort_keys=False).strip(), "yaml"), ""]
     return "\n".join(lines)
 
 
@@ -153,5 +199,7 @@ def push(folder: Path, repo_id: str, private: bool = False) -> str:
 
     api = HfApi()
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset")
+    # humpback's bookkeeping (markers, lock, the card's digest, a card kept beside an edited one) stays here
+    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset",
+                      ignore_patterns=[".*", "**/.*", CARD_DIGEST, "README.humpback.md"])
     return f"https://huggingface.co/datasets/{repo_id}"

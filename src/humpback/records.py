@@ -61,6 +61,14 @@ class Candidate(TypedDict):
     """The model that wrote the instruction (path or served name)."""
     instruction_cut_off: NotRequired[bool]
     """True when the instruction reached augment.max_new_tokens: it may be cut mid-sentence."""
+    fit: NotRequired[float | None]
+    """With augment.num_instructions > 1: how well the instruction fits the segment (pmi of the
+    segment's start after it, under augment.fit_model); the highest of the segment's samples."""
+    sample: NotRequired[int]
+    """With augment.num_instructions > 1: which of the segment's samples (0..n-1, in the order drawn)."""
+    alternatives: NotRequired[list[dict]]
+    """The segment's other sampled instructions, each ``{instruction, fit, sample}`` (duplicates and
+    unusable samples left out)."""
 
 
 class Rating(Candidate):

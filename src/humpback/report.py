@@ -14,6 +14,7 @@ import io
 import json
 from pathlib import Path
 
+from .files import write_text
 from .shards import read_jsonl, read_stage
 
 SCORES = ["1", "2", "3", "4", "5"]
@@ -262,26 +263,35 @@ def build_report(run_dir: Path, stats: dict | None = None) -> dict[str, Path]:
     evals = _evals(out)
     tables = _tables(stats, evals)
     figures = _figures(stats, out, evals)
-    (out / "report.html").write_text(_html(stats, tables, figures, evals, out), encoding="utf-8")
-    (out / "report.md").write_text(_markdown(stats, tables, evals, out), encoding="utf-8")
+    write_text(out / "report.html", _html(stats, tables, figures, evals, out))
+    write_text(out / "report.md", _markdown(stats, tables, evals, out))
     return {"html": out / "report.html", "markdown": out / "report.md"}
 
 
 def report_run(run_dir: Path, labels: Path | None = None) -> dict[str, Path]:
     """Recompute the run's statistics (with precision/recall when labels are given) and rebuild
     its report. The run's config.yaml says how many iterations and which k and model it used."""
+    from .outputs import output_kind, output_lock
+
+    out = Path(run_dir)
+    kind = output_kind(out)
+    if kind is None:  # never write report files into a folder humpback did not make as a run
+        raise ValueError(f"{out} is not a humpback run directory (no .humpback marker): the report is only "
+                         f"rebuilt inside a run that `humpback run` made")
+    if kind != "run":
+        raise ValueError(f"{out} is a humpback {kind} output, not a run directory")
+    if not (out / "config.yaml").exists():
+        raise FileNotFoundError(f"{out / 'config.yaml'} does not exist: is {out} a humpback run directory?")
+    with output_lock(out):
+        return _report_run(out, labels)
+
+
+def _report_run(out: Path, labels: Path | None) -> dict[str, Path]:
     from .config import RunConfig, load_yaml
     from .models import load_tokenizer, resolve_model
     from .shards import write_json, write_jsonl
     from .stats import read_labels, run_stats
 
-    from .outputs import output_kind
-
-    out = Path(run_dir)
-    if out.is_dir() and output_kind(out) not in ("run", None):
-        raise ValueError(f"{out} is a humpback {output_kind(out)} output, not a run directory")
-    if not (out / "config.yaml").exists():
-        raise FileNotFoundError(f"{out / 'config.yaml'} does not exist: is {out} a humpback run directory?")
     cfg = RunConfig.model_validate(load_yaml(out / "config.yaml"))
     previous = json.loads((out / "stats.json").read_text(encoding="utf-8")) if (out / "stats.json").exists() else {}
     label_map = None

@@ -383,4 +383,11 @@ def segment(corpus: str | Iterable, out_dir: Path, cfg: SegmentConfig | None = N
             executor = executor.model_copy(update={"ray_gpus_per_actor": 0.0})  # parsing needs no GPU
         return run_sharded(docs, out_dir, cfg.documents_per_shard,
                            lambda: lambda docs, _index: segment_documents(docs, cfg),
-                           desc="segment", executor=executor, finish=dedup.finish_shard, resume=dedup.learn)
+                           desc="segment", executor=executor, finish=dedup.finish_shard, resume=dedup.learn,
+                           max_bytes=cfg.shard_max_bytes, size_of=document_size)
+
+
+def document_size(item: object) -> int:
+    """What a document holds in memory, roughly: its content's length (0 for a reject)."""
+    content = getattr(item, "content", None)
+    return len(content) if isinstance(content, (str, bytes)) else 0

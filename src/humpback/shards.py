@@ -135,12 +135,15 @@ def run_sharded(
     executor=None,
     finish: FinishFn | None = None,
     resume: Callable[[Iterator[dict]], None] | None = None,
+    max_bytes: int | None = None,
+    size_of: Callable[[object], int] | None = None,
 ) -> dict:
     """Run a stage shard by shard: ``worker()`` builds the shard function once (it may load an
     engine), only when a shard needs work; ``finish``, if given, post-processes each shard's
     output in shard order in this process (segmentation's corpus-wide deduplication); ``resume``,
     if given, is handed the records of the shards an earlier attempt wrote, before any new shard
-    is finished (the deduplication learns what they kept).
+    is finished (the deduplication learns what they kept). ``max_bytes`` caps a shard by the sum
+    of ``size_of(item)`` as well as by ``per_shard`` items: what one shard holds in memory.
 
     Shards whose output exists are skipped, so a killed stage resumes from its last complete
     shard with nothing lost or duplicated. ``executor`` (an ExecutorConfig) with ``executor:
@@ -154,7 +157,7 @@ def run_sharded(
         resume(read_stage(stage_dir))
     n_shards = None if total is None else max(1, -(-total // per_shard))
     bar = tqdm(total=n_shards, desc=desc, unit="shard")
-    pending = _skip_done(_batches(items, per_shard), stage_dir, bar)
+    pending = _skip_done(_batches(items, per_shard, max_bytes, size_of), stage_dir, bar)
     if executor is not None and executor.executor == "ray":
         from .executor import ray_map_shards
 
@@ -197,12 +200,27 @@ class EngineShards:
             self.engine.close()
 
 
-def _batches(items: Iterable, per_shard: int) -> Iterator[tuple[int, list]]:
+def _batches(items: Iterable, per_shard: int, max_bytes: int | None = None,
+             size_of: Callable[[object], int] | None = None) -> Iterator[tuple[int, list]]:
+    """(index, items) of each shard: ``per_shard`` items, or fewer where their sizes reach
+    ``max_bytes`` (a shard holds at least one item, however large)."""
     iterator = iter(items)
-    for index in itertools.count():
-        batch = list(itertools.islice(iterator, per_shard))
-        if not batch:
-            return
+    if max_bytes is None or size_of is None:
+        for index in itertools.count():
+            batch = list(itertools.islice(iterator, per_shard))
+            if not batch:
+                return
+            yield index, batch
+        return
+    batch, size, index = [], 0, 0
+    for item in iterator:
+        item_size = size_of(item)
+        if batch and (len(batch) >= per_shard or size + item_size > max_bytes):
+            yield index, batch
+            batch, size, index = [], 0, index + 1
+        batch.append(item)
+        size += item_size
+    if batch:
         yield index, batch
 
 

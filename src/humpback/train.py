@@ -115,6 +115,32 @@ def as_messages(example: ForwardExample) -> DatasetRow:
     return DatasetRow(id=example["id"], origin=example["origin"], messages=example["prompt"] + example["completion"])
 
 
+def read_curated(path: Path | str) -> tuple[list[dict], list[dict]]:
+    """Curated pairs to train on beside the seed: a stage folder of shards (``curate``'s curated/)
+    or a user's JSONL of {instruction, output} rows. A row without an ``id`` gets one made from
+    its text; a line that is not such a pair is a reject naming its file and line."""
+    from .files import BadLine, jsonl_lines
+    from .shards import read_stage, reject, stable_id
+
+    path = Path(path)
+    if path.is_dir():
+        rows = [(f"{path}#{i}", r) for i, r in enumerate(read_stage(path), 1)]
+    elif path.is_file():
+        rows = list(jsonl_lines(path))
+    else:
+        raise FileNotFoundError(f"curated data {path} does not exist (give curate's curated/ folder or a JSONL file)")
+    kept, rejects = [], []
+    for where, row in rows:
+        if isinstance(row, BadLine):
+            rejects.append(reject("train", where, row.reason))
+        elif not (isinstance(row, dict) and isinstance(row.get("instruction"), str) and isinstance(row.get("output"), str)
+                  and row["instruction"].strip() and row["output"].strip()):
+            rejects.append(reject("train", where, "not a pair: needs string fields 'instruction' and 'output'", row))
+        else:
+            kept.append({**row, "id": str(row.get("id") or stable_id("curated", row["instruction"], row["output"]))})
+    return kept, rejects
+
+
 def train_forward(seed: list[dict], curated: list[dict], base_model: str, out_dir: Path,
                   cfg: ForwardConfig | None = None, dataset_path: Path | None = None, recompute: bool = False) -> dict:
     """M_i: the base fine-tuned on seed (+ curated) examples. Writes the training set too, only

@@ -180,15 +180,11 @@ class Refusal:
     reason: str
 
 
-_SECRET = re.compile(r"(sk-[A-Za-z0-9_-]{8,}|(?i:bearer)\s+\S+|(?i:api[_-]?key)[\"']?\s*[:=]\s*[\"']?[^\s\"',}]+)")
-
-
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """A server's message with anything that looks like a key replaced by '***'."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return _SECRET.sub("***", text)
+    """A server's message with anything that looks like a key (and each of ``secrets``) replaced by '***'."""
+    from ..redaction import redact as redact_text
+
+    return redact_text(text, secrets)
 
 
 def check_refusals(engine, results: list, cfg: EngineConfig, where: str) -> None:

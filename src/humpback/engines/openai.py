@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from tqdm.auto import tqdm
 
 from ..models import end_of_turn_ids
+from ..redaction import redact_url
 from .base import Chat, ChoicePlan, EngineError, Refusal, SamplingParams, encode_chat, redact
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class OpenAIEngine:
             raise ValueError("the openai engine needs base_url (e.g. http://127.0.0.1:8000/v1)")
         self._key = os.environ.get(api_key_env) or ""
         self.client = OpenAI(base_url=base_url, api_key=self._key or "none", timeout=timeout, max_retries=max_retries)
-        self.base_url = base_url
+        self.base_url = redact_url(base_url)  # what messages show: never the URL's credentials
         self.model = str(model)
         self.concurrency = concurrency
         self.max_retries = max_retries

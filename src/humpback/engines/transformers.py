@@ -90,6 +90,12 @@ class GrowingLayer(DynamicLayer):
 
 
 
+def _first_copies(input_ids, mask) -> list[int]:
+    """For each row, the first row with the same tokens and mask (itself when it is the first)."""
+    seen: dict[tuple, int] = {}
+    return [seen.setdefault((tuple(ids), tuple(m)), r) for r, (ids, m) in enumerate(zip(input_ids.tolist(), mask.tolist()))]
+
+
 def _check_cache_layers(config) -> None:
     """Our decode loop keeps every layer's whole key/value history (sliding-window layers included:
     their masks still see only the window). Recurrent or linear-attention layers keep other state."""
@@ -282,19 +288,29 @@ class TransformersEngine:
             for layer, source in zip(layers, prefix.layers):
                 layer.write(0, source.keys, source.values)
         own = mask[:, n:-1]
-        for start in range(0, rows, self.prefill_rows):
-            group = slice(start, start + self.prefill_rows)
+        # A prompt given several times (n samples of one segment) is prefilled once and its keys
+        # and values copied to its other rows: n decodes share one prefill.
+        source = _first_copies(input_ids, mask)
+        unique = [r for r in range(rows) if source[r] == r]
+        for start in range(0, len(unique), self.prefill_rows):
+            group = torch.tensor(unique[start:start + self.prefill_rows], device=self.device)
             used = own[group].any(0).nonzero()
             if used.numel() == 0:  # nothing of their own before the last token
                 continue
             first = n + used[0].item()  # columns before this are padding in every row of the group
-            past = (self._prefix_for_rows(prefix, own[group].shape[0]) if prefix is not None
+            past = (self._prefix_for_rows(prefix, len(group)) if prefix is not None
                     else DynamicCache(config=config))
             group_mask = torch.cat([mask[group, :n], mask[group, first:-1]], dim=1)
             self.model(input_ids=input_ids[group, first:-1], attention_mask=group_mask,
                        position_ids=positions[group, first:-1], past_key_values=past, use_cache=True, logits_to_keep=1)
             for layer, filled in zip(layers, past.layers):
                 layer.write(first, filled.keys[:, :, n:], filled.values[:, :, n:], rows=group)
+        copies = [r for r in range(rows) if source[r] != r]
+        if copies:
+            to, origin = torch.tensor(copies, device=self.device), torch.tensor([source[r] for r in copies], device=self.device)
+            for layer in layers:
+                layer.buf_k[to, ..., :width - 1] = layer.buf_k[origin, ..., :width - 1]
+                layer.buf_v[to, :, :width - 1] = layer.buf_v[origin, :, :width - 1]
         return Cache(layers=layers)
 
     def _decode(self, last_tokens, mask, last_positions, cache, params: SamplingParams,
