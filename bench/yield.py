@@ -39,6 +39,7 @@ RESULTS = ROOT / "bench" / "results"
 LABELS = RESULTS / "yield_labels.jsonl"
 ARMS = {"n=1": 1, "best-of-2": 2, "best-of-4": 4}
 SAMPLES = 4
+from humpback.config import NUM_INSTRUCTIONS as NUM  # noqa: E402 - the default n, whose arm the judge is measured on
 
 
 def sha1(text: str) -> str:
@@ -86,6 +87,11 @@ def sample(count: int) -> None:
         rows.append({"id": c["id"], "sha1": sha[c["id"]], "source": c["source"], "options": options,
                      "output": c["output"]})
     (WORK / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # what the repository keeps: the model-written instructions and their fit, no page text
+    (RESULTS / "yield_samples.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "output"}) + "\n"
+                                                        for r in rows))
+    (RESULTS / "yield_sampling.json").write_text(json.dumps({"segments": len(rows), "samples": SAMPLES,
+                                                             "seconds": round(seconds, 1)}, indent=1) + "\n")
     sheet = {}
     for r in rows:
         for arm in ARMS:
@@ -110,17 +116,107 @@ def arm_choice(row: dict, arm: str) -> str | None:
     return max(first, key=lambda o: -math.inf if o["fit"] is None else o["fit"])["instruction"]
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
-    if not n:
-        return [0.0, 0.0]
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [round(max(0.0, centre - half), 3), round(min(1.0, centre + half), 3)]
-
-
 def report() -> None:
-    raise SystemExit("report: see bench/yield.py (written once labels exist)")
+    from web_candidates import web_segments
+
+    from humpback.config import CurateConfig
+    from humpback.curate import select
+    from humpback.engines.transformers import TransformersEngine
+    from humpback.labels import calibrate_on_labels, estimate_good_share, read_labels, wilson
+    from humpback.probe import auc, bootstrap_auc, combined_value, probe_judge
+    from humpback.seed import load_seed
+    from humpback.signals import signal_values
+
+    backward, m0, held_out = demo_models()
+    text = {s["sha1"]: s["text"] for s in web_segments(WORK / "pages")}
+    rows = [json.loads(line) for line in (RESULTS / "yield_samples.jsonl").open()]
+    rows = [{**r, "output": text[r["sha1"]]} for r in rows if r["sha1"] in text]
+    scores = {}
+    for line in LABELS.open():
+        label = json.loads(line)
+        scores[(label["sha1"], label["instruction"])] = label["score"]
+    result = {"segments": len(rows), "labelled_candidates": len(scores), "arms": {}}
+    for arm in ARMS:
+        chosen = [(r, arm_choice(r, arm)) for r in rows]
+        labelled = [scores[(r["sha1"], c)] for r, c in chosen if c is not None and (r["sha1"], c) in scores]
+        good = sum(v >= 4 for v in labelled)
+        result["arms"][arm] = {"candidates": len(labelled), "good": good,
+                               "good_share": round(good / len(labelled), 4) if labelled else None,
+                               "good_share_interval": wilson(good, len(labelled)),
+                               "score_at_least_3": sum(v >= 3 for v in labelled),
+                               "mean_score": round(sum(labelled) / len(labelled), 3) if labelled else None}
+
+    # the judge as `humpback run` uses it: M_0's features, combined by detectors fitted on the run's probe
+    cfg = CurateConfig(mode="features", select="calibrated", system_prompt="")
+    seed, _ = load_seed("demo")
+    probe = probe_judge(held_out, m0, cfg, instruction_pool=[p["instruction"] for p in seed])
+    default_arm = f"best-of-{NUM}" if NUM > 1 else "n=1"
+    candidates = [{"id": r["sha1"], "instruction": arm_choice(r, default_arm), "output": r["output"]} for r in rows
+                  if arm_choice(r, default_arm) is not None and (r["sha1"], arm_choice(r, default_arm)) in scores]
+    truth = {c["id"]: scores[(c["id"], c["instruction"])] >= 4 for c in candidates}
+    engine = TransformersEngine(m0, dtype="bfloat16", batch_size=8)
+    features = signal_values("features", candidates, engine, cfg.system_prompt)
+    engine.close()
+    ratings = [{"id": c["id"], "signal": f["signal"], "features": f["features"]} for c, f in zip(candidates, features)
+               if f is not None]
+    for r in ratings:
+        r["combined"] = combined_value(r["features"], probe["combination"])
+
+    def ranked(key):
+        good = [r[key] for r in ratings if truth[r["id"]]]
+        bad = [r[key] for r in ratings if not truth[r["id"]]]
+        return {"auc": None if auc(good, bad) is None else round(auc(good, bad), 4),
+                "auc_interval": bootstrap_auc(good, bad)}
+
+    result["judge"] = {"arm": default_arm, "candidates": len(ratings), "good": sum(truth[r["id"]] for r in ratings),
+                       "features (M_0, run's probe detectors)": ranked("combined"), "pmi (M_0)": ranked("signal"),
+                       "probe_auc": probe["auc"]}
+
+    def measured(chosen: list[dict], how: str) -> dict:
+        hits = sum(truth[r["id"]] for r in chosen)
+        total_good = sum(truth[r["id"]] for r in ratings)
+        return {"rule": how, "selected": len(chosen), "precision": round(hits / len(chosen), 4) if chosen else None,
+                "precision_interval": wilson(hits, len(chosen)), "recall": round(hits / max(1, total_good), 4),
+                "selected_by": chosen[0]["selected_by"] if chosen else None}
+
+    rules = [measured(select(ratings, 5, "calibrated", probe={**probe, "calibrated": {**probe["calibrated"]}},
+                             estimate=False, target=0.8), "calibrated, good_share 0.2 (fixed)"),
+             measured(select(ratings, 5, "calibrated", probe=probe, estimate=True, target=0.8),
+                      "calibrated, good share estimated from the values"),
+             measured(select(ratings, 5, "top_fraction", fraction=0.25), "top 25% by value")]
+    # labels: the threshold set on one half's labels, measured on the other half (two folds, each way)
+    order = sorted(ratings, key=lambda r: r["id"])
+    halves = [order[0::2], order[1::2]]
+    picked, how = [], []
+    for fit_on, apply_to in (halves, halves[::-1]):
+        found = calibrate_on_labels([r["combined"] for r in fit_on], [truth[r["id"]] for r in fit_on], 0.8)
+        how.append(found)
+        if found["threshold"] is not None:
+            picked += [{**r, "selected_by": "labels of the other half"} for r in apply_to if r["combined"] >= found["threshold"]]
+    rules.append(measured(picked, "calibrated on labels (threshold from the other half's labels)"))
+    values = [r["combined"] for r in ratings]
+    result["good_share_estimate"] = estimate_good_share(values, probe["values"]["positive"], probe["values"]["negative"])
+    result["selection"] = rules
+    (RESULTS / "yield.json").write_text(json.dumps(result, indent=1) + "\n")
+    lines = ["# Yield on real pages: good candidates per arm, labelled blind (bench/yield.py)", "",
+             f"{result['segments']} segments drawn from the 70 shared web pages; 4 instructions sampled per segment by "
+             f"the demo's backward model; {result['labelled_candidates']} distinct candidates labelled blind "
+             "(bench/LABELLING.md: 1-5 by the rubric, good = 4 or 5).", "",
+             "| arm | candidates | good | good share (95% interval) | score >= 3 | mean score |", "|---|---|---|---|---|---|"]
+    for arm, a in result["arms"].items():
+        lines.append(f"| {arm} | {a['candidates']} | {a['good']} | {a['good_share']} {a['good_share_interval']} | "
+                     f"{a['score_at_least_3']} | {a['mean_score']} |")
+    j = result["judge"]
+    lines += ["", f"Judge on the {j['arm']} candidates ({j['candidates']}, {j['good']} good): features AUC "
+              f"{j['features (M_0, run' + chr(39) + 's probe detectors)']['auc']} "
+              f"{j['features (M_0, run' + chr(39) + 's probe detectors)']['auc_interval']}, pmi AUC {j['pmi (M_0)']['auc']} "
+              f"{j['pmi (M_0)']['auc_interval']}; the probe's own AUC {j['probe_auc']}. Good share estimated from the "
+              f"values: {result['good_share_estimate']}.", "",
+              "| selection rule | selected | precision (95% interval) | recall |", "|---|---|---|---|"]
+    for r in rules:
+        lines.append(f"| {r['rule']} | {r['selected']} | {r['precision']} {r['precision_interval']} | {r['recall']} |")
+    (RESULTS / "yield.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def main() -> None:

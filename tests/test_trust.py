@@ -351,7 +351,8 @@ def inputs(tmp_path_factory, tiny_model):
         {"id": "c1", "instruction": "Say hi.", "output": "Hi there, friend.", "source": "x"}]).parent
     prompts = write_jsonl(root / "prompts.jsonl", [{"instruction": "Say hi.", "output": "Hello."}])
     return {"segments": segments, "candidates": candidates, "prompts": prompts, "run": finished_run(root),
-            "model": tiny_model, "data": write_jsonl(root / "data.jsonl", [{"instruction": "a", "output": "b"}])}
+            "model": tiny_model, "data": write_jsonl(root / "data.jsonl", [{"instruction": "a", "output": "b"}]),
+            "labels": write_jsonl(root / "labels.jsonl", [{"id": "c1", "label": "good"}])}
 
 
 def _command_args(command: str, i: dict) -> list[str]:
@@ -369,6 +370,7 @@ def _command_args(command: str, i: dict) -> list[str]:
         "eval-backward": ["eval-backward", "--seed", "demo", *m],
         "decontaminate": ["decontaminate", str(i["data"]), "--against", str(i["prompts"])],
         "publish": ["publish", str(i["run"])],
+        "label": ["label", "--candidates", str(i["candidates"]), "--from", str(i["labels"])],
     }[command]
 
 
@@ -405,7 +407,7 @@ with output_lock(sys.argv[1]):
 
 KIND = {"run": "run", "segment": "segments", "augment": "candidates", "curate": "curate",
         "curate --compare": "curate-compare", "probe-judge": "probe", "train": "model", "eval": "eval",
-        "eval-backward": "eval-backward", "decontaminate": "decontaminate", "publish": "publish"}
+        "eval-backward": "eval-backward", "decontaminate": "decontaminate", "publish": "publish", "label": "labels"}
 
 
 @pytest.mark.parametrize("command", sorted(_writing_commands()))

@@ -18,7 +18,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 
 import humpback as api
-from .outputs import owned_output
+from .outputs import output_kind, owned_output
 from .config import (AugmentConfig, BackwardConfig, BackwardEvalConfig, CurateConfig, EvalConfig, ExecutorConfig,
                      ForwardConfig, GenerateConfig, RunConfig, SegmentConfig, deep_merge, load_yaml)
 
@@ -509,6 +509,58 @@ def _report(run: Path = typer.Argument(..., help="Run directory, e.g. runs/demo.
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     typer.echo(f"report: {paths['html']} and {paths['markdown']}")
+
+
+@app.command("label", help="Label candidates good or bad, blind (instruction and answer only, no value), one key "
+                            "press each; resumable. With labels, `--curate-select calibrated` takes its threshold "
+                            "from them.")
+def _label(run: Optional[Path] = typer.Argument(None, help="A run directory: its candidates, labelled into RUN/labels/."),
+           candidates: Optional[Path] = typer.Option(None, "--candidates", help="Instead of a run: candidate shards "
+                                                     "(a folder) or a JSONL file of {id, instruction, output}."),
+           out: Optional[Path] = typer.Option(None, "--out", help="Labels folder (default RUN/labels); labels.jsonl "
+                                              "goes inside."),
+           from_file: Optional[Path] = typer.Option(None, "--from", help="Take the labels from this JSONL file of "
+                                                    "{id, label: good|bad|skip} instead of asking."),
+           seed: int = typer.Option(0, "--seed", help="The order candidates are shown in (a seeded random sample)."),
+           limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Label at most N this session.")) -> None:
+    from .labels import LABELS_FILE, label_session, read_labels
+
+    _setup_logging()
+    try:
+        if (run is None) == (candidates is None):
+            raise ValueError("give a run directory or --candidates (one of them)")
+        if run is not None:
+            if output_kind(run) != "run":
+                raise ValueError(f"{run} is not a humpback run directory (give --candidates for other candidates)")
+            candidates, out = Path(run) / "candidates", out or Path(run) / "labels"
+        if out is None:
+            raise ValueError("--candidates needs --out (the labels folder)")
+        if not Path(candidates).exists():
+            raise FileNotFoundError(f"{candidates} does not exist")
+        rows = list(api.read_stage(candidates)) if Path(candidates).is_dir() else list(api.read_jsonl(candidates))
+        with owned_output(out, "labels") as folder:
+            if from_file is not None:
+                given, rejects = read_labels(from_file)
+                known = {r["id"] for r in rows}
+                unknown = sorted(set(given) - known)
+                from .outputs import record_written
+
+                kept = [{"id": i, "label": "good" if g else "bad"} for i, g in given.items() if i in known]
+                with open(folder / LABELS_FILE, "a", encoding="utf-8") as f:
+                    f.writelines(__import__("json").dumps(r) + "\n" for r in kept)
+                record_written(folder / LABELS_FILE)
+                typer.echo(f"{len(kept)} labels taken from {from_file} ({len(rejects)} lines rejected, named above; "
+                           f"{len(unknown)} for ids not among the candidates, left out)")
+            else:
+                counts = label_session(rows, folder, seed, limit, show=lambda text: typer.echo(text, nl=False))
+                typer.echo(f"\n{counts['good']} good, {counts['bad']} bad, {counts['skip']} skipped this session; "
+                           f"{counts['left']} left")
+            labels, _ = read_labels(folder / LABELS_FILE)
+        good = sum(labels.values())
+        typer.echo(f"{folder / LABELS_FILE}: {len(labels)} labels, {good} good"
+                   + (f" ({good / len(labels):.0%})" if labels else ""))
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
 
 
 def main() -> None:

@@ -344,6 +344,18 @@ class CurateConfig(EngineConfig):
     (M_1's A_5 kept 8.3% of 502,133 candidates at precision 0.52 and recall 0.44: 9.8% good). A
     cleaner corpus: raise it (more selected); None uses the probe's own mix (one positive per up to
     six negatives)."""
+    estimate_good_share: bool = True
+    """select calibrated without labels: estimate the share of good candidates from the candidates'
+    own values, as the mix of the probe's good and bad value distributions that fits them best
+    (humpback.labels.estimate_good_share), and compute the probe's precision at that share;
+    good_share is used when no estimate can be made. The estimate rests on made-up negatives, and
+    the report says so. False: good_share as given."""
+    labels: Path | None = None
+    """select calibrated: labels of candidates (a labels.jsonl of {id, label: good|bad|skip}, or the
+    folder holding one, as `humpback label` writes). With labels the threshold is the one that
+    reaches target_precision on the labelled candidates themselves, and precision, recall and the
+    good share are estimated from them with 95% intervals. In `humpback run`, RUN/labels is read
+    when it exists."""
     min_probe_auc: float = Field(0.6, ge=0, le=1)
     """The judge probe (humpback probe-judge): below this AUC the judge is reported as near chance."""
     min_choice_mass: float = Field(0.5, ge=0, le=1)

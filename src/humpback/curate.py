@@ -288,8 +288,39 @@ def selection_value(rating: dict) -> float | None:
     return None
 
 
+def calibrated_threshold(ratings: list[dict], probe: dict | None, labels: dict[str, bool] | None, estimate: bool,
+                         target: float) -> tuple[float | None, str]:
+    """The value threshold of the calibrated rule and how it was set (said in ``selected_by``):
+    from labels of the candidates when there are any; else from the probe, at the good share
+    estimated from the candidates' values (``estimate``) or at the probe's configured share."""
+    from .labels import calibrate_on_labels, describe, estimate_good_share
+    from .probe import calibrate
+
+    if labels:
+        labelled = [r for r in ratings if r["id"] in labels]
+        found = calibrate_on_labels([selection_value(r) for r in labelled], [labels[r["id"]] for r in labelled], target)
+        if found["labelled"]:
+            return found["threshold"], describe(found) + "; "
+    calibrated = (probe or {}).get("calibrated") or {}
+    probe_values = (probe or {}).get("values")
+    if estimate and probe_values:
+        share = estimate_good_share([selection_value(r) for r in ratings], probe_values["positive"],
+                                    probe_values["negative"])
+        if share is not None:
+            values = probe_values["positive"] + probe_values["negative"]
+            marks = [1] * len(probe_values["positive"]) + [0] * len(probe_values["negative"])
+            calibrated = {**calibrate(values, marks, target, share), "good_share": f"{share} (estimated from the "
+                          f"candidates' values against the probe's made-up negatives)"}
+    if calibrated.get("threshold") is None:
+        return None, "calibrated: no threshold reaches the target precision on the judge probe; "
+    # the rule's name and what the probe promised, so the report says how the set was chosen
+    return calibrated["threshold"], (f"calibrated: precision {calibrated.get('precision')} on the probe at good share "
+                                     f"{calibrated.get('good_share')}, recall {calibrated.get('recall')}; ")
+
+
 def select(ratings: Iterable[dict], k: int, rule: str = "score_at_least", threshold: float | None = None,
-           fraction: float = 0.25, probe: dict | None = None) -> list[dict]:
+           fraction: float = 0.25, probe: dict | None = None, labels: dict[str, bool] | None = None,
+           estimate: bool = False, target: float = 0.8) -> list[dict]:
     """The curated set, by ``rule``; every record keeps its values and gets ``selected_by``.
 
     - ``score_at_least``: A_k, the candidates rated at least k (the paper's). Unparsed ratings are
@@ -298,8 +329,10 @@ def select(ratings: Iterable[dict], k: int, rule: str = "score_at_least", thresh
       "score >= 4.5" for A_5).
     - ``value_at_least``: selection_value >= threshold (a signal or combination, on its own scale).
     - ``top_fraction``: the ``fraction`` of rated candidates with the highest selection_value.
-    - ``calibrated``: selection_value at least the threshold that reached the target precision on
-      the judge ``probe`` (its report: probe.probe_judge); nothing without one.
+    - ``calibrated``: selection_value at least the threshold that reaches ``target`` precision: on
+      the labelled candidates when ``labels`` ({id: good?}) are given, else on the judge ``probe``
+      (its report: probe.probe_judge) at the good share estimated from the candidates' values
+      (``estimate``) or the probe's own; nothing without either.
     With a probe whose mode was ``features``, each rating's features are first combined by the
     weights fitted there (``combined``).
     """
@@ -309,14 +342,10 @@ def select(ratings: Iterable[dict], k: int, rule: str = "score_at_least", thresh
     ratings = [({**r, "combined": combined_value(r["features"], combination)} if combination and r.get("features")
                 else r) for r in ratings]
     if rule == "calibrated":
-        calibrated = (probe or {}).get("calibrated") or {}
-        if calibrated.get("threshold") is None:
-            log.warning("curate.select calibrated: no judge probe reached the target precision: nothing selected")
+        rule, threshold, calibrated_by = "value_at_least", *calibrated_threshold(ratings, probe, labels, estimate, target)
+        if threshold is None:
+            log.warning("curate.select calibrated: %s: nothing selected", calibrated_by.rstrip("; "))
             return []
-        rule, threshold = "value_at_least", calibrated["threshold"]
-        # the rule's name and what the probe promised, so the report says how the set was chosen
-        calibrated_by = (f"calibrated: precision {calibrated.get('precision')} on the probe at good share "
-                         f"{calibrated.get('good_share')}, recall {calibrated.get('recall')}; ")
     else:
         calibrated_by = ""
     if rule == "score_at_least":
@@ -334,7 +363,8 @@ def select(ratings: Iterable[dict], k: int, rule: str = "score_at_least", thresh
     elif rule == "top_fraction":
         valued = sorted((r for r in ratings if selection_value(r) is not None), key=selection_value, reverse=True)
         keep = round(fraction * len(valued))
-        chosen = sorted(valued[:keep], key=lambda r: ratings.index(r)) if keep else []
+        position = {id(r): i for i, r in enumerate(ratings)}  # not ratings.index: quadratic at 500k rows
+        chosen = sorted(valued[:keep], key=lambda r: position[id(r)]) if keep else []
         how = f"top {fraction:.0%} by value"
     else:
         raise ValueError(f"unknown selection rule {rule!r}: score_at_least, expected_at_least, value_at_least, "
@@ -351,8 +381,13 @@ def curate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, c
     cfg = cfg or CurateConfig()
     with stage_output(out_dir, "curate") as out_dir:
         rate(candidates, judge_model, out_dir / "ratings", cfg, iteration, engine, executor, recompute)
+        labels = None
+        if cfg.labels is not None:
+            from .labels import labels_path, read_labels
+
+            labels, _ = read_labels(labels_path(cfg.labels))
         curated = select(read_stage(out_dir / "ratings"), cfg.k, cfg.select, cfg.select_threshold, cfg.select_fraction,
-                         probe)
+                         probe, labels=labels, estimate=cfg.estimate_good_share, target=cfg.target_precision)
         write_jsonl(out_dir / "curated" / "part-00000.jsonl", curated)
     return curated
 

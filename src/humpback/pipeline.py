@@ -19,6 +19,7 @@ from .augment import augment
 from .backward import train_backward
 from .config import RunConfig, dump_yaml, load_yaml
 from .curate import curate
+from .labels import LABELS_FILE
 from .models import check_chat_template, check_model, load_tokenizer
 from .outputs import StaleOutputError, changed_fields, flat_fields, stage_output
 from .probe import answer_loss, probe_for_run, split_probe
@@ -116,12 +117,15 @@ def _run(config: RunConfig, out: Path, base_model: str, seed: list[dict], seed_r
         update={"fit_model": str(models / "m0")})
     augment(out / "segments", str(models / "backward"), out / "candidates", augment_cfg,
             system_prompt=config.backward.system_prompt, executor=executor, recompute=redo)
+    curate_cfg = config.curate
+    if curate_cfg.labels is None and (out / "labels" / LABELS_FILE).is_file():  # `humpback label RUN` wrote them
+        curate_cfg = curate_cfg.model_copy(update={"labels": out / "labels"})
     for i in range(1, config.iterations + 1):
         iteration_dir = out / f"iter{i}"
         probe = probe_for_run(held_out, str(models / f"m{i - 1}"), config.curate, out / "probe" / f"iter{i}.json",
                               instruction_pool=[p["instruction"] for p in seed + held_out])
         check_judge(probe, config, i)
-        curated = curate(out / "candidates", str(models / f"m{i - 1}"), iteration_dir, config.curate, iteration=i,
+        curated = curate(out / "candidates", str(models / f"m{i - 1}"), iteration_dir, curate_cfg, iteration=i,
                          executor=executor, recompute=redo, probe=probe)
         curated = clean(curated, i)
         train_set = iteration_dir / "train.jsonl"

@@ -270,6 +270,9 @@ def probe_judge(pairs: list[dict], judge_model: str, cfg, mode: str | None = Non
         report["combination"] = fit_detectors(probe, features)
     report["calibrated"] = calibrate(values, [p["label"] for p in probe], cfg.target_precision, cfg.good_share)
     report["calibrated"]["good_share"] = cfg.good_share
+    # the values the threshold was set on: curation recalibrates at the good share it estimates
+    report["values"] = {"positive": [round(v, 6) for v, p in zip(values, probe) if v is not None and p["label"] == 1],
+                        "negative": [round(v, 6) for v, p in zip(values, probe) if v is not None and p["label"] == 0]}
     report["verdict"] = verdict(report["auc"], cfg.min_probe_auc)
     return report
 

@@ -59,26 +59,10 @@ def rater_agreement(scores_by_iteration: dict[str, dict[str, int]]) -> list[dict
 
 
 def read_labels(path: Path) -> tuple[dict[str, bool], list[dict]]:
-    """Quality labels: JSONL of {"id": candidate id, "label": "good"|"bad"} (also true/false or 1/0).
-    Lines that are not such a record become rejects naming the file and line."""
-    from .files import BadLine, jsonl_lines
-    from .shards import reject
+    """Quality labels (humpback.labels.read_labels): {id: good?} and the rejects."""
+    from .labels import read_labels as read
 
-    labels, rejects = {}, []
-    for where, row in jsonl_lines(path):
-        try:
-            if isinstance(row, BadLine):
-                raise ValueError(row.reason)
-            value = row["label"]
-            good = {"good": True, "bad": False}.get(str(value).lower(), value if isinstance(value, bool) else None)
-            if good is None and value in (0, 1):
-                good = bool(value)
-            if good is None or not isinstance(row.get("id"), str):
-                raise ValueError("needs a string 'id' and a 'label' of good/bad")
-            labels[row["id"]] = good
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            rejects.append(reject("labels", where, f"not a label record: {e}", None if isinstance(row, BadLine) else row))
-    return labels, rejects
+    return read(path)
 
 
 def precision_recall(scores: dict[str, int], labels: dict[str, bool], threshold: int) -> dict:
