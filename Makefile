@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench bench-scale bench-quality clean chromium
+.PHONY: setup demo test test-fast bench bench-scale bench-quality bench-yield bench-shard-memory clean chromium
 
 setup: $(STAMP)
 
@@ -54,6 +54,16 @@ bench-scale: setup
 # embedded model, untrained and as M_0. Writes bench/results/quality.{json,md}.
 bench-quality: setup
 	$(PY) bench/quality.py --m0
+
+# Yield on real pages (../shared/data): n = 1 against best-of-n, on candidates labelled blind
+# (bench/LABELLING.md; labels in bench/results/yield_labels.jsonl). `python bench/yield.py sample`
+# draws new candidates to label. Writes bench/results/yield.{json,md}.
+bench-yield: setup
+	$(PY) bench/yield.py report
+
+# Peak memory of segmentation with and without the shard byte cap. Writes bench/results/shard_memory.{json,md}.
+bench-shard-memory: setup
+	$(PY) bench/shard_memory.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -154,7 +154,7 @@ def report() -> None:
     candidates = [{"id": r["sha1"], "instruction": arm_choice(r, default_arm), "output": r["output"]} for r in rows
                   if arm_choice(r, default_arm) is not None and (r["sha1"], arm_choice(r, default_arm)) in scores]
     truth = {c["id"]: scores[(c["id"], c["instruction"])] >= 4 for c in candidates}
-    engine = TransformersEngine(m0, dtype="bfloat16", batch_size=8)
+    engine = TransformersEngine(m0, dtype="auto", batch_size=8)
     features = signal_values("features", candidates, engine, cfg.system_prompt)
     engine.close()
     ratings = [{"id": c["id"], "signal": f["signal"], "features": f["features"]} for c, f in zip(candidates, features)

@@ -255,3 +255,12 @@ def test_repeated_prompts_share_one_prefill_and_decode_as_if_alone(engine):
     assert got == [alone[0]] * 3 + [alone[1]] * 3 and alone[0] != alone[1]
     sampled = wide.generate(prompts, SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=8, seed=1))
     assert len(set(sampled[:3])) > 1  # the copies are sampled independently
+
+
+def test_auto_dtype_is_bfloat16_only_where_the_hardware_computes_it(monkeypatch):
+    from humpback import models
+
+    monkeypatch.setattr(models, "bf16_is_fast", lambda device=None: False)
+    assert models.resolve_dtype("auto") == "float32" and models.resolve_dtype("bfloat16") == "bfloat16"
+    monkeypatch.setattr(models, "bf16_is_fast", lambda device=None: True)
+    assert models.resolve_dtype("auto") == "bfloat16" and models.resolve_dtype("float32") == "float32"

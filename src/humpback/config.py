@@ -146,9 +146,11 @@ class TrainConfig(_Config):
     memory_check: bool = True
     """Before training, estimate its peak memory (humpback.memory) and stop with what to change
     when it exceeds the memory available, instead of being killed by the kernel mid-run (ours)."""
-    bf16: bool = True
-    """bf16 mixed precision, as TRL defaults to (measured here on CPU: 10 s per step against 16 in
-    fp32 for a batch of the demo's backward examples). Turn off on hardware without bf16."""
+    bf16: bool | None = None
+    """bf16 mixed precision. None: on where the hardware computes bf16 (a CUDA GPU that supports it,
+    a CPU with AVX512-BF16 or AMX; models.bf16_is_fast), off elsewhere. Measured: on a CPU with bf16
+    instructions 10 s per step against 16 in fp32 for a batch of the demo's backward examples; on an
+    AVX2-only CPU, where torch emulates bf16, a step took 220 s."""
     random_seed: int = 42
     """Seed for data order and initialisation."""
     launcher: Literal["none", "accelerate"] = "none"
@@ -191,9 +193,12 @@ class EngineConfig(_Config):
     OpenAI-compatible server (vLLM, llama.cpp, TGI, a hosted API) at base_url."""
     batch_size: int = Field(16, ge=1)
     """transformers: prompts per batch (vllm schedules its own batches)."""
-    dtype: str = "bfloat16"
-    """Weights dtype for the transformers and vllm engines: bfloat16, float16 or float32 (measured
-    here on CPU: bf16 rates the demo's candidates twice as fast as fp32)."""
+    dtype: str = "auto"
+    """Weights dtype for the transformers and vllm engines: auto, bfloat16, float16 or float32. auto:
+    bfloat16 where the hardware computes it (a CUDA GPU that supports it, a CPU with AVX512-BF16 or
+    AMX), else float32 (vLLM: its own choice). Measured: on a CPU with bf16 instructions bf16 rated
+    the demo's candidates twice as fast as fp32; on an AVX2-only CPU a bf16 matrix product ran 66x
+    slower than fp32."""
     device: str | None = None
     """transformers: torch device; None picks cuda when available, else cpu."""
     base_url: str | None = None

@@ -201,13 +201,36 @@ def check_chat_template(model: str, chat_template: str | Path | None = None, sys
     return [tokenizer.convert_ids_to_tokens(i) for i in ids]
 
 
-def torch_dtype(name: str):
+@functools.lru_cache(maxsize=4)
+def bf16_is_fast(device: str | None = None) -> bool:
+    """Whether bfloat16 arithmetic runs in hardware here: a CUDA device that supports it, or a CPU
+    with AVX512-BF16 or AMX. Elsewhere torch emulates it: measured on an AVX2-only CPU, a bf16
+    matrix product ran 66x slower than fp32 (0.8 against 53 GFLOP/s), and training steps 20x."""
+    import torch
+
+    if (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_dtype(name: str, device: str | None = None) -> str:
+    """``auto``: bfloat16 where it runs in hardware (bf16_is_fast), else float32; any other name as given."""
+    if name == "auto":
+        return "bfloat16" if bf16_is_fast(device) else "float32"
+    return name
+
+
+def torch_dtype(name: str, device: str | None = None):
     import torch
 
     try:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[resolve_dtype(name, device)]
     except KeyError:
-        raise ValueError(f"unknown dtype {name!r}: use float32, bfloat16 or float16") from None
+        raise ValueError(f"unknown dtype {name!r}: use auto, float32, bfloat16 or float16") from None
 
 
 @functools.lru_cache(maxsize=32)  # asked by the memory check and the learning-rate default alike

@@ -137,7 +137,7 @@ def train_here(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainC
         max_length=cfg.max_length,
         completion_only_loss=True,
         **checkpointing,
-        bf16=cfg.bf16,
+        bf16=_bf16_is_fast() if cfg.bf16 is None else cfg.bf16,
         seed=cfg.random_seed,
         data_seed=cfg.random_seed,
         logging_steps=1,
@@ -254,3 +254,9 @@ def main(job_dir: Path) -> None:
 
 if __name__ == "__main__":
     main(Path(sys.argv[1]))
+
+
+def _bf16_is_fast() -> bool:
+    from .models import bf16_is_fast
+
+    return bf16_is_fast()

@@ -170,11 +170,11 @@ class TransformersEngine:
         return cls(model_path, dtype=cfg.dtype, batch_size=cfg.batch_size, device=cfg.device,
                    chat_template=cfg.chat_template)
 
-    def __init__(self, model_path: str, dtype: str = "bfloat16", batch_size: int = 16, device: str | None = None,
+    def __init__(self, model_path: str, dtype: str = "auto", batch_size: int = 16, device: str | None = None,
                  min_shared_prefix: int = 16, prefill_rows: int = 4, decode_attention: str = GROUPED_ATTENTION, chat_template: str | None = None):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = load_tokenizer(model_path, padding_side="left", chat_template=chat_template)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype(dtype)).to(self.device)
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype(dtype, self.device)).to(self.device)
         self.model.eval()
         _check_cache_layers(self.model.config)
         _register_grouped_attention()

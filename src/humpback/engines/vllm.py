@@ -33,7 +33,7 @@ class VLLMEngine:
         if gpu_memory_utilization is None and not torch.cuda.is_available():
             gpu_memory_utilization = 0.3  # on CPU this is a share of system memory (see EngineConfig)
         memory = {} if gpu_memory_utilization is None else {"gpu_memory_utilization": gpu_memory_utilization}
-        self.llm = LLM(model=str(model_path), dtype=dtype, max_model_len=max_model_len, seed=seed,
+        self.llm = LLM(model=str(model_path), dtype="auto" if dtype == "auto" else dtype, max_model_len=max_model_len, seed=seed,
                        enable_prefix_caching=True, enforce_eager=enforce_eager, **memory)
         self.tokenizer = load_tokenizer(str(model_path), chat_template=chat_template)
         self.stop_ids = stop_token_ids(self.tokenizer, generation_config(str(model_path)))
