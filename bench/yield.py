@@ -219,14 +219,39 @@ def report() -> None:
     print("\n".join(lines))
 
 
+def cost(count: int) -> None:
+    """Seconds per segment of augmentation at n = 1 and at n = 4 (fit reads included), the same
+    segments and models, one process, this machine."""
+    from web_candidates import web_segments
+
+    from humpback.augment import augment
+    from humpback.config import AugmentConfig
+
+    backward, m0, _ = demo_models()
+    segments = random.Random(5).sample(web_segments(WORK / "pages"), count)
+    segments = [{k: v for k, v in s.items() if k != "sha1"} for s in segments]
+    seconds = {}
+    for n in (1, SAMPLES):
+        out = WORK / f"cost-n{n}-{time.strftime('%H%M%S')}"
+        start = time.time()
+        augment(segments, backward, out, AugmentConfig(num_instructions=n, fit_model=m0))
+        seconds[n] = round(time.time() - start, 1)
+    result = {"segments": count, "seconds": seconds, "per_segment": {n: round(t / count, 2) for n, t in seconds.items()},
+              "ratio": round(seconds[SAMPLES] / seconds[1], 2)}
+    (RESULTS / "yield_cost.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=["sample", "report"])
+    parser.add_argument("step", choices=["sample", "report", "cost"])
     parser.add_argument("--segments", type=int, default=80)
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     if args.step == "sample":
         sample(args.segments)
+    elif args.step == "cost":
+        cost(min(args.segments, 24))
     else:
         report()
 

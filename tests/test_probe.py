@@ -171,7 +171,8 @@ def test_calibrated_selection_uses_the_probes_threshold_and_combination():
                for i, v in enumerate([0.9, 0.2, 0.5, -1.0])]
     chosen = select(ratings, 5, "calibrated", probe=probe)
     assert [r["id"] for r in chosen] == ["0", "2"] and all(
-        r["selected_by"] == "calibrated: precision 0.8 on the probe at good share 0.2, recall 0.5; value >= 0.5"
+        r["selected_by"] == "calibrated: precision 0.8 on the probe at good share 0.2, recall 0.5 (estimated from the "
+        "probe's made-up bad pairs; label candidates to measure it); value >= 0.5"
         for r in chosen)
     assert select(ratings, 5, "calibrated", probe=None) == []
 

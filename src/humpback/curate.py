@@ -315,7 +315,8 @@ def calibrated_threshold(ratings: list[dict], probe: dict | None, labels: dict[s
         return None, "calibrated: no threshold reaches the target precision on the judge probe; "
     # the rule's name and what the probe promised, so the report says how the set was chosen
     return calibrated["threshold"], (f"calibrated: precision {calibrated.get('precision')} on the probe at good share "
-                                     f"{calibrated.get('good_share')}, recall {calibrated.get('recall')}; ")
+                                     f"{calibrated.get('good_share')}, recall {calibrated.get('recall')} (estimated "
+                                     f"from the probe's made-up bad pairs; label candidates to measure it); ")
 
 
 def select(ratings: Iterable[dict], k: int, rule: str = "score_at_least", threshold: float | None = None,
