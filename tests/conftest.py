@@ -115,7 +115,7 @@ def vllm_server(embedded_model, tmp_path_factory):
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", embedded_model,
-             "--host", "127.0.0.1", "--port", str(port), "--api-key", SERVER_KEY, "--dtype", "bfloat16",
+             "--host", "127.0.0.1", "--port", str(port), "--api-key", SERVER_KEY, "--dtype", "float32",
              "--max-model-len", "4096"], stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.time() + 600
     while True:

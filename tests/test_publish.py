@@ -68,3 +68,4 @@ def test_publish_round_trips_through_datasets(tmp_path, fmt, column):
 def test_publish_refuses_what_is_not_a_run(tmp_path):
     result = CliRunner().invoke(app, ["publish", str(tmp_path), "--to", str(tmp_path / "out")])
     assert result.exit_code == 2 and "error:" in result.output and "not a finished humpback run" in result.output
+    assert not (tmp_path / "out").exists()  # a failed publish leaves no folder behind
