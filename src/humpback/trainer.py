@@ -84,6 +84,13 @@ def default_learning_rate(model_path: str) -> float:
     return 1e-5 if model_size(model_path) >= 1_000_000_000 else 1e-4
 
 
+def _bf16_is_fast() -> bool:
+    """bf16 autocast only where the hardware computes bf16 (models.bf16_is_fast)."""
+    from .models import bf16_is_fast
+
+    return bf16_is_fast()
+
+
 def train_here(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, desc: str, token: str,
                fit: dict | None = None) -> dict:
     """The training itself, in this process (one of several under accelerate launch). ``token``
@@ -254,9 +261,3 @@ def main(job_dir: Path) -> None:
 
 if __name__ == "__main__":
     main(Path(sys.argv[1]))
-
-
-def _bf16_is_fast() -> bool:
-    from .models import bf16_is_fast
-
-    return bf16_is_fast()
