@@ -523,7 +523,7 @@ def _label(run: Optional[Path] = typer.Argument(None, help="A run directory: its
                                                     "{id, label: good|bad|skip} instead of asking."),
            seed: int = typer.Option(0, "--seed", help="The order candidates are shown in (a seeded random sample)."),
            limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Label at most N this session.")) -> None:
-    from .labels import LABELS_FILE, label_session, read_labels
+    from .labels import LABELS_FILE, append_labels, label_session, read_labels
 
     _setup_logging()
     try:
@@ -543,13 +543,8 @@ def _label(run: Optional[Path] = typer.Argument(None, help="A run directory: its
                 given, rejects = read_labels(from_file)
                 known = {r["id"] for r in rows}
                 unknown = sorted(set(given) - known)
-                from .outputs import record_written
-
-                kept = [{"id": i, "label": "good" if g else "bad"} for i, g in given.items() if i in known]
-                with open(folder / LABELS_FILE, "a", encoding="utf-8") as f:
-                    f.writelines(__import__("json").dumps(r) + "\n" for r in kept)
-                record_written(folder / LABELS_FILE)
-                typer.echo(f"{len(kept)} labels taken from {from_file} ({len(rejects)} lines rejected, named above; "
+                kept = append_labels(folder, {i: g for i, g in given.items() if i in known})
+                typer.echo(f"{kept} labels taken from {from_file} ({len(rejects)} lines rejected, named above; "
                            f"{len(unknown)} for ids not among the candidates, left out)")
             else:
                 counts = label_session(rows, folder, seed, limit, show=lambda text: typer.echo(text, nl=False))

@@ -112,8 +112,15 @@ def new_file(path: Path | str) -> Iterator[Path]:
 
 def write_jsonl(path: Path | str, records: Iterable[dict]) -> int:
     """Records as JSON lines, written atomically and synced to disk; returns the count."""
+    with atomic_path(path) as tmp:
+        return write_lines(tmp, records)
+
+
+def write_lines(path: Path | str, records: Iterable[dict], mode: str = "w") -> int:
+    """Records as JSON lines to ``path`` itself (``mode`` "a" appends), synced to disk; returns the
+    count. Callers that need atomicity write to a temporary path (write_jsonl, new_file)."""
     n = 0
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with open(path, mode, encoding="utf-8") as f:
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
             n += 1

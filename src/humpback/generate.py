@@ -9,7 +9,7 @@ from pathlib import Path
 from .config import GenerateConfig
 from .engines import Engine, SamplingParams, engine_for
 from .outputs import OutputError
-from .files import BadLine, jsonl_lines, new_file, safe_name
+from .files import BadLine, jsonl_lines, new_file, safe_name, write_lines
 from .shards import reject
 from .tags import INFERENCE_TAGS, tagged_prompt
 
@@ -88,15 +88,9 @@ def generate_file(prompts_path: Path, model: str, out_path: Path, cfg: GenerateC
             else:
                 answered.append({**prompt, "output": output, "generator": str(model)}
                                 | ({"cut_off": True} if i in cut_off else {}))
-        n = write_records(out_tmp, answered)
-        write_records(rejects_tmp, rejects)
+        n = write_lines(out_tmp, answered)
+        write_lines(rejects_tmp, rejects)
     if not rejects:
         rejects_path.unlink()  # taken in case of rejects; there were none
     return {"answers": n, "rejects": len(rejects), "cut_off": len(cut_off)}
 
-
-def write_records(path: Path, records: list[dict]) -> int:
-    with open(path, "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return len(records)

@@ -66,7 +66,7 @@ def _answered(path: Path) -> set[str]:
     return {row["id"] for _, row in jsonl_lines(path) if isinstance(row, dict) and isinstance(row.get("id"), str)}
 
 
-def blind_view(candidate: dict, width: int = 100) -> str:
+def blind_view(candidate: dict) -> str:
     """What the labeller sees: the instruction and the answer, nothing else."""
     return (f"INSTRUCTION\n{candidate['instruction'].strip()}\n\nANSWER\n{candidate['output'].strip()}\n")
 
@@ -101,6 +101,17 @@ def label_session(candidates: Iterable[dict], out_dir: Path, seed: int = 0, limi
             counts[KEYS[key]] += 1
             counts["left"] -= 1
     return counts
+
+
+def append_labels(out_dir: Path, labels: dict[str, bool]) -> int:
+    """Add labels given elsewhere ({id: good?}) to ``out_dir``/labels.jsonl; returns the count."""
+    from .files import write_lines
+    from .outputs import record_written
+
+    path = Path(out_dir) / LABELS_FILE
+    n = write_lines(path, ({"id": i, "label": "good" if good else "bad"} for i, good in labels.items()), mode="a")
+    record_written(path)
+    return n
 
 
 def _terminal_key() -> str:
