@@ -110,3 +110,17 @@ def test_fit_is_the_pmi_of_the_segment_start_read_by_a_real_model(lively_model):
     assert a == pytest.approx(mean_logprob("How do I bake a cake?") - base, abs=1e-4)
     assert b == pytest.approx(mean_logprob("Write a poem about the sea.") - base, abs=1e-4)
     assert a != b
+
+
+def test_the_backward_engine_decodes_a_batch_of_segments_with_all_their_samples(tiny_model, tokenizer):
+    """batch_size counts segments: with n samples each, the worker's own engine batches n x as many rows."""
+    from humpback.augment import AugmentWorker
+
+    for n, rows in ((1, 3), (4, 12)):
+        cfg = AugmentConfig(num_instructions=n, batch_size=3, dtype="float32")
+        worker = AugmentWorker(tiny_model, cfg, fit_engine=MarkedFit(tokenizer), system_prompt="", backward_model="m")
+        try:
+            assert worker.engine.batch_size == rows
+            assert worker.cfg.batch_size == 3  # the stage's settings (and its fingerprint) unchanged
+        finally:
+            worker.close()

@@ -135,6 +135,11 @@ class AugmentWorker(EngineShards):
             fit_engine = make_engine(str(cfg.fit_model), fit_cfg)
         self.context["fit_engine"] = fit_engine
 
+    def engine_config(self, cfg: AugmentConfig) -> AugmentConfig:
+        # A decoding step on a small batch costs about the same whatever its rows (it reads all the
+        # weights once), so batch_size counts segments: their n samples decode in the same batch.
+        return cfg.model_copy(update={"batch_size": cfg.batch_size * cfg.num_instructions})
+
     def close(self) -> None:
         super().close()
         if self.owns_fit and self.context.get("fit_engine") is not None:

@@ -190,7 +190,11 @@ class EngineShards:
 
         self.shard_fn, self.cfg, self.context = shard_fn, cfg, context
         self.owns_engine = engine is None
-        self.engine = engine or make_engine(str(model_path), cfg)
+        self.engine = engine or make_engine(str(model_path), self.engine_config(cfg))
+
+    def engine_config(self, cfg):
+        """The settings the worker's own engine is made with (a stage may batch differently)."""
+        return cfg
 
     def __call__(self, items: list, shard_index: int):
         return self.shard_fn(items, shard_index, self.engine, self.cfg, **self.context)
