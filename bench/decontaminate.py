@@ -53,13 +53,17 @@ def main(n: int = 1_000_000) -> None:
     seconds = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     words = sum(len(p["output"].split()) + len(p["instruction"].split()) for p in pairs)
-    line = (f"| {n:,} | {words / n:.0f} | {len(index.items)} | {built:.2f} | {seconds:.1f} | {n / seconds:,.0f} | "
-            f"{len(rejects)} (planted {planted}) | {rss:.0f} |")
+    line = (
+        f"| {n:,} | {words / n:.0f} | {len(index.items)} | {built:.2f} | {seconds:.1f} | {n / seconds:,.0f} | "
+        f"{len(rejects)} (planted {planted}) | {rss:.0f} |"
+    )
     print(line)
     (ROOT / "bench" / "results" / "decontaminate.md").write_text(
         "# Decontamination speed (this machine, one process)\n\n"
-        "| pairs | words per pair | benchmark prompts | index build (s) | scan (s) | pairs/s | removed | peak RSS (MB) |\n"
-        "|---|---|---|---|---|---|---|---|\n" + line + "\n")
+        "| pairs | words per pair | benchmark prompts | index build (s) | scan (s) | pairs/s | removed "
+        "| peak RSS (MB) |\n"
+        "|---|---|---|---|---|---|---|---|\n" + line + "\n"
+    )
 
 
 def logging_off() -> None:

@@ -40,8 +40,12 @@ def main(n: int = 50_000) -> dict:
         dedup.exact.add(digest[:12] + i.to_bytes(4, "little"))
         dedup.lsh.add(m)
     grown = resident() - before
-    result = {"segments": n, "bytes_per_segment": round(grown / n), "gb_per_million": round(grown / n * 1e6 / 1e9, 2),
-              "seconds": round(time.time() - start, 1)}
+    result = {
+        "segments": n,
+        "bytes_per_segment": round(grown / n),
+        "gb_per_million": round(grown / n * 1e6 / 1e9, 2),
+        "seconds": round(time.time() - start, 1),
+    }
     print(json.dumps(result))
     return result
 

@@ -29,8 +29,12 @@ def main() -> dict:
     tokenizer = load_tokenizer(path, padding_side="right")
     pairs, _ = load_seed("demo", 16)
     examples = backward_examples(pairs, BackwardConfig().system_prompt)
-    batches = [tokenizer.apply_chat_template(e["prompt"] + e["completion"], tokenize=True, return_tensors="pt",
-                                             return_dict=True)["input_ids"] for e in examples]
+    batches = [
+        tokenizer.apply_chat_template(
+            e["prompt"] + e["completion"], tokenize=True, return_tensors="pt", return_dict=True
+        )["input_ids"]
+        for e in examples
+    ]
 
     def mean_loss(model, draws: int) -> float:
         losses = []

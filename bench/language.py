@@ -17,26 +17,42 @@ sys.path.insert(0, str(ROOT / "src"))
 SHARED = ROOT.parent / "shared" / "data"
 
 OTHER = {
-    "fr": ["Le marché du village ouvre tous les samedis matin, et les producteurs y vendent des fromages, du pain "
-           "et des légumes de saison.", "Pour réussir une pâte brisée, il faut travailler le beurre froid rapidement "
-           "avec la farine, puis laisser reposer la pâte au frais pendant une heure."],
-    "de": ["Die Stadtbibliothek bleibt wegen Renovierungsarbeiten bis Ende des Monats geschlossen; Bücher können "
-           "in der Zweigstelle am Bahnhof zurückgegeben werden.", "Wer im Winter Fahrrad fährt, sollte auf gute "
-           "Beleuchtung und Reifen mit ausreichend Profil achten."],
-    "es": ["El museo amplía su horario durante el verano y ofrece visitas guiadas gratuitas los domingos por la "
-           "tarde.", "Para preparar un buen gazpacho se necesitan tomates maduros, pepino, pimiento, ajo, aceite de "
-           "oliva y un poco de vinagre."],
-    "it": ["La biblioteca comunale organizza ogni giovedì un laboratorio di lettura per bambini dai sei ai dieci "
-           "anni.", "Il risotto va mescolato con pazienza, aggiungendo il brodo caldo poco alla volta finché il riso "
-           "non è cotto."],
-    "pt": ["A prefeitura anunciou novas ciclovias no centro da cidade, que devem ficar prontas até o fim do ano.",
-           "Para conservar as ervas frescas por mais tempo, embrulhe-as num pano húmido e guarde-as no frigorífico."],
-    "nl": ["De gemeente plant nieuwe bomen langs de grachten om de straten in de zomer koeler te houden.",
-           "Wie een moestuin begint, kan het beste starten met sla, radijs en bonen, die snel en makkelijk groeien."],
-    "ru": ["Городская библиотека будет закрыта на ремонт до конца месяца, книги можно вернуть в филиал у вокзала.",
-           "Чтобы тесто для блинов получилось без комочков, молоко добавляют постепенно и всё время перемешивают."],
-    "ja": ["図書館は改装工事のため今月末まで休館します。本の返却は駅前の分館で受け付けています。",
-           "ご飯を美味しく炊くには、お米をよく研いで三十分ほど水に浸しておくことが大切です。"],
+    "fr": [
+        "Le marché du village ouvre tous les samedis matin, et les producteurs y vendent des fromages, du pain "
+        "et des légumes de saison.",
+        "Pour réussir une pâte brisée, il faut travailler le beurre froid rapidement "
+        "avec la farine, puis laisser reposer la pâte au frais pendant une heure.",
+    ],
+    "de": [
+        "Die Stadtbibliothek bleibt wegen Renovierungsarbeiten bis Ende des Monats geschlossen; Bücher können "
+        "in der Zweigstelle am Bahnhof zurückgegeben werden.",
+        "Wer im Winter Fahrrad fährt, sollte auf gute Beleuchtung und Reifen mit ausreichend Profil achten.",
+    ],
+    "es": [
+        "El museo amplía su horario durante el verano y ofrece visitas guiadas gratuitas los domingos por la tarde.",
+        "Para preparar un buen gazpacho se necesitan tomates maduros, pepino, pimiento, ajo, aceite de "
+        "oliva y un poco de vinagre.",
+    ],
+    "it": [
+        "La biblioteca comunale organizza ogni giovedì un laboratorio di lettura per bambini dai sei ai dieci anni.",
+        "Il risotto va mescolato con pazienza, aggiungendo il brodo caldo poco alla volta finché il riso non è cotto.",
+    ],
+    "pt": [
+        "A prefeitura anunciou novas ciclovias no centro da cidade, que devem ficar prontas até o fim do ano.",
+        "Para conservar as ervas frescas por mais tempo, embrulhe-as num pano húmido e guarde-as no frigorífico.",
+    ],
+    "nl": [
+        "De gemeente plant nieuwe bomen langs de grachten om de straten in de zomer koeler te houden.",
+        "Wie een moestuin begint, kan het beste starten met sla, radijs en bonen, die snel en makkelijk groeien.",
+    ],
+    "ru": [
+        "Городская библиотека будет закрыта на ремонт до конца месяца, книги можно вернуть в филиал у вокзала.",
+        "Чтобы тесто для блинов получилось без комочков, молоко добавляют постепенно и всё время перемешивают.",
+    ],
+    "ja": [
+        "図書館は改装工事のため今月末まで休館します。本の返却は駅前の分館で受け付けています。",
+        "ご飯を美味しく炊くには、お米をよく研いで三十分ほど水に浸しておくことが大切です。",
+    ],
 }
 
 
@@ -68,15 +84,20 @@ def main() -> None:
         seconds = time.perf_counter() - start
         en_right = sum(s == "en" for s, (_, y) in zip(said, texts) if y == "en")
         other_right = sum(s == y for s, (_, y) in zip(said, texts) if y != "en")
-        rows.append(f"| {name} | {en_right}/{len(english)} | {other_right}/{len(texts) - len(english)} | "
-                    f"{1000 * seconds / len(texts):.2f} |")
+        rows.append(
+            f"| {name} | {en_right}/{len(english)} | {other_right}/{len(texts) - len(english)} | "
+            f"{1000 * seconds / len(texts):.2f} |"
+        )
         print(rows[-1], flush=True)
     out = ROOT / "bench" / "results" / "language.md"
-    out.write_text("# Language identification for segment.languages (this machine)\n\n"
-                   f"{len(english)} English segments from the shared web pages; {len(texts) - len(english)} "
-                   "paragraphs in eight other languages written for this benchmark.\n\n"
-                   "| identifier | English right | other languages right | ms per text |\n|---|---|---|---|\n"
-                   + "\n".join(rows) + "\n")
+    out.write_text(
+        "# Language identification for segment.languages (this machine)\n\n"
+        f"{len(english)} English segments from the shared web pages; {len(texts) - len(english)} "
+        "paragraphs in eight other languages written for this benchmark.\n\n"
+        "| identifier | English right | other languages right | ms per text |\n|---|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

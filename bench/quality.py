@@ -50,23 +50,29 @@ def main() -> None:
     seed, _ = load_seed(str(SHARED / "seed" / "self_instruct_seed_tasks.jsonl"))
     rng = random.Random(0)
     rng.shuffle(seed)
-    sources = {"self-instruct (choose on)": seed[:args.pairs]}
+    sources = {"self-instruct (choose on)": seed[: args.pairs]}
     pools = {"self-instruct (choose on)": [p["instruction"] for p in seed]}
     alpaca = json.loads((SHARED / "alpaca_eval" / "text_davinci_003_outputs.json").read_text())
-    alpaca = [{"id": f"a{i}", "instruction": r["instruction"], "output": r["output"].strip()}
-              for i, r in enumerate(alpaca) if r["output"].strip() and len(r["output"]) < 2500]
+    alpaca = [
+        {"id": f"a{i}", "instruction": r["instruction"], "output": r["output"].strip()}
+        for i, r in enumerate(alpaca)
+        if r["output"].strip() and len(r["output"]) < 2500
+    ]
     sources["alpaca-eval references (held out)"] = random.Random(1).sample(alpaca, args.pairs)
     pools["alpaca-eval references (held out)"] = [p["instruction"] for p in alpaca]
-    real_sets = {"demo candidates": [json.loads(line) for line in
-                                     (RESULTS / "demo_candidates_labelled.jsonl").open(encoding="utf-8")],
-                 "shared web candidates": web_candidates()}
+    real_sets = {
+        "demo candidates": [
+            json.loads(line) for line in (RESULTS / "demo_candidates_labelled.jsonl").open(encoding="utf-8")
+        ],
+        "shared web candidates": web_candidates(),
+    }
 
     judges = {"untrained": resolve_model("smollm2-135m")}
     if args.m0:
         from humpback.train import train_forward
 
         m0 = ROOT / "bench" / ".work" / "m0"
-        train_forward(seed[args.pairs:], [], judges["untrained"], m0, ForwardConfig())
+        train_forward(seed[args.pairs :], [], judges["untrained"], m0, ForwardConfig())
         judges["M_0"] = str(m0)
 
     cfg = CurateConfig(mode="logprob", dtype="bfloat16", batch_size=8)
@@ -79,37 +85,63 @@ def main() -> None:
                 report = probe_judge(pairs, model, cfg, mode=mode, engine=engine, instruction_pool=pools[source])
                 report.update(judge=judge_name, source=source, wall_seconds=round(time.time() - start, 1))
                 results.append(report)
-                print(f"{judge_name:9s} {source:34s} {mode:8s} AUC {report['auc']} {report['auc_interval']} "
-                      f"({report['seconds_per_pair']} s/pair)", flush=True)
+                print(
+                    f"{judge_name:9s} {source:34s} {mode:8s} AUC {report['auc']} {report['auc_interval']} "
+                    f"({report['seconds_per_pair']} s/pair)",
+                    flush=True,
+                )
                 if source.startswith("self-instruct"):
                     for name, labelled in real_sets.items():
-                        real.append({"judge": judge_name, "set": name, "mode": mode,
-                                     **real_candidates(labelled, engine, mode, cfg, report)})
-                        print(f"{judge_name:9s} {name:34s} {mode:8s} AUC {real[-1]['auc']} "
-                              f"{real[-1]['auc_interval']} ({real[-1]['seconds_per_candidate']} s/candidate)", flush=True)
+                        real.append(
+                            {
+                                "judge": judge_name,
+                                "set": name,
+                                "mode": mode,
+                                **real_candidates(labelled, engine, mode, cfg, report),
+                            }
+                        )
+                        print(
+                            f"{judge_name:9s} {name:34s} {mode:8s} AUC {real[-1]['auc']} "
+                            f"{real[-1]['auc_interval']} ({real[-1]['seconds_per_candidate']} s/candidate)",
+                            flush=True,
+                        )
         engine.close()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "quality.json").write_text(json.dumps({"pairs_per_source": args.pairs, "results": results,
-                                                      "real_candidates": real}, indent=1))
-    lines = ["# Judge probe: AUC per scoring mode (embedded model, this machine)", "",
-             f"{args.pairs} human-written pairs per source, each with up to six negatives; 0.5 is chance.", "",
-             "| judge | source | mode | AUC (95% interval) | " + " | ".join(NEGATIVE_KINDS) + " | s/pair |",
-             "|---|---|---|---|" + "---|" * len(NEGATIVE_KINDS) + "---|"]
+    (RESULTS / "quality.json").write_text(
+        json.dumps({"pairs_per_source": args.pairs, "results": results, "real_candidates": real}, indent=1)
+    )
+    lines = [
+        "# Judge probe: AUC per scoring mode (embedded model, this machine)",
+        "",
+        f"{args.pairs} human-written pairs per source, each with up to six negatives; 0.5 is chance.",
+        "",
+        "| judge | source | mode | AUC (95% interval) | " + " | ".join(NEGATIVE_KINDS) + " | s/pair |",
+        "|---|---|---|---|" + "---|" * len(NEGATIVE_KINDS) + "---|",
+    ]
     for r in results:
         low, high = r["auc_interval"]
         kinds = " | ".join(str(r["by_kind"][k]["auc"]) for k in NEGATIVE_KINDS)
-        lines.append(f"| {r['judge']} | {r['source']} | {r['mode']} | {r['auc']} ({low}-{high}) | {kinds} | "
-                     f"{r['seconds_per_pair']} |")
+        lines.append(
+            f"| {r['judge']} | {r['source']} | {r['mode']} | {r['auc']} ({low}-{high}) | {kinds} | "
+            f"{r['seconds_per_pair']} |"
+        )
     sizes = "; ".join(f"{name}: {len(rows)}, {sum(r['good'] for r in rows)} good" for name, rows in real_sets.items())
-    lines += ["", f"Real candidates labelled by hand ({sizes}); AUC of each mode's value against the labels (features: "
-              "detectors fitted on the Self-Instruct probe; per detector in the last column); seconds per candidate of "
-              "the rating alone.", "",
-              "| judge | set | mode | AUC (95% interval) | s/candidate | per detector |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"Real candidates labelled by hand ({sizes}); AUC of each mode's value against the labels (features: "
+        "detectors fitted on the Self-Instruct probe; per detector in the last column); seconds per candidate of "
+        "the rating alone.",
+        "",
+        "| judge | set | mode | AUC (95% interval) | s/candidate | per detector |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in real:
         low, high = r["auc_interval"]
         detectors = ", ".join(f"{k} {v}" for k, v in r.get("by_detector", {}).items()) or "-"
-        lines.append(f"| {r['judge']} | {r['set']} | {r['mode']} | {r['auc']} ({low}-{high}) | "
-                     f"{r['seconds_per_candidate']} | {detectors} |")
+        lines.append(
+            f"| {r['judge']} | {r['set']} | {r['mode']} | {r['auc']} ({low}-{high}) | "
+            f"{r['seconds_per_candidate']} | {detectors} |"
+        )
     (RESULTS / "quality.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -146,14 +178,18 @@ def real_candidates(labelled: list[dict], engine, mode: str, cfg, probe_report: 
 
     start = time.time()  # the rating alone: what curating a corpus of such candidates costs per candidate
     if mode == "features":
-        features = [None if v is None else v["features"] for v in signal_values(mode, labelled, engine, cfg.system_prompt)]
+        features = [
+            None if v is None else v["features"] for v in signal_values(mode, labelled, engine, cfg.system_prompt)
+        ]
         values = [None if f is None else combined_value(f, probe_report["combination"]) for f in features]
     else:
         values = score_probe(labelled, engine, mode, cfg)
     out["seconds_per_candidate"] = round((time.time() - start) / len(labelled), 4)
     if mode == "features":
-        out["by_detector"] = {kind: ranked([None if f is None else combined_value(f, detector) for f in features])[0]
-                              for kind, detector in probe_report["combination"]["detectors"].items()}
+        out["by_detector"] = {
+            kind: ranked([None if f is None else combined_value(f, detector) for f in features])[0]
+            for kind, detector in probe_report["combination"]["detectors"].items()
+        }
     out["auc"], out["auc_interval"] = ranked(values)
     return out
 

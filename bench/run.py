@@ -58,12 +58,17 @@ class NaiveEngine:
         for prompt in prompts:
             ids = self.torch.tensor([encode_chat(self.tokenizer, prompt)])
             with self.torch.inference_mode():
-                out = self.model.generate(input_ids=ids, attention_mask=self.torch.ones_like(ids),
-                                          max_new_tokens=params.max_new_tokens, do_sample=sample,
-                                          temperature=params.temperature if sample else None,
-                                          top_p=params.top_p if sample else None, top_k=None,
-                                          pad_token_id=self.tokenizer.pad_token_id)
-            outputs.append(self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip())
+                out = self.model.generate(
+                    input_ids=ids,
+                    attention_mask=self.torch.ones_like(ids),
+                    max_new_tokens=params.max_new_tokens,
+                    do_sample=sample,
+                    temperature=params.temperature if sample else None,
+                    top_p=params.top_p if sample else None,
+                    top_k=None,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+            outputs.append(self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip())
         return outputs
 
     def close(self):
@@ -96,13 +101,22 @@ def timed(name: str, engine, tokenizer, work, items: list) -> dict:
     seconds = time.perf_counter() - start
     row = {"items": len(items), "seconds": round(seconds, 2), "items_per_s": round(len(items) / seconds, 4)}
     if counting.generated:
-        row.update(generated_tokens=counting.generated, tokens_per_s=round(counting.generated / seconds, 2),
-                   tokens="generated")
+        row.update(
+            generated_tokens=counting.generated,
+            tokens_per_s=round(counting.generated / seconds, 2),
+            tokens="generated",
+        )
     else:
-        row.update(prompt_tokens=counting.prompt_tokens, tokens_per_s=round(counting.prompt_tokens / seconds, 2),
-                   tokens="prompt (read, not generated)")
-    print(f"  {name:<28} {row['items']:>3} items {row['seconds']:>8.1f} s  {row['items_per_s']:>8.3f} items/s  "
-          f"{row['tokens_per_s']:>8.1f} tok/s", flush=True)
+        row.update(
+            prompt_tokens=counting.prompt_tokens,
+            tokens_per_s=round(counting.prompt_tokens / seconds, 2),
+            tokens="prompt (read, not generated)",
+        )
+    print(
+        f"  {name:<28} {row['items']:>3} items {row['seconds']:>8.1f} s  {row['items_per_s']:>8.3f} items/s  "
+        f"{row['tokens_per_s']:>8.1f} tok/s",
+        flush=True,
+    )
     return row, results
 
 
@@ -138,8 +152,11 @@ def main() -> None:
     model = resolve_model("smollm2-135m")
     tokenizer = load_tokenizer(model)
     segments, corpus = bench_segments(args.segments)
-    print(f"bench: {len(segments)} segments from {corpus}; model {model}; {args.dtype}; "
-          f"torch threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"bench: {len(segments)} segments from {corpus}; model {model}; {args.dtype}; "
+        f"torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
 
     system_prompt = BackwardConfig().system_prompt
     augment_params = SamplingParams(temperature=0.7, top_p=0.9, max_new_tokens=128, seed=0)  # the pipeline's
@@ -163,16 +180,23 @@ def main() -> None:
     loads["transformers"] = round(time.perf_counter() - start, 1)
     print("transformers engine", flush=True)
     results["augment"]["transformers"], instructions = timed("augment", ours, tokenizer, augment, segments)
-    candidates = [{"id": s["id"], "instruction": i or "(none)", "output": s["text"]} for s, i in zip(segments, instructions)]
-    results["curate_generate"]["transformers"], _ = timed("curate, generate", ours, tokenizer, rate_generate, candidates)
-    results["curate_logprob"]["transformers"], logprob_ratings = timed("curate, logprob", ours, tokenizer, rate_logprob, candidates)
+    candidates = [
+        {"id": s["id"], "instruction": i or "(none)", "output": s["text"]} for s, i in zip(segments, instructions)
+    ]
+    results["curate_generate"]["transformers"], _ = timed(
+        "curate, generate", ours, tokenizer, rate_generate, candidates
+    )
+    results["curate_logprob"]["transformers"], logprob_ratings = timed(
+        "curate, logprob", ours, tokenizer, rate_logprob, candidates
+    )
     ours.close()
 
     naive = NaiveEngine(model, args.dtype)
     print(f"naive (first {args.naive_items} items)", flush=True)
-    results["augment"]["naive"], _ = timed("augment", naive, tokenizer, augment, segments[:args.naive_items])
-    results["curate_generate"]["naive"], _ = timed("curate, generate", naive, tokenizer, rate_generate,
-                                                   candidates[:args.naive_items])
+    results["augment"]["naive"], _ = timed("augment", naive, tokenizer, augment, segments[: args.naive_items])
+    results["curate_generate"]["naive"], _ = timed(
+        "curate, generate", naive, tokenizer, rate_generate, candidates[: args.naive_items]
+    )
     naive.close()
 
     if not args.no_vllm:
@@ -184,9 +208,12 @@ def main() -> None:
             loads["vllm"] = round(time.perf_counter() - start, 1)
             print("vllm engine", flush=True)
             results["augment"]["vllm"], _ = timed("augment", engine, tokenizer, augment, segments)
-            results["curate_generate"]["vllm"], _ = timed("curate, generate", engine, tokenizer, rate_generate, candidates)
-            results["curate_logprob"]["vllm"], vllm_ratings = timed("curate, logprob", engine, tokenizer, rate_logprob,
-                                                                    candidates)
+            results["curate_generate"]["vllm"], _ = timed(
+                "curate, generate", engine, tokenizer, rate_generate, candidates
+            )
+            results["curate_logprob"]["vllm"], vllm_ratings = timed(
+                "curate, logprob", engine, tokenizer, rate_logprob, candidates
+            )
             engine.close()
             same = sum(a["score"] == b["score"] for a, b in zip(logprob_ratings, vllm_ratings))
             results["curate_logprob"]["agreement_transformers_vllm"] = round(same / len(candidates), 4)
@@ -205,16 +232,30 @@ def main() -> None:
         "curate_generate_transformers_vs_naive": ratio("curate_generate", "transformers", "curate_generate", "naive"),
         "curate_logprob_vs_naive_generate": ratio("curate_logprob", "transformers", "curate_generate", "naive"),
     }
-    targets = {"augment_transformers_vs_naive": 5, "augment_transformers_vs_vllm": 0.7,
-               "curate_generate_transformers_vs_naive": 5, "curate_logprob_vs_naive_generate": 20}
+    targets = {
+        "augment_transformers_vs_naive": 5,
+        "augment_transformers_vs_vllm": 0.7,
+        "curate_generate_transformers_vs_naive": 5,
+        "curate_logprob_vs_naive_generate": 20,
+    }
     results["ratios"] = ratios
-    results["targets"] = {k: {"target": v, "met": None if ratios[k] is None else ratios[k] >= v} for k, v in targets.items()}
+    results["targets"] = {
+        k: {"target": v, "met": None if ratios[k] is None else ratios[k] >= v} for k, v in targets.items()
+    }
     results["setup"] = {
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} torch threads", "python": sys.version.split()[0], "torch": torch.__version__,
-        "corpus": corpus, "segments": len(segments), "naive_items": args.naive_items, "batch_size": args.batch_size,
-        "dtype": args.dtype, "model": "SmolLM2-135M-Instruct (embedded)", "load_seconds": loads,
-        "augment_max_new_tokens": augment_params.max_new_tokens, "curate_max_new_tokens": curate_cfg.max_new_tokens,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "corpus": corpus,
+        "segments": len(segments),
+        "naive_items": args.naive_items,
+        "batch_size": args.batch_size,
+        "dtype": args.dtype,
+        "model": "SmolLM2-135M-Instruct (embedded)",
+        "load_seconds": loads,
+        "augment_max_new_tokens": augment_params.max_new_tokens,
+        "curate_max_new_tokens": curate_cfg.max_new_tokens,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -229,8 +270,10 @@ def markdown(results: dict) -> str:
             row = results[stage].get(engine)
             if row:
                 kind = "" if row["tokens"] == "generated" else " (prompt)"
-                lines.append(f"| {stage} | {engine} | {row['items']} | {row['seconds']} | {row['items_per_s']} | "
-                             f"{row['tokens_per_s']}{kind} |")
+                lines.append(
+                    f"| {stage} | {engine} | {row['items']} | {row['seconds']} | {row['items_per_s']} | "
+                    f"{row['tokens_per_s']}{kind} |"
+                )
     lines += ["", "| ratio (items/s) | measured | target |", "|---|---:|---:|"]
     for name, target in results["targets"].items():
         measured = results["ratios"][name]

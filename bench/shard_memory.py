@@ -61,11 +61,15 @@ def main() -> dict:
         make_corpus(corpus)
         size_mb = corpus.stat().st_size / 1e6
         capped = peak_of(corpus, Path(tmp) / "capped", [])
-        uncapped = peak_of(corpus, Path(tmp) / "uncapped", ["--shard-max-bytes", str(10 ** 12)])
-    result = {"records": RECORDS, "record_chars": RECORD_CHARS, "file_mb": round(size_mb, 2),
-              "default_shard_max_bytes": default_cap,
-              "capped": {"peak_gb": round(capped[0], 3), "seconds": round(capped[1], 1), "summary": capped[2]},
-              "uncapped": {"peak_gb": round(uncapped[0], 3), "seconds": round(uncapped[1], 1), "summary": uncapped[2]}}
+        uncapped = peak_of(corpus, Path(tmp) / "uncapped", ["--shard-max-bytes", str(10**12)])
+    result = {
+        "records": RECORDS,
+        "record_chars": RECORD_CHARS,
+        "file_mb": round(size_mb, 2),
+        "default_shard_max_bytes": default_cap,
+        "capped": {"peak_gb": round(capped[0], 3), "seconds": round(capped[1], 1), "summary": capped[2]},
+        "uncapped": {"peak_gb": round(uncapped[0], 3), "seconds": round(uncapped[1], 1), "summary": uncapped[2]},
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "shard_memory.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "shard_memory.md").write_text(
@@ -73,7 +77,8 @@ def main() -> dict:
         f"({size_mb:.1f} MB .jsonl.gz)\n\n"
         "| shard cap | peak resident memory | wall time |\n|---|---|---|\n"
         f"| shard_max_bytes={default_cap:,} (default) | {capped[0]:.2f} GB | {capped[1]:.0f} s |\n"
-        f"| none (documents_per_shard=500 only) | {uncapped[0]:.2f} GB | {uncapped[1]:.0f} s |\n")
+        f"| none (documents_per_shard=500 only) | {uncapped[0]:.2f} GB | {uncapped[1]:.0f} s |\n"
+    )
     print(json.dumps(result, indent=2))
     return result
 

@@ -60,9 +60,17 @@ def child(seed: str, overrides: dict) -> None:
         seconds = time.time() - start
     # VmHWM: this process image's own peak (ru_maxrss would keep a forking parent's across exec)
     peak = int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) * 1024
-    print(json.dumps({"peak_gb": round(peak / 1e9, 2), "estimate_gb": round(estimate["total"] / 1e9, 2),
-                      "gradient_checkpointing": checkpointing,
-                      "longest_tokens": max(lengths), "seconds": round(seconds, 1)}))
+    print(
+        json.dumps(
+            {
+                "peak_gb": round(peak / 1e9, 2),
+                "estimate_gb": round(estimate["total"] / 1e9, 2),
+                "gradient_checkpointing": checkpointing,
+                "longest_tokens": max(lengths),
+                "seconds": round(seconds, 1),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -77,21 +85,30 @@ def main() -> None:
         sys.exit(f"seed {args.seed} not found (needs ../shared/data, or pass --seed)")
     results = {}
     for name, overrides in CONFIGS.items():
-        done = subprocess.run([sys.executable, __file__, "--seed", args.seed, "--child", json.dumps(overrides)],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--seed", args.seed, "--child", json.dumps(overrides)],
+            capture_output=True,
+            text=True,
+        )
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         results[name] = json.loads(lines[-1]) if lines else {"error": done.stderr[-500:]}
         print(name, results[name], flush=True)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_memory.json").write_text(json.dumps({"seed": args.seed, "results": results}, indent=1))
-    rows = ["| configuration | checkpointing | peak RSS (GB) | estimate (GB) | longest example (tokens) | step (s) |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| configuration | checkpointing | peak RSS (GB) | estimate (GB) | longest example (tokens) | step (s) |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
-        rows.append(f"| {name} | {r.get('gradient_checkpointing', '')} | {r.get('peak_gb', 'failed')} | "
-                    f"{r.get('estimate_gb', '')} | {r.get('longest_tokens', '')} | {r.get('seconds', '')} |")
-    (out / "train_memory.md").write_text(f"One optimizer step (batch 8) on the 8 longest examples of {Path(args.seed).name}, "
-                                         f"SmolLM2-135M, bf16 autocast, this machine.\n\n" + "\n".join(rows) + "\n")
+        rows.append(
+            f"| {name} | {r.get('gradient_checkpointing', '')} | {r.get('peak_gb', 'failed')} | "
+            f"{r.get('estimate_gb', '')} | {r.get('longest_tokens', '')} | {r.get('seconds', '')} |"
+        )
+    (out / "train_memory.md").write_text(
+        f"One optimizer step (batch 8) on the 8 longest examples of {Path(args.seed).name}, "
+        f"SmolLM2-135M, bf16 autocast, this machine.\n\n" + "\n".join(rows) + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,10 @@ def web_segments(work: Path) -> list[dict]:
     from humpback.shards import read_stage
 
     segment(str(WEB), work / "segments")
-    return [{**s, "source": s["source"].split("/web/")[-1], "sha1": hashlib.sha1(s["text"].encode()).hexdigest()}
-            for s in read_stage(work / "segments")]
+    return [
+        {**s, "source": s["source"].split("/web/")[-1], "sha1": hashlib.sha1(s["text"].encode()).hexdigest()}
+        for s in read_stage(work / "segments")
+    ]
 
 
 def main() -> None:
@@ -50,12 +52,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         segments = web_segments(Path(work))
         chosen = random.Random(0).sample(segments, min(args.count, len(segments)))
-        augment([{k: v for k, v in s.items() if k != "sha1"} for s in chosen], args.backward, Path(work) / "candidates")
+        augment(
+            [{k: v for k, v in s.items() if k != "sha1"} for s in chosen], args.backward, Path(work) / "candidates"
+        )
         sha = {s["id"]: s["sha1"] for s in chosen}
         with args.out.open("w", encoding="utf-8") as f:
             for c in read_stage(Path(work) / "candidates"):
-                f.write(json.dumps({"source": c["source"], "sha1": sha[c["id"]], "instruction": c["instruction"],
-                                    "output": c["output"]}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "source": c["source"],
+                            "sha1": sha[c["id"]],
+                            "instruction": c["instruction"],
+                            "output": c["output"],
+                        }
+                    )
+                    + "\n"
+                )
     print(f"{len(segments)} segments, {args.count} drawn: {args.out}")
 
 

@@ -84,27 +84,34 @@ def sample(count: int) -> None:
     rows = []
     for c in read_stage(out):
         options = [{"instruction": c["instruction"], "fit": c["fit"], "sample": c["sample"]}, *c["alternatives"]]
-        rows.append({"id": c["id"], "sha1": sha[c["id"]], "source": c["source"], "options": options,
-                     "output": c["output"]})
+        rows.append(
+            {"id": c["id"], "sha1": sha[c["id"]], "source": c["source"], "options": options, "output": c["output"]}
+        )
     (WORK / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     # what the repository keeps: the model-written instructions and their fit, no page text
-    (RESULTS / "yield_samples.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "output"}) + "\n"
-                                                        for r in rows))
-    (RESULTS / "yield_sampling.json").write_text(json.dumps({"segments": len(rows), "samples": SAMPLES,
-                                                             "seconds": round(seconds, 1)}, indent=1) + "\n")
+    (RESULTS / "yield_samples.jsonl").write_text(
+        "".join(json.dumps({k: v for k, v in r.items() if k != "output"}) + "\n" for r in rows)
+    )
+    (RESULTS / "yield_sampling.json").write_text(
+        json.dumps({"segments": len(rows), "samples": SAMPLES, "seconds": round(seconds, 1)}, indent=1) + "\n"
+    )
     sheet = {}
     for r in rows:
         for arm in ARMS:
             choice = arm_choice(r, arm)
             if choice is not None:
-                sheet.setdefault(sha1(r["sha1"] + choice), {"sha1": r["sha1"], "instruction": choice,
-                                                            "output": r["output"]})
+                sheet.setdefault(
+                    sha1(r["sha1"] + choice), {"sha1": r["sha1"], "instruction": choice, "output": r["output"]}
+                )
     items = list(sheet.values())
     random.Random(7).shuffle(items)
-    (WORK / "sheet.jsonl").write_text("".join(json.dumps({"id": f"y{i:03d}", **item}) + "\n"
-                                              for i, item in enumerate(items)))
-    print(f"{len(rows)} segments, {SAMPLES} samples each, in {seconds:.0f} s; {len(items)} distinct candidates to "
-          f"label in {WORK / 'sheet.jsonl'}")
+    (WORK / "sheet.jsonl").write_text(
+        "".join(json.dumps({"id": f"y{i:03d}", **item}) + "\n" for i, item in enumerate(items))
+    )
+    print(
+        f"{len(rows)} segments, {SAMPLES} samples each, in {seconds:.0f} s; {len(items)} distinct candidates to "
+        f"label in {WORK / 'sheet.jsonl'}"
+    )
 
 
 def arm_choice(row: dict, arm: str) -> str | None:
@@ -122,7 +129,7 @@ def report() -> None:
     from humpback.config import CurateConfig
     from humpback.curate import select
     from humpback.engines.transformers import TransformersEngine
-    from humpback.labels import calibrate_on_labels, estimate_good_share, read_labels, wilson
+    from humpback.labels import calibrate_on_labels, estimate_good_share, wilson
     from humpback.probe import auc, bootstrap_auc, combined_value, probe_judge
     from humpback.seed import load_seed
     from humpback.signals import signal_values
@@ -140,50 +147,84 @@ def report() -> None:
         chosen = [(r, arm_choice(r, arm)) for r in rows]
         labelled = [scores[(r["sha1"], c)] for r, c in chosen if c is not None and (r["sha1"], c) in scores]
         good = sum(v >= 4 for v in labelled)
-        result["arms"][arm] = {"candidates": len(labelled), "good": good,
-                               "good_share": round(good / len(labelled), 4) if labelled else None,
-                               "good_share_interval": wilson(good, len(labelled)),
-                               "score_at_least_3": sum(v >= 3 for v in labelled),
-                               "mean_score": round(sum(labelled) / len(labelled), 3) if labelled else None}
+        result["arms"][arm] = {
+            "candidates": len(labelled),
+            "good": good,
+            "good_share": round(good / len(labelled), 4) if labelled else None,
+            "good_share_interval": wilson(good, len(labelled)),
+            "score_at_least_3": sum(v >= 3 for v in labelled),
+            "mean_score": round(sum(labelled) / len(labelled), 3) if labelled else None,
+        }
 
     # the judge as `humpback run` uses it: M_0's features, combined by detectors fitted on the run's probe
     cfg = CurateConfig(mode="features", select="calibrated", system_prompt="")
     seed, _ = load_seed("demo")
     probe = probe_judge(held_out, m0, cfg, instruction_pool=[p["instruction"] for p in seed])
     default_arm = f"best-of-{NUM}" if NUM > 1 else "n=1"
-    candidates = [{"id": r["sha1"], "instruction": arm_choice(r, default_arm), "output": r["output"]} for r in rows
-                  if arm_choice(r, default_arm) is not None and (r["sha1"], arm_choice(r, default_arm)) in scores]
+    candidates = [
+        {"id": r["sha1"], "instruction": arm_choice(r, default_arm), "output": r["output"]}
+        for r in rows
+        if arm_choice(r, default_arm) is not None and (r["sha1"], arm_choice(r, default_arm)) in scores
+    ]
     truth = {c["id"]: scores[(c["id"], c["instruction"])] >= 4 for c in candidates}
     engine = TransformersEngine(m0, dtype="auto", batch_size=8)
     features = signal_values("features", candidates, engine, cfg.system_prompt)
     engine.close()
-    ratings = [{"id": c["id"], "signal": f["signal"], "features": f["features"]} for c, f in zip(candidates, features)
-               if f is not None]
+    ratings = [
+        {"id": c["id"], "signal": f["signal"], "features": f["features"]}
+        for c, f in zip(candidates, features)
+        if f is not None
+    ]
     for r in ratings:
         r["combined"] = combined_value(r["features"], probe["combination"])
 
     def ranked(key):
         good = [r[key] for r in ratings if truth[r["id"]]]
         bad = [r[key] for r in ratings if not truth[r["id"]]]
-        return {"auc": None if auc(good, bad) is None else round(auc(good, bad), 4),
-                "auc_interval": bootstrap_auc(good, bad)}
+        return {
+            "auc": None if auc(good, bad) is None else round(auc(good, bad), 4),
+            "auc_interval": bootstrap_auc(good, bad),
+        }
 
-    result["judge"] = {"arm": default_arm, "candidates": len(ratings), "good": sum(truth[r["id"]] for r in ratings),
-                       "features (M_0, run's probe detectors)": ranked("combined"), "pmi (M_0)": ranked("signal"),
-                       "probe_auc": probe["auc"]}
+    result["judge"] = {
+        "arm": default_arm,
+        "candidates": len(ratings),
+        "good": sum(truth[r["id"]] for r in ratings),
+        "features (M_0, run's probe detectors)": ranked("combined"),
+        "pmi (M_0)": ranked("signal"),
+        "probe_auc": probe["auc"],
+    }
 
     def measured(chosen: list[dict], how: str) -> dict:
         hits = sum(truth[r["id"]] for r in chosen)
         total_good = sum(truth[r["id"]] for r in ratings)
-        return {"rule": how, "selected": len(chosen), "precision": round(hits / len(chosen), 4) if chosen else None,
-                "precision_interval": wilson(hits, len(chosen)), "recall": round(hits / max(1, total_good), 4),
-                "selected_by": chosen[0]["selected_by"] if chosen else None}
+        return {
+            "rule": how,
+            "selected": len(chosen),
+            "precision": round(hits / len(chosen), 4) if chosen else None,
+            "precision_interval": wilson(hits, len(chosen)),
+            "recall": round(hits / max(1, total_good), 4),
+            "selected_by": chosen[0]["selected_by"] if chosen else None,
+        }
 
-    rules = [measured(select(ratings, 5, "calibrated", probe={**probe, "calibrated": {**probe["calibrated"]}},
-                             estimate=False, target=0.8), "calibrated, good_share 0.2 (fixed)"),
-             measured(select(ratings, 5, "calibrated", probe=probe, estimate=True, target=0.8),
-                      "calibrated, good share estimated from the values"),
-             measured(select(ratings, 5, "top_fraction", fraction=0.25), "top 25% by value")]
+    rules = [
+        measured(
+            select(
+                ratings,
+                5,
+                "calibrated",
+                probe={**probe, "calibrated": {**probe["calibrated"]}},
+                estimate=False,
+                target=0.8,
+            ),
+            "calibrated, good_share 0.2 (fixed)",
+        ),
+        measured(
+            select(ratings, 5, "calibrated", probe=probe, estimate=True, target=0.8),
+            "calibrated, good share estimated from the values",
+        ),
+        measured(select(ratings, 5, "top_fraction", fraction=0.25), "top 25% by value"),
+    ]
     # labels: the threshold set on one half's labels, measured on the other half (two folds, each way)
     order = sorted(ratings, key=lambda r: r["id"])
     halves = [order[0::2], order[1::2]]
@@ -192,27 +233,45 @@ def report() -> None:
         found = calibrate_on_labels([r["combined"] for r in fit_on], [truth[r["id"]] for r in fit_on], 0.8)
         how.append(found)
         if found["threshold"] is not None:
-            picked += [{**r, "selected_by": "labels of the other half"} for r in apply_to if r["combined"] >= found["threshold"]]
+            picked += [
+                {**r, "selected_by": "labels of the other half"}
+                for r in apply_to
+                if r["combined"] >= found["threshold"]
+            ]
     rules.append(measured(picked, "calibrated on labels (threshold from the other half's labels)"))
     values = [r["combined"] for r in ratings]
-    result["good_share_estimate"] = estimate_good_share(values, probe["values"]["positive"], probe["values"]["negative"])
+    result["good_share_estimate"] = estimate_good_share(
+        values, probe["values"]["positive"], probe["values"]["negative"]
+    )
     result["selection"] = rules
     (RESULTS / "yield.json").write_text(json.dumps(result, indent=1) + "\n")
-    lines = ["# Yield on real pages: good candidates per arm, labelled blind (bench/yield.py)", "",
-             f"{result['segments']} segments drawn from the 70 shared web pages; 4 instructions sampled per segment by "
-             f"the demo's backward model; {result['labelled_candidates']} distinct candidates labelled blind "
-             "(bench/LABELLING.md: 1-5 by the rubric, good = 4 or 5).", "",
-             "| arm | candidates | good | good share (95% interval) | score >= 3 | mean score |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# Yield on real pages: good candidates per arm, labelled blind (bench/yield.py)",
+        "",
+        f"{result['segments']} segments drawn from the 70 shared web pages; 4 instructions sampled per segment by "
+        f"the demo's backward model; {result['labelled_candidates']} distinct candidates labelled blind "
+        "(bench/LABELLING.md: 1-5 by the rubric, good = 4 or 5).",
+        "",
+        "| arm | candidates | good | good share (95% interval) | score >= 3 | mean score |",
+        "|---|---|---|---|---|---|",
+    ]
     for arm, a in result["arms"].items():
-        lines.append(f"| {arm} | {a['candidates']} | {a['good']} | {a['good_share']} {a['good_share_interval']} | "
-                     f"{a['score_at_least_3']} | {a['mean_score']} |")
+        lines.append(
+            f"| {arm} | {a['candidates']} | {a['good']} | {a['good_share']} {a['good_share_interval']} | "
+            f"{a['score_at_least_3']} | {a['mean_score']} |"
+        )
     j = result["judge"]
-    lines += ["", f"Judge on the {j['arm']} candidates ({j['candidates']}, {j['good']} good): features AUC "
-              f"{j['features (M_0, run' + chr(39) + 's probe detectors)']['auc']} "
-              f"{j['features (M_0, run' + chr(39) + 's probe detectors)']['auc_interval']}, pmi AUC {j['pmi (M_0)']['auc']} "
-              f"{j['pmi (M_0)']['auc_interval']}; the probe's own AUC {j['probe_auc']}. Good share estimated from the "
-              f"values: {result['good_share_estimate']}.", "",
-              "| selection rule | selected | precision (95% interval) | recall |", "|---|---|---|---|"]
+    lines += [
+        "",
+        f"Judge on the {j['arm']} candidates ({j['candidates']}, {j['good']} good): features AUC "
+        f"{j['features (M_0, run' + chr(39) + 's probe detectors)']['auc']} "
+        f"{j['features (M_0, run' + chr(39) + 's probe detectors)']['auc_interval']}, pmi AUC {j['pmi (M_0)']['auc']} "
+        f"{j['pmi (M_0)']['auc_interval']}; the probe's own AUC {j['probe_auc']}. Good share estimated from the "
+        f"values: {result['good_share_estimate']}.",
+        "",
+        "| selection rule | selected | precision (95% interval) | recall |",
+        "|---|---|---|---|",
+    ]
     for r in rules:
         lines.append(f"| {r['rule']} | {r['selected']} | {r['precision']} {r['precision_interval']} | {r['recall']} |")
     (RESULTS / "yield.md").write_text("\n".join(lines) + "\n")
@@ -236,8 +295,12 @@ def cost(count: int) -> None:
         start = time.time()
         augment(segments, backward, out, AugmentConfig(num_instructions=n, fit_model=m0))
         seconds[n] = round(time.time() - start, 1)
-    result = {"segments": count, "seconds": seconds, "per_segment": {n: round(t / count, 2) for n, t in seconds.items()},
-              "ratio": round(seconds[SAMPLES] / seconds[1], 2)}
+    result = {
+        "segments": count,
+        "seconds": seconds,
+        "per_segment": {n: round(t / count, 2) for n, t in seconds.items()},
+        "ratio": round(seconds[SAMPLES] / seconds[1], 2),
+    }
     (RESULTS / "yield_cost.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result))
 

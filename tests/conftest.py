@@ -32,8 +32,12 @@ def _random_llama(out: Path, tokenizer_path: str, **config) -> str:
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), max_position_embeddings=4096, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
         **config,
     )
     torch.manual_seed(0)
@@ -45,8 +49,15 @@ def _random_llama(out: Path, tokenizer_path: str, **config) -> str:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, embedded_model) -> str:
     """A 2-layer random-weight Llama with SmolLM2's real tokenizer and chat template."""
-    return _random_llama(tmp_path_factory.mktemp("tiny-model"), embedded_model, hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1)
+    return _random_llama(
+        tmp_path_factory.mktemp("tiny-model"),
+        embedded_model,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +65,16 @@ def lively_model(tmp_path_factory, embedded_model) -> str:
     """Like tiny_model, but with grouped-query attention (6 query heads on 2 key/value heads) and
     weights drawn wide enough (std 0.3) that greedy decoding depends on the context: at the usual
     0.02 a random model writes the same token whatever it reads, and decoding tests could not fail."""
-    return _random_llama(tmp_path_factory.mktemp("lively-model"), embedded_model, hidden_size=48, intermediate_size=96,
-                         num_hidden_layers=2, num_attention_heads=6, num_key_value_heads=2, initializer_range=0.3)
+    return _random_llama(
+        tmp_path_factory.mktemp("lively-model"),
+        embedded_model,
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=6,
+        num_key_value_heads=2,
+        initializer_range=0.3,
+    )
 
 
 def write_jsonl(path: Path, rows: list) -> Path:
@@ -114,9 +133,27 @@ def vllm_server(embedded_model, tmp_path_factory):
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", embedded_model,
-             "--host", "127.0.0.1", "--port", str(port), "--api-key", SERVER_KEY, "--dtype", "float32",
-             "--max-model-len", "4096"], stdout=log, stderr=subprocess.STDOUT, env=env)
+            [
+                sys.executable,
+                "-m",
+                "vllm.entrypoints.openai.api_server",
+                "--model",
+                embedded_model,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--api-key",
+                SERVER_KEY,
+                "--dtype",
+                "float32",
+                "--max-model-len",
+                "4096",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     deadline = time.time() + 600
     while True:
         if proc.poll() is not None:
@@ -164,6 +201,12 @@ def family_tokenizer(family: str) -> str:
 def family_model(request, tmp_path_factory) -> tuple[str, str]:
     """(family, a tiny random-weight Llama on that family's real tokenizer)."""
     folder = tmp_path_factory.mktemp(f"family-{request.param}")
-    return request.param, _random_llama(folder, family_tokenizer(request.param), hidden_size=32,
-                                         intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                         num_key_value_heads=1)
+    return request.param, _random_llama(
+        folder,
+        family_tokenizer(request.param),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )

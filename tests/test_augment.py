@@ -50,17 +50,23 @@ def samples(*per_segment):
 
 def test_best_of_n_keeps_the_best_fitting_instruction_and_records_the_rest(tmp_path, tokenizer):
     segments = [{"id": f"s{i}", "source": f"x#{i}", "text": TEXT} for i in range(3)]
-    engine = samples(["BAD poem request?", "GOOD how do I bake it?", "OKAY what is this?"],
-                     ["OKAY explain.", "OKAY explain.", "BAD write code."],  # a duplicate collapses
-                     ["", "Rewrite: cream the butter and sugar until pale, then beat in the eggs.", "BAD limerick?"])
+    engine = samples(
+        ["BAD poem request?", "GOOD how do I bake it?", "OKAY what is this?"],
+        ["OKAY explain.", "OKAY explain.", "BAD write code."],  # a duplicate collapses
+        ["", "Rewrite: cream the butter and sugar until pale, then beat in the eggs.", "BAD limerick?"],
+    )
     fit = MarkedFit(tokenizer)
     augment(segments, "m", tmp_path / "c", AugmentConfig(num_instructions=3), engine=engine, fit_engine=fit)
     first, second, third = list(read_stage(tmp_path / "c"))
     assert first["instruction"] == "GOOD how do I bake it?" and first["fit"] == pytest.approx(1.0)
     assert first["sample"] == 1
     assert [(a["instruction"], a["fit"], a["sample"]) for a in first["alternatives"]] == [
-        ("BAD poem request?", -1.0, 0), ("OKAY what is this?", 0.5, 2)]
-    assert second["instruction"] == "OKAY explain." and [a["instruction"] for a in second["alternatives"]] == ["BAD write code."]
+        ("BAD poem request?", -1.0, 0),
+        ("OKAY what is this?", 0.5, 2),
+    ]
+    assert second["instruction"] == "OKAY explain." and [a["instruction"] for a in second["alternatives"]] == [
+        "BAD write code."
+    ]
     # the empty and the quoting samples are dropped; the one usable sample is the candidate
     assert third["instruction"] == "BAD limerick?" and third["alternatives"] == []
     counts = stage_counters(tmp_path / "c")
@@ -72,7 +78,14 @@ def test_best_of_n_keeps_the_best_fitting_instruction_and_records_the_rest(tmp_p
 def test_a_segment_whose_every_sample_fails_is_one_reject(tmp_path, tokenizer):
     segments = [{"id": "s0", "source": "x#0", "text": TEXT}]
     engine = samples(["", ""])
-    augment(segments, "m", tmp_path / "c", AugmentConfig(num_instructions=2), engine=engine, fit_engine=MarkedFit(tokenizer))
+    augment(
+        segments,
+        "m",
+        tmp_path / "c",
+        AugmentConfig(num_instructions=2),
+        engine=engine,
+        fit_engine=MarkedFit(tokenizer),
+    )
     assert list(read_stage(tmp_path / "c")) == []
     [rejected] = list(stage_rejects(tmp_path / "c"))
     assert "empty instruction" in rejected["reason"] and stage_counters(tmp_path / "c")["empty_instruction"] == 1
@@ -80,8 +93,13 @@ def test_a_segment_whose_every_sample_fails_is_one_reject(tmp_path, tokenizer):
 
 def test_best_of_n_needs_a_fit_model(tmp_path):
     with pytest.raises(ValueError, match="fit_model"):
-        augment([{"id": "a", "source": "s", "text": TEXT}], "m", tmp_path / "c", AugmentConfig(num_instructions=2),
-                engine=ScriptedEngine(str))
+        augment(
+            [{"id": "a", "source": "s", "text": TEXT}],
+            "m",
+            tmp_path / "c",
+            AugmentConfig(num_instructions=2),
+            engine=ScriptedEngine(str),
+        )
     assert not (tmp_path / "c").exists()
 
 
@@ -98,12 +116,13 @@ def test_fit_is_the_pmi_of_the_segment_start_read_by_a_real_model(lively_model):
     [[a, b]] = fit_values([(TEXT, ["How do I bake a cake?", "Write a poem about the sea."])], engine)
 
     def mean_logprob(instruction):
-        full, start, _ = answer_span(engine.tokenizer, [{"role": "user", "content": instruction}], TEXT,
-                                     set(end_of_turn_ids(engine.tokenizer)))
-        ids = torch.tensor([full[:start + PMI_TOKENS]])
+        full, start, _ = answer_span(
+            engine.tokenizer, [{"role": "user", "content": instruction}], TEXT, set(end_of_turn_ids(engine.tokenizer))
+        )
+        ids = torch.tensor([full[: start + PMI_TOKENS]])
         with torch.no_grad():
             logits = engine.model(input_ids=ids).logits.float().log_softmax(-1)
-        picked = logits[0, start - 1:-1].gather(-1, ids[0, start:, None])[:, 0]
+        picked = logits[0, start - 1 : -1].gather(-1, ids[0, start:, None])[:, 0]
         return picked.mean().item()
 
     base = mean_logprob("")

@@ -14,25 +14,28 @@ from humpback.curate import RUBRIC, SCORE_CHOICES, curate, load_template, parse_
 from humpback.shards import read_stage, stage_counters
 
 
-@pytest.mark.parametrize("text,score", [
-    ("The answer is complete and helpful.\nScore: 4", 4),
-    ("Reasoning.\n\nScore: 5\n", 5),
-    ("Reasoning.\n**Score:** 3", 3),
-    ("score: 2", 2),
-    ("Score: 1.", 1),
-    ("Reasoning.\nScore: 10", None),           # a popular single-digit regex reads this as 1
-    ("Reasoning.\nScore: 10502", None),
-    ("Reasoning.\nscore 4", None),              # no colon
-    ("Score: 3\nOn reflection...\nScore: 4", None),  # two score lines: contradictory
-    ("Score: 4\nbecause it is good", None),     # not the final line
-    ("I would give this a 5.", None),
-    ("Reasoning.\nScore: 4.5", None),
-    ("Reasoning.\nScore: 0", None),
-    ("Reasoning.\nScore: four", None),
-    ("Reasoning.\nScore: 4/5", None),
-    ("", None),
-    ("   \n  ", None),
-])
+@pytest.mark.parametrize(
+    "text,score",
+    [
+        ("The answer is complete and helpful.\nScore: 4", 4),
+        ("Reasoning.\n\nScore: 5\n", 5),
+        ("Reasoning.\n**Score:** 3", 3),
+        ("score: 2", 2),
+        ("Score: 1.", 1),
+        ("Reasoning.\nScore: 10", None),  # a popular single-digit regex reads this as 1
+        ("Reasoning.\nScore: 10502", None),
+        ("Reasoning.\nscore 4", None),  # no colon
+        ("Score: 3\nOn reflection...\nScore: 4", None),  # two score lines: contradictory
+        ("Score: 4\nbecause it is good", None),  # not the final line
+        ("I would give this a 5.", None),
+        ("Reasoning.\nScore: 4.5", None),
+        ("Reasoning.\nScore: 0", None),
+        ("Reasoning.\nScore: four", None),
+        ("Reasoning.\nScore: 4/5", None),
+        ("", None),
+        ("   \n  ", None),
+    ],
+)
 def test_parse_score_only_counts_a_final_score_line(text, score):
     assert parse_score(text) == score
 
@@ -55,13 +58,23 @@ def test_custom_template(tmp_path):
 
 
 def candidates(n: int) -> list[dict]:
-    return [{"id": f"c{i:03d}", "source": f"s{i}", "instruction": f"QID-{i} question", "output": f"answer {i}",
-             "backward_model": "bw"} for i in range(n)]
+    return [
+        {
+            "id": f"c{i:03d}",
+            "source": f"s{i}",
+            "instruction": f"QID-{i} question",
+            "output": f"answer {i}",
+            "backward_model": "bw",
+        }
+        for i in range(n)
+    ]
 
 
 def judge(prompt):
     i = int(_user(prompt).split("QID-")[1].split()[0])
-    return ["Off topic.\nScore: 1", "Fine.\nScore: 4", "Perfect.\nScore: 5", "I think it deserves 5", "Score: 10"][i % 5]
+    return ["Off topic.\nScore: 1", "Fine.\nScore: 4", "Perfect.\nScore: 5", "I think it deserves 5", "Score: 10"][
+        i % 5
+    ]
 
 
 def test_curate_selects_a_k_and_keeps_unparsed_raw(tmp_path):
@@ -107,13 +120,23 @@ def test_rating_resumes_from_last_complete_shard(tmp_path):
         return judge(prompt)
 
     with pytest.raises(Crash):
-        rate(candidates(10), "m0", tmp_path / "r", CurateConfig(records_per_shard=3, finish_score_line=False), engine=ScriptedEngine(crashing))
+        rate(
+            candidates(10),
+            "m0",
+            tmp_path / "r",
+            CurateConfig(records_per_shard=3, finish_score_line=False),
+            engine=ScriptedEngine(crashing),
+        )
     assert len(list((tmp_path / "r").glob("part-*.jsonl"))) == 2
-    info = rate(candidates(10), "m0", tmp_path / "r", CurateConfig(records_per_shard=3, finish_score_line=False), engine=engine)
+    info = rate(
+        candidates(10), "m0", tmp_path / "r", CurateConfig(records_per_shard=3, finish_score_line=False), engine=engine
+    )
     ids = [r["id"] for r in read_stage(tmp_path / "r")]
     assert ids == [f"c{i:03d}" for i in range(10)]
     assert engine.calls == 2  # only the two unfinished shards were rated again
-    shard_seconds = [json.loads(p.read_text())["_seconds"] for p in sorted((tmp_path / "r" / "_counters").glob("*.json"))]
+    shard_seconds = [
+        json.loads(p.read_text())["_seconds"] for p in sorted((tmp_path / "r" / "_counters").glob("*.json"))
+    ]
     assert len(shard_seconds) == 4 and info["seconds"] == pytest.approx(sum(shard_seconds), abs=0.01)
     assert "_seconds" not in stage_counters(tmp_path / "r")
 
@@ -128,9 +151,30 @@ def test_kill_9_during_curation_then_rerun(tmp_path, tiny_model, mode, n):
     (cands / "_SUCCESS").write_text("{}")
     out = tmp_path / "iter1"
     per_shard = 2 if mode == "generate" else 1  # the likelihood reads are fast: one per shard to land mid-stage
-    cmd = [sys.executable, "-m", "humpback.cli", "curate", "--candidates", str(cands), "--model", tiny_model,
-           "--out", str(out), "--records-per-shard", str(per_shard), "--batch-size", "2", "--max-new-tokens", "24",
-           "--dtype", "float32", "--mode", mode, "--select", "top_fraction" if mode != "generate" else "score_at_least"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "humpback.cli",
+        "curate",
+        "--candidates",
+        str(cands),
+        "--model",
+        tiny_model,
+        "--out",
+        str(out),
+        "--records-per-shard",
+        str(per_shard),
+        "--batch-size",
+        "2",
+        "--max-new-tokens",
+        "24",
+        "--dtype",
+        "float32",
+        "--mode",
+        mode,
+        "--select",
+        "top_fraction" if mode != "generate" else "score_at_least",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 240
     while time.time() < deadline and len(list((out / "ratings").glob("part-*.jsonl"))) < 3:
@@ -179,15 +223,19 @@ def test_logprob_prompt_ends_where_the_score_goes():
 
 def test_logprob_rating_keeps_the_most_likely_score_and_the_expected_score(tmp_path):
     table = {"a": [0.05, 0.05, 0.1, 0.2, 0.4], "b": [0.6, 0.2, 0.0, 0.0, 0.0], "c": [0, 0, 0, 0, 0]}
-    engine = ScriptedEngine(lambda p: pytest.fail("logprob mode must not generate"),
-                            logprobs=lambda p: _digits(table[_user(p).split("Answer:\n")[1]]))
+    engine = ScriptedEngine(
+        lambda p: pytest.fail("logprob mode must not generate"),
+        logprobs=lambda p: _digits(table[_user(p).split("Answer:\n")[1]]),
+    )
     candidates = [{"id": k, "source": "t", "instruction": "Q", "output": k} for k in "abc"]
     cfg = CurateConfig(mode="logprob", k=5)
     curated = curate(candidates, "judge", tmp_path, cfg, engine=engine)
     ratings = {r["id"]: r for r in read_stage(tmp_path / "ratings")}
     assert ratings["a"]["score"] == 5 and ratings["b"]["score"] == 1 and ratings["c"]["score"] is None
     assert ratings["a"]["expected_score"] == pytest.approx((0.05 + 0.1 + 0.3 + 0.8 + 2.0) / 0.8, abs=1e-3)
-    assert ratings["a"]["score_mass"] == pytest.approx(0.8) and sum(ratings["a"]["score_probs"]) == pytest.approx(1, abs=1e-3)
+    assert ratings["a"]["score_mass"] == pytest.approx(0.8) and sum(ratings["a"]["score_probs"]) == pytest.approx(
+        1, abs=1e-3
+    )
     assert ratings["b"]["rating_mode"] == "logprob"
     assert [c["id"] for c in curated] == ["a"]
     counts = stage_counters(tmp_path / "ratings")
@@ -198,19 +246,23 @@ def test_logprob_rating_on_a_real_model_matches_one_forward_pass(tmp_path, tiny_
     from humpback.engines import TransformersEngine
 
     engine = TransformersEngine(tiny_model, dtype="float32", batch_size=2)
-    candidates = [{"id": str(i), "source": "t", "instruction": f"Question {i}?", "output": "Answer. " * i}
-                  for i in range(1, 6)]
+    candidates = [
+        {"id": str(i), "source": "t", "instruction": f"Question {i}?", "output": "Answer. " * i} for i in range(1, 6)
+    ]
     rate(candidates, tiny_model, tmp_path, CurateConfig(mode="logprob", min_choice_mass=0), engine=engine)
     ratings = list(read_stage(tmp_path))
     for r, c in zip(ratings, candidates):
-        alone = engine.choice_logprobs([rating_prompt(c, load_template(None, "logprob"), "logprob",
-                                                      CurateConfig().system_prompt)], SCORE_CHOICES)[0]
+        alone = engine.choice_logprobs(
+            [rating_prompt(c, load_template(None, "logprob"), "logprob", CurateConfig().system_prompt)], SCORE_CHOICES
+        )[0]
         assert r["score"] == int(max(alone, key=alone.get))
         assert 1 <= r["expected_score"] <= 5
         assert r["score_mass"] == pytest.approx(sum(math.exp(v) for v in alone.values()), abs=1e-4)
     # a random model puts almost nothing on the five scores: at the default floor, no rating counts
     rate(candidates, tiny_model, tmp_path / "floor", CurateConfig(mode="logprob"), engine=engine)
-    assert all(r["score"] is None and r["unparsed_reason"] == "low_choice_mass" for r in read_stage(tmp_path / "floor"))
+    assert all(
+        r["score"] is None and r["unparsed_reason"] == "low_choice_mass" for r in read_stage(tmp_path / "floor")
+    )
     assert stage_counters(tmp_path / "floor")["low_choice_mass"] == 5
 
 
@@ -245,10 +297,18 @@ def test_compare_probes_every_mode_side_by_side(tmp_path, tiny_model):
     from humpback.engines.transformers import TransformersEngine
 
     engine = TransformersEngine(tiny_model, dtype="float32", batch_size=4)
-    candidates = [{"id": str(i), "source": "t", "instruction": f"Question {i}?", "output": "Answer. " * (i + 1)}
-                  for i in range(4)]
-    held_out = [{"id": f"h{i}", "instruction": f"Explain topic {i}.", "output": f"Topic {i} is explained in full here, "
-                 "with reasons and an example."} for i in range(4)]
+    candidates = [
+        {"id": str(i), "source": "t", "instruction": f"Question {i}?", "output": "Answer. " * (i + 1)}
+        for i in range(4)
+    ]
+    held_out = [
+        {
+            "id": f"h{i}",
+            "instruction": f"Explain topic {i}.",
+            "output": f"Topic {i} is explained in full here, with reasons and an example.",
+        }
+        for i in range(4)
+    ]
     cfg = CurateConfig(compare_sample=2, max_new_tokens=4, min_choice_mass=0)
     report = compare_modes(candidates, tiny_model, cfg, tmp_path / "compare.json", engine, probe_pairs=held_out)
     assert [r["mode"] for r in report["probe"]] == list(RATING_MODES)
@@ -266,13 +326,20 @@ def test_the_judge_reads_the_rubric_under_the_system_message_m0_was_trained_with
     assert [m["role"] for m in rating_prompt({"instruction": "Q", "output": "A"}, RUBRIC, "generate", "")] == ["user"]
     assert RunConfig().curate.system_prompt == SEED_TAG
     assert RunConfig(forward={"tag_placement": "append"}).curate.system_prompt == ""  # M_0 saw no system message
-    assert RunConfig(forward={"tag_placement": "none"}, curate={"system_prompt": "Mine."}).curate.system_prompt == "Mine."
+    assert (
+        RunConfig(forward={"tag_placement": "none"}, curate={"system_prompt": "Mine."}).curate.system_prompt == "Mine."
+    )
 
 
 def test_each_selection_rule_on_fixed_ratings():
-    ratings = [{"id": "a", "score": 5, "expected_score": 4.2}, {"id": "b", "score": 4, "expected_score": 4.6},
-               {"id": "c", "score": None, "expected_score": 4.9}, {"id": "d", "score": 1, "expected_score": 1.3},
-               {"id": "e", "score": None, "signal": 0.8}, {"id": "f", "score": None, "signal": None}]
+    ratings = [
+        {"id": "a", "score": 5, "expected_score": 4.2},
+        {"id": "b", "score": 4, "expected_score": 4.6},
+        {"id": "c", "score": None, "expected_score": 4.9},
+        {"id": "d", "score": 1, "expected_score": 1.3},
+        {"id": "e", "score": None, "signal": 0.8},
+        {"id": "f", "score": None, "signal": None},
+    ]
     assert [r["id"] for r in select(ratings, 5)] == ["a"]
     assert [r["id"] for r in select(ratings, 4)] == ["a", "b"] and select(ratings, 4)[0]["selected_by"] == "score >= 4"
     assert [r["id"] for r in select(ratings, 5, "value_at_least", 4.5)] == ["b", "c"]
@@ -290,8 +357,10 @@ def test_a_likelihood_mode_rates_and_selects_by_value(tmp_path, tiny_model):
     from humpback.engines.transformers import TransformersEngine
 
     engine = TransformersEngine(tiny_model, dtype="float32", batch_size=4)
-    cands = [{"id": str(i), "source": "t", "instruction": f"Question {i}?", "output": "Answer. " * (i + 1)}
-             for i in range(6)]
+    cands = [
+        {"id": str(i), "source": "t", "instruction": f"Question {i}?", "output": "Answer. " * (i + 1)}
+        for i in range(6)
+    ]
     cfg = CurateConfig(mode="pmi", select="top_fraction", select_fraction=0.5, records_per_shard=4)
     curated = curate(cands, tiny_model, tmp_path, cfg, engine=engine)
     ratings = list(read_stage(tmp_path / "ratings"))

@@ -28,6 +28,9 @@ def test_embedded_model_runs_the_whole_loop(tmp_path, embedded_model):
     assert all(r["judge_output"] for r in ratings)
     assert len(list(read_jsonl(cfg.out / "final" / "train.jsonl"))) == 8 + stats["iterations"]["2"]["A_5"]
 
-    answers = generate(["What is the capital of France?"], str(cfg.out / "models" / "m2"),
-                       GenerateConfig(max_new_tokens=24, temperature=0.0))
+    answers = generate(
+        ["What is the capital of France?"],
+        str(cfg.out / "models" / "m2"),
+        GenerateConfig(max_new_tokens=24, temperature=0.0),
+    )
     assert "Paris" in answers[0]

@@ -13,8 +13,10 @@ from humpback.engines.transformers import GrowingLayer, TransformersEngine
 
 SYSTEM = "You rate answers. " * 12  # a shared prefix of well over min_shared_prefix tokens
 PROMPTS = [[{"role": "user", "content": "hi " * n}] for n in (1, 30, 5, 12, 2, 50, 8)]
-SHARED = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": "tell me about " + "x " * n}]
-          for n in (3, 40, 7, 1, 22, 9, 15)]
+SHARED = [
+    [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "tell me about " + "x " * n}]
+    for n in (3, 40, 7, 1, 22, 9, 15)
+]
 CONTINUED = [p + [{"role": "assistant", "content": "Score:"}] for p in SHARED]
 
 
@@ -45,10 +47,15 @@ def _hf_generate_ids(engine, prompt, max_new_tokens, eos_token_id=None) -> list[
 
     ids = torch.tensor([encode_chat(engine.tokenizer, prompt)])
     with torch.inference_mode():
-        out = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                    max_new_tokens=max_new_tokens, pad_token_id=engine.tokenizer.pad_token_id,
-                                    eos_token_id=eos_token_id)
-    return out[0, ids.shape[1]:].tolist()
+        out = engine.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=engine.tokenizer.pad_token_id,
+            eos_token_id=eos_token_id,
+        )
+    return out[0, ids.shape[1] :].tolist()
 
 
 def _hf_generate(engine, prompt, max_new_tokens) -> str:
@@ -73,7 +80,9 @@ def test_rows_that_stop_early_are_dropped_and_the_rest_go_on(lively_model, monke
     engine.stop_ids = {stop}
     layer_class, dropped = GrowingLayer, []
     keep_rows = layer_class.keep_rows
-    monkeypatch.setattr(layer_class, "keep_rows", lambda self, rows: dropped.append(len(rows)) or keep_rows(self, rows))
+    monkeypatch.setattr(
+        layer_class, "keep_rows", lambda self, rows: dropped.append(len(rows)) or keep_rows(self, rows)
+    )
     got = engine.generate_ids([encode_chat(engine.tokenizer, p) for p in SHARED], params)
     expected = [[t for t in _hf_generate_ids(engine, p, 16, eos_token_id=stop) if t != stop] for p in SHARED]
     assert got == expected  # model.generate keeps the stop token; ours leaves it out, as for a real end token
@@ -123,7 +132,7 @@ def test_shared_prefix_is_encoded_once_and_reused(engine):
     engine.generate(SHARED, SamplingParams(temperature=0.0, max_new_tokens=2))
     prefix = list(engine._prefix)
     ids = [encode_chat(engine.tokenizer, p) for p in SHARED]
-    assert len(prefix) >= 16 and all(i[:len(prefix)] == prefix for i in ids)
+    assert len(prefix) >= 16 and all(i[: len(prefix)] == prefix for i in ids)
     cache = engine._prefix_cache
     engine.generate(SHARED[:2], SamplingParams(temperature=0.0, max_new_tokens=2))
     assert engine._prefix_cache is cache  # the next call found the same prefix: nothing recomputed
@@ -142,14 +151,19 @@ def _teacher_forced(engine, prompt, choice) -> float:
     text = chat_text(engine.tokenizer, prompt)
     prompt_ids = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
     ids = engine.tokenizer(text + choice, add_special_tokens=False)["input_ids"]
-    assert ids[:len(prompt_ids)] == prompt_ids  # the choice extends the prompt's tokens (SmolLM2's BPE)
+    assert ids[: len(prompt_ids)] == prompt_ids  # the choice extends the prompt's tokens (SmolLM2's BPE)
     with torch.inference_mode():
         logprobs = torch.log_softmax(engine.model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
     return sum(logprobs[t - 1, ids[t]].item() for t in range(len(prompt_ids), len(ids)))
 
 
-@pytest.mark.parametrize("choices", [[" 1", " 2", " 3", " 4", " 5"],  # one token each after the prompt
-                                     [" yes", " no", " maybe so", "\n\n5"]])  # several tokens: read one by one
+@pytest.mark.parametrize(
+    "choices",
+    [
+        [" 1", " 2", " 3", " 4", " 5"],  # one token each after the prompt
+        [" yes", " no", " maybe so", "\n\n5"],
+    ],
+)  # several tokens: read one by one
 def test_choice_logprobs_are_each_choices_teacher_forced_probability(engine, choices):
     got = engine.choice_logprobs(CONTINUED, choices)
     for prompt, result in zip(CONTINUED, got):
@@ -169,10 +183,14 @@ def test_a_choice_that_merges_with_the_prompt_is_read_as_text(engine):
     full, k = plan.full_ids["A"], plan.start["A"]
     assert k < len(plan.prompt_ids)  # the case under test: the tokenizations part before the prompt's end
     with torch.inference_mode():
-        lp = lambda ids: torch.log_softmax(engine.model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+
+        def lp(ids):
+            return torch.log_softmax(engine.model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+
         whole, alone = lp(full), lp(plan.prompt_ids)
-    expected = (sum(whole[t - 1, full[t]].item() for t in range(k, len(full)))
-                - sum(alone[t - 1, plan.prompt_ids[t]].item() for t in range(k, len(plan.prompt_ids))))
+    expected = sum(whole[t - 1, full[t]].item() for t in range(k, len(full))) - sum(
+        alone[t - 1, plan.prompt_ids[t]].item() for t in range(k, len(plan.prompt_ids))
+    )
     assert got == pytest.approx(min(expected, 0.0), abs=1e-4)
 
 
@@ -189,17 +207,23 @@ def test_follow_up_text_is_fed_as_if_written_and_decoding_goes_on(engine):
 
     encoded = [encode_chat(engine.tokenizer, p) for p in SHARED[:4]]
     plain = engine.generate_ids(encoded, SamplingParams(temperature=0.0, max_new_tokens=6))
-    params = SamplingParams(temperature=0.0, max_new_tokens=6, follow_up_tokens=3,
-                            follow_up=lambda i, text: "\nScore:" if i == 1 else None)
+    params = SamplingParams(
+        temperature=0.0, max_new_tokens=6, follow_up_tokens=3, follow_up=lambda i, text: "\nScore:" if i == 1 else None
+    )
     got = engine.generate_ids(encoded, params)
     forced = engine.tokenizer("\nScore:", add_special_tokens=False)["input_ids"]
     assert got[0] == plain[0] and got[2:] == plain[2:]  # the others are untouched
-    assert got[1][:6] == plain[1] and got[1][6:6 + len(forced)] == forced and len(got[1]) == 6 + len(forced) + 3
+    assert got[1][:6] == plain[1] and got[1][6 : 6 + len(forced)] == forced and len(got[1]) == 6 + len(forced) + 3
     ids = torch.tensor([encoded[1] + plain[1] + forced])
     with torch.inference_mode():
-        reference = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                          max_new_tokens=3, pad_token_id=engine.tokenizer.pad_token_id)
-    assert got[1][6 + len(forced):] == reference[0, ids.shape[1]:].tolist()
+        reference = engine.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=False,
+            max_new_tokens=3,
+            pad_token_id=engine.tokenizer.pad_token_id,
+        )
+    assert got[1][6 + len(forced) :] == reference[0, ids.shape[1] :].tolist()
 
 
 def test_judges_get_their_score_line_in_the_same_pass(lively_model):
@@ -222,8 +246,10 @@ def test_sequence_logprobs_match_one_plain_forward_pass_each(engine):
     read alone by a plain forward pass."""
     import torch
 
-    texts = [chat_text(engine.tokenizer, p + [{"role": "assistant", "content": a}])
-             for p, a in zip(SHARED, ["Blue, mostly.", "It depends on the weather and the light.", "No."])]
+    texts = [
+        chat_text(engine.tokenizer, p + [{"role": "assistant", "content": a}])
+        for p, a in zip(SHARED, ["Blue, mostly.", "It depends on the weather and the light.", "No."])
+    ]
     reads = []
     for i, text in enumerate(texts):
         ids = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -243,8 +269,11 @@ def test_repeated_prompts_share_one_prefill_and_decode_as_if_alone(engine):
     wide = TransformersEngine(engine.model_path, dtype="float32", batch_size=6, prefill_rows=1)
     prefilled = []
     hook = wide.model.register_forward_pre_hook(
-        lambda module, args, kwargs: prefilled.append(kwargs["input_ids"].shape) if kwargs["input_ids"].shape[1] > 1
-        else None, with_kwargs=True)
+        lambda module, args, kwargs: (
+            prefilled.append(kwargs["input_ids"].shape) if kwargs["input_ids"].shape[1] > 1 else None
+        ),
+        with_kwargs=True,
+    )
     try:
         got = wide.generate(prompts, SamplingParams(temperature=0.0, max_new_tokens=8))
     finally:

@@ -22,12 +22,24 @@ from conftest import SERVER_KEY, write_jsonl
 pytestmark = [pytest.mark.vllm, pytest.mark.e2e]
 
 CANDIDATES = [
-    {"id": "c1", "source": "t", "instruction": "How do I boil an egg?",
-     "output": "Put the egg in boiling water for 7 minutes, then cool it in cold water and peel it."},
-    {"id": "c2", "source": "t", "instruction": "What is the capital of France?",
-     "output": "I went to Paris last summer with my family. Subscribe to my newsletter for more travel stories!"},
-    {"id": "c3", "source": "t", "instruction": "Name three primary colours.",
-     "output": "The three primary colours of pigment are red, yellow and blue."},
+    {
+        "id": "c1",
+        "source": "t",
+        "instruction": "How do I boil an egg?",
+        "output": "Put the egg in boiling water for 7 minutes, then cool it in cold water and peel it.",
+    },
+    {
+        "id": "c2",
+        "source": "t",
+        "instruction": "What is the capital of France?",
+        "output": "I went to Paris last summer with my family. Subscribe to my newsletter for more travel stories!",
+    },
+    {
+        "id": "c3",
+        "source": "t",
+        "instruction": "Name three primary colours.",
+        "output": "The three primary colours of pigment are red, yellow and blue.",
+    },
 ]
 
 
@@ -66,9 +78,10 @@ def test_vllm_offline_engine(embedded_model, reference):
             assert first == engine.generate(prompts, sampled)  # seeded sampling repeats
         long_prompts = [[{"role": "user", "content": "Summarise: " + "the river runs to the sea. " * 300}]] * 6
         assert all(engine.generate(long_prompts, sampled))  # chunked prefill + sampling (crashed with seeds)
-        continued = engine.generate([[{"role": "user", "content": "Count from one to five."},
-                                      {"role": "assistant", "content": "One, two,"}]],
-                                    SamplingParams(temperature=0.0, max_new_tokens=8))[0]
+        continued = engine.generate(
+            [[{"role": "user", "content": "Count from one to five."}, {"role": "assistant", "content": "One, two,"}]],
+            SamplingParams(temperature=0.0, max_new_tokens=8),
+        )[0]
         assert "three" in continued.lower()  # continues its own message instead of starting over
     finally:
         engine.close()
@@ -83,10 +96,14 @@ def test_openai_engine_against_a_real_server(embedded_model, vllm_server, refere
     assert "<|im_end|>" in engine.stop
     got = engine.choice_logprobs(_logprob_prompts(), SCORE_CHOICES)
     _assert_close_to_reference(got, reference)
-    answers = engine.generate([rating_prompt(c, RUBRIC) for c in CANDIDATES] + [[{"role": "user", "content": "x " * 5000}]],
-                              SamplingParams(temperature=0.0, max_new_tokens=16))
+    answers = engine.generate(
+        [rating_prompt(c, RUBRIC) for c in CANDIDATES] + [[{"role": "user", "content": "x " * 5000}]],
+        SamplingParams(temperature=0.0, max_new_tokens=16),
+    )
     assert all(answers[:3]) and answers[3] is None  # the over-long prompt is refused, the rest answered
-    counting = [[{"role": "user", "content": "Count from one to five."}, {"role": "assistant", "content": "One, two,"}]]
+    counting = [
+        [{"role": "user", "content": "Count from one to five."}, {"role": "assistant", "content": "One, two,"}]
+    ]
     greedy = SamplingParams(temperature=0.0, max_new_tokens=8)
     continued = engine.generate(counting, greedy)[0]
     assert "three" in continued.lower()
@@ -100,11 +117,13 @@ def test_openai_engine_needs_the_key_and_retries_then_fails_clearly(embedded_mod
     monkeypatch.delenv("HB_NO_SUCH_KEY", raising=False)
     with pytest.raises(EngineError, match="API key was rejected"):
         OpenAIEngine(embedded_model, vllm_server, api_key_env="HB_NO_SUCH_KEY").generate(
-            [[{"role": "user", "content": "hi"}]], SamplingParams(max_new_tokens=2))
+            [[{"role": "user", "content": "hi"}]], SamplingParams(max_new_tokens=2)
+        )
     dead = vllm_server.replace(vllm_server.split(":")[-1].split("/")[0], "9")  # nothing listens on port 9
     with pytest.raises(EngineError, match=r"did not answer \(APIConnectionError"):
         OpenAIEngine(embedded_model, dead, max_retries=1, timeout=5).generate(
-            [[{"role": "user", "content": "hi"}]], SamplingParams(max_new_tokens=2))
+            [[{"role": "user", "content": "hi"}]], SamplingParams(max_new_tokens=2)
+        )
 
 
 def test_curate_cli_with_the_openai_engine_never_writes_the_key(embedded_model, vllm_server, tmp_path):
@@ -114,13 +133,38 @@ def test_curate_cli_with_the_openai_engine_never_writes_the_key(embedded_model, 
     out = tmp_path / "curated"
     env = {**os.environ, "HB_TEST_KEY": SERVER_KEY}
     result = subprocess.run(
-        [sys.executable, "-m", "humpback.cli", "curate", "--candidates", str(candidates), "--model", embedded_model,
-         "--out", str(out), "--engine", "openai", "--base-url", vllm_server, "--api-key-env", "HB_TEST_KEY",
-         "--mode", "logprob", "--k", "1"], capture_output=True, text=True, env=env, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "humpback.cli",
+            "curate",
+            "--candidates",
+            str(candidates),
+            "--model",
+            embedded_model,
+            "--out",
+            str(out),
+            "--engine",
+            "openai",
+            "--base-url",
+            vllm_server,
+            "--api-key-env",
+            "HB_TEST_KEY",
+            "--mode",
+            "logprob",
+            "--k",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     ratings = [json.loads(line) for line in (out / "ratings" / "part-00000.jsonl").read_text().splitlines()]
     assert [r["id"] for r in ratings] == ["c1", "c2", "c3"]
-    assert all(r["rating_mode"] == "logprob" and r["score"] in range(1, 6) and 1 <= r["expected_score"] <= 5
-               for r in ratings)
+    assert all(
+        r["rating_mode"] == "logprob" and r["score"] in range(1, 6) and 1 <= r["expected_score"] <= 5 for r in ratings
+    )
     written = "".join(p.read_text(errors="replace") for p in Path(out).rglob("*") if p.is_file())
     assert SERVER_KEY not in written + result.stdout + result.stderr

@@ -8,22 +8,35 @@ import yaml
 
 from conftest import ScriptedEngine, shared_data
 from humpback.config import BackwardEvalConfig, EvalConfig, JudgeConfig
-from humpback.evaluate import (VERDICT_PREFIX, alpaca_eval_config, backward_fidelity, compare, evaluate,
-                               judge_pairs, length_controlled_win_rate, load_prompt_set, parse_verdict, split_seed,
-                               win_rate)
+from humpback.evaluate import (
+    VERDICT_PREFIX,
+    alpaca_eval_config,
+    backward_fidelity,
+    compare,
+    evaluate,
+    judge_pairs,
+    length_controlled_win_rate,
+    load_prompt_set,
+    parse_verdict,
+    split_seed,
+    win_rate,
+)
 from humpback.seed import load_seed
 
 
-@pytest.mark.parametrize("text,verdict", [
-    ("A is clearer.\nVerdict: A", "A"),
-    ("verdict - b", "B"),
-    ("**Verdict:** tie", "tie"),
-    ("Verdict: B\nOn reflection... Verdict: A", "A"),  # the last verdict counts
-    ("I prefer the first one.", None),
-    ("Verdict: C", None),
-    ("", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    "text,verdict",
+    [
+        ("A is clearer.\nVerdict: A", "A"),
+        ("verdict - b", "B"),
+        ("**Verdict:** tie", "tie"),
+        ("Verdict: B\nOn reflection... Verdict: A", "A"),  # the last verdict counts
+        ("I prefer the first one.", None),
+        ("Verdict: C", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_parse_verdict(text, verdict):
     assert parse_verdict(text) == verdict
 
@@ -86,8 +99,10 @@ def test_random_order_is_seeded_and_judges_once_per_pair():
 
 
 def test_standard_error_is_over_prompts():
-    judgements = [{"instruction": f"q{i}", "output": "x", "reference": "y", "preference": p}
-                  for i, p in enumerate([1.0, 0.0, 1.0, 1.0])]
+    judgements = [
+        {"instruction": f"q{i}", "output": "x", "reference": "y", "preference": p}
+        for i, p in enumerate([1.0, 0.0, 1.0, 1.0])
+    ]
     result = win_rate(judgements, "m", "ref")
     assert result["win_rate"] == 75.0
     assert result["standard_error"] == pytest.approx(100 * 0.5 / 2, abs=0.01)  # stdev 0.5 over sqrt(4)
@@ -105,8 +120,15 @@ def test_length_control_removes_a_preference_that_length_alone_explains():
 
 
 def _alpaca_file(tmp_path, n=6):
-    rows = [{"instruction": f"Name a colour number {i}.", "output": f"Colour {i} is blue.",
-             "generator": "text_davinci_003", "dataset": "helpful_base"} for i in range(n)]
+    rows = [
+        {
+            "instruction": f"Name a colour number {i}.",
+            "output": f"Colour {i} is blue.",
+            "generator": "text_davinci_003",
+            "dataset": "helpful_base",
+        }
+        for i in range(n)
+    ]
     path = tmp_path / "alpaca_eval.json"
     path.write_text(json.dumps(rows))
     return path
@@ -122,11 +144,18 @@ def test_limit_takes_a_fixed_seeded_sample(tmp_path):
 
 
 def test_evaluate_writes_alpaca_eval_outputs_and_a_judged_win_rate(tmp_path, tiny_model):
-    cfg = EvalConfig(prompts=_alpaca_file(tmp_path), limit=4, max_new_tokens=8, dtype="float32",
-                     judge=JudgeConfig(model=tiny_model, dtype="float32", min_choice_mass=0))  # random: no mass on A/B
+    cfg = EvalConfig(
+        prompts=_alpaca_file(tmp_path),
+        limit=4,
+        max_new_tokens=8,
+        dtype="float32",
+        judge=JudgeConfig(model=tiny_model, dtype="float32", min_choice_mass=0),
+    )  # random: no mass on A/B
     result = evaluate(cfg, tiny_model, tmp_path / "eval", name="tiny")
     outputs = json.loads((tmp_path / "eval" / "model_outputs.json").read_text())
-    assert len(outputs) == 4 and all(set(o) - {"cut_off"} == {"instruction", "output", "generator", "dataset"} for o in outputs)
+    assert len(outputs) == 4 and all(
+        set(o) - {"cut_off"} == {"instruction", "output", "generator", "dataset"} for o in outputs
+    )
     assert {o["generator"] for o in outputs} == {"tiny"} and {o["dataset"] for o in outputs} == {"helpful_base"}
     judgements = [json.loads(line) for line in (tmp_path / "eval" / "judgements.jsonl").read_text().splitlines()]
     assert len(judgements) == 8 and all(0 <= j["preference"] <= 1 for j in judgements)
@@ -147,8 +176,13 @@ def test_bad_prompt_lines_are_rejected_with_file_and_line(tmp_path, tiny_model):
 
 
 def test_compare_judges_two_models_on_the_same_prompts(tmp_path, tiny_model):
-    cfg = EvalConfig(prompts=_alpaca_file(tmp_path), limit=3, max_new_tokens=6, dtype="float32",
-                     judge=JudgeConfig(model=tiny_model, dtype="float32", order="random", min_choice_mass=0))
+    cfg = EvalConfig(
+        prompts=_alpaca_file(tmp_path),
+        limit=3,
+        max_new_tokens=6,
+        dtype="float32",
+        judge=JudgeConfig(model=tiny_model, dtype="float32", order="random", min_choice_mass=0),
+    )
     result = compare(cfg, tiny_model, tiny_model, tmp_path / "cmp", name="m2", baseline_name="m0")
     assert result["model"] == "m2" and result["reference"] == "m0" and result["n_judgements"] == 3
     a = json.loads((tmp_path / "cmp" / "m2" / "model_outputs.json").read_text())
@@ -166,10 +200,31 @@ def test_cli_eval_compare_resolves_a_runs_models(tmp_path, tiny_model):
     run = tmp_path / "run"
     for name in ("m0", "m2"):
         shutil.copytree(tiny_model, run / "models" / name)
-    result = CliRunner().invoke(app, [
-        "eval", "--run", str(run), "--compare", "m0", "m2", "--prompts", str(_alpaca_file(tmp_path)),
-        "--limit", "2", "--max-new-tokens", "4", "--dtype", "float32", "--judge-model", tiny_model,
-        "--judge-dtype", "float32", "--judge-min-choice-mass", "0"])  # a random judge: no mass on A/B
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--run",
+            str(run),
+            "--compare",
+            "m0",
+            "m2",
+            "--prompts",
+            str(_alpaca_file(tmp_path)),
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--dtype",
+            "float32",
+            "--judge-model",
+            tiny_model,
+            "--judge-dtype",
+            "float32",
+            "--judge-min-choice-mass",
+            "0",
+        ],
+    )  # a random judge: no mass on A/B
     assert result.exit_code == 0, result.output
     board = json.loads((run / "eval" / "m2_vs_m0" / "leaderboard.json").read_text())
     assert board["model"] == "m2" and board["reference"] == "m0" and board["n_prompts"] == 2
@@ -209,6 +264,45 @@ def test_backward_fidelity_scores_trained_and_base(tmp_path, tiny_model):
     assert len(rows) == 4 and all("trained_instruction" in r and "base_rouge_l" in r for r in rows)
 
 
+def test_backward_fidelity_on_pairs_from_elsewhere_trains_on_the_whole_seed(tmp_path, tiny_model):
+    from typer.testing import CliRunner
+
+    from humpback.cli import app
+
+    seed, _ = load_seed("demo")
+    other = tmp_path / "other.jsonl"
+    other.write_text(
+        "".join(json.dumps({"instruction": f"Name a colour number {i}.", "output": "Blue."}) + "\n" for i in range(3))
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval-backward",
+            "--seed",
+            "demo",
+            "--held-out",
+            str(other),
+            "--model",
+            tiny_model,
+            "--out",
+            str(tmp_path / "e"),
+            "--train-max-steps",
+            "1",
+            "--max-new-tokens",
+            "4",
+            "--dtype",
+            "float32",
+            "--embedding-model",
+            "",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    fidelity = json.loads((tmp_path / "e" / "fidelity.json").read_text())
+    assert fidelity["held_out"] == 3 and fidelity["trained_on"] == len(seed) and fidelity["split_seed"] is None
+    rows = [json.loads(line) for line in (tmp_path / "e" / "predictions.jsonl").read_text().splitlines()]
+    assert [r["instruction"] for r in rows] == [f"Name a colour number {i}." for i in range(3)]
+
+
 def test_rouge_l_is_the_real_metric():
     from rouge_score import rouge_scorer
 
@@ -225,8 +319,22 @@ def test_eval_on_20_alpaca_eval_prompts_with_the_embedded_model(tmp_path, embedd
 
     prompts = shared_data("alpaca_eval/text_davinci_003_outputs.json")
     out = tmp_path / "eval"
-    result = CliRunner().invoke(app, ["eval", "--model", "smollm2-135m", "--prompts", str(prompts), "--limit", "20",
-                                      "--max-new-tokens", "192", "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            "smollm2-135m",
+            "--prompts",
+            str(prompts),
+            "--limit",
+            "20",
+            "--max-new-tokens",
+            "192",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     outputs = json.loads((out / "model_outputs.json").read_text())
     assert len(outputs) == 20 and all(o["output"].strip() for o in outputs)
@@ -242,9 +350,22 @@ def test_eval_backward_on_the_self_instruct_seed(tmp_path, embedded_model):
     from humpback.cli import app
 
     seed = shared_data("seed/self_instruct_seed_tasks.jsonl")
-    result = CliRunner().invoke(app, ["eval-backward", "--seed", str(seed), "--out", str(tmp_path),
-                                      "--train-max-steps", "6", "--train-max-length", "512",
-                                      "--max-new-tokens", "48"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval-backward",
+            "--seed",
+            str(seed),
+            "--out",
+            str(tmp_path),
+            "--train-max-steps",
+            "6",
+            "--train-max-length",
+            "512",
+            "--max-new-tokens",
+            "48",
+        ],
+    )
     assert result.exit_code == 0, result.output
     fidelity = json.loads((tmp_path / "fidelity.json").read_text())
     assert fidelity["held_out"] == 35 and fidelity["trained_on"] == 140
@@ -281,7 +402,7 @@ def test_embedding_similarity_is_the_cosine_of_normalised_embeddings(monkeypatch
 
 
 def test_a_verdict_read_on_little_probability_is_unjudged():
-    """" A" and " B" with 0.3 of the judge's probability between them (it wanted to write something
+    """ " A" and " B" with 0.3 of the judge's probability between them (it wanted to write something
     else): below the 0.5 floor the pair is unjudged, never a confident preference."""
     engine = ScriptedEngine(None, lambda p: {" A": math.log(0.2), " B": math.log(0.1)})
     judgements = judge_pairs(PAIRS[:2], engine, JudgeConfig(mode="logprob", order="both"))

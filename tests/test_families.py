@@ -20,8 +20,14 @@ from humpback.evaluate import VERDICT_CHOICES, judge_prompt
 from humpback.models import DEFAULT_CHAT_TEMPLATE, check_chat_template, end_of_turn_ids, load_tokenizer
 
 # What closes an assistant turn in each family's template (ours for the four without one: eos).
-END_OF_TURN = {"llama-spm": "</s>", "llama-bpe": "<|end_of_text|>", "qwen2": "<|im_end|>", "gpt-2": "<|endoftext|>",
-               "phi-3": "<|end|>", "falcon": "<|endoftext|>"}
+END_OF_TURN = {
+    "llama-spm": "</s>",
+    "llama-bpe": "<|end_of_text|>",
+    "qwen2": "<|im_end|>",
+    "gpt-2": "<|endoftext|>",
+    "phi-3": "<|end|>",
+    "falcon": "<|endoftext|>",
+}
 WITHOUT_TEMPLATE = {"llama-spm", "llama-bpe", "gpt-2", "falcon"}
 # Phi-3's template drops system messages: a run puts the tags in the user turn instead.
 PLACEMENT = {"phi-3": "append"}
@@ -64,13 +70,15 @@ def test_end_of_turn_is_a_stop_token_and_ends_every_training_completion(family):
     name, tokenizer = family
     eot = tokenizer.convert_tokens_to_ids(END_OF_TURN[name])
     assert end_of_turn_ids(tokenizer)[0] == eot
-    system = [{"role": "system", "content": "Answer in the style of an AI Assistant."}] if name not in PLACEMENT else []
+    system = (
+        [{"role": "system", "content": "Answer in the style of an AI Assistant."}] if name not in PLACEMENT else []
+    )
     prompt = system + [{"role": "user", "content": "Name a colour."}]
     completion = [{"role": "assistant", "content": "Blue."}]
     prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False)
     full_ids = tokenizer.apply_chat_template(prompt + completion, tokenize=True, return_dict=False)
-    assert full_ids[:len(prompt_ids)] == prompt_ids
-    assert eot in full_ids[len(prompt_ids):]
+    assert full_ids[: len(prompt_ids)] == prompt_ids
+    assert eot in full_ids[len(prompt_ids) :]
     assert check_chat_template(family_tokenizer(name), system_tags=name not in PLACEMENT)[0] == END_OF_TURN[name]
 
 
@@ -86,8 +94,9 @@ def test_decoding_stops_at_the_end_of_turn(family_model):
     assert eot in engine.stop_ids
     prompt = [[{"role": "user", "content": "Name a colour."}]]
     params = SamplingParams(temperature=0.0, max_new_tokens=8)
-    free = engine.generate_ids([engine.tokenizer(chat_text(engine.tokenizer, prompt[0]), add_special_tokens=False)
-                                ["input_ids"]], params)[0]
+    free = engine.generate_ids(
+        [engine.tokenizer(chat_text(engine.tokenizer, prompt[0]), add_special_tokens=False)["input_ids"]], params
+    )[0]
     assert len(free) == 8 and engine.cut_off == {0}
     steps = {"n": 0}
 
@@ -100,8 +109,9 @@ def test_decoding_stops_at_the_end_of_turn(family_model):
 
     hook = engine.model.register_forward_hook(force_end_of_turn, with_kwargs=True)
     try:
-        ids = engine.generate_ids([engine.tokenizer(chat_text(engine.tokenizer, prompt[0]), add_special_tokens=False)
-                                   ["input_ids"]], params)[0]
+        ids = engine.generate_ids(
+            [engine.tokenizer(chat_text(engine.tokenizer, prompt[0]), add_special_tokens=False)["input_ids"]], params
+        )[0]
     finally:
         hook.remove()
     assert ids == free[:2] and engine.cut_off == set()
@@ -143,8 +153,11 @@ def test_the_whole_loop_runs_on_every_family(tmp_path, family_model):
     rated = list(read_stage(ratings))
     assert len(rated) == len(candidates) and all(0 <= r["score_mass"] <= 1 for r in rated)
 
-    answers = generate(["Name a colour.", "Say hello."], str(models / "m1"),
-                       GenerateConfig(max_new_tokens=6, dtype="float32", tag_placement=cfg.forward.tag_placement))
+    answers = generate(
+        ["Name a colour.", "Say hello."],
+        str(models / "m1"),
+        GenerateConfig(max_new_tokens=6, dtype="float32", tag_placement=cfg.forward.tag_placement),
+    )
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
     judge = JudgeConfig(model=str(models / "m1"), dtype="float32", min_choice_mass=0)
     pairs = [{"instruction": "Name a colour.", "output": answers[0], "reference": "Blue."}]
@@ -165,8 +178,10 @@ def test_a_template_that_cannot_render_fails_before_any_work(tmp_path, family_mo
 
     name, model = family_model
     broken = tmp_path / "broken.jinja"
-    broken.write_text("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not "
-                      "supported') }}{% endif %}{{ m['content'] }}{% endfor %}")
+    broken.write_text(
+        "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not "
+        "supported') }}{% endif %}{{ m['content'] }}{% endfor %}"
+    )
     with pytest.raises(ModelError, match="--chat-template FILE"):
         run(RunConfig(model=model, out=tmp_path / "run", chat_template=broken), quiet=True)
     assert not (tmp_path / "run").exists()
@@ -187,13 +202,18 @@ def test_the_likelihood_features_read_the_answer_and_its_end_of_turn(family_mode
 
     name, model = family_model
     engine = TransformersEngine(model, dtype="float32")
-    candidate = {"instruction": "How do I boil an egg?", "output": "Put it in boiling water for 8 minutes, then cool it."}
+    candidate = {
+        "instruction": "How do I boil an egg?",
+        "output": "Put it in boiling water for 8 minutes, then cool it.",
+    }
     try:
         (features,) = likelihood_features([candidate], engine)
     finally:
         engine.close()
     tokenizer = load_tokenizer(model)
-    full, start, end = answer_span(tokenizer, [{"role": "user", "content": candidate["instruction"]}], candidate["output"])
+    full, start, end = answer_span(
+        tokenizer, [{"role": "user", "content": candidate["instruction"]}], candidate["output"]
+    )
     assert tokenizer.decode(full[start:end]).strip() == candidate["output"], name
     assert full[end] == tokenizer.convert_tokens_to_ids(END_OF_TURN[name]), name
 
@@ -223,11 +243,13 @@ def test_the_likelihood_features_read_the_answer_and_its_end_of_turn(family_mode
                 read = torch.log_softmax(reference(torch.tensor([ids])).logits[0].float(), -1)
             reads.append([read[j - 1, ids[j]].item() for j in range(first, len(ids))])
         shared = min(len(reads[0]), len(reads[1]), PMI_TOKENS)
-        assert (shared == PMI_TOKENS) == (case is long_candidate), name  # the long answer is cut, the short one read whole
+        assert (shared == PMI_TOKENS) == (case is long_candidate), (
+            name
+        )  # the long answer is cut, the short one read whole
         expected = sum(reads[0][:shared]) / shared - sum(reads[1][:shared]) / shared
         assert pmi == pytest.approx(expected, abs=1e-4), name
     # the held-out answer loss: the answer and its end of turn, the tokens training puts the loss on
     from humpback.probe import answer_loss
 
-    expected = -sum(token_logprobs[start:end + 1]) / (end + 1 - start)
+    expected = -sum(token_logprobs[start : end + 1]) / (end + 1 - start)
     assert answer_loss([candidate], model, placement="none") == pytest.approx(expected, abs=1e-4), name

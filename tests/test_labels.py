@@ -18,8 +18,17 @@ runner = CliRunner()
 
 
 def candidates(n: int = 6) -> list[dict]:
-    return [{"id": f"c{i}", "instruction": f"Question {i}?", "output": f"Answer {i}.", "fit": 0.123, "score": 5,
-             "source": "x"} for i in range(n)]
+    return [
+        {
+            "id": f"c{i}",
+            "instruction": f"Question {i}?",
+            "output": f"Answer {i}.",
+            "fit": 0.123,
+            "score": 5,
+            "source": "x",
+        }
+        for i in range(n)
+    ]
 
 
 def keys(*pressed):
@@ -45,8 +54,10 @@ def test_a_session_is_blind_and_the_next_one_goes_on_where_it_stopped(tmp_path):
 
 def test_malformed_label_lines_are_rejected_with_file_and_line(tmp_path):
     path = tmp_path / "labels.jsonl"
-    path.write_text('{"id": "a", "label": "good"}\n{broken\n{"id": "b", "label": "maybe"}\n{"label": "bad"}\n'
-                    '{"id": "c", "label": 0}\n')
+    path.write_text(
+        '{"id": "a", "label": "good"}\n{broken\n{"id": "b", "label": "maybe"}\n{"label": "bad"}\n'
+        '{"id": "c", "label": 0}\n'
+    )
     labels, rejects = read_labels(path)
     assert labels == {"a": True, "c": False}
     assert [r["source"] for r in rejects] == [f"{path}:2", f"{path}:3", f"{path}:4"]
@@ -54,11 +65,19 @@ def test_malformed_label_lines_are_rejected_with_file_and_line(tmp_path):
 
 def test_label_command_takes_labels_from_a_file_and_counts_what_it_leaves(tmp_path):
     cands = write_jsonl(tmp_path / "cands.jsonl", candidates(4))
-    given = write_jsonl(tmp_path / "given.jsonl", [{"id": "c0", "label": "good"}, {"id": "c1", "label": "bad"},
-                                                   {"id": "zz", "label": "good"}, {"nope": 1}])
-    result = runner.invoke(app, ["label", "--candidates", str(cands), "--out", str(tmp_path / "lab"), "--from", str(given)])
+    given = write_jsonl(
+        tmp_path / "given.jsonl",
+        [{"id": "c0", "label": "good"}, {"id": "c1", "label": "bad"}, {"id": "zz", "label": "good"}, {"nope": 1}],
+    )
+    result = runner.invoke(
+        app, ["label", "--candidates", str(cands), "--out", str(tmp_path / "lab"), "--from", str(given)]
+    )
     assert result.exit_code == 0, result.output
-    assert "2 labels taken" in result.output and "1 lines rejected" in result.output and "1 for ids not among" in result.output
+    assert (
+        "2 labels taken" in result.output
+        and "1 lines rejected" in result.output
+        and "1 for ids not among" in result.output
+    )
     # and interactively, from piped keys: the two left are shown
     result = runner.invoke(app, ["label", "--candidates", str(cands), "--out", str(tmp_path / "lab")], input="g\nb\n")
     assert result.exit_code == 0, result.output
@@ -99,9 +118,13 @@ def test_the_good_share_estimate_recovers_a_planted_share():
 
 def test_calibrated_selection_without_labels_uses_the_estimated_share():
     rng = random.Random(2)
-    probe = {"values": {"positive": [rng.gauss(1.0, 1.0) for _ in range(100)],
-                        "negative": [rng.gauss(-1.0, 1.0) for _ in range(300)]},
-             "calibrated": {"threshold": 0.0, "precision": 0.8, "recall": 0.9, "good_share": 0.2}}
+    probe = {
+        "values": {
+            "positive": [rng.gauss(1.0, 1.0) for _ in range(100)],
+            "negative": [rng.gauss(-1.0, 1.0) for _ in range(300)],
+        },
+        "calibrated": {"threshold": 0.0, "precision": 0.8, "recall": 0.9, "good_share": 0.2},
+    }
     rows, truth = ratings(2000, 0.6, seed=3)
     estimated = select(rows, 5, "calibrated", probe=probe, estimate=True, target=0.8)
     fixed = select(rows, 5, "calibrated", probe=probe, estimate=False, target=0.8)

@@ -29,10 +29,21 @@ def test_run_end_to_end_layout_and_resume(tmp_path, tiny_model):
     cfg = tiny_config(tmp_path, tiny_model, probe_share=0.2, probe_min_pairs=2)
     stats = run(cfg, quiet=True)
     out = cfg.out
-    for rel in ("config.yaml", "stats.json", "rejects.jsonl", "segments/_SUCCESS", "candidates/_SUCCESS",
-                "iter1/ratings/_SUCCESS", "iter1/curated/part-00000.jsonl", "iter2/ratings/_SUCCESS",
-                "final/train.jsonl", "models/backward/model.safetensors", "models/m0/config.json",
-                "models/m1/config.json", "models/m2/model.safetensors"):
+    for rel in (
+        "config.yaml",
+        "stats.json",
+        "rejects.jsonl",
+        "segments/_SUCCESS",
+        "candidates/_SUCCESS",
+        "iter1/ratings/_SUCCESS",
+        "iter1/curated/part-00000.jsonl",
+        "iter2/ratings/_SUCCESS",
+        "final/train.jsonl",
+        "models/backward/model.safetensors",
+        "models/m0/config.json",
+        "models/m1/config.json",
+        "models/m2/model.safetensors",
+    ):
         assert (out / rel).exists(), rel
     assert stats["candidates"] == 9
     assert set(stats["iterations"]) == {"1", "2"}
@@ -44,7 +55,9 @@ def test_run_end_to_end_layout_and_resume(tmp_path, tiny_model):
     assert len(held_out) == 2 and not trained_on & {(r["instruction"], r["output"]) for r in held_out}
     for i in ("1", "2"):
         probe = stats["probe"][i]
-        assert probe["positives"] == 2 and probe["mode"] == "generate" and probe["judge_model"].endswith(f"m{int(i) - 1}")
+        assert (
+            probe["positives"] == 2 and probe["mode"] == "generate" and probe["judge_model"].endswith(f"m{int(i) - 1}")
+        )
     assert set(stats["answer_loss"]) == {"m0", "m1", "m2"} and all(v > 0 for v in stats["answer_loss"].values())
     assert stats["rejects"] >= 2  # the demo's header-less and empty pages
     assert all(v is not None for v in stats["seconds"].values())
@@ -62,11 +75,16 @@ def test_run_end_to_end_layout_and_resume(tmp_path, tiny_model):
 
     # datasets reads the stage shards
     import datasets
+
     ds = datasets.load_dataset("json", data_files=str(out / "candidates" / "part-*.jsonl"), split="train")
     assert ds.num_rows == 9 and set(ds.column_names) >= {"id", "instruction", "output", "backward_model"}
 
     # rerunning resumes: nothing is trained or rated again
-    stamps = {p: p.stat().st_mtime for p in out.rglob("*") if p.is_file() and ("_SUCCESS" in p.name or p.match("probe/iter*.json"))}
+    stamps = {
+        p: p.stat().st_mtime
+        for p in out.rglob("*")
+        if p.is_file() and ("_SUCCESS" in p.name or p.match("probe/iter*.json"))
+    }
     again = run(cfg, quiet=True)
     assert {p: p.stat().st_mtime for p in stamps} == stamps  # the judge probes too are kept, not redone
     assert again["candidates"] == stats["candidates"]
@@ -132,18 +150,34 @@ def test_an_instruction_that_quotes_its_answer_is_removed_before_rating(tmp_path
     from humpback.shards import read_stage, stage_counters, stage_rejects
 
     text = "Preheat the oven to 180C. Cream the butter and sugar until pale and fluffy, then beat in the eggs."
-    assert quoted_answer("Rewrite: cream the butter and sugar until pale and fluffy.", text, 8) == \
-        "cream the butter and sugar until pale and"
+    assert (
+        quoted_answer("Rewrite: cream the butter and sugar until pale and fluffy.", text, 8)
+        == "cream the butter and sugar until pale and"
+    )
     assert quoted_answer("How do I cream the butter and sugar until pale?", text, 8) is None  # 7 words: below n
     segments = [{"id": f"s{i}", "source": f"x#{i}", "text": text} for i in range(3)]
-    instructions = {0: "How do I bake a simple cake?", 1: "Summarise: Cream the butter and sugar until pale and fluffy, "
-                    "then beat in the eggs.", 2: "Explain the first step of this recipe."}
+    instructions = {
+        0: "How do I bake a simple cake?",
+        1: "Summarise: Cream the butter and sugar until pale and fluffy, then beat in the eggs.",
+        2: "Explain the first step of this recipe.",
+    }
     written = iter(instructions.values())
-    augment(segments, "m", tmp_path / "cand", AugmentConfig(num_instructions=1), engine=ScriptedEngine(lambda p: next(written)))
+    augment(
+        segments,
+        "m",
+        tmp_path / "cand",
+        AugmentConfig(num_instructions=1),
+        engine=ScriptedEngine(lambda p: next(written)),
+    )
     assert [c["id"] for c in read_stage(tmp_path / "cand")] == ["s0", "s2"]
     assert stage_counters(tmp_path / "cand")["quotes_answer"] == 1
     [rejected] = list(stage_rejects(tmp_path / "cand"))
     assert rejected["source"] == "x#1" and "quotes its answer" in rejected["reason"]
-    augment(segments, "m", tmp_path / "kept", AugmentConfig(max_quoted_words=0, num_instructions=1), engine=ScriptedEngine(
-        lambda p: instructions[1]))
+    augment(
+        segments,
+        "m",
+        tmp_path / "kept",
+        AugmentConfig(max_quoted_words=0, num_instructions=1),
+        engine=ScriptedEngine(lambda p: instructions[1]),
+    )
     assert len(list(read_stage(tmp_path / "kept"))) == 3  # 0 keeps them all

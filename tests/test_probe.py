@@ -11,12 +11,17 @@ import pytest
 
 from conftest import ScriptedEngine
 from humpback.config import CurateConfig
-from humpback.probe import (BOILERPLATE, NEGATIVE_KINDS, auc, bootstrap_auc, near_instruction, probe_judge,
-                             probe_pairs)
+from humpback.probe import BOILERPLATE, NEGATIVE_KINDS, auc, bootstrap_auc, near_instruction, probe_judge, probe_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
-PAIRS = [{"id": f"p{i}", "instruction": f"Question {i}: how does topic {i} work?",
-          "output": f"Topic {i} works like this. " + " ".join(f"step{i}-{j}" for j in range(12))} for i in range(20)]
+PAIRS = [
+    {
+        "id": f"p{i}",
+        "instruction": f"Question {i}: how does topic {i} work?",
+        "output": f"Topic {i} works like this. " + " ".join(f"step{i}-{j}" for j in range(12)),
+    }
+    for i in range(20)
+]
 
 
 def test_the_negatives_are_what_they_claim():
@@ -31,9 +36,15 @@ def test_the_negatives_are_what_they_claim():
         near = neg["near_instruction"]
         assert near["output"] == pair["output"] and near["instruction"] in [p["instruction"] for p in PAIRS]
         assert near["instruction"] != pair["instruction"]
-        assert neg["off_topic"]["output"] != pair["output"] and neg["off_topic"]["output"] in [p["output"] for p in PAIRS]
-        assert pair["output"].endswith(neg["starts_mid_way"]["output"]) and len(neg["starts_mid_way"]["output"].split()) < len(words)
-        assert pair["output"].startswith(neg["cut_off_early"]["output"]) and len(neg["cut_off_early"]["output"].split()) < len(words)
+        assert neg["off_topic"]["output"] != pair["output"] and neg["off_topic"]["output"] in [
+            p["output"] for p in PAIRS
+        ]
+        assert pair["output"].endswith(neg["starts_mid_way"]["output"]) and len(
+            neg["starts_mid_way"]["output"].split()
+        ) < len(words)
+        assert pair["output"].startswith(neg["cut_off_early"]["output"]) and len(
+            neg["cut_off_early"]["output"].split()
+        ) < len(words)
         lines = neg["boilerplate"]["output"].splitlines()
         assert pair["output"] in lines and sum(line in BOILERPLATE for line in lines) == 3
         assert neg["instruction_as_answer"]["output"] == pair["instruction"]
@@ -41,8 +52,12 @@ def test_the_negatives_are_what_they_claim():
 
 
 def test_cut_answers_keep_their_own_line_breaks():
-    pair = {"id": "l", "instruction": "List the steps.", "output": "Steps:\n1. Mix the flour and water\n2. Knead it "
-            "for ten minutes\n3. Let the dough rest\n4. Bake at 220C"}
+    pair = {
+        "id": "l",
+        "instruction": "List the steps.",
+        "output": "Steps:\n1. Mix the flour and water\n2. Knead it "
+        "for ten minutes\n3. Let the dough rest\n4. Bake at 220C",
+    }
     neg = {p["kind"]: p["output"] for p in probe_pairs([pair, PAIRS[0]]) if p["id"].startswith("l")}
     assert pair["output"].startswith(neg["cut_off_early"]) and "\n" in neg["cut_off_early"]
     assert pair["output"].endswith(neg["starts_mid_way"]) and "\n" in neg["starts_mid_way"]
@@ -50,14 +65,20 @@ def test_cut_answers_keep_their_own_line_breaks():
 
 
 def test_a_near_instruction_is_the_one_sharing_most_topic_words_and_only_one_that_shares_any():
-    pool = ["How do I bake sourdough bread at home?", "How do I repair a bicycle puncture?",
-            "Write a poem about bread.", "What is the capital of Peru?"]
+    pool = [
+        "How do I bake sourdough bread at home?",
+        "How do I repair a bicycle puncture?",
+        "Write a poem about bread.",
+        "What is the capital of Peru?",
+    ]
     assert near_instruction("How do I bake rye bread?", pool) == pool[0]  # bake, bread vs bread alone
     assert near_instruction("Fix a puncture on a bicycle tyre.", pool) == pool[1]
     assert near_instruction("How do I bake sourdough bread at home?", pool) == pool[2]  # never itself
     assert near_instruction("Explain quantum tunnelling.", pool) is None  # no topic word shared: no negative
-    pairs = [{"id": "b", "instruction": "How do I bake rye bread?", "output": "Mix rye flour, water and salt."},
-             {"id": "q", "instruction": "Explain quantum tunnelling.", "output": "A particle crosses a barrier."}]
+    pairs = [
+        {"id": "b", "instruction": "How do I bake rye bread?", "output": "Mix rye flour, water and salt."},
+        {"id": "q", "instruction": "Explain quantum tunnelling.", "output": "A particle crosses a barrier."},
+    ]
     probe = {p["id"]: p for p in probe_pairs(pairs, instruction_pool=pool)}
     assert probe["b:near_instruction"]["instruction"] == pool[0]
     assert probe["b:near_instruction"]["output"] == pairs[0]["output"]
@@ -65,8 +86,9 @@ def test_a_near_instruction_is_the_one_sharing_most_topic_words_and_only_one_tha
 
 
 def test_short_answers_are_not_cut():
-    probe = probe_pairs([{"instruction": "Capital of France?", "output": "Paris."},
-                         {"instruction": "2 + 2?", "output": "4"}])
+    probe = probe_pairs(
+        [{"instruction": "Capital of France?", "output": "Paris."}, {"instruction": "2 + 2?", "output": "4"}]
+    )
     kinds = {p["kind"] for p in probe}
     assert "starts_mid_way" not in kinds and "cut_off_early" not in kinds and "off_topic" in kinds
 
@@ -94,7 +116,10 @@ def test_a_judge_that_knows_matched_pairs_scores_high_and_a_random_one_about_hal
         return {c: (-0.01 if c == best else -8.0) for c in [" 1", " 2", " 3", " 4", " 5"]}
 
     rng = random.Random(0)
-    guessing = lambda prompt: {c: -rng.uniform(0.5, 3) for c in [" 1", " 2", " 3", " 4", " 5"]}
+
+    def guessing(prompt):
+        return {c: -rng.uniform(0.5, 3) for c in [" 1", " 2", " 3", " 4", " 5"]}
+
     good = probe_judge(PAIRS, "judge", CurateConfig(mode="logprob"), engine=ScriptedEngine(None, knowing))
     assert good["auc"] == 1.0 and all(k["auc"] == 1.0 for k in good["by_kind"].values())
     assert "separates" in good["verdict"]
@@ -148,8 +173,10 @@ def test_the_fitted_combination_ranks_by_the_feature_that_separates():
 
     rng = random.Random(0)
     probe = probe_pairs(PAIRS, seed=1)
-    features = [{name: rng.gauss(0, 1) for name in FEATURES} | {"end_logprob": p["label"] * 2 + rng.gauss(0, 0.3)}
-                for p in probe]
+    features = [
+        {name: rng.gauss(0, 1) for name in FEATURES} | {"end_logprob": p["label"] * 2 + rng.gauss(0, 0.3)}
+        for p in probe
+    ]
     combination = fit_combination(features, [p["label"] for p in probe])
     assert max(range(len(FEATURES)), key=lambda i: abs(combination["weights"][i])) == FEATURES.index("end_logprob")
     values = cross_validated(probe, features)
@@ -163,17 +190,27 @@ def test_calibrated_selection_uses_the_probes_threshold_and_combination():
     from humpback.curate import select
     from humpback.signals import FEATURES
 
-    combination = {"features": list(FEATURES), "mean": [0.0] * len(FEATURES), "std": [1.0] * len(FEATURES),
-                   "bias": 0.0, "weights": [1.0] + [0.0] * (len(FEATURES) - 1)}  # the value is pmi
-    probe = {"combination": combination,
-             "calibrated": {"threshold": 0.5, "precision": 0.8, "recall": 0.5, "good_share": 0.2}}
-    ratings = [{"id": str(i), "score": None, "signal": 0.0, "features": dict.fromkeys(FEATURES, 0.0) | {"pmi": v}}
-               for i, v in enumerate([0.9, 0.2, 0.5, -1.0])]
+    combination = {
+        "features": list(FEATURES),
+        "mean": [0.0] * len(FEATURES),
+        "std": [1.0] * len(FEATURES),
+        "bias": 0.0,
+        "weights": [1.0] + [0.0] * (len(FEATURES) - 1),
+    }  # the value is pmi
+    probe = {
+        "combination": combination,
+        "calibrated": {"threshold": 0.5, "precision": 0.8, "recall": 0.5, "good_share": 0.2},
+    }
+    ratings = [
+        {"id": str(i), "score": None, "signal": 0.0, "features": dict.fromkeys(FEATURES, 0.0) | {"pmi": v}}
+        for i, v in enumerate([0.9, 0.2, 0.5, -1.0])
+    ]
     chosen = select(ratings, 5, "calibrated", probe=probe)
     assert [r["id"] for r in chosen] == ["0", "2"] and all(
         r["selected_by"] == "calibrated: precision 0.8 on the probe at good share 0.2, recall 0.5 (estimated from the "
         "probe's made-up bad pairs; label candidates to measure it); value >= 0.5"
-        for r in chosen)
+        for r in chosen
+    )
     assert select(ratings, 5, "calibrated", probe=None) == []
 
 

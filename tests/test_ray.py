@@ -58,8 +58,14 @@ def _fits(records: list[dict]) -> list[float | None]:
 
 def test_corpus_stages_on_ray_equal_local(tmp_path, corpus, lively_model):
     seg_cfg = SegmentConfig(documents_per_shard=3)
-    aug_cfg = AugmentConfig(temperature=0.0, max_new_tokens=10, records_per_shard=4, max_segments=10,
-                            num_instructions=2, fit_model=lively_model)  # best-of-n: two engines per actor
+    aug_cfg = AugmentConfig(
+        temperature=0.0,
+        max_new_tokens=10,
+        records_per_shard=4,
+        max_segments=10,
+        num_instructions=2,
+        fit_model=lively_model,
+    )  # best-of-n: two engines per actor
     outputs = {}
     for name, executor in (("local", None), ("ray", RAY)):
         out = tmp_path / name
@@ -71,8 +77,9 @@ def test_corpus_stages_on_ray_equal_local(tmp_path, corpus, lively_model):
         outputs[name] = out
 
     local, on_ray = outputs["local"], outputs["ray"]
-    assert sorted(p.name for p in (on_ray / "segments").glob("part-*")) == \
-        [p.name.replace(".jsonl", ".parquet") for p in sorted((local / "segments").glob("part-*"))]
+    assert sorted(p.name for p in (on_ray / "segments").glob("part-*")) == [
+        p.name.replace(".jsonl", ".parquet") for p in sorted((local / "segments").glob("part-*"))
+    ]
     segments = _by_stage(local / "segments")
     assert segments == _by_stage(on_ray / "segments")
     counts = stage_counters(local / "segments")
@@ -96,8 +103,9 @@ def test_corpus_stages_on_ray_equal_local(tmp_path, corpus, lively_model):
 
 def test_ray_resume_redoes_only_missing_shards(tmp_path, lively_model):
     cfg = AugmentConfig(temperature=0.0, max_new_tokens=6, records_per_shard=2, num_instructions=1)
-    segments = [{"id": f"s{i}", "source": f"t#{i}", "header": "", "text": f"Paragraph number {i} about tea."}
-                for i in range(8)]
+    segments = [
+        {"id": f"s{i}", "source": f"t#{i}", "header": "", "text": f"Paragraph number {i} about tea."} for i in range(8)
+    ]
     out = tmp_path / "candidates"
     augment(segments, lively_model, out, cfg, executor=RAY)
     first = _by_stage(out)
@@ -123,8 +131,10 @@ def test_run_with_ray_executor(tmp_path, lively_model):
     (local, local_stats), (on_ray, ray_stats) = runs["local"], runs["ray"]
 
     def records(run_dir, stage):  # the model fields name each run's own directory
-        return [{k: v for k, v in r.items() if k not in ("backward_model", "judge_model")}
-                for r in _by_stage(run_dir / stage)]
+        return [
+            {k: v for k, v in r.items() if k not in ("backward_model", "judge_model")}
+            for r in _by_stage(run_dir / stage)
+        ]
 
     for stage in ("segments", "candidates", "iter1/ratings", "iter2/ratings"):
         here, there = records(local, stage), records(on_ray, stage)
@@ -140,7 +150,11 @@ def test_actor_plan():
     gpu_cluster, cpu_cluster = {"CPU": 64.0, "GPU": 8.0}, {"CPU": 16.0}
     assert actor_plan(ExecutorConfig(), gpu_cluster, 100) == {"actors": 8, "num_gpus": 1.0, "num_cpus": 1.0}
     assert actor_plan(ExecutorConfig(ray_gpus_per_actor=0.5), gpu_cluster, 100)["actors"] == 16
-    assert actor_plan(ExecutorConfig(ray_cpus_per_actor=4), cpu_cluster, 100) == {"actors": 4, "num_gpus": 0.0, "num_cpus": 4}
+    assert actor_plan(ExecutorConfig(ray_cpus_per_actor=4), cpu_cluster, 100) == {
+        "actors": 4,
+        "num_gpus": 0.0,
+        "num_cpus": 4,
+    }
     assert actor_plan(ExecutorConfig(), cpu_cluster, 3)["actors"] == 3  # never more actors than shards
     assert actor_plan(ExecutorConfig(ray_actors=5), gpu_cluster, 100)["actors"] == 5
 
@@ -149,7 +163,9 @@ def test_engine_objects_do_not_travel_to_ray(tmp_path):
     from conftest import ScriptedEngine
 
     with pytest.raises(ValueError, match="loads its own engine"):
-        augment([{"id": "a", "source": "s", "text": "t"}], "m", tmp_path / "c", engine=ScriptedEngine(str), executor=RAY)
+        augment(
+            [{"id": "a", "source": "s", "text": "t"}], "m", tmp_path / "c", engine=ScriptedEngine(str), executor=RAY
+        )
 
 
 def test_the_driver_streams_shards_to_the_actors():

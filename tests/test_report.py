@@ -34,8 +34,10 @@ def test_precision_and_recall_against_labels():
 
 def test_bad_label_lines_are_rejected_with_file_and_line(tmp_path):
     path = tmp_path / "labels.jsonl"
-    path.write_text('{"id": "a", "label": "good"}\n{"id": "b", "label": "maybe"}\nnot json\n'
-                    '{"id": "c", "label": false}\n{"id": "d", "label": 1}\n')
+    path.write_text(
+        '{"id": "a", "label": "good"}\n{"id": "b", "label": "maybe"}\nnot json\n'
+        '{"id": "c", "label": false}\n{"id": "d", "label": 1}\n'
+    )
     labels, rejects = read_labels(path)
     assert labels == {"a": True, "c": False, "d": True}
     assert [r["source"] for r in rejects] == [f"{path}:2", f"{path}:3"]
@@ -84,11 +86,22 @@ def test_report_command_adds_labels_and_evaluations(finished_run, tmp_path):
 
     out, _ = finished_run
     ids = [r["id"] for r in read_stage(out / "iter2" / "ratings")]
-    labels = write_jsonl(tmp_path / "labels.jsonl", [{"id": i, "label": "good" if n % 2 else "bad"}
-                                                      for n, i in enumerate(ids)] + [{"id": 3}])
-    board = {"model": "m2", "reference": "m0", "n_prompts": 20, "win_rate": 61.5, "standard_error": 4.2,
-             "length_controlled_win_rate": 58.0, "avg_length": 800.0, "reference_avg_length": 700.0,
-             "judge_model": "judge", "judge_mode": "logprob"}
+    labels = write_jsonl(
+        tmp_path / "labels.jsonl",
+        [{"id": i, "label": "good" if n % 2 else "bad"} for n, i in enumerate(ids)] + [{"id": 3}],
+    )
+    board = {
+        "model": "m2",
+        "reference": "m0",
+        "n_prompts": 20,
+        "win_rate": 61.5,
+        "standard_error": 4.2,
+        "length_controlled_win_rate": 58.0,
+        "avg_length": 800.0,
+        "reference_avg_length": 700.0,
+        "judge_model": "judge",
+        "judge_mode": "logprob",
+    }
     (out / "eval" / "m2_vs_m0").mkdir(parents=True, exist_ok=True)
     (out / "eval" / "m2_vs_m0" / "leaderboard.json").write_text(json.dumps(board))
     result = CliRunner().invoke(app, ["report", str(out), "--labels", str(labels)])
@@ -120,9 +133,20 @@ def test_report_renders_in_headless_chromium(finished_run):
     if browser is None:
         pytest.skip("chromium is not installed (make test installs Debian's chromium package when it can)")
     out, _ = finished_run
-    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
-                          "--dump-dom", (out / "report.html").resolve().as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            (out / "report.html").resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     figures = int(re.search(r'data-figures="(\d+)"', dom).group(1))
     loaded = int(re.search(r'data-figures-loaded="(\d+)"', dom).group(1))  # set by the page once images decode
     assert figures >= 3 and loaded == figures
@@ -132,11 +156,15 @@ def test_report_renders_in_headless_chromium(finished_run):
 def test_the_report_shows_what_each_filter_removed_and_decontamination():
     from humpback.report import _tables
 
-    stats = {"segment_funnel": {"removed_navigation_header": 1, "boilerplate_lines_dropped": 2},
-             "segment_filter_examples": {"navigation_header": ["Related posts | Ten more recipes"],
-                                         "boilerplate_line": ["\u00a9 2021 Cookie Blog. All rights reserved."]},
-             "quotes_answer": 3,
-             "decontamination": {"against": ["alpaca_eval.json"], "ngram": 13, "removed": {"seed": 2, "iter1": 0}}}
+    stats = {
+        "segment_funnel": {"removed_navigation_header": 1, "boilerplate_lines_dropped": 2},
+        "segment_filter_examples": {
+            "navigation_header": ["Related posts | Ten more recipes"],
+            "boilerplate_line": ["\u00a9 2021 Cookie Blog. All rights reserved."],
+        },
+        "quotes_answer": 3,
+        "decontamination": {"against": ["alpaca_eval.json"], "ngram": 13, "removed": {"seed": 2, "iter1": 0}},
+    }
     tables = {title: rows for title, _, rows in _tables(stats, [])}
     assert ["navigation_header", "Related posts | Ten more recipes"] in tables["What the filters removed (examples)"]
     assert tables["Candidates removed before rating"][0][1] == "3"

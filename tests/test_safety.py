@@ -29,13 +29,16 @@ def page(title: str, words: int = 150, seed: int = 0) -> str:
     import random
 
     rng = random.Random(seed)
-    vocab = ("river stone garden lamp window harbour bread music winter silver paper forest candle bridge "
-             "market letter ocean mountain kettle orchard").split()
+    vocab = (
+        "river stone garden lamp window harbour bread music winter silver paper forest candle bridge "
+        "market letter ocean mountain kettle orchard"
+    ).split()
     body = " ".join(rng.choice(vocab) for _ in range(words)) + "."
     return PAGE.format(title=title, body=body)
 
 
 # --- 1. outputs are safe ---------------------------------------------------------------------
+
 
 def test_train_out_never_deletes_a_users_folder(tmp_path, tiny_model):
     users = tmp_path / "results"
@@ -79,13 +82,16 @@ def test_generate_never_overwrites_a_file(tmp_path, tiny_model):
     prompts = write_jsonl(tmp_path / "q.jsonl", [{"instruction": "Say hi."}])
     answers = tmp_path / "answers.jsonl"
     answers.write_text("precious\n")
-    result = runner.invoke(app, ["generate", "--model", tiny_model, "--prompts", str(prompts), "--out", str(answers),
-                                 "--max-new-tokens", "2"])
+    result = runner.invoke(
+        app,
+        ["generate", "--model", tiny_model, "--prompts", str(prompts), "--out", str(answers), "--max-new-tokens", "2"],
+    )
     assert result.exit_code == 2 and "already exists" in result.output
     assert answers.read_text() == "precious\n"
 
 
 # --- 4. one writer per run -------------------------------------------------------------------
+
 
 def test_a_second_process_on_the_same_output_is_refused(tmp_path):
     out = tmp_path / "seg"
@@ -93,8 +99,12 @@ def test_a_second_process_on_the_same_output_is_refused(tmp_path):
 
     claim_output(out, "segments")
     with output_lock(out):
-        done = subprocess.run([sys.executable, "-m", "humpback.cli", "segment", "--corpus", "demo", "--out", str(out)],
-                              capture_output=True, text=True, cwd=ROOT)
+        done = subprocess.run(
+            [sys.executable, "-m", "humpback.cli", "segment", "--corpus", "demo", "--out", str(out)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
     assert done.returncode == 2, done.stderr
     assert f"in use by another humpback process (pid {os.getpid()})" in done.stderr
     assert "Traceback" not in done.stderr
@@ -105,20 +115,24 @@ def test_a_second_process_on_the_same_output_is_refused(tmp_path):
 
 # --- 5. config validated at the door ----------------------------------------------------------
 
-@pytest.mark.parametrize("args, field", [
-    (["segment", "--corpus", "demo", "--documents-per-shard", "0"], "documents_per_shard"),
-    (["segment", "--corpus", "demo", "--max-chars", "0"], "max_chars"),
-    (["segment", "--corpus", "demo", "--min-chars", "900", "--max-chars", "800"], "min_chars"),
-    (["augment", "--segments", "s", "--model", "m", "--records-per-shard", "0"], "records_per_shard"),
-    (["augment", "--segments", "s", "--model", "m", "--max-segments", "0"], "max_segments"),
-    (["augment", "--segments", "s", "--model", "m", "--temperature", "-1"], "temperature"),
-    (["augment", "--segments", "s", "--model", "m", "--top-p", "7"], "top_p"),
-    (["curate", "--candidates", "c", "--model", "m", "--k", "0"], "k"),
-    (["curate", "--candidates", "c", "--model", "m", "--k", "7"], "k"),
-    (["run", "--iterations", "-2"], "iterations"),
-    (["run", "--curate-k", "6"], "curate.k"),
-    (["run", "--backward-micro-batch-size", "0"], "backward.micro_batch_size"),
-])
+
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        (["segment", "--corpus", "demo", "--documents-per-shard", "0"], "documents_per_shard"),
+        (["segment", "--corpus", "demo", "--max-chars", "0"], "max_chars"),
+        (["segment", "--corpus", "demo", "--min-chars", "900", "--max-chars", "800"], "min_chars"),
+        (["augment", "--segments", "s", "--model", "m", "--records-per-shard", "0"], "records_per_shard"),
+        (["augment", "--segments", "s", "--model", "m", "--max-segments", "0"], "max_segments"),
+        (["augment", "--segments", "s", "--model", "m", "--temperature", "-1"], "temperature"),
+        (["augment", "--segments", "s", "--model", "m", "--top-p", "7"], "top_p"),
+        (["curate", "--candidates", "c", "--model", "m", "--k", "0"], "k"),
+        (["curate", "--candidates", "c", "--model", "m", "--k", "7"], "k"),
+        (["run", "--iterations", "-2"], "iterations"),
+        (["run", "--curate-k", "6"], "curate.k"),
+        (["run", "--backward-micro-batch-size", "0"], "backward.micro_batch_size"),
+    ],
+)
 def test_invalid_values_get_a_one_line_error(tmp_path, args, field):
     result = runner.invoke(app, args + ["--out", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
@@ -132,13 +146,18 @@ def test_config_file_mistakes_get_a_one_line_error(tmp_path):
     bad_yaml.write_text("segment:\n  min_chars: [1,\n")
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("curate:\n  kk: 4\n")
-    for path, expected in ((bad_yaml, "not valid YAML"), (unknown, "curate.kk"), (tmp_path / "none.yaml", "cannot be read")):
+    for path, expected in (
+        (bad_yaml, "not valid YAML"),
+        (unknown, "curate.kk"),
+        (tmp_path / "none.yaml", "cannot be read"),
+    ):
         result = runner.invoke(app, ["run", "--config", str(path), "--out", str(tmp_path / "out")])
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert result.exit_code == 2 and len(lines) == 1 and expected in lines[0], result.output
 
 
 # --- 2. every reader survives every file ------------------------------------------------------
+
 
 def _warc(records: list[tuple[str | None, str]], compress: bool) -> bytes:
     from warcio.statusandheaders import StatusAndHeaders
@@ -148,8 +167,9 @@ def _warc(records: list[tuple[str | None, str]], compress: bool) -> bytes:
     writer = WARCWriter(buffer, gzip=compress)
     for uri, html in records:
         http = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.0")
-        record = writer.create_warc_record(uri or "http://placeholder/", "response",
-                                           payload=io.BytesIO(html.encode("utf-8")), http_headers=http)
+        record = writer.create_warc_record(
+            uri or "http://placeholder/", "response", payload=io.BytesIO(html.encode("utf-8")), http_headers=http
+        )
         if uri is None:
             record.rec_headers.remove_header("WARC-Target-URI")
         writer.write_record(record)
@@ -167,11 +187,24 @@ def hostile_corpus(root: Path) -> Path:
         flipped[i] ^= 0xFF
     (corpus / "flipped.html.gz").write_bytes(bytes(flipped))
     (corpus / "random.warc").write_bytes(os.urandom(4096))
-    (corpus / "nouri.warc").write_bytes(_warc([(None, page("No uri", seed=4)), ("http://x/ok", page("Warc page about lamps", seed=5))], False))
-    cut = _warc([("http://x/a", page("Cut one about forests", seed=6)), ("http://x/b", page("Cut two about music", seed=7, words=400))], False)
+    (corpus / "nouri.warc").write_bytes(
+        _warc([(None, page("No uri", seed=4)), ("http://x/ok", page("Warc page about lamps", seed=5))], False)
+    )
+    cut = _warc(
+        [
+            ("http://x/a", page("Cut one about forests", seed=6)),
+            ("http://x/b", page("Cut two about music", seed=7, words=400)),
+        ],
+        False,
+    )
     (corpus / "cut.warc").write_bytes(cut[: len(cut) - 900])
     (corpus / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + json.dumps({"text": page("x", seed=8)[60:]}).encode() + b"\n")
-    (corpus / "latin1.html").write_bytes(PAGE.format(title="The old harbour", body=" ".join(f"Boat {i} rests in the h\xe1rbour near pier {i * 7}." for i in range(40))).encode("latin-1"))
+    (corpus / "latin1.html").write_bytes(
+        PAGE.format(
+            title="The old harbour",
+            body=" ".join(f"Boat {i} rests in the h\xe1rbour near pier {i * 7}." for i in range(40)),
+        ).encode("latin-1")
+    )
     (corpus / "notes.pdf").write_bytes(b"%PDF-1.4")
     (corpus / "dangling.html").symlink_to(corpus / "gone.html")
     return corpus
@@ -184,7 +217,9 @@ def test_a_corrupted_file_never_stops_segmentation(tmp_path):
     assert info["records"] >= 4
     sources = {Path(s["source"].split("#")[0]).name for s in read_stage(out)}
     assert {"good.html", "good2.html.gz", "bom.jsonl:1", "latin1.html"} <= sources | {s.split("@")[0] for s in sources}
-    rejects = {r["source"].removeprefix(f"{corpus}/").split("@")[0].split("#")[0]: r["reason"] for r in stage_rejects(out)}
+    rejects = {
+        r["source"].removeprefix(f"{corpus}/").split("@")[0].split("#")[0]: r["reason"] for r in stage_rejects(out)
+    }
     assert "flipped.html.gz" in rejects and "unreadable" in rejects["flipped.html.gz"]
     assert "random.warc" in rejects and "ArchiveLoadFailed" in rejects["random.warc"]
     assert "nouri.warc" in rejects
@@ -205,10 +240,12 @@ def test_a_jsonl_gz_bomb_is_capped(tmp_path):
         f.write(b'{"text": "' + b"a" * (512 * 1024 * 1024) + b'"}\n')
         f.write(json.dumps({"text": "after the bomb"}).encode() + b"\n")
     # VmHWM, not ru_maxrss: that one keeps the forking test process's peak across exec
-    code = ("import re, sys; from humpback.corpus import read_corpus; "
-            "items = list(read_corpus(sys.argv[1], max_chars=5_000_000)); "
-            "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
-            "print(len(items), type(items[0]).__name__, items[-1].content if hasattr(items[-1], 'content') else '', hwm)")
+    code = (
+        "import re, sys; from humpback.corpus import read_corpus; "
+        "items = list(read_corpus(sys.argv[1], max_chars=5_000_000)); "
+        "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
+        "print(len(items), type(items[0]).__name__, items[-1].content if hasattr(items[-1], 'content') else '', hwm)"
+    )
     done = subprocess.run([sys.executable, "-c", code, str(bomb)], capture_output=True, text=True, check=True)
     count, first, *last, peak_kb = done.stdout.split()
     assert (count, first) == ("2", "Unreadable") and " ".join(last) == "after the bomb"
@@ -233,7 +270,14 @@ def test_orphan_oasst_replies_are_rejected_with_a_reason(tmp_path):
 
     messages = [
         {"message_id": "p1", "parent_id": None, "role": "prompter", "text": "What is rain?", "lang": "en"},
-        {"message_id": "a1", "parent_id": "p1", "role": "assistant", "text": "Water falling.", "rank": 0, "lang": "en"},
+        {
+            "message_id": "a1",
+            "parent_id": "p1",
+            "role": "assistant",
+            "text": "Water falling.",
+            "rank": 0,
+            "lang": "en",
+        },
         {"message_id": "a9", "parent_id": "missing", "role": "assistant", "text": "Orphan.", "rank": 0, "lang": "en"},
     ]
     examples, rejects = load_seed(str(write_jsonl(tmp_path / "oasst.jsonl", messages)))
@@ -241,6 +285,7 @@ def test_orphan_oasst_replies_are_rejected_with_a_reason(tmp_path):
 
 
 # --- 7. stable ids -----------------------------------------------------------------------------
+
 
 def test_segment_ids_do_not_depend_on_how_the_corpus_is_spelled(tmp_path, monkeypatch):
     corpus = tmp_path / "web"
@@ -259,6 +304,7 @@ def test_segment_ids_do_not_depend_on_how_the_corpus_is_spelled(tmp_path, monkey
 
 
 # --- 3. resume checks what it resumes ---------------------------------------------------------
+
 
 def test_changed_shard_size_is_refused_or_recomputed_never_mixed(tmp_path):
     out = tmp_path / "seg"
@@ -283,8 +329,17 @@ def test_changed_records_per_shard_in_augment(tmp_path):
     augment(segments, "m", tmp_path / "cand", AugmentConfig(records_per_shard=5, num_instructions=1), engine=engine)
     (tmp_path / "cand" / "_SUCCESS").unlink()
     with pytest.raises(StaleOutputError, match="records_per_shard"):
-        augment(segments, "m", tmp_path / "cand", AugmentConfig(records_per_shard=4, num_instructions=1), engine=engine)
-    augment(segments, "m", tmp_path / "cand", AugmentConfig(records_per_shard=4, num_instructions=1), engine=engine, recompute=True)
+        augment(
+            segments, "m", tmp_path / "cand", AugmentConfig(records_per_shard=4, num_instructions=1), engine=engine
+        )
+    augment(
+        segments,
+        "m",
+        tmp_path / "cand",
+        AugmentConfig(records_per_shard=4, num_instructions=1),
+        engine=engine,
+        recompute=True,
+    )
     assert [c["id"] for c in read_stage(tmp_path / "cand")] == [s["id"] for s in segments]
 
 
@@ -324,6 +379,7 @@ def test_rerun_with_another_k_never_ships_a_mismatched_dataset(tmp_path, tiny_mo
 
 
 # --- 6. servers: refusal is not data ----------------------------------------------------------
+
 
 class FakeServer:
     """An OpenAI-compatible server on loopback whose answers a test scripts (mode)."""
@@ -369,8 +425,12 @@ class FakeServer:
             text = {"index": 0, "text": " 4", "finish_reason": "length", "logprobs": None}
             return 200, {"id": "x", "object": "text_completion", "created": 0, "model": "m", "choices": [text]}
         if self.mode == "refuse":
-            return 400, {"error": {"message": "prompt too long for this model (key sk-abcdefghijklmnop)",
-                                   "type": "invalid_request_error"}}
+            return 400, {
+                "error": {
+                    "message": "prompt too long for this model (key sk-abcdefghijklmnop)",
+                    "type": "invalid_request_error",
+                }
+            }
         if self.mode == "no_choices":
             return 200, {"id": "x", "object": "chat.completion", "created": 0, "model": "m"}
         if self.mode == "invalid_json":
@@ -385,23 +445,49 @@ class FakeServer:
         self.httpd.shutdown()
 
 
-@pytest.mark.parametrize("mode, message", [
-    ("refuse", "refused 3 of 3 prompts"),
-    ("no_choices", "not a completion"),
-    ("invalid_json", "not a completion"),
-    ("hang", "did not answer"),
-])
+@pytest.mark.parametrize(
+    "mode, message",
+    [
+        ("refuse", "refused 3 of 3 prompts"),
+        ("no_choices", "not a completion"),
+        ("invalid_json", "not a completion"),
+        ("hang", "did not answer"),
+    ],
+)
 def test_a_broken_server_stops_augmentation_unfinished(tmp_path, mode, message):
     import time
 
     server = FakeServer(mode)
-    segments = write_jsonl(tmp_path / "segs" / "part-00000.jsonl",
-                           [{"id": f"s{i}", "source": f"x#{i}", "text": f"text {i}"} for i in range(3)])
+    segments = write_jsonl(
+        tmp_path / "segs" / "part-00000.jsonl",
+        [{"id": f"s{i}", "source": f"x#{i}", "text": f"text {i}"} for i in range(3)],
+    )
     out = tmp_path / "cand"
     start = time.time()
-    result = runner.invoke(app, ["augment", "--segments", str(segments.parent), "--model", "m", "--out", str(out),
-                                 "--engine", "openai", "--base-url", server.url, "--request-timeout", "1", "--num-instructions", "1",
-                                 "--max-retries", "1", "--concurrency", "2"])
+    result = runner.invoke(
+        app,
+        [
+            "augment",
+            "--segments",
+            str(segments.parent),
+            "--model",
+            "m",
+            "--out",
+            str(out),
+            "--engine",
+            "openai",
+            "--base-url",
+            server.url,
+            "--request-timeout",
+            "1",
+            "--num-instructions",
+            "1",
+            "--max-retries",
+            "1",
+            "--concurrency",
+            "2",
+        ],
+    )
     server.close()
     assert result.exit_code == 2, result.output
     assert message in result.output and server.url in result.output
@@ -416,8 +502,11 @@ def test_a_refused_prompt_keeps_the_servers_reason(tmp_path):
     server = FakeServer("ok")
     engine = OpenAIEngine("m", server.url, timeout=5, max_retries=0)
     original = server.answer
-    server.answer = lambda body, *path: ((400, {"error": {"message": "context length exceeded", "type": "x"}})
-                                         if "LONG" in json.dumps(body) else original(body, *path))
+    server.answer = lambda body, *path: (
+        (400, {"error": {"message": "context length exceeded", "type": "x"}})
+        if "LONG" in json.dumps(body)
+        else original(body, *path)
+    )
     segments = [{"id": f"s{i}", "source": f"x#{i}", "text": "LONG" if i == 0 else f"text {i}"} for i in range(4)]
     augment(segments, "m", tmp_path / "cand", AugmentConfig(num_instructions=1), engine=engine)
     server.close()
@@ -456,18 +545,35 @@ def test_refused_ratings_are_counted_apart_from_unparsed(tmp_path):
     curate(candidates, "m", tmp_path / "iter1", CurateConfig(mode="logprob", k=4), engine=engine)
     counts = stage_counters(tmp_path / "iter1" / "ratings")
     assert counts["refused"] == 1 and counts.get("unparsed", 0) == 0 and counts["score_4"] == 3
-    assert [r["reason"] for r in stage_rejects(tmp_path / "iter1" / "ratings")] == ["server refused the prompt: too long"]
+    assert [r["reason"] for r in stage_rejects(tmp_path / "iter1" / "ratings")] == [
+        "server refused the prompt: too long"
+    ]
 
 
 # --- 9. memory bounded by default -------------------------------------------------------------
+
 
 def test_training_that_will_not_fit_stops_with_what_to_change(tmp_path, tiny_model, monkeypatch):
     from humpback import memory
 
     monkeypatch.setattr(memory, "available_memory", lambda: (80_000_000, "memory available"))
     monkeypatch.setattr(memory, "_resident", lambda: 0)
-    result = runner.invoke(app, ["train", "--kind", "backward", "--seed", "demo", "--model", tiny_model,
-                                 "--max-steps", "1", "--out", str(tmp_path / "m")])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--kind",
+            "backward",
+            "--seed",
+            "demo",
+            "--model",
+            tiny_model,
+            "--max-steps",
+            "1",
+            "--out",
+            str(tmp_path / "m"),
+        ],
+    )
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 2 and len(lines) == 1, result.output
     assert "needs about" in lines[0] and "--max-length" in lines[0] and "0.1 GB" in lines[0]
@@ -490,8 +596,19 @@ def test_default_training_on_the_longest_self_instruct_examples_fits(tmp_path):
     longest examples). The same step at the defaults, told it has 16 GB: the check turns gradient
     checkpointing on and the peak stays under the limit, and under the estimate."""
     seed = shared_data("seed/self_instruct_seed_tasks.jsonl")
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "train_memory.py"), "--seed", str(seed),
-                           "--child", json.dumps({"memory_limit_gb": 16})], capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "train_memory.py"),
+            "--seed",
+            str(seed),
+            "--child",
+            json.dumps({"memory_limit_gb": 16}),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["longest_tokens"] > 1300 and result["gradient_checkpointing"] is True

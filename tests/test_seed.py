@@ -13,26 +13,61 @@ def test_every_record_shape(tmp_path):
         {"instruction": "Plain?", "output": "Plain answer."},
         {"instruction": "Translate this.", "input": "Bonjour", "output": "Hello"},
         {"prompt": "A prompt", "completion": "A completion"},
-        {"messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "Chat question"},
-                      {"role": "assistant", "content": "Chat answer"}, {"role": "user", "content": "later turn"}]},
-        {"instruction": "Self-instruct task", "instances": [{"input": "", "output": "first"}, {"input": "", "output": "second"}],
-         "is_classification": False},
+        {
+            "messages": [
+                {"role": "system", "content": "sys"},
+                {"role": "user", "content": "Chat question"},
+                {"role": "assistant", "content": "Chat answer"},
+                {"role": "user", "content": "later turn"},
+            ]
+        },
+        {
+            "instruction": "Self-instruct task",
+            "instances": [{"input": "", "output": "first"}, {"input": "", "output": "second"}],
+            "is_classification": False,
+        },
     ]
     examples, rejects = load_seed(str(write_jsonl(tmp_path / "seed.jsonl", rows)))
     pairs = [(e["instruction"], e["output"]) for e in examples]
-    assert pairs == [("Plain?", "Plain answer."), ("Translate this.\n\nBonjour", "Hello"), ("A prompt", "A completion"),
-                     ("Chat question", "Chat answer"), ("Self-instruct task", "first")]
+    assert pairs == [
+        ("Plain?", "Plain answer."),
+        ("Translate this.\n\nBonjour", "Hello"),
+        ("A prompt", "A completion"),
+        ("Chat question", "Chat answer"),
+        ("Self-instruct task", "first"),
+    ]
     assert rejects == []
     assert len({e["id"] for e in examples}) == 5
 
 
 def test_oasst_flat_messages_take_first_turn_english_rank0(tmp_path):
     msgs = [
-        {"message_id": "p1", "parent_id": None, "role": "prompter", "lang": "en", "text": "What is 2+2?", "rank": None},
+        {
+            "message_id": "p1",
+            "parent_id": None,
+            "role": "prompter",
+            "lang": "en",
+            "text": "What is 2+2?",
+            "rank": None,
+        },
         {"message_id": "a1", "parent_id": "p1", "role": "assistant", "lang": "en", "text": "Four, worse.", "rank": 1},
         {"message_id": "a0", "parent_id": "p1", "role": "assistant", "lang": "en", "text": "It is 4.", "rank": 0},
-        {"message_id": "p2", "parent_id": "a0", "role": "prompter", "lang": "en", "text": "Follow-up turn", "rank": None},
-        {"message_id": "a2", "parent_id": "p2", "role": "assistant", "lang": "en", "text": "Second-turn reply", "rank": 0},
+        {
+            "message_id": "p2",
+            "parent_id": "a0",
+            "role": "prompter",
+            "lang": "en",
+            "text": "Follow-up turn",
+            "rank": None,
+        },
+        {
+            "message_id": "a2",
+            "parent_id": "p2",
+            "role": "assistant",
+            "lang": "en",
+            "text": "Second-turn reply",
+            "rank": 0,
+        },
         {"message_id": "p3", "parent_id": None, "role": "prompter", "lang": "de", "text": "Wie geht's?", "rank": None},
         {"message_id": "a3", "parent_id": "p3", "role": "assistant", "lang": "de", "text": "Gut.", "rank": 0},
     ]
@@ -42,8 +77,19 @@ def test_oasst_flat_messages_take_first_turn_english_rank0(tmp_path):
 
 
 def test_oasst_message_trees(tmp_path):
-    tree = {"message_tree_id": "t", "prompt": {"message_id": "p", "role": "prompter", "lang": "en", "text": "Name a colour.",
-            "replies": [{"role": "assistant", "rank": 1, "text": "Blue?"}, {"role": "assistant", "rank": 0, "text": "Red."}]}}
+    tree = {
+        "message_tree_id": "t",
+        "prompt": {
+            "message_id": "p",
+            "role": "prompter",
+            "lang": "en",
+            "text": "Name a colour.",
+            "replies": [
+                {"role": "assistant", "rank": 1, "text": "Blue?"},
+                {"role": "assistant", "rank": 0, "text": "Red."},
+            ],
+        },
+    }
     examples, _ = load_seed(str(write_jsonl(tmp_path / "trees.jsonl", [tree])))
     assert (examples[0]["instruction"], examples[0]["output"]) == ("Name a colour.", "Red.")
 
@@ -58,8 +104,10 @@ def test_json_and_parquet(tmp_path):
 
 def test_bad_lines_are_rejected_with_file_and_line(tmp_path):
     path = tmp_path / "mixed.jsonl"
-    path.write_bytes(b'{"instruction": "ok", "output": "fine"}\n{not json\n\xff\xfe bad bytes\n'
-                     b'{"question": "unknown shape"}\n{"instruction": "", "output": "x"}\n')
+    path.write_bytes(
+        b'{"instruction": "ok", "output": "fine"}\n{not json\n\xff\xfe bad bytes\n'
+        b'{"question": "unknown shape"}\n{"instruction": "", "output": "x"}\n'
+    )
     examples, rejects = load_seed(str(path))
     assert len(examples) == 1
     reasons = {r["source"]: r["reason"] for r in rejects}

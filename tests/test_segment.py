@@ -9,12 +9,29 @@ import pytest
 from conftest import shared_data, write_jsonl
 from humpback.config import SegmentConfig
 from humpback.filters import is_boilerplate_line
-from humpback.segment import (Deduplicator, header_problem, header_segments, repeated_sentence_share, segment, signature,
-                              strip_boilerplate_lines, text_segments)
+from humpback.segment import (
+    Deduplicator,
+    header_problem,
+    header_segments,
+    repeated_sentence_share,
+    segment,
+    signature,
+    strip_boilerplate_lines,
+    text_segments,
+)
 from humpback.shards import read_stage, stage_counters, stage_rejects
 
-BOILERPLATE = ["Accept all", "We use cookies", "Privacy policy", "Log in", "Terms of use", "Trending now",
-               "Save 50%", "Subscribe", "All rights reserved"]
+BOILERPLATE = [
+    "Accept all",
+    "We use cookies",
+    "Privacy policy",
+    "Log in",
+    "Terms of use",
+    "Trending now",
+    "Save 50%",
+    "Subscribe",
+    "All rights reserved",
+]
 
 
 def para(n: int, word: str = "text") -> str:
@@ -33,17 +50,35 @@ def test_text_before_first_header_belongs_to_title():
     assert header_segments([(0, "lead"), (2, "H"), (0, "x")], title="Page")[0] == ("Page", "lead\n\nH\n\nx")
 
 
-@pytest.mark.parametrize("header,problem", [
-    ("", "empty_header"), ("   ", "empty_header"), ("Advertisement", "navigation_header"),
-    ("Quick Links", "navigation_header"), ("Sign up for our Newsletter", "navigation_header"),
-    ("Community Forum", "navigation_header"), ("LATEST NEWS", "navigation_header"), ("FAQ ON CATS", "uppercase_header"),
-    ("How to bake bread", None), ("Using the NASA API", None), (None, None),
-    ("Comments", "navigation_header"), ("9 Comments", "navigation_header"), ("Related posts", "navigation_header"),
-    ("Leave a Reply", "navigation_header"), ("Free Newsletter", "navigation_header"), ("Main menu", "navigation_header"),
-    # topic words are not navigation: a header is navigation only when its whole shape is
-    ("Chocolate chip cookies", None), ("Weekly menu planning", None), ("Related rates in calculus", None),
-    ("Satellite navigation basics", None), ("Reader comments on the new policy", None), ("Forum theatre in schools", None),
-])
+@pytest.mark.parametrize(
+    "header,problem",
+    [
+        ("", "empty_header"),
+        ("   ", "empty_header"),
+        ("Advertisement", "navigation_header"),
+        ("Quick Links", "navigation_header"),
+        ("Sign up for our Newsletter", "navigation_header"),
+        ("Community Forum", "navigation_header"),
+        ("LATEST NEWS", "navigation_header"),
+        ("FAQ ON CATS", "uppercase_header"),
+        ("How to bake bread", None),
+        ("Using the NASA API", None),
+        (None, None),
+        ("Comments", "navigation_header"),
+        ("9 Comments", "navigation_header"),
+        ("Related posts", "navigation_header"),
+        ("Leave a Reply", "navigation_header"),
+        ("Free Newsletter", "navigation_header"),
+        ("Main menu", "navigation_header"),
+        # topic words are not navigation: a header is navigation only when its whole shape is
+        ("Chocolate chip cookies", None),
+        ("Weekly menu planning", None),
+        ("Related rates in calculus", None),
+        ("Satellite navigation basics", None),
+        ("Reader comments on the new policy", None),
+        ("Forum theatre in schools", None),
+    ],
+)
 def test_header_heuristics(header, problem):
     assert header_problem(header, SegmentConfig()) == problem
 
@@ -76,7 +111,14 @@ def test_demo_corpus_funnel_and_no_boilerplate(tmp_path):
     counts = stage_counters(tmp_path / "segments")
     segments = list(read_stage(tmp_path / "segments"))
     assert info["records"] == len(segments) == counts["segments_kept"] > 20
-    for filt in ("too_short", "navigation_header", "uppercase_header", "repetitive", "exact_duplicate", "near_duplicate"):
+    for filt in (
+        "too_short",
+        "navigation_header",
+        "uppercase_header",
+        "repetitive",
+        "exact_duplicate",
+        "near_duplicate",
+    ):
         assert counts[f"removed_{filt}"] > 0, filt
     for s in segments:
         assert 600 <= len(s["text"]) <= 3000
@@ -115,13 +157,18 @@ def test_other_corpus_formats_and_bad_input(tmp_path):
     buf = io.BytesIO()
     writer = WARCWriter(buf, gzip=True)
     headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
-    writer.write_record(writer.create_warc_record("http://example.org/a", "response", payload=io.BytesIO(body.encode()),
-                                                  http_headers=headers))
+    writer.write_record(
+        writer.create_warc_record(
+            "http://example.org/a", "response", payload=io.BytesIO(body.encode()), http_headers=headers
+        )
+    )
     (corpus / "crawl.warc.gz").write_bytes(buf.getvalue())
     write_jsonl(corpus / "docs.jsonl", [{"text": para(15, "jsonl")}, {"body": "wrong field"}])
     (corpus / "docs.jsonl").open("a").write("{broken\n")
     (corpus / "notes.txt").write_text(para(20, "plain"))
-    (corpus / "guide.md").write_text(f"# Guide\n\n## Part one\n\n{para(16, 'md')}\n\n## Part two\n\n{para(16, 'two')}\n")
+    (corpus / "guide.md").write_text(
+        f"# Guide\n\n## Part one\n\n{para(16, 'md')}\n\n## Part two\n\n{para(16, 'two')}\n"
+    )
     (corpus / "latin.txt").write_bytes("caf\xe9 ".encode("latin-1") * 200)
     (corpus / "broken.html.gz").write_bytes(gzip.compress(b"<h1>x</h1>" * 50)[:30])
     (corpus / "empty.txt").write_text("")
@@ -146,14 +193,18 @@ def test_other_corpus_formats_and_bad_input(tmp_path):
 def test_boilerplate_lines_are_dropped():
     text = "A real paragraph about bread that goes on.\n\n© 2019 Example Network\n\nSign up here for news"
     cleaned, dropped = strip_boilerplate_lines(text, SegmentConfig())
-    assert cleaned == "A real paragraph about bread that goes on." and dropped == ["© 2019 Example Network",
-                                                                                   "Sign up here for news"]
+    assert cleaned == "A real paragraph about bread that goes on." and dropped == [
+        "© 2019 Example Network",
+        "Sign up here for news",
+    ]
 
 
 def test_content_lines_that_mention_boilerplate_words_stay():
-    recipe = ("Chocolate chip cookies\n- 1 cup chocolate chips for the cookies\n- 2 cups flour\n"
-              "Bake the cookies for 10 minutes at 180C.\nLet them cool on a rack, then share them with friends.\n"
-              "Share this recipe\n\u00a9 2021 Cookie Blog. All rights reserved.")
+    recipe = (
+        "Chocolate chip cookies\n- 1 cup chocolate chips for the cookies\n- 2 cups flour\n"
+        "Bake the cookies for 10 minutes at 180C.\nLet them cool on a rack, then share them with friends.\n"
+        "Share this recipe\n\u00a9 2021 Cookie Blog. All rights reserved."
+    )
     cleaned, dropped = strip_boilerplate_lines(recipe, SegmentConfig())
     assert dropped == ["Share this recipe", "\u00a9 2021 Cookie Blog. All rights reserved."]
     assert cleaned == "\n".join(recipe.splitlines()[:5])
@@ -166,10 +217,13 @@ def _labelled(name: str) -> list[dict]:
         return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
-@pytest.mark.parametrize("name, positive, removes", [
-    ("headers.tsv", "navigation", lambda text: header_problem(text, SegmentConfig()) == "navigation_header"),
-    ("lines.tsv", "boilerplate", lambda text: bool(strip_boilerplate_lines(text, SegmentConfig())[1])),
-])
+@pytest.mark.parametrize(
+    "name, positive, removes",
+    [
+        ("headers.tsv", "navigation", lambda text: header_problem(text, SegmentConfig()) == "navigation_header"),
+        ("lines.tsv", "boilerplate", lambda text: bool(strip_boilerplate_lines(text, SegmentConfig())[1])),
+    ],
+)
 def test_filters_on_hand_labelled_real_headers_and_lines(name, positive, removes):
     """Headers and lines from the shared web pages, labelled by hand (tests/data/filters): what the
     filters remove is navigation or boilerplate at least 95% of the time; recall is reported."""
@@ -186,8 +240,10 @@ def test_filters_on_hand_labelled_real_headers_and_lines(name, positive, removes
 def test_an_empty_html_header_drops_its_section(tmp_path):
     first = " ".join(f"Knead the dough well for step {i} of the bread." for i in range(30))
     under = " ".join(f"Sentence {i} sits under an empty header here." for i in range(30))
-    page = (f"<html><head><title>T</title></head><body><article><h1>Bread</h1><p>{first}</p><h1> <span></span> </h1>"
-            f"<p>{under}</p></article></body></html>")
+    page = (
+        f"<html><head><title>T</title></head><body><article><h1>Bread</h1><p>{first}</p><h1> <span></span> </h1>"
+        f"<p>{under}</p></article></body></html>"
+    )
     (tmp_path / "corpus").mkdir()
     (tmp_path / "corpus" / "p.html").write_text(page)
     segment(str(tmp_path / "corpus"), tmp_path / "segments", SegmentConfig())
@@ -205,14 +261,21 @@ def test_shared_web_pages_segment_cleanly(tmp_path):
     assert counts["documents"] == 70 and len(segments) > 100
     for s in segments:
         for line in s["text"].splitlines():
-            assert not is_boilerplate_line(line, cfg.boilerplate_line_patterns, cfg.boilerplate_line_chars), (s["source"], line)
+            assert not is_boilerplate_line(line, cfg.boilerplate_line_patterns, cfg.boilerplate_line_chars), (
+                s["source"],
+                line,
+            )
         for junk in ("Accept all cookies", "Privacy Policy", "Terms of Use", "All rights reserved", "Skip to content"):
             assert junk.lower() not in s["text"].lower(), (s["source"], junk)
 
 
 def test_segments_in_other_languages_are_removed_and_counted(tmp_path):
-    english = "\n\n".join(f"Step {i}: knead the dough on a floured board, fold it over and turn it a quarter." for i in range(12))
-    french = "\n\n".join(f"Étape {i} : pétrissez la pâte sur un plan fariné, repliez-la et tournez-la d'un quart." for i in range(12))
+    english = "\n\n".join(
+        f"Step {i}: knead the dough on a floured board, fold it over and turn it a quarter." for i in range(12)
+    )
+    french = "\n\n".join(
+        f"Étape {i} : pétrissez la pâte sur un plan fariné, repliez-la et tournez-la d'un quart." for i in range(12)
+    )
     docs = tmp_path / "corpus"
     docs.mkdir()
     (docs / "en.md").write_text(f"# Bread\n\n{english}\n")

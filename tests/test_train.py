@@ -7,10 +7,14 @@ from humpback.config import BackwardConfig, ForwardConfig, TrainConfig
 from humpback.tags import INFERENCE_TAGS, SEED_TAG, WEB_TAG, tagged_prompt
 from humpback.train import forward_examples, paper_batch_size, paper_steps, sft, train_forward
 
-SEED = [{"id": f"seed-{i}", "instruction": f"Question number {i}?", "output": f"The answer to question {i} is {i * 7}."}
-        for i in range(12)]
-CURATED = [{"id": f"web-{i}", "instruction": f"Web question {i}?", "output": f"Web text number {i}, from a page."}
-           for i in range(4)]
+SEED = [
+    {"id": f"seed-{i}", "instruction": f"Question number {i}?", "output": f"The answer to question {i} is {i * 7}."}
+    for i in range(12)
+]
+CURATED = [
+    {"id": f"web-{i}", "instruction": f"Web question {i}?", "output": f"Web text number {i}, from a page."}
+    for i in range(4)
+]
 
 
 def test_paper_schedule():
@@ -24,6 +28,7 @@ def test_paper_schedule():
 def test_the_schedule_has_no_jump_at_the_batch_switch():
     """Interpolated in examples seen: 2,999 and 3,000 examples train about as many epochs (the
     step count interpolated directly gave 1.4 and 5.4), and epochs change smoothly everywhere."""
+
     def epochs(n):
         return paper_steps(n) * paper_batch_size(n) / n
 
@@ -50,7 +55,10 @@ def test_tags_are_the_papers_sentences():
 
 
 def test_tag_placement():
-    assert tagged_prompt("Q", WEB_TAG, "system") == [{"role": "system", "content": WEB_TAG}, {"role": "user", "content": "Q"}]
+    assert tagged_prompt("Q", WEB_TAG, "system") == [
+        {"role": "system", "content": WEB_TAG},
+        {"role": "user", "content": "Q"},
+    ]
     assert tagged_prompt("Q", WEB_TAG, "append") == [{"role": "user", "content": f"Q\n\n{WEB_TAG}"}]
     assert tagged_prompt("Q", WEB_TAG, "none") == [{"role": "user", "content": "Q"}]
     examples = forward_examples(SEED[:1], CURATED[:1])
@@ -74,9 +82,12 @@ def test_loss_is_on_completion_tokens_only(tmp_path, tiny_model):
 
     tok = load_tokenizer(tiny_model, "right")
     ex = forward_examples(SEED[:1], [])[0]
-    trainer = SFTTrainer(model=tiny_model, processing_class=tok,
-                         args=SFTConfig(output_dir=str(tmp_path), completion_only_loss=True, report_to=[], use_cpu=True),
-                         train_dataset=Dataset.from_list([{"prompt": ex["prompt"], "completion": ex["completion"]}]))
+    trainer = SFTTrainer(
+        model=tiny_model,
+        processing_class=tok,
+        args=SFTConfig(output_dir=str(tmp_path), completion_only_loss=True, report_to=[], use_cpu=True),
+        train_dataset=Dataset.from_list([{"prompt": ex["prompt"], "completion": ex["completion"]}]),
+    )
     row = trainer.train_dataset[0]
     ids = row["input_ids"]
     mask = row["completion_mask"] if "completion_mask" in row else [label != -100 for label in row["labels"]]
@@ -104,7 +115,9 @@ def test_forward_training_writes_model_dataset_and_resumes(tmp_path, tiny_model)
 
 
 def test_schedule_matches_paper_shape(tmp_path, tiny_model):
-    info = train_backward(SEED, tiny_model, tmp_path / "bw", BackwardConfig(max_steps=4, micro_batch_size=4, learning_rate=2e-4))
+    info = train_backward(
+        SEED, tiny_model, tmp_path / "bw", BackwardConfig(max_steps=4, micro_batch_size=4, learning_rate=2e-4)
+    )
     log = json.loads((tmp_path / "bw" / "train_log.json").read_text())
     lrs = [h["learning_rate"] for h in log if "learning_rate" in h]
     assert lrs[0] == pytest.approx(2e-4) and lrs[-1] >= 0.9 * 2e-4 - 1e-12  # linear decay towards 0.9 x peak
@@ -115,8 +128,12 @@ def test_schedule_matches_paper_shape(tmp_path, tiny_model):
 def test_lora_training_merges_into_a_plain_model(tmp_path, tiny_model):
     from transformers import AutoModelForCausalLM
 
-    sft([{"prompt": e["prompt"], "completion": e["completion"]} for e in forward_examples(SEED, [])],
-        tiny_model, tmp_path / "lora", TrainConfig(max_steps=1, use_lora=True, lora_r=4, micro_batch_size=4))
+    sft(
+        [{"prompt": e["prompt"], "completion": e["completion"]} for e in forward_examples(SEED, [])],
+        tiny_model,
+        tmp_path / "lora",
+        TrainConfig(max_steps=1, use_lora=True, lora_r=4, micro_batch_size=4),
+    )
     assert not (tmp_path / "lora" / "adapter_config.json").exists()
     AutoModelForCausalLM.from_pretrained(tmp_path / "lora")
 
@@ -124,9 +141,12 @@ def test_lora_training_merges_into_a_plain_model(tmp_path, tiny_model):
 def test_lora_merge_changes_the_weights(tmp_path, tiny_model):
     from transformers import AutoModelForCausalLM
 
-    sft([{"prompt": e["prompt"], "completion": e["completion"]} for e in forward_examples(SEED, [])],
-        tiny_model, tmp_path / "lora", TrainConfig(max_steps=2, use_lora=True, lora_r=4, micro_batch_size=4,
-                                                   learning_rate=1e-2))
+    sft(
+        [{"prompt": e["prompt"], "completion": e["completion"]} for e in forward_examples(SEED, [])],
+        tiny_model,
+        tmp_path / "lora",
+        TrainConfig(max_steps=2, use_lora=True, lora_r=4, micro_batch_size=4, learning_rate=1e-2),
+    )
     base = AutoModelForCausalLM.from_pretrained(tiny_model).state_dict()
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "lora").state_dict()
     assert set(base) == set(merged)
@@ -157,12 +177,35 @@ def test_two_processes_train_like_one(tmp_path, tiny_model):
     from humpback.cli import app
     from conftest import write_jsonl
 
-    seed = write_jsonl(tmp_path / "seed.jsonl", [{"instruction": r["instruction"], "output": r["output"]} for r in SEED])
+    seed = write_jsonl(
+        tmp_path / "seed.jsonl", [{"instruction": r["instruction"], "output": r["output"]} for r in SEED]
+    )
     runs = {}
     for name, flags in (("one", []), ("two", ["--launcher", "accelerate", "--num-processes", "2"])):
-        result = CliRunner().invoke(app, ["train", "--seed", str(seed), "--model", tiny_model, "--out", str(tmp_path / name),
-                                          "--max-steps", "3", "--batch-size", "8", "--micro-batch-size", "2",
-                                          "--dropout", "0", "--no-bf16", "--learning-rate", "1e-3", *flags])
+        result = CliRunner().invoke(
+            app,
+            [
+                "train",
+                "--seed",
+                str(seed),
+                "--model",
+                tiny_model,
+                "--out",
+                str(tmp_path / name),
+                "--max-steps",
+                "3",
+                "--batch-size",
+                "8",
+                "--micro-batch-size",
+                "2",
+                "--dropout",
+                "0",
+                "--no-bf16",
+                "--learning-rate",
+                "1e-3",
+                *flags,
+            ],
+        )
         assert result.exit_code == 0, result.output
         info = json.loads((tmp_path / name / "_SUCCESS").read_text())
         log = json.loads((tmp_path / name / "train_log.json").read_text())

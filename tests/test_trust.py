@@ -34,8 +34,10 @@ def page(title: str, seed: int = 0, words: int = 160) -> str:
     import random
 
     rng = random.Random(seed)
-    vocab = ("river stone garden lamp window harbour bread music winter silver paper forest candle bridge "
-             "market letter ocean mountain kettle orchard").split()
+    vocab = (
+        "river stone garden lamp window harbour bread music winter silver paper forest candle bridge "
+        "market letter ocean mountain kettle orchard"
+    ).split()
     return PAGE.format(t=title, body=" ".join(rng.choice(vocab) for _ in range(words)) + ".")
 
 
@@ -49,8 +51,11 @@ def corpus(folder: Path, n: int = 3) -> Path:
 def finished_run(tmp_path: Path, config: dict | None = None) -> Path:
     """A finished run's files, as `humpback run` leaves them (one iteration), marked as a run."""
     run = tmp_path / "run"
-    row = {"id": "s1", "origin": "seed", "messages": [{"role": "user", "content": "Hi?"},
-                                                       {"role": "assistant", "content": "Hello."}]}
+    row = {
+        "id": "s1",
+        "origin": "seed",
+        "messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}],
+    }
     write_jsonl(run / "final" / "train.jsonl", [row])
     (run / ".humpback").write_text(json.dumps({"kind": "run", "wrote": []}))
     (run / "config.yaml").write_text(yaml.safe_dump(config or {"seed": "demo", "corpus": "demo", "iterations": 1}))
@@ -60,16 +65,21 @@ def finished_run(tmp_path: Path, config: dict | None = None) -> Path:
 
 # --- data loss --------------------------------------------------------------------------------
 
+
 def test_1_recompute_removes_only_what_humpback_wrote(tmp_path):
     web, out = corpus(tmp_path / "web"), tmp_path / "segA"
     assert runner.invoke(app, ["segment", "--corpus", str(web), "--out", str(out)]).exit_code == 0
     (out / "NOTES.md").write_text("my notes")
     (out / "my_analysis").mkdir()
     (out / "my_analysis" / "plot.py").write_text("print(1)")
-    result = runner.invoke(app, ["segment", "--corpus", str(web), "--out", str(out), "--min-chars", "700", "--recompute"])
+    result = runner.invoke(
+        app, ["segment", "--corpus", str(web), "--out", str(out), "--min-chars", "700", "--recompute"]
+    )
     assert result.exit_code == 0, result.output
     assert (out / "NOTES.md").read_text() == "my notes" and (out / "my_analysis" / "plot.py").exists()
-    assert (out / "_SUCCESS").exists() and json.loads((out / "_fingerprint.json").read_text())["fields"]["config"]["min_chars"] == 700
+    assert (out / "_SUCCESS").exists() and json.loads((out / "_fingerprint.json").read_text())["fields"]["config"][
+        "min_chars"
+    ] == 700
 
 
 def test_2_report_never_writes_into_a_folder_humpback_did_not_make(tmp_path):
@@ -117,6 +127,7 @@ def test_4_republishing_keeps_a_hand_edited_card(tmp_path):
 
 # --- secrets ----------------------------------------------------------------------------------
 
+
 def _assert_no_secret(text: str, where: str) -> None:
     for secret in SECRETS:
         assert secret not in text, f"{secret!r} in {where}"
@@ -142,8 +153,12 @@ def test_5_secrets_in_urls_reach_no_file_card_or_log(tmp_path, caplog):
     from humpback.publish import publish
     from humpback.redaction import RedactingFilter
 
-    cfg = RunConfig.model_validate({"augment": {"engine": "openai", "base_url": SECRET_URL},
-                                    "curate": {"engine": "openai", "base_url": SECRET_URL, "tokenizer": SECRET_URL}})
+    cfg = RunConfig.model_validate(
+        {
+            "augment": {"engine": "openai", "base_url": SECRET_URL},
+            "curate": {"engine": "openai", "base_url": SECRET_URL, "tokenizer": SECRET_URL},
+        }
+    )
     run = finished_run(tmp_path)
     dump_yaml(cfg, run / "config.yaml")
     saved = (run / "config.yaml").read_text()
@@ -189,14 +204,19 @@ def test_7_a_newline_in_a_file_name_cannot_forge_a_log_line(tmp_path):
     web = corpus(tmp_path / "web", 1)
     (web / "bad\nERROR forged line.html").write_bytes(b"\x1f\x8b\x08broken")
     (web / "bad\nERROR forged line.html.gz").write_bytes(b"\x1f\x8b\x08broken")
-    done = subprocess.run([sys.executable, "-m", "humpback.cli", "segment", "--corpus", str(web), "--out",
-                           str(tmp_path / "s")], capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "humpback.cli", "segment", "--corpus", str(web), "--out", str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     assert not [line for line in done.stderr.splitlines() if line.startswith("ERROR forged")]
     assert "bad\\nERROR forged line.html.gz" in done.stderr
 
 
 # --- crash, hang, resources -------------------------------------------------------------------
+
 
 def test_8_a_file_name_that_is_not_utf8_is_read_and_named(tmp_path):
     web = corpus(tmp_path / "web", 1)
@@ -236,20 +256,46 @@ def test_10_a_shard_is_capped_in_bytes(tmp_path):
 
 
 def test_11_multipart_chat_content_and_curated_rows_without_id(tmp_path, tiny_model):
-    data = write_jsonl(tmp_path / "train.jsonl", [
-        {"messages": [{"role": "user", "content": [{"type": "text", "text": "What is the capital of France?"}]},
-                      {"role": "assistant", "content": [{"type": "text", "text": "Paris."}]}]},
-        {"messages": [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."}]}])
+    data = write_jsonl(
+        tmp_path / "train.jsonl",
+        [
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": "What is the capital of France?"}]},
+                    {"role": "assistant", "content": [{"type": "text", "text": "Paris."}]},
+                ]
+            },
+            {"messages": [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."}]},
+        ],
+    )
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"instruction": "What is the capital of France?"}])
     result = runner.invoke(app, ["decontaminate", str(data), "--against", str(prompts), "--out", str(tmp_path / "d")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "d" / "summary.json").read_text())["removed"] == 1
 
     curated = tmp_path / "curated.jsonl"
-    curated.write_text(json.dumps({"instruction": "Name a fruit.", "output": "An apple is a fruit."}) + "\n"
-                       + json.dumps({"instruction": "no output"}) + "\n{broken\n")
-    result = runner.invoke(app, ["train", "--seed", "demo", "--curated", str(curated), "--model", tiny_model,
-                                 "--max-steps", "1", "--out", str(tmp_path / "m")])
+    curated.write_text(
+        json.dumps({"instruction": "Name a fruit.", "output": "An apple is a fruit."})
+        + "\n"
+        + json.dumps({"instruction": "no output"})
+        + "\n{broken\n"
+    )
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--seed",
+            "demo",
+            "--curated",
+            str(curated),
+            "--model",
+            tiny_model,
+            "--max-steps",
+            "1",
+            "--out",
+            str(tmp_path / "m"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "2 curated rows rejected" in result.output
     rows = [json.loads(line) for line in (tmp_path / "m" / "train.jsonl").read_text().splitlines()]
@@ -258,11 +304,14 @@ def test_11_multipart_chat_content_and_curated_rows_without_id(tmp_path, tiny_mo
 
 # --- wrong result or message ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("content, name", [("", "empty.jsonl"), ('{"a": 1}', "dict.json"), ("[]", "none.json")])
 def test_12_decontaminating_against_no_prompts_is_an_error(tmp_path, content, name):
     data = write_jsonl(tmp_path / "train.jsonl", [{"instruction": "Hi?", "output": "Hello."}])
     (tmp_path / name).write_text(content)
-    result = runner.invoke(app, ["decontaminate", str(data), "--against", str(tmp_path / name), "--out", str(tmp_path / "d")])
+    result = runner.invoke(
+        app, ["decontaminate", str(data), "--against", str(tmp_path / name), "--out", str(tmp_path / "d")]
+    )
     assert result.exit_code == 2 and "yields no prompts" in result.output
     assert not (tmp_path / "d").exists()  # a failed command leaves nothing it created
 
@@ -270,15 +319,19 @@ def test_12_decontaminating_against_no_prompts_is_an_error(tmp_path, content, na
 def test_12_a_list_of_strings_is_a_list_of_prompts(tmp_path):
     data = write_jsonl(tmp_path / "train.jsonl", [{"instruction": "Tell me a joke about cats.", "output": "Meow."}])
     (tmp_path / "p.json").write_text(json.dumps(["Tell me a joke about cats.", "Another prompt."]))
-    result = runner.invoke(app, ["decontaminate", str(data), "--against", str(tmp_path / "p.json"), "--out", str(tmp_path / "d")])
+    result = runner.invoke(
+        app, ["decontaminate", str(data), "--against", str(tmp_path / "p.json"), "--out", str(tmp_path / "d")]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "d" / "summary.json").read_text())
     assert summary["benchmark_prompts"] == 2 and summary["removed"] == 1
 
 
 def test_14_missing_candidates_and_an_empty_corpus_stop_with_a_message(tmp_path, tiny_model):
-    result = runner.invoke(app, ["curate", "--candidates", str(tmp_path / "nonexistent"), "--model", tiny_model,
-                                 "--out", str(tmp_path / "c")])
+    result = runner.invoke(
+        app,
+        ["curate", "--candidates", str(tmp_path / "nonexistent"), "--model", tiny_model, "--out", str(tmp_path / "c")],
+    )
     assert result.exit_code == 2 and "is not a folder of stage shards" in result.output
     web = tmp_path / "web"
     web.mkdir()
@@ -302,10 +355,14 @@ def test_16_changed_corpus_names_the_file_and_list_fields_have_flags(tmp_path):
     (web / "page9.html").write_text(page("A new page", seed=9))
     result = runner.invoke(app, ["segment", "--corpus", str(web), "--out", str(out)])
     assert result.exit_code == 2 and "corpus: added page9.html" in result.output
-    result = runner.invoke(app, ["segment", "--corpus", str(web), "--out", str(tmp_path / "s2"),
-                                 "--languages", "en", "--languages", "de"])
+    result = runner.invoke(
+        app, ["segment", "--corpus", str(web), "--out", str(tmp_path / "s2"), "--languages", "en", "--languages", "de"]
+    )
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "s2" / "_fingerprint.json").read_text())["fields"]["config"]["languages"] == ["en", "de"]
+    assert json.loads((tmp_path / "s2" / "_fingerprint.json").read_text())["fields"]["config"]["languages"] == [
+        "en",
+        "de",
+    ]
     result = runner.invoke(app, ["segment", "--corpus", str(web), "--out", str(tmp_path / "s3"), "--languages", ""])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "s3" / "_fingerprint.json").read_text())["fields"]["config"]["languages"] == []
@@ -322,8 +379,11 @@ def test_16_a_cut_warc_header_is_named_not_a_python_error(tmp_path):
     buf = io.BytesIO()
     writer = WARCWriter(buf, gzip=False)
     headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.0")
-    writer.write_record(writer.create_warc_record("http://x/", "response", payload=io.BytesIO(page("x").encode()),
-                                                  http_headers=headers))
+    writer.write_record(
+        writer.create_warc_record(
+            "http://x/", "response", payload=io.BytesIO(page("x").encode()), http_headers=headers
+        )
+    )
     (tmp_path / "cut.warc").write_bytes(buf.getvalue()[:50])
     reasons = [d.reason for d in read_corpus(str(tmp_path / "cut.warc")) if isinstance(d, Unreadable)]
     assert reasons and "incomplete or malformed" in reasons[0] and "Error" not in reasons[0]
@@ -331,13 +391,17 @@ def test_16_a_cut_warc_header_is_named_not_a_python_error(tmp_path):
 
 # --- every command that writes: user files safe, one writer at a time --------------------------
 
+
 def _writing_commands() -> set[str]:
     """Every CLI command with an --out or --to option (curate --compare counted as its own)."""
     import typer.main
 
     click_app = typer.main.get_command(app)
-    found = {name for name, command in click_app.commands.items()
-             if any(opt in ("--out", "--to") for p in command.params for opt in getattr(p, "opts", []))}
+    found = {
+        name
+        for name, command in click_app.commands.items()
+        if any(opt in ("--out", "--to") for p in command.params for opt in getattr(p, "opts", []))
+    }
     return found | {"curate --compare"} if "curate" in found else found
 
 
@@ -347,12 +411,20 @@ def inputs(tmp_path_factory, tiny_model):
     root = tmp_path_factory.mktemp("inputs")
     segments = root / "segments"
     segment("demo", segments, SegmentConfig())
-    candidates = write_jsonl(root / "candidates" / "part-00000.jsonl", [
-        {"id": "c1", "instruction": "Say hi.", "output": "Hi there, friend.", "source": "x"}]).parent
+    candidates = write_jsonl(
+        root / "candidates" / "part-00000.jsonl",
+        [{"id": "c1", "instruction": "Say hi.", "output": "Hi there, friend.", "source": "x"}],
+    ).parent
     prompts = write_jsonl(root / "prompts.jsonl", [{"instruction": "Say hi.", "output": "Hello."}])
-    return {"segments": segments, "candidates": candidates, "prompts": prompts, "run": finished_run(root),
-            "model": tiny_model, "data": write_jsonl(root / "data.jsonl", [{"instruction": "a", "output": "b"}]),
-            "labels": write_jsonl(root / "labels.jsonl", [{"id": "c1", "label": "good"}])}
+    return {
+        "segments": segments,
+        "candidates": candidates,
+        "prompts": prompts,
+        "run": finished_run(root),
+        "model": tiny_model,
+        "data": write_jsonl(root / "data.jsonl", [{"instruction": "a", "output": "b"}]),
+        "labels": write_jsonl(root / "labels.jsonl", [{"id": "c1", "label": "good"}]),
+    }
 
 
 def _command_args(command: str, i: dict) -> list[str]:
@@ -405,9 +477,20 @@ with output_lock(sys.argv[1]):
     time.sleep(120)
 """
 
-KIND = {"run": "run", "segment": "segments", "augment": "candidates", "curate": "curate",
-        "curate --compare": "curate-compare", "probe-judge": "probe", "train": "model", "eval": "eval",
-        "eval-backward": "eval-backward", "decontaminate": "decontaminate", "publish": "publish", "label": "labels"}
+KIND = {
+    "run": "run",
+    "segment": "segments",
+    "augment": "candidates",
+    "curate": "curate",
+    "curate --compare": "curate-compare",
+    "probe-judge": "probe",
+    "train": "model",
+    "eval": "eval",
+    "eval-backward": "eval-backward",
+    "decontaminate": "decontaminate",
+    "publish": "publish",
+    "label": "labels",
+}
 
 
 @pytest.mark.parametrize("command", sorted(_writing_commands()))
@@ -417,8 +500,9 @@ def test_every_command_takes_the_lock(tmp_path, inputs, command):
         holder = None
         out.write_text("")
     else:
-        holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(out), KIND[command]], stdout=subprocess.PIPE,
-                                  text=True, cwd=ROOT)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _HOLD, str(out), KIND[command]], stdout=subprocess.PIPE, text=True, cwd=ROOT
+        )
         assert holder.stdout.readline().strip() == "held"
     try:
         result = runner.invoke(app, [*_command_args(command, inputs), _out_flag(command), str(out)])

@@ -8,12 +8,31 @@ The Python API, one function per stage; ``run`` composes them::
 
 from .augment import augment
 from .backward import train_backward
-from .config import (AugmentConfig, BackwardConfig, BackwardEvalConfig, CurateConfig, EngineConfig, EvalConfig,
-                     ForwardConfig, GenerateConfig, JudgeConfig, RunConfig, SegmentConfig)
+from .config import (
+    AugmentConfig,
+    BackwardConfig,
+    BackwardEvalConfig,
+    CurateConfig,
+    EngineConfig,
+    EvalConfig,
+    ForwardConfig,
+    GenerateConfig,
+    JudgeConfig,
+    RunConfig,
+    SegmentConfig,
+)
 from .curate import RUBRIC, compare_modes, curate, parse_score, rate, select
 from .engines import Engine, EngineError, SamplingParams, engine_for, make_engine
-from .evaluate import (alpaca_eval_config, as_the_run_trained, backward_fidelity, compare, distinct_names, evaluate,
-                       parse_verdict, reference_loss)
+from .evaluate import (
+    alpaca_eval_config,
+    as_the_run_trained,
+    backward_fidelity,
+    compare,
+    distinct_names,
+    evaluate,
+    parse_verdict,
+    reference_loss,
+)
 from .generate import generate, generate_file
 from .memory import MemoryBudgetError, estimate_training_peak
 from .models import ModelError, check_model, resolve_model
@@ -28,7 +47,6 @@ from .tags import INFERENCE_TAGS, SEED_TAG, WEB_TAG
 from .train import train_forward
 
 
-
 def __getattr__(name: str):  # the backend classes import torch or vLLM: only when asked for
     if name in ("TransformersEngine", "VLLMEngine", "OpenAIEngine"):
         from . import engines
@@ -38,12 +56,65 @@ def __getattr__(name: str):  # the backend classes import torch or vLLM: only wh
 
 
 __all__ = [
-    "AugmentConfig", "EngineError", "MemoryBudgetError", "OutputError", "StaleOutputError", "estimate_training_peak", "claim_output", "owned_output",
-    "BackwardConfig", "BackwardEvalConfig", "EvalConfig", "JudgeConfig", "alpaca_eval_config",
-    "backward_fidelity", "distinct_names", "as_the_run_trained", "reference_loss", "build_report", "compare", "evaluate", "parse_verdict", "report_run", "CurateConfig", "Engine", "EngineConfig", "ForwardConfig", "GenerateConfig",
-    "INFERENCE_TAGS", "ModelError", "OpenAIEngine", "RUBRIC", "RunConfig", "SEED_TAG", "SamplingParams", "SeedError",
-    "SegmentConfig", "TransformersEngine", "VLLMEngine", "WEB_TAG", "augment", "check_model", "compare_modes",
-    "curate", "generate",
-    "generate_file", "histogram", "load_seed", "make_engine", "engine_for", "parse_score", "rate", "read_jsonl", "read_stage",
-    "resolve_model", "run", "segment", "select", "stage_counters", "table2", "train_backward", "train_forward",
+    "AugmentConfig",
+    "EngineError",
+    "MemoryBudgetError",
+    "OutputError",
+    "StaleOutputError",
+    "estimate_training_peak",
+    "claim_output",
+    "owned_output",
+    "BackwardConfig",
+    "BackwardEvalConfig",
+    "EvalConfig",
+    "JudgeConfig",
+    "alpaca_eval_config",
+    "backward_fidelity",
+    "distinct_names",
+    "as_the_run_trained",
+    "reference_loss",
+    "build_report",
+    "compare",
+    "evaluate",
+    "parse_verdict",
+    "report_run",
+    "CurateConfig",
+    "Engine",
+    "EngineConfig",
+    "ForwardConfig",
+    "GenerateConfig",
+    "INFERENCE_TAGS",
+    "ModelError",
+    "OpenAIEngine",
+    "RUBRIC",
+    "RunConfig",
+    "SEED_TAG",
+    "SamplingParams",
+    "SeedError",
+    "SegmentConfig",
+    "TransformersEngine",
+    "VLLMEngine",
+    "WEB_TAG",
+    "augment",
+    "check_model",
+    "compare_modes",
+    "curate",
+    "generate",
+    "generate_file",
+    "histogram",
+    "load_seed",
+    "make_engine",
+    "engine_for",
+    "parse_score",
+    "rate",
+    "read_jsonl",
+    "read_stage",
+    "resolve_model",
+    "run",
+    "segment",
+    "select",
+    "stage_counters",
+    "table2",
+    "train_backward",
+    "train_forward",
 ]

@@ -15,7 +15,7 @@ import math
 from functools import partial
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 from .backward import backward_prompt
 from .config import AugmentConfig, BackwardConfig, ExecutorConfig
@@ -29,13 +29,33 @@ from .shards import EngineShards, reject, run_sharded
 from .signals import PMI_TOKENS, answer_span
 
 # The fields that decide what augmentation writes (the others: how fast, where).
-OUTPUT_FIELDS = {"engine", "dtype", "served_model", "temperature", "top_p", "max_new_tokens", "records_per_shard",
-                 "max_segments", "random_seed", "chat_template", "continue_with", "max_quoted_words",
-                 "num_instructions", "fit"}
+OUTPUT_FIELDS = {
+    "engine",
+    "dtype",
+    "served_model",
+    "temperature",
+    "top_p",
+    "max_new_tokens",
+    "records_per_shard",
+    "max_segments",
+    "random_seed",
+    "chat_template",
+    "continue_with",
+    "max_quoted_words",
+    "num_instructions",
+    "fit",
+}
 
 
-def augment_shard(segments: list[Segment], shard_index: int, engine: Engine, cfg: AugmentConfig,
-                  system_prompt: str, backward_model: str, fit_engine: Engine | None = None):
+def augment_shard(
+    segments: list[Segment],
+    shard_index: int,
+    engine: Engine,
+    cfg: AugmentConfig,
+    system_prompt: str,
+    backward_model: str,
+    fit_engine: Engine | None = None,
+):
     """One shard: n instructions for every segment by the backward model behind ``engine``; the
     one ``fit_engine`` values highest is the candidate (n = 1: the one sampled)."""
     n = cfg.num_instructions
@@ -58,8 +78,11 @@ def augment_shard(segments: list[Segment], shard_index: int, engine: Engine, cfg
         if not usable:  # every sample failed: the segment is a reject, for its first sample's reason
             kind, text = why[0]
             counts[kind] += 1
-            record = {"instruction": (instructions[s * n] or "").strip(), "segment_id": segment["id"]} \
-                if kind == "quotes_answer" else segment
+            record = (
+                {"instruction": (instructions[s * n] or "").strip(), "segment_id": segment["id"]}
+                if kind == "quotes_answer"
+                else segment
+            )
             rejects.append(reject("augment", segment["source"], text, record))
             continue
         counts["instructions_dropped"] += len(why)
@@ -71,12 +94,20 @@ def augment_shard(segments: list[Segment], shard_index: int, engine: Engine, cfg
                 u["fit"] = value
     for segment, usable in options:
         best = max(usable, key=lambda u: -math.inf if u.get("fit") is None else u["fit"]) if n > 1 else usable[0]
-        candidate = Candidate(id=segment["id"], source=segment["source"], instruction=best["instruction"],
-                              output=segment["text"], backward_model=backward_model)
+        candidate = Candidate(
+            id=segment["id"],
+            source=segment["source"],
+            instruction=best["instruction"],
+            output=segment["text"],
+            backward_model=backward_model,
+        )
         if n > 1:
             candidate["fit"], candidate["sample"] = best.get("fit"), best["sample"]
-            candidate["alternatives"] = [{"instruction": u["instruction"], "fit": u.get("fit"), "sample": u["sample"]}
-                                         for u in usable if u is not best]
+            candidate["alternatives"] = [
+                {"instruction": u["instruction"], "fit": u.get("fit"), "sample": u["sample"]}
+                for u in usable
+                if u is not best
+            ]
         if best["cut_off"]:
             candidate["instruction_cut_off"] = True
             counts["instruction_cut_off"] += 1
@@ -85,8 +116,9 @@ def augment_shard(segments: list[Segment], shard_index: int, engine: Engine, cfg
     return candidates, rejects, counts
 
 
-def _instruction_problem(instruction: str | None, segment: Segment, cfg: AugmentConfig,
-                         refusal: str | None) -> tuple[str, str] | None:
+def _instruction_problem(
+    instruction: str | None, segment: Segment, cfg: AugmentConfig, refusal: str | None
+) -> tuple[str, str] | None:
     """(counter, reason) when a sampled instruction cannot make a candidate, else None."""
     if instruction is None:
         return "refused", refusal or "the engine refused the prompt"
@@ -94,7 +126,7 @@ def _instruction_problem(instruction: str | None, segment: Segment, cfg: Augment
         return "empty_instruction", "backward model wrote an empty instruction"
     quoted = quoted_answer(instruction, segment["text"], cfg.max_quoted_words)
     if quoted:  # the pair would teach copying the answer out of the instruction
-        return "quotes_answer", f"the instruction quotes its answer: \"{quoted}\""
+        return "quotes_answer", f'the instruction quotes its answer: "{quoted}"'
     return None
 
 
@@ -108,7 +140,7 @@ def fit_values(items: list[tuple[str, list[str]]], engine: Engine) -> list[list[
     for text, instructions in items:
         for instruction in ["", *instructions]:
             full, start, _ = answer_span(tokenizer, [{"role": "user", "content": instruction}], text, stops)
-            reads.append((full[:start + PMI_TOKENS], start))
+            reads.append((full[: start + PMI_TOKENS], start))
         where.append(len(reads) - len(instructions) - 1)
     values = engine.token_logprobs(reads)
     out = []
@@ -118,7 +150,9 @@ def fit_values(items: list[tuple[str, list[str]]], engine: Engine) -> list[list[
         for j in range(len(instructions)):
             with_it = values[first + 1 + j]
             shared = min(len(with_it or []), len(without or []))
-            row.append(None if not shared else round(sum(with_it[:shared]) / shared - sum(without[:shared]) / shared, 6))
+            row.append(
+                None if not shared else round(sum(with_it[:shared]) / shared - sum(without[:shared]) / shared, 6)
+            )
         out.append(row)
     return out
 
@@ -126,8 +160,14 @@ def fit_values(items: list[tuple[str, list[str]]], engine: Engine) -> list[list[
 class AugmentWorker(EngineShards):
     """The backward model's engine, and with n > 1 the fit model's, held across a process's shards."""
 
-    def __init__(self, model_path: str, cfg: AugmentConfig, engine: Engine | None = None,
-                 fit_engine: Engine | None = None, **context):
+    def __init__(
+        self,
+        model_path: str,
+        cfg: AugmentConfig,
+        engine: Engine | None = None,
+        fit_engine: Engine | None = None,
+        **context,
+    ):
         super().__init__(augment_shard, model_path, cfg, engine, **context)
         self.owns_fit = fit_engine is None and cfg.num_instructions > 1
         if self.owns_fit:
@@ -146,10 +186,17 @@ class AugmentWorker(EngineShards):
             self.context["fit_engine"].close()
 
 
-def augment(segments: Iterable[dict] | Path, backward_model: str, out_dir: Path,
-            cfg: AugmentConfig | None = None, system_prompt: str | None = None,
-            engine: Engine | None = None, executor: ExecutorConfig | None = None, recompute: bool = False,
-            fit_engine: Engine | None = None) -> dict:
+def augment(
+    segments: Iterable[dict] | Path,
+    backward_model: str,
+    out_dir: Path,
+    cfg: AugmentConfig | None = None,
+    system_prompt: str | None = None,
+    engine: Engine | None = None,
+    executor: ExecutorConfig | None = None,
+    recompute: bool = False,
+    fit_engine: Engine | None = None,
+) -> dict:
     """Write ``out_dir/part-*`` candidates; segments is an iterable or a segments directory.
     ``executor`` runs the shards on Ray (then ``engine`` cannot be given: each actor loads its own).
     With ``cfg.num_instructions`` > 1 the fit is read by ``fit_engine`` or, when not given, by an
@@ -161,19 +208,32 @@ def augment(segments: Iterable[dict] | Path, backward_model: str, out_dir: Path,
     refuse_engine_object(engine, executor, "augment")
     refuse_engine_object(fit_engine, executor, "augment")
     if cfg.num_instructions > 1 and fit_engine is None and cfg.fit_model is None:
-        raise ValueError(f"augment.num_instructions={cfg.num_instructions} values each instruction's fit with a "
-                         f"forward model: give augment.fit_model (--fit-model: the base model or M_0), or "
-                         f"--num-instructions 1")
+        raise ValueError(
+            f"augment.num_instructions={cfg.num_instructions} values each instruction's fit with a "
+            f"forward model: give augment.fit_model (--fit-model: the base model or M_0), or "
+            f"--num-instructions 1"
+        )
     segments, source = stage_input(segments)
     fit_model = None
     if cfg.num_instructions > 1:
         fit_model = input_fingerprint(cfg.fit_model) if fit_engine is None else "engine object"
-    fields = {"segments": source, "backward_model": input_fingerprint(backward_model) if engine is None else None,
-              "system_prompt": system_prompt, "config": cfg.model_dump(mode="json", include=OUTPUT_FIELDS),
-              "fit_model": fit_model}
+    fields = {
+        "segments": source,
+        "backward_model": input_fingerprint(backward_model) if engine is None else None,
+        "system_prompt": system_prompt,
+        "config": cfg.model_dump(mode="json", include=OUTPUT_FIELDS),
+        "fit_model": fit_model,
+    }
     with stage_output(out_dir, "candidates", fields, recompute):
         if cfg.max_segments is not None:
             segments = itertools.islice(segments, cfg.max_segments)
-        worker = partial(AugmentWorker, backward_model, cfg, engine, fit_engine, system_prompt=system_prompt,
-                         backward_model=str(backward_model))
+        worker = partial(
+            AugmentWorker,
+            backward_model,
+            cfg,
+            engine,
+            fit_engine,
+            system_prompt=system_prompt,
+            backward_model=str(backward_model),
+        )
         return run_sharded(segments, out_dir, cfg.records_per_shard, worker, desc="augment", executor=executor)

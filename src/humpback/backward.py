@@ -17,14 +17,23 @@ def backward_prompt(output: str, system_prompt: str) -> list[dict]:
 def backward_examples(seed: list[dict], system_prompt: str) -> list[dict]:
     """Seed pairs reversed: output in the prompt, instruction as the completion (the only loss)."""
     return [
-        {"prompt": backward_prompt(r["output"], system_prompt),
-         "completion": [{"role": "assistant", "content": r["instruction"]}]}
+        {
+            "prompt": backward_prompt(r["output"], system_prompt),
+            "completion": [{"role": "assistant", "content": r["instruction"]}],
+        }
         for r in seed
     ]
 
 
-def train_backward(seed: list[dict], base_model: str, out_dir: Path, cfg: BackwardConfig | None = None,
-                   recompute: bool = False) -> dict:
+def train_backward(
+    seed: list[dict], base_model: str, out_dir: Path, cfg: BackwardConfig | None = None, recompute: bool = False
+) -> dict:
     cfg = cfg or BackwardConfig()
-    return sft(backward_examples(seed, cfg.system_prompt), base_model, out_dir, cfg, desc="train backward",
-               recompute=recompute)
+    return sft(
+        backward_examples(seed, cfg.system_prompt),
+        base_model,
+        out_dir,
+        cfg,
+        desc="train backward",
+        recompute=recompute,
+    )

@@ -12,18 +12,35 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Literal, Optional
+from collections.abc import Callable
 
 import typer
 from pydantic import BaseModel, ValidationError
 
 import humpback as api
 from .outputs import output_kind, owned_output
-from .config import (AugmentConfig, BackwardConfig, BackwardEvalConfig, CurateConfig, EvalConfig, ExecutorConfig,
-                     ForwardConfig, GenerateConfig, RunConfig, SegmentConfig, deep_merge, load_yaml)
+from .config import (
+    AugmentConfig,
+    BackwardConfig,
+    BackwardEvalConfig,
+    CurateConfig,
+    EvalConfig,
+    ExecutorConfig,
+    ForwardConfig,
+    GenerateConfig,
+    RunConfig,
+    SegmentConfig,
+    deep_merge,
+    load_yaml,
+)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Instruction backtranslation: web text -> instruction data -> a better model.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Instruction backtranslation: web text -> instruction data -> a better model.",
+)
 
 
 def _flag_type(annotation: Any) -> Any | None:
@@ -36,7 +53,7 @@ def _flag_type(annotation: Any) -> Any | None:
     if annotation in (int, float, str, bool, Path):
         return annotation
     if typing.get_origin(annotation) is list and typing.get_args(annotation)[0] in (str, Path):
-        return typing.List[typing.get_args(annotation)[0]]  # repeatable: --segment-languages en --segment-languages de
+        return list[typing.get_args(annotation)[0]]  # repeatable: --segment-languages en --segment-languages de
     return None
 
 
@@ -57,8 +74,11 @@ def _config_params(model: type[BaseModel], prefix: str = "") -> list[inspect.Par
         if typing.get_origin(kind) is list:
             help_text += " Repeat the flag for each value; give it once as '' for an empty list."
         option = typer.Option(None, *decls, help=help_text, show_default=False)
-        params.append(inspect.Parameter(f"{prefix}{name}", inspect.Parameter.KEYWORD_ONLY,
-                                        default=option, annotation=Optional[kind]))
+        params.append(
+            inspect.Parameter(
+                f"{prefix}{name}", inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[kind]
+            )
+        )
     return params
 
 
@@ -72,11 +92,14 @@ def _nest(flat: dict, model: type[BaseModel]) -> dict:
             value = [v for v in value if str(v) != ""]  # --flag '' alone: the empty list
         target, current = nested, model
         while key not in current.model_fields:
-            head = next(n for n in current.model_fields if key.startswith(n + "_")
-                        and isinstance(current.model_fields[n].annotation, type))
+            head = next(
+                n
+                for n in current.model_fields
+                if key.startswith(n + "_") and isinstance(current.model_fields[n].annotation, type)
+            )
             target = target.setdefault(head, {})
             current = current.model_fields[head].annotation
-            key = key[len(head) + 1:]
+            key = key[len(head) + 1 :]
         target[key] = value
     return nested
 
@@ -85,8 +108,12 @@ def config_command(name: str, model: type[BaseModel], extra: list[inspect.Parame
     """Register a command whose options are `extra` plus every field of `model`."""
 
     def decorator(fn: Callable[..., None]):
-        config_param = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
-                                         default=typer.Option(None, "--config", help="YAML file of options; flags override it."))
+        config_param = inspect.Parameter(
+            "config",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Optional[Path],
+            default=typer.Option(None, "--config", help="YAML file of options; flags override it."),
+        )
         fields = _config_params(model)
         extra_names = {p.name for p in extra}
         fields = [p for p in fields if p.name not in extra_names]
@@ -105,8 +132,16 @@ def config_command(name: str, model: type[BaseModel], extra: list[inspect.Parame
                 fn(cfg, **kwargs)
             except ValidationError as e:
                 _fail(f"invalid config: {config_errors(e)}")
-            except (api.SeedError, api.ModelError, api.EngineError, FileNotFoundError, NotADirectoryError,
-                    IsADirectoryError, PermissionError, ValueError) as e:
+            except (
+                api.SeedError,
+                api.ModelError,
+                api.EngineError,
+                FileNotFoundError,
+                NotADirectoryError,
+                IsADirectoryError,
+                PermissionError,
+                ValueError,
+            ) as e:
                 _fail(str(e))
 
         command.__signature__ = inspect.Signature(extra + [config_param] + fields)
@@ -140,7 +175,9 @@ def config_errors(error: ValidationError) -> str:
     for e in error.errors():
         where = ".".join(str(x) for x in e["loc"]) or "config"
         value = e.get("input")
-        secret = bool(e["loc"]) and str(e["loc"][-1]) in SECRET_FIELDS or (isinstance(value, str) and looks_like_key(value))
+        secret = (
+            bool(e["loc"]) and str(e["loc"][-1]) in SECRET_FIELDS or (isinstance(value, str) and looks_like_key(value))
+        )
         got = "" if e["type"] == "missing" or secret or isinstance(value, dict) else f" (got {redact(repr(value))})"
         parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}{got}")
     return "; ".join(parts)
@@ -148,8 +185,12 @@ def config_errors(error: ValidationError) -> str:
 
 def _opt(name: str, annotation: Any, default: Any, help_text: str, *decls: str) -> inspect.Parameter:
     decls = decls or (f"--{name.replace('_', '-')}",)
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
-                             default=typer.Option(default, *decls, help=help_text))
+    return inspect.Parameter(
+        name,
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=annotation,
+        default=typer.Option(default, *decls, help=help_text),
+    )
 
 
 def _setup_logging() -> None:
@@ -163,15 +204,22 @@ def _setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
-@config_command("run", RunConfig, [], "Run (or resume) the whole loop: segment, backward, augment, curate and train x iterations.")
+@config_command(
+    "run", RunConfig, [], "Run (or resume) the whole loop: segment, backward, augment, curate and train x iterations."
+)
 def _run(cfg: RunConfig) -> None:
     api.run(cfg)
 
 
 # The corpus stages' commands take the executor flags (--executor ray, --ray-address, ...) too.
 _EXECUTOR_PARAMS = _config_params(ExecutorConfig)
-_RECOMPUTE = _opt("recompute", bool, False, "When --out holds this stage made with other settings or inputs, redo it "
-                  "(default: stop and name what changed).", "--recompute")
+_RECOMPUTE = _opt(
+    "recompute",
+    bool,
+    False,
+    "When --out holds this stage made with other settings or inputs, redo it (default: stop and name what changed).",
+    "--recompute",
+)
 
 
 def _engine_model(model: str, cfg) -> str:
@@ -183,77 +231,149 @@ def _executor(flags: dict) -> ExecutorConfig:
     return ExecutorConfig.model_validate({k: v for k, v in flags.items() if v is not None})
 
 
-@config_command("segment", SegmentConfig, [
-    _opt("corpus", str, ..., "Corpus file, directory or glob (HTML, WARC, JSONL, TXT/MD), or 'demo'."),
-    _opt("out", Path, ..., "Output directory for the segment shards."),
-    _RECOMPUTE,
-    *_EXECUTOR_PARAMS,
-], "Split a web corpus into filtered, deduplicated header segments.")
+@config_command(
+    "segment",
+    SegmentConfig,
+    [
+        _opt("corpus", str, ..., "Corpus file, directory or glob (HTML, WARC, JSONL, TXT/MD), or 'demo'."),
+        _opt("out", Path, ..., "Output directory for the segment shards."),
+        _RECOMPUTE,
+        *_EXECUTOR_PARAMS,
+    ],
+    "Split a web corpus into filtered, deduplicated header segments.",
+)
 def _segment(cfg: SegmentConfig, corpus: str, out: Path, recompute: bool, **executor) -> None:
     info = api.segment(corpus, out, cfg, executor=_executor(executor), recompute=recompute)
-    typer.echo(f"{info['records']} segments in {out} ({info['rejects']} rejects); funnel: "
-               f"{dict(api.stage_counters(out))}")
+    typer.echo(
+        f"{info['records']} segments in {out} ({info['rejects']} rejects); funnel: {dict(api.stage_counters(out))}"
+    )
 
 
-@config_command("augment", AugmentConfig, [
-    _opt("segments", Path, ..., "Directory of segment shards (from `humpback segment`)."),
-    _opt("model", str, ..., "The backward model directory."),
-    _opt("out", Path, ..., "Output directory for the candidate shards."),
-    _opt("system_prompt", Optional[str], None, "Backward model system prompt (must match its training)."),
-    _RECOMPUTE,
-    *_EXECUTOR_PARAMS,
-], "Self-augmentation: write an instruction for every segment with the backward model.")
-def _augment(cfg: AugmentConfig, segments: Path, model: str, out: Path, system_prompt: str | None, recompute: bool,
-             **executor) -> None:
-    info = api.augment(segments, _engine_model(model, cfg), out, cfg, system_prompt=system_prompt,
-                       executor=_executor(executor), recompute=recompute)
+@config_command(
+    "augment",
+    AugmentConfig,
+    [
+        _opt("segments", Path, ..., "Directory of segment shards (from `humpback segment`)."),
+        _opt("model", str, ..., "The backward model directory."),
+        _opt("out", Path, ..., "Output directory for the candidate shards."),
+        _opt("system_prompt", Optional[str], None, "Backward model system prompt (must match its training)."),
+        _RECOMPUTE,
+        *_EXECUTOR_PARAMS,
+    ],
+    "Self-augmentation: write an instruction for every segment with the backward model.",
+)
+def _augment(
+    cfg: AugmentConfig, segments: Path, model: str, out: Path, system_prompt: str | None, recompute: bool, **executor
+) -> None:
+    info = api.augment(
+        segments,
+        _engine_model(model, cfg),
+        out,
+        cfg,
+        system_prompt=system_prompt,
+        executor=_executor(executor),
+        recompute=recompute,
+    )
     typer.echo(f"{info['records']} candidates in {out} ({info['rejects']} rejects)")
 
 
-@config_command("curate", CurateConfig, [
-    _opt("candidates", Path, ..., "Directory of candidate shards (from `humpback augment`)."),
-    _opt("model", str, ..., "The judge model (M_0, M_1, ...)."),
-    _opt("out", Path, ..., "Output directory: ratings/ and curated/ go inside."),
-    _opt("iteration", int, 1, "Iteration number recorded with each rating."),
-    _opt("compare", bool, False, "Instead of curating, rate a seeded sample (--compare-sample) both ways, "
-         "generate and logprob, and report their agreement; with --probe-seed, also every mode's judge-probe AUC "
-         "side by side (written to OUT/compare.json).", "--compare"),
-    _opt("probe_seed", Optional[str], None, "--compare: human-written pairs no training saw (any seed shape) to "
-         "probe the judge with in every rating mode.", "--probe-seed"),
-    _RECOMPUTE,
-    *_EXECUTOR_PARAMS,
-], "Self-curation: rate every candidate on the 5-point rubric and keep A_k.")
-def _curate(cfg: CurateConfig, candidates: Path, model: str, out: Path, iteration: int, compare: bool,
-            probe_seed: str | None, recompute: bool, **executor) -> None:
+@config_command(
+    "curate",
+    CurateConfig,
+    [
+        _opt("candidates", Path, ..., "Directory of candidate shards (from `humpback augment`)."),
+        _opt("model", str, ..., "The judge model (M_0, M_1, ...)."),
+        _opt("out", Path, ..., "Output directory: ratings/ and curated/ go inside."),
+        _opt("iteration", int, 1, "Iteration number recorded with each rating."),
+        _opt(
+            "compare",
+            bool,
+            False,
+            "Instead of curating, rate a seeded sample (--compare-sample) both ways, "
+            "generate and logprob, and report their agreement; with --probe-seed, also every mode's judge-probe AUC "
+            "side by side (written to OUT/compare.json).",
+            "--compare",
+        ),
+        _opt(
+            "probe_seed",
+            Optional[str],
+            None,
+            "--compare: human-written pairs no training saw (any seed shape) to "
+            "probe the judge with in every rating mode.",
+            "--probe-seed",
+        ),
+        _RECOMPUTE,
+        *_EXECUTOR_PARAMS,
+    ],
+    "Self-curation: rate every candidate on the 5-point rubric and keep A_k.",
+)
+def _curate(
+    cfg: CurateConfig,
+    candidates: Path,
+    model: str,
+    out: Path,
+    iteration: int,
+    compare: bool,
+    probe_seed: str | None,
+    recompute: bool,
+    **executor,
+) -> None:
     if compare:
         pairs = api.load_seed(probe_seed)[0] if probe_seed else None
         with owned_output(out, "curate-compare") as out:
-            report = api.compare_modes(candidates, _engine_model(model, cfg), cfg, out_path=Path(out) / "compare.json",
-                                       probe_pairs=pairs)
+            report = api.compare_modes(
+                candidates, _engine_model(model, cfg), cfg, out_path=Path(out) / "compare.json", probe_pairs=pairs
+            )
         _print_comparison(report)
         if report["probe"]:
-            _print_probe(report["probe"], f"judge probe: {report['judge_model']}, {len(pairs)} held-out pairs, "
-                         "every rating mode (AUC, 0.5 = chance)")
+            _print_probe(
+                report["probe"],
+                f"judge probe: {report['judge_model']}, {len(pairs)} held-out pairs, "
+                "every rating mode (AUC, 0.5 = chance)",
+            )
         else:
             typer.echo("give --probe-seed FILE (pairs no training saw) to compare every mode by judge-probe AUC")
         typer.echo(f"written: {Path(out) / 'compare.json'}")
         return
     if probe_seed:
-        raise ValueError("--probe-seed goes with --compare (in `humpback run` the judge is probed on held-out seed pairs)")
-    curated = api.curate(candidates, _engine_model(model, cfg), out, cfg, iteration=iteration,
-                         executor=_executor(executor), recompute=recompute)
+        raise ValueError(
+            "--probe-seed goes with --compare (in `humpback run` the judge is probed on held-out seed pairs)"
+        )
+    curated = api.curate(
+        candidates,
+        _engine_model(model, cfg),
+        out,
+        cfg,
+        iteration=iteration,
+        executor=_executor(executor),
+        recompute=recompute,
+    )
     hist = api.histogram(api.read_stage(out / "ratings"))
     typer.echo(f"scores {hist}; A_{cfg.k}: {len(curated)} in {out / 'curated'}")
 
 
-@config_command("probe-judge", CurateConfig, [
-    _opt("model", str, ..., "The judge model (M_0, ...), a path, or 'smollm2-135m'."),
-    _opt("seed", str, ..., "Human-written pairs no training saw (any seed shape), e.g. a held-out share of your seed."),
-    _opt("modes", str, "logprob,yes,pmi,features", "Comma-separated ways to score: generate, logprob (the rubric), "
-         "yes, pmi, features (likelihood signals)."),
-    _opt("limit", Optional[int], None, "Use the first N pairs."),
-    _opt("out", Path, Path("probe"), "Output directory (probe.json)."),
-], "Can this judge tell good pairs from bad? AUC on held-out pairs against six kinds of bad ones, per scoring mode.")
+@config_command(
+    "probe-judge",
+    CurateConfig,
+    [
+        _opt("model", str, ..., "The judge model (M_0, ...), a path, or 'smollm2-135m'."),
+        _opt(
+            "seed",
+            str,
+            ...,
+            "Human-written pairs no training saw (any seed shape), e.g. a held-out share of your seed.",
+        ),
+        _opt(
+            "modes",
+            str,
+            "logprob,yes,pmi,features",
+            "Comma-separated ways to score: generate, logprob (the rubric), yes, pmi, features (likelihood signals).",
+        ),
+        _opt("limit", Optional[int], None, "Use the first N pairs."),
+        _opt("out", Path, Path("probe"), "Output directory (probe.json)."),
+    ],
+    "Can this judge tell good pairs from bad? AUC on held-out pairs against six kinds of bad ones, per scoring mode.",
+)
 def _probe_judge(cfg: CurateConfig, model: str, seed: str, modes: str, limit: int | None, out: Path) -> None:
     from .files import write_json
     from .probe import probe_judge
@@ -278,8 +398,13 @@ def _print_probe(reports: list[dict], title: str) -> None:
         table.add_column(col, justify="right")
     for r in reports:
         low, high = r["auc_interval"]
-        table.add_row(r["mode"], str(r["auc"]), f"{low}-{high}", *(str(r["by_kind"][k]["auc"]) for k in NEGATIVE_KINDS),
-                      str(r["seconds_per_pair"]))
+        table.add_row(
+            r["mode"],
+            str(r["auc"]),
+            f"{low}-{high}",
+            *(str(r["by_kind"][k]["auc"]) for k in NEGATIVE_KINDS),
+            str(r["seconds_per_pair"]),
+        )
     console = Console()
     console.print(table)
     for r in reports:
@@ -290,7 +415,9 @@ def _print_comparison(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"generate vs logprob rating, {report['both_rated']} of {report['sampled']} candidates rated both ways")
+    table = Table(
+        title=f"generate vs logprob rating, {report['both_rated']} of {report['sampled']} candidates rated both ways"
+    )
     table.add_column("generate \\ logprob")
     for score in range(1, 6):
         table.add_column(str(score), justify="right")
@@ -299,21 +426,47 @@ def _print_comparison(report: dict) -> None:
         table.add_row(str(g), *map(str, row))
     console = Console()
     console.print(table)
-    console.print(f"exact agreement {report['exact_agreement']}, within one point {report['within_one']}; "
-                  f"generate mode left {report['generate_unparsed']} unparsed")
+    console.print(
+        f"exact agreement {report['exact_agreement']}, within one point {report['within_one']}; "
+        f"generate mode left {report['generate_unparsed']} unparsed"
+    )
 
 
-@config_command("train", ForwardConfig, [
-    _opt("kind", str, "forward", "'backward' (output -> instruction) or 'forward' (tagged instruction -> output).", "--kind"),
-    _opt("seed", str, ..., "Seed data file (any supported shape) or 'demo'."),
-    _opt("curated", Optional[Path], None, "Forward only: curated candidates (a directory of shards or a JSONL file)."),
-    _opt("model", str, "smollm2-135m", "Base model."),
-    _opt("out", Path, ..., "Output model directory."),
-    _opt("system_prompt", Optional[str], None, "Backward only: the backward model's system message."),
-    _RECOMPUTE,
-], "Fine-tune a backward model (--kind backward) or a forward model on seed (+ curated) data.")
-def _train(cfg: ForwardConfig, kind: str, seed: str, curated: Path | None, model: str, out: Path,
-           system_prompt: str | None, recompute: bool) -> None:
+@config_command(
+    "train",
+    ForwardConfig,
+    [
+        _opt(
+            "kind",
+            str,
+            "forward",
+            "'backward' (output -> instruction) or 'forward' (tagged instruction -> output).",
+            "--kind",
+        ),
+        _opt("seed", str, ..., "Seed data file (any supported shape) or 'demo'."),
+        _opt(
+            "curated",
+            Optional[Path],
+            None,
+            "Forward only: curated candidates (a directory of shards or a JSONL file).",
+        ),
+        _opt("model", str, "smollm2-135m", "Base model."),
+        _opt("out", Path, ..., "Output model directory."),
+        _opt("system_prompt", Optional[str], None, "Backward only: the backward model's system message."),
+        _RECOMPUTE,
+    ],
+    "Fine-tune a backward model (--kind backward) or a forward model on seed (+ curated) data.",
+)
+def _train(
+    cfg: ForwardConfig,
+    kind: str,
+    seed: str,
+    curated: Path | None,
+    model: str,
+    out: Path,
+    system_prompt: str | None,
+    recompute: bool,
+) -> None:
     examples, _ = api.load_seed(seed)
     base = api.check_model(model)
     if kind == "backward":
@@ -329,18 +482,29 @@ def _train(cfg: ForwardConfig, kind: str, seed: str, curated: Path | None, model
             extra, rejects = read_curated(curated)
             if rejects:
                 typer.echo(f"{len(rejects)} curated rows rejected (named above); training on the {len(extra)} others")
-        info = api.train_forward(examples, extra, base, out, cfg, dataset_path=Path(out) / "train.jsonl",
-                                 recompute=recompute)
+        info = api.train_forward(
+            examples, extra, base, out, cfg, dataset_path=Path(out) / "train.jsonl", recompute=recompute
+        )
     else:
         raise ValueError(f"--kind must be backward or forward, not {kind!r}")
     typer.echo(f"trained {out}: {info}")
 
 
-@config_command("generate", GenerateConfig, [
-    _opt("model", str, ..., "Model directory (e.g. runs/NAME/models/m2)."),
-    _opt("prompts", Path, ..., "Instructions: JSONL/JSON with 'instruction' (or 'prompt'), or a text file, one per line."),
-    _opt("out", Path, ..., "Output JSONL: each prompt record with 'output' added."),
-], "Answer instructions with a trained model (the paper's decoding and inference tag).")
+@config_command(
+    "generate",
+    GenerateConfig,
+    [
+        _opt("model", str, ..., "Model directory (e.g. runs/NAME/models/m2)."),
+        _opt(
+            "prompts",
+            Path,
+            ...,
+            "Instructions: JSONL/JSON with 'instruction' (or 'prompt'), or a text file, one per line.",
+        ),
+        _opt("out", Path, ..., "Output JSONL: each prompt record with 'output' added."),
+    ],
+    "Answer instructions with a trained model (the paper's decoding and inference tag).",
+)
 def _generate(cfg: GenerateConfig, model: str, prompts: Path, out: Path) -> None:
     info = api.generate_file(prompts, api.resolve_model(model), out, cfg)
     typer.echo(f"{info['answers']} answers in {out} ({info['rejects']} rejects)")
@@ -362,28 +526,65 @@ def _print_win_rate(result: dict, out: Path) -> None:
         console.print(f"no judged prompts ({result.get('unjudged', 0)} judgements without a verdict)")
     else:
         lc = result.get("length_controlled_win_rate")
-        console.print(f"win rate {result['win_rate']:.1f}% ± {result['standard_error'] or 0:.1f} (s.e.) over "
-                      f"{result['n_prompts']} prompts; wins {result['n_wins']}, losses {result['n_losses']}, "
-                      f"draws {result['n_draws']}" + ("" if lc is None else f"; length-controlled {lc:.1f}%"))
-        console.print(f"mean answer length {result['avg_length']:.0f} chars against {result['reference_avg_length']:.0f}; "
-                      f"judge {result['judge_model']} ({result['judge_mode']}, order {result['order']}); "
-                      f"judgements without a verdict {result['unjudged']}")
+        console.print(
+            f"win rate {result['win_rate']:.1f}% ± {result['standard_error'] or 0:.1f} (s.e.) over "
+            f"{result['n_prompts']} prompts; wins {result['n_wins']}, losses {result['n_losses']}, "
+            f"draws {result['n_draws']}" + ("" if lc is None else f"; length-controlled {lc:.1f}%")
+        )
+        console.print(
+            f"mean answer length {result['avg_length']:.0f} chars against {result['reference_avg_length']:.0f}; "
+            f"judge {result['judge_model']} ({result['judge_mode']}, order {result['order']}); "
+            f"judgements without a verdict {result['unjudged']}"
+        )
     console.print(f"files: {out}/model_outputs.json, judgements.jsonl, leaderboard.json")
 
 
-@config_command("eval", EvalConfig, [
-    _opt("model", Optional[str], None, "Model to evaluate: a run's model by name (m0, m1, m2) with --run, or a path or 'smollm2-135m'."),
-    _opt("run", Optional[Path], None, "Run directory: model names resolve in it, results go to RUN/eval/."),
-    _opt("compare", Optional[tuple[str, str]], None, "BASELINE MODEL: judge MODEL's answers against BASELINE's on the "
-         "same prompts (e.g. --compare m0 m2: does M_2 beat M_0?).", "--compare"),
-    _opt("reference", Optional[Path], None, "Reference answers (AlpacaEval-format JSON or JSONL); default: the prompt "
-         "file's own 'output' answers (AlpacaEval's: text-davinci-003)."),
-    _opt("out", Optional[Path], None, "Output directory (default RUN/eval/NAME, or eval/NAME)."),
-    _opt("alpaca_eval_config", Optional[Path], None, "Also write an alpaca_eval annotators config for the judge here "
-         "(an OpenAI-compatible judge at --judge-base-url)."),
-], "Answer a prompt set with a model (AlpacaEval format) and judge it pairwise: win rate with its standard error.")
-def _eval(cfg: EvalConfig, model: str | None, run: Path | None, compare: tuple[str, str] | None,
-          reference: Path | None, out: Path | None, alpaca_eval_config: Path | None) -> None:
+@config_command(
+    "eval",
+    EvalConfig,
+    [
+        _opt(
+            "model",
+            Optional[str],
+            None,
+            "Model to evaluate: a run's model by name (m0, m1, m2) with --run, or a path or 'smollm2-135m'.",
+        ),
+        _opt("run", Optional[Path], None, "Run directory: model names resolve in it, results go to RUN/eval/."),
+        _opt(
+            "compare",
+            Optional[tuple[str, str]],
+            None,
+            "BASELINE MODEL: judge MODEL's answers against BASELINE's on the "
+            "same prompts (e.g. --compare m0 m2: does M_2 beat M_0?).",
+            "--compare",
+        ),
+        _opt(
+            "reference",
+            Optional[Path],
+            None,
+            "Reference answers (AlpacaEval-format JSON or JSONL); default: the prompt "
+            "file's own 'output' answers (AlpacaEval's: text-davinci-003).",
+        ),
+        _opt("out", Optional[Path], None, "Output directory (default RUN/eval/NAME, or eval/NAME)."),
+        _opt(
+            "alpaca_eval_config",
+            Optional[Path],
+            None,
+            "Also write an alpaca_eval annotators config for the judge here "
+            "(an OpenAI-compatible judge at --judge-base-url).",
+        ),
+    ],
+    "Answer a prompt set with a model (AlpacaEval format) and judge it pairwise: win rate with its standard error.",
+)
+def _eval(
+    cfg: EvalConfig,
+    model: str | None,
+    run: Path | None,
+    compare: tuple[str, str] | None,
+    reference: Path | None,
+    out: Path | None,
+    alpaca_eval_config: Path | None,
+) -> None:
     if cfg.prompts is None:
         raise ValueError("--prompts is required (e.g. AlpacaEval's JSON list of instructions)")
     root = Path(run) / "eval" if run is not None else Path("eval")
@@ -393,10 +594,15 @@ def _eval(cfg: EvalConfig, model: str | None, run: Path | None, compare: tuple[s
             from .decontaminate import check_run
 
             found = check_run(run, cfg.prompts)
-            typer.echo(f"contamination check: {found['overlapping']} of {found['training_rows']} training rows of {run} "
-                       f"overlap {cfg.prompts} ({found['ngram']}-word runs or the same instruction)"
-                       + ("" if not found["overlapping"] else "; remove them with `humpback decontaminate` or the run's "
-                          "decontaminate_against, and retrain"))
+            typer.echo(
+                f"contamination check: {found['overlapping']} of {found['training_rows']} training rows of {run} "
+                f"overlap {cfg.prompts} ({found['ngram']}-word runs or the same instruction)"
+                + (
+                    ""
+                    if not found["overlapping"]
+                    else "; remove them with `humpback decontaminate` or the run's decontaminate_against, and retrain"
+                )
+            )
     if alpaca_eval_config is not None:
         path = api.alpaca_eval_config(alpaca_eval_config, cfg.judge.model, cfg.judge.base_url)
         typer.echo(f"alpaca_eval annotators config: {path} (alpaca_eval --annotators_config {path}/configs.yaml ...)")
@@ -412,8 +618,10 @@ def _eval(cfg: EvalConfig, model: str | None, run: Path | None, compare: tuple[s
     out = out or root / Path(model).name
     if cfg.metric == "nll":
         result = api.reference_loss(cfg, _run_model(model, run), out, name=Path(model).name)
-        typer.echo(f"{result['model']}: answer loss {result['answer_loss']} per token on {result['pairs']} reference "
-                   f"answers (lower is better); {out / 'nll.json'}")
+        typer.echo(
+            f"{result['model']}: answer loss {result['answer_loss']} per token on {result['pairs']} reference "
+            f"answers (lower is better); {out / 'nll.json'}"
+        )
         return
     result = api.evaluate(cfg, _run_model(model, run), out, reference=reference, name=Path(model).name)
     if "win_rate" in result:
@@ -422,20 +630,55 @@ def _eval(cfg: EvalConfig, model: str | None, run: Path | None, compare: tuple[s
         typer.echo(f"{result['answers']} answers in {result['model_outputs']} ({result['rejects']} rejects)")
 
 
-@config_command("eval-backward", BackwardEvalConfig, [
-    _opt("seed", str, ..., "Seed data (any supported shape, e.g. self_instruct_seed_tasks.jsonl) or 'demo'."),
-    _opt("model", str, "smollm2-135m", "Base model: the untrained reference, and what the backward model is trained from."),
-    _opt("backward_model", Optional[str], None, "Score this backward model instead of training one (e.g. runs/NAME/models/backward)."),
-    _opt("out", Path, Path("eval-backward"), "Output directory (fidelity.json, predictions.jsonl, the trained model)."),
-], "How well does the backward model recover held-out instructions? ROUGE-L (and embedding similarity), trained vs base.")
-def _eval_backward(cfg: BackwardEvalConfig, seed: str, model: str, backward_model: str | None, out: Path) -> None:
+@config_command(
+    "eval-backward",
+    BackwardEvalConfig,
+    [
+        _opt("seed", str, ..., "Seed data (any supported shape, e.g. self_instruct_seed_tasks.jsonl) or 'demo'."),
+        _opt(
+            "model",
+            str,
+            "smollm2-135m",
+            "Base model: the untrained reference, and what the backward model is trained from.",
+        ),
+        _opt(
+            "backward_model",
+            Optional[str],
+            None,
+            "Score this backward model instead of training one (e.g. runs/NAME/models/backward).",
+        ),
+        _opt(
+            "held_out",
+            Optional[str],
+            None,
+            "Score on these pairs (any seed shape) and train on the whole seed, instead of holding part of it out.",
+        ),
+        _opt(
+            "out",
+            Path,
+            Path("eval-backward"),
+            "Output directory (fidelity.json, predictions.jsonl, the trained model).",
+        ),
+    ],
+    "How well does the backward model recover held-out instructions? "
+    "ROUGE-L (and embedding similarity), trained vs base.",
+)
+def _eval_backward(
+    cfg: BackwardEvalConfig, seed: str, model: str, backward_model: str | None, held_out: str | None, out: Path
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
     examples, rejects = api.load_seed(seed)
-    result = api.backward_fidelity(examples, api.check_model(model), out, cfg, backward_model=backward_model)
-    table = Table(title=f"Backward-model fidelity on {result['held_out']} held-out seed pairs "
-                        f"(trained on {result['trained_on']}; {len(rejects)} seed rejects)", box=None)
+    other = api.load_seed(held_out)[0] if held_out else None
+    result = api.backward_fidelity(
+        examples, api.check_model(model), out, cfg, backward_model=backward_model, held_out=other
+    )
+    table = Table(
+        title=f"Backward-model fidelity on {result['held_out']} held-out seed pairs "
+        f"(trained on {result['trained_on']}; {len(rejects)} seed rejects)",
+        box=None,
+    )
     for col in ("model", "ROUGE-L F1", "embedding similarity"):
         table.add_column(col, justify="right" if col != "model" else "left")
     for name, row in result["models"].items():
@@ -443,17 +686,23 @@ def _eval_backward(cfg: BackwardEvalConfig, seed: str, model: str, backward_mode
         table.add_row(f"{name} ({row['model']})", f"{row['rouge_l']:.3f}", "-" if sim is None else f"{sim:.3f}")
     console = Console()
     console.print(table)
-    console.print(f"ROUGE-L gain from backward training: {result['rouge_l_gain']:+.3f}; embeddings: {result['embedding_note']}")
+    console.print(
+        f"ROUGE-L gain from backward training: {result['rouge_l_gain']:+.3f}; embeddings: {result['embedding_note']}"
+    )
     console.print(f"files: {out}/fidelity.json, {out}/predictions.jsonl")
 
 
 @app.command("decontaminate", help="Remove training rows that overlap a prompt set (n-gram or the same instruction).")
-def _decontaminate(data: Path = typer.Argument(..., help="Training data: JSONL of instruction/output pairs or chats "
-                                                         "(e.g. RUN/final/train.jsonl)."),
-                   against: list[Path] = typer.Option(..., "--against", help="A prompt set: AlpacaEval JSON, JSONL/JSON "
-                                                                           "of instructions, or plain text (repeatable)."),
-                   out: Path = typer.Option(..., help="Output folder: clean.jsonl, rejects.jsonl, summary.json."),
-                   ngram: int = typer.Option(13, min=1, help="Words in a run shared with a prompt that makes a match.")) -> None:
+def _decontaminate(
+    data: Path = typer.Argument(
+        ..., help="Training data: JSONL of instruction/output pairs or chats (e.g. RUN/final/train.jsonl)."
+    ),
+    against: list[Path] = typer.Option(
+        ..., "--against", help="A prompt set: AlpacaEval JSON, JSONL/JSON of instructions, or plain text (repeatable)."
+    ),
+    out: Path = typer.Option(..., help="Output folder: clean.jsonl, rejects.jsonl, summary.json."),
+    ngram: int = typer.Option(13, min=1, help="Words in a run shared with a prompt that makes a match."),
+) -> None:
     from .decontaminate import decontaminate_file
 
     _setup_logging()
@@ -465,21 +714,30 @@ def _decontaminate(data: Path = typer.Argument(..., help="Training data: JSONL o
             summary = decontaminate_file(data, against, owned, ngram)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
-    typer.echo(f"{summary['rows']} rows: {summary['kept']} kept, {summary['removed']} overlap "
-               f"{summary['benchmark_prompts']} prompts ({ngram}-grams or the same instruction), "
-               f"{summary['unreadable']} unreadable; {out}/clean.jsonl, {out}/rejects.jsonl ({summary['seconds']} s)")
+    typer.echo(
+        f"{summary['rows']} rows: {summary['kept']} kept, {summary['removed']} overlap "
+        f"{summary['benchmark_prompts']} prompts ({ngram}-grams or the same instruction), "
+        f"{summary['unreadable']} unreadable; {out}/clean.jsonl, {out}/rejects.jsonl ({summary['seconds']} s)"
+    )
 
 
-@app.command("publish", help="Write a run's final dataset as Parquet with a dataset card (datasets.load_dataset "
-                             "reads the folder); --repo-id pushes it to the hub.")
-def _publish(run: Path = typer.Argument(..., help="A finished run directory, e.g. runs/demo."),
-             to: Path = typer.Option(..., "--to", help="Output folder (new, or an earlier publish output)."),
-             format: str = typer.Option("messages", "--format", help="messages (chat), alpaca "
-                                        "(instruction/input/output) or sharegpt (conversations)."),
-             license: str = typer.Option("other", "--license", help="The licence field of the card (yours to set: "
-                                         "the web text's terms apply)."),
-             repo_id: Optional[str] = typer.Option(None, "--repo-id", help="ORG/NAME: also push to the hub."),
-             private: bool = typer.Option(False, "--private", help="With --repo-id: a private dataset.")) -> None:
+@app.command(
+    "publish",
+    help="Write a run's final dataset as Parquet with a dataset card (datasets.load_dataset "
+    "reads the folder); --repo-id pushes it to the hub.",
+)
+def _publish(
+    run: Path = typer.Argument(..., help="A finished run directory, e.g. runs/demo."),
+    to: Path = typer.Option(..., "--to", help="Output folder (new, or an earlier publish output)."),
+    format: str = typer.Option(
+        "messages", "--format", help="messages (chat), alpaca (instruction/input/output) or sharegpt (conversations)."
+    ),
+    license: str = typer.Option(
+        "other", "--license", help="The licence field of the card (yours to set: the web text's terms apply)."
+    ),
+    repo_id: Optional[str] = typer.Option(None, "--repo-id", help="ORG/NAME: also push to the hub."),
+    private: bool = typer.Option(False, "--private", help="With --repo-id: a private dataset."),
+) -> None:
     from .publish import publish, push
 
     _setup_logging()
@@ -490,8 +748,10 @@ def _publish(run: Path = typer.Argument(..., help="A finished run directory, e.g
         _fail(str(e))
     typer.echo(f"{info['rows']} rows ({info['format']}) in {info['parquet']}; card {info['card']}")
     if info["card_kept"]:
-        typer.echo(f"{to / 'README.md'} was edited since humpback wrote it: kept as it is; the new card is "
-                   f"{info['card']} (merge what you need, or delete README.md to have it replaced)")
+        typer.echo(
+            f"{to / 'README.md'} was edited since humpback wrote it: kept as it is; the new card is "
+            f"{info['card']} (merge what you need, or delete README.md to have it replaced)"
+        )
     if repo_id:
         try:
             typer.echo(f"pushed: {push(to, repo_id, private)}")
@@ -500,9 +760,13 @@ def _publish(run: Path = typer.Argument(..., help="A finished run directory, e.g
 
 
 @app.command("report", help="Rebuild RUN/report.html and RUN/report.md (and stats.json) from a run directory.")
-def _report(run: Path = typer.Argument(..., help="Run directory, e.g. runs/demo."),
-            labels: Optional[Path] = typer.Option(None, help="JSONL of {id, label: good|bad} for candidates: adds "
-                                                            "precision and recall of curation (paper, Table 7).")) -> None:
+def _report(
+    run: Path = typer.Argument(..., help="Run directory, e.g. runs/demo."),
+    labels: Optional[Path] = typer.Option(
+        None,
+        help="JSONL of {id, label: good|bad} for candidates: adds precision and recall of curation (paper, Table 7).",
+    ),
+) -> None:
     _setup_logging()
     try:
         paths = api.report_run(run, labels)
@@ -511,18 +775,28 @@ def _report(run: Path = typer.Argument(..., help="Run directory, e.g. runs/demo.
     typer.echo(f"report: {paths['html']} and {paths['markdown']}")
 
 
-@app.command("label", help="Label candidates good or bad, blind (instruction and answer only, no value), one key "
-                            "press each; resumable. With labels, `--curate-select calibrated` takes its threshold "
-                            "from them.")
-def _label(run: Optional[Path] = typer.Argument(None, help="A run directory: its candidates, labelled into RUN/labels/."),
-           candidates: Optional[Path] = typer.Option(None, "--candidates", help="Instead of a run: candidate shards "
-                                                     "(a folder) or a JSONL file of {id, instruction, output}."),
-           out: Optional[Path] = typer.Option(None, "--out", help="Labels folder (default RUN/labels); labels.jsonl "
-                                              "goes inside."),
-           from_file: Optional[Path] = typer.Option(None, "--from", help="Take the labels from this JSONL file of "
-                                                    "{id, label: good|bad|skip} instead of asking."),
-           seed: int = typer.Option(0, "--seed", help="The order candidates are shown in (a seeded random sample)."),
-           limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Label at most N this session.")) -> None:
+@app.command(
+    "label",
+    help="Label candidates good or bad, blind (instruction and answer only, no value), one key "
+    "press each; resumable. With labels, `--curate-select calibrated` takes its threshold "
+    "from them.",
+)
+def _label(
+    run: Optional[Path] = typer.Argument(None, help="A run directory: its candidates, labelled into RUN/labels/."),
+    candidates: Optional[Path] = typer.Option(
+        None,
+        "--candidates",
+        help="Instead of a run: candidate shards (a folder) or a JSONL file of {id, instruction, output}.",
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Labels folder (default RUN/labels); labels.jsonl goes inside."
+    ),
+    from_file: Optional[Path] = typer.Option(
+        None, "--from", help="Take the labels from this JSONL file of {id, label: good|bad|skip} instead of asking."
+    ),
+    seed: int = typer.Option(0, "--seed", help="The order candidates are shown in (a seeded random sample)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Label at most N this session."),
+) -> None:
     from .labels import LABELS_FILE, append_labels, label_session, read_labels
 
     _setup_logging()
@@ -544,16 +818,22 @@ def _label(run: Optional[Path] = typer.Argument(None, help="A run directory: its
                 known = {r["id"] for r in rows}
                 unknown = sorted(set(given) - known)
                 kept = append_labels(folder, {i: g for i, g in given.items() if i in known})
-                typer.echo(f"{kept} labels taken from {from_file} ({len(rejects)} lines rejected, named above; "
-                           f"{len(unknown)} for ids not among the candidates, left out)")
+                typer.echo(
+                    f"{kept} labels taken from {from_file} ({len(rejects)} lines rejected, named above; "
+                    f"{len(unknown)} for ids not among the candidates, left out)"
+                )
             else:
                 counts = label_session(rows, folder, seed, limit, show=lambda text: typer.echo(text, nl=False))
-                typer.echo(f"\n{counts['good']} good, {counts['bad']} bad, {counts['skip']} skipped this session; "
-                           f"{counts['left']} left")
+                typer.echo(
+                    f"\n{counts['good']} good, {counts['bad']} bad, {counts['skip']} skipped this session; "
+                    f"{counts['left']} left"
+                )
             labels, _ = read_labels(folder / LABELS_FILE)
         good = sum(labels.values())
-        typer.echo(f"{folder / LABELS_FILE}: {len(labels)} labels, {good} good"
-                   + (f" ({good / len(labels):.0%})" if labels else ""))
+        typer.echo(
+            f"{folder / LABELS_FILE}: {len(labels)} labels, {good} good"
+            + (f" ({good / len(labels):.0%})" if labels else "")
+        )
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
 

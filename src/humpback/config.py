@@ -22,8 +22,9 @@ NUM_INSTRUCTIONS = 4  # augment.num_instructions' default: bench/yield.py measur
 class _Config(BaseModel):
     # Attribute docstrings become field descriptions: they are the CLI --help text.
     # hide_input_in_errors: a ValidationError's text never repeats a value (it may be a pasted key)
-    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid", validate_assignment=True,
-                              hide_input_in_errors=True)
+    model_config = ConfigDict(
+        use_attribute_docstrings=True, extra="forbid", validate_assignment=True, hide_input_in_errors=True
+    )
 
 
 class SegmentConfig(_Config):
@@ -244,16 +245,17 @@ class EngineConfig(_Config):
     server, and any server with echo). chat_extension: vLLM's continue_final_message on the chat
     endpoint, for generation only; other servers would silently start a new turn instead."""
 
-
     @field_validator("api_key_env")
     @classmethod
     def _a_variable_name(cls, value: str) -> str:
         from .redaction import looks_like_key
 
         if looks_like_key(value) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise ValueError("expects the name of an environment variable holding the key (like OPENAI_API_KEY), "
-                             "and the value given is not one: if it is the key itself, it was not stored or shown; "
-                             "export it as a variable and pass that variable's name")
+            raise ValueError(
+                "expects the name of an environment variable holding the key (like OPENAI_API_KEY), "
+                "and the value given is not one: if it is the key itself, it was not stored or shown; "
+                "export it as a variable and pass that variable's name"
+            )
         return value
 
 
@@ -329,8 +331,9 @@ class CurateConfig(EngineConfig):
     """Seed used when temperature > 0."""
     compare_sample: int = Field(64, ge=1)
     """`humpback curate --compare`: how many candidates (a seeded sample) to rate both ways."""
-    select: Literal["score_at_least", "expected_at_least", "value_at_least", "top_fraction",
-                    "calibrated"] = "score_at_least"
+    select: Literal["score_at_least", "expected_at_least", "value_at_least", "top_fraction", "calibrated"] = (
+        "score_at_least"
+    )
     """How the curated set is chosen from the ratings: score_at_least (A_k, the paper's), expected_at_least
     (logprob mode: the expected score at least select_threshold, default 4.5: the paper's A_5 was
     "score >= 4.5"), value_at_least (a signal, or the expected score, at least select_threshold),
@@ -423,8 +426,10 @@ class JudgeConfig(EngineConfig):
     min_choice_mass: float = Field(0.5, ge=0, le=1)
     """logprob mode: a verdict counts only when ' A' and ' B' together got at least this share of
     the judge's probability after 'Verdict:'; below it the pair is unjudged (ours)."""
-    system_prompt: str = ("You are a careful evaluator. You read an instruction and two answers to it, and you "
-                          "decide which answer a thoughtful, knowledgeable user would prefer.")
+    system_prompt: str = (
+        "You are a careful evaluator. You read an instruction and two answers to it, and you "
+        "decide which answer a thoughtful, knowledgeable user would prefer."
+    )
     """The judge's system message ('' for none)."""
 
 

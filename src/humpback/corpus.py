@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from .files import BadLine, jsonl_lines, open_maybe_gzip, safe_name
 
@@ -51,6 +51,7 @@ class Unreadable:
 @dataclass
 class Skipped:
     """A file in the corpus folder that is not read (its type, a broken link): counted, kept in rejects."""
+
     source: str
     reason: str
 
@@ -138,8 +139,9 @@ def _matches(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
         return not parts
     head, rest = pattern[0], pattern[1:]
     if head == "**":  # zero or more folders (hidden ones excluded, as glob does)
-        return any(_matches(parts[i:], rest) for i in range(len(parts) + 1)
-                   if not any(p.startswith(".") for p in parts[:i]))
+        return any(
+            _matches(parts[i:], rest) for i in range(len(parts) + 1) if not any(p.startswith(".") for p in parts[:i])
+        )
     if not parts or (parts[0].startswith(".") and not head.startswith(".")):
         return False
     return fnmatch.fnmatchcase(parts[0], head) and _matches(parts[1:], rest)
@@ -172,8 +174,7 @@ def corpus_listing(spec: str) -> tuple[list[Path], list[Skipped]]:
             files.append(p)
     if not files:
         raise FileNotFoundError(
-            f"corpus {safe_name(spec)} names no readable file; give a file, directory or glob of "
-            f"{', '.join(SUFFIXES)}"
+            f"corpus {safe_name(spec)} names no readable file; give a file, directory or glob of {', '.join(SUFFIXES)}"
         )
     return files, skipped
 
@@ -194,7 +195,9 @@ def corpus_fingerprint(spec: str) -> list:
     return listing
 
 
-def read_corpus(spec: str, text_field: str = "text", max_chars: int = 5_000_000) -> Iterator[Document | Unreadable | Skipped]:
+def read_corpus(
+    spec: str, text_field: str = "text", max_chars: int = 5_000_000
+) -> Iterator[Document | Unreadable | Skipped]:
     """Every document of the corpus, in file order. Whatever goes wrong with a file (a broken
     compressed stream, a malformed WARC, an unexpected parser error) becomes an Unreadable that
     names the file and where in it, and the next file is read: one bad file never stops a run."""
@@ -240,7 +243,7 @@ def decode_html(data: bytes, declared: str | None = None) -> str:
     the bytes are valid UTF-8, else windows-1252 (what browsers assume for undeclared Western
     pages; a latin-1 page is a subset of it)."""
     if data.startswith(codecs.BOM_UTF8):
-        return data[len(codecs.BOM_UTF8):].decode("utf-8", errors="replace")
+        return data[len(codecs.BOM_UTF8) :].decode("utf-8", errors="replace")
     if declared is None:
         match = _META_CHARSET.search(data[:4096])
         declared = match.group(1).decode("ascii", "ignore") if match else None
@@ -258,8 +261,9 @@ def decode_html(data: bytes, declared: str | None = None) -> str:
 def _read_jsonl(path: Path, rel: str, text_field: str, max_chars: int) -> Iterator[Document | Unreadable]:
     for where, record in jsonl_lines(path, max_line_bytes=max_chars):
         if isinstance(record, BadLine):
-            yield Unreadable(where, f"record larger than max_document_chars={max_chars}" if record.too_long
-                             else record.reason)
+            yield Unreadable(
+                where, f"record larger than max_document_chars={max_chars}" if record.too_long else record.reason
+            )
             continue
         text = record.get(text_field) if isinstance(record, dict) else None
         if not isinstance(text, str):
@@ -290,8 +294,10 @@ def _read_warc(path: Path, rel: str, max_chars: int) -> Iterator[Document | Unre
                 except StopIteration:
                     end = base + (last or 0) + ((records.get_record_length() or 0) if last is not None else 0)
                     if last is not None and end < size and not _only_blank(f, end, size):
-                        yield Unreadable(f"{name}@{end}", f"WARC cut short: the {size - end} bytes after offset "
-                                                          f"{end} are not a complete record")
+                        yield Unreadable(
+                            f"{name}@{end}",
+                            f"WARC cut short: the {size - end} bytes after offset {end} are not a complete record",
+                        )
                     return
                 except Exception as e:  # noqa: BLE001 - ArchiveLoadFailed, a header warcio cannot parse, ...
                     failed = _next_marker(f, base + (last + 1 if last is not None else 0), marker)
@@ -299,8 +305,10 @@ def _read_warc(path: Path, rel: str, max_chars: int) -> Iterator[Document | Unre
                     if type(e).__name__ == "ArchiveLoadFailed":
                         why = f"unreadable WARC record at offset {where} (ArchiveLoadFailed: {safe_name(e)})"
                     else:  # warcio trips over a header it cannot use (cut short inside it, a field missing)
-                        why = (f"WARC record header at offset {where} is incomplete or malformed (a required field "
-                               f"missing, or the file cut short inside it: {size - where} bytes remain from there)")
+                        why = (
+                            f"WARC record header at offset {where} is incomplete or malformed (a required field "
+                            f"missing, or the file cut short inside it: {size - where} bytes remain from there)"
+                        )
                     yield Unreadable(f"{name}@{where}", why)
                     resume = None if failed is None else _next_marker(f, failed + 1, marker)
                     if resume is None:
@@ -336,7 +344,7 @@ def _next_marker(f, start: int, marker: bytes) -> int | None:
         found = (carry + chunk).find(marker)
         if found >= 0:
             return position - len(carry) + found
-        carry = chunk[-len(marker):]
+        carry = chunk[-len(marker) :]
         position += len(chunk)
     return None
 

@@ -24,7 +24,7 @@ import re
 from collections import Counter
 from functools import partial
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 from .config import CurateConfig, ExecutorConfig
 from .engines import Engine, SamplingParams, check_refusals, engine_for
@@ -83,9 +83,22 @@ SCORES = ["1", "2", "3", "4", "5"]
 SCORE_CHOICES = [" " + s for s in SCORES]  # what is read after "Score:" (templates may trim a trailing space)
 
 # The fields that decide what a rating is (k does not: A_k is selected from the ratings after).
-RATING_FIELDS = {"engine", "dtype", "served_model", "mode", "max_new_tokens", "finish_score_line", "temperature",
-                 "top_p", "records_per_shard", "random_seed", "chat_template", "continue_with", "min_choice_mass",
-                 "system_prompt"}
+RATING_FIELDS = {
+    "engine",
+    "dtype",
+    "served_model",
+    "mode",
+    "max_new_tokens",
+    "finish_score_line",
+    "temperature",
+    "top_p",
+    "records_per_shard",
+    "random_seed",
+    "chat_template",
+    "continue_with",
+    "min_choice_mass",
+    "system_prompt",
+}
 
 _SCORE_LINE = re.compile(r"^\W*score\W*:", re.IGNORECASE)  # anything that looks like a score line
 _FINAL_SCORE = re.compile(r"^\s*\**\s*Score\s*\**\s*:\s*\**\s*([1-5])\s*\**\s*[.,;!]?\s*$", re.IGNORECASE)
@@ -121,7 +134,9 @@ def load_template(path: Path | None, mode: str = "generate") -> str:
     return template
 
 
-def rating_prompt(candidate: dict, template: str = RUBRIC, mode: str = "generate", system_prompt: str = "") -> list[dict]:
+def rating_prompt(
+    candidate: dict, template: str = RUBRIC, mode: str = "generate", system_prompt: str = ""
+) -> list[dict]:
     # str.replace, not format(): web text is full of braces.
     text = template.replace("{instruction}", candidate["instruction"]).replace("{output}", candidate["output"])
     prompt = [{"role": "system", "content": system_prompt}] if system_prompt else []
@@ -142,7 +157,9 @@ def finish_with_score_line(prompts: list[list[dict]], answers: list[str], engine
     todo = [i for i, a in enumerate(answers) if a is not None and not has_score_line(a)]
     if not todo:
         return answers
-    continued = [prompts[i] + [{"role": "assistant", "content": f"{answers[i].rstrip()}\n{SCORE_PREFIX}"}] for i in todo]
+    continued = [
+        prompts[i] + [{"role": "assistant", "content": f"{answers[i].rstrip()}\n{SCORE_PREFIX}"}] for i in todo
+    ]
     endings = engine.generate(continued, SamplingParams(temperature=0.0, max_new_tokens=3))
     answers = list(answers)
     for i, ending in zip(todo, endings):
@@ -160,18 +177,29 @@ def score_distribution(logprobs: dict[str, float], min_mass: float = 0.0) -> dic
     probs = [math.exp(logprobs.get(c, -math.inf)) for c in SCORE_CHOICES]
     mass = sum(probs)
     if mass == 0:
-        return {"score": None, "expected_score": None, "score_probs": None, "score_mass": 0.0,
-                "unparsed_reason": "low_choice_mass"}
+        return {
+            "score": None,
+            "expected_score": None,
+            "score_probs": None,
+            "score_mass": 0.0,
+            "unparsed_reason": "low_choice_mass",
+        }
     probs = [p / mass for p in probs]
     best = max(range(5), key=lambda i: probs[i])
-    rated = {"score": best + 1, "expected_score": round(sum((i + 1) * p for i, p in enumerate(probs)), 4),
-             "score_probs": [round(p, 4) for p in probs], "score_mass": round(mass, 4)}
+    rated = {
+        "score": best + 1,
+        "expected_score": round(sum((i + 1) * p for i, p in enumerate(probs)), 4),
+        "score_probs": [round(p, 4) for p in probs],
+        "score_mass": round(mass, 4),
+    }
     if mass < min_mass:
         rated.update(score=None, unparsed_reason="low_choice_mass")
     return rated
 
 
-def _rate_generate(candidates: list[Candidate], engine: Engine, cfg: CurateConfig, template: str, seed_offset: int = 0):
+def _rate_generate(
+    candidates: list[Candidate], engine: Engine, cfg: CurateConfig, template: str, seed_offset: int = 0
+):
     prompted: set[int] = set()
 
     def score_line_please(index: int, text: str) -> str | None:
@@ -182,8 +210,9 @@ def _rate_generate(candidates: list[Candidate], engine: Engine, cfg: CurateConfi
         prompted.add(index)
         return f"\n{SCORE_PREFIX}"
 
-    params = SamplingParams.from_config(cfg, seed_offset=seed_offset,
-                                        follow_up=score_line_please if cfg.finish_score_line else None)
+    params = SamplingParams.from_config(
+        cfg, seed_offset=seed_offset, follow_up=score_line_please if cfg.finish_score_line else None
+    )
     prompts = [rating_prompt(c, template, "generate", cfg.system_prompt) for c in candidates]
     judged = engine.generate(prompts, params)
     check_refusals(engine, judged, cfg, "rating")
@@ -192,8 +221,12 @@ def _rate_generate(candidates: list[Candidate], engine: Engine, cfg: CurateConfi
     finished = finish_with_score_line(prompts, judged, engine) if cfg.finish_score_line else judged
     fields = []
     for i, (first, judge_output) in enumerate(zip(judged, finished)):
-        rated = {"score": parse_score(judge_output), "judge_output": judge_output,
-                 "score_line_prompted": i in prompted or judge_output != first, "refused": judge_output is None}
+        rated = {
+            "score": parse_score(judge_output),
+            "judge_output": judge_output,
+            "score_line_prompted": i in prompted or judge_output != first,
+            "refused": judge_output is None,
+        }
         if judge_output is None:
             rated["refusal_reason"] = reasons.get(i, "the engine refused the prompt")
         fields.append(rated)
@@ -216,8 +249,16 @@ def _rate_logprob(candidates: list[Candidate], engine: Engine, template: str, cf
     fields = []
     for i, logprobs in enumerate(read):
         if logprobs is None:  # refused: not an unparsed rating, a prompt the engine did not run
-            fields.append({"score": None, "expected_score": None, "score_probs": None, "score_mass": 0.0,
-                           "refused": True, "refusal_reason": reasons.get(i, "the engine refused the prompt")})
+            fields.append(
+                {
+                    "score": None,
+                    "expected_score": None,
+                    "score_probs": None,
+                    "score_mass": 0.0,
+                    "refused": True,
+                    "refusal_reason": reasons.get(i, "the engine refused the prompt"),
+                }
+            )
         else:
             fields.append(score_distribution(logprobs, cfg.min_choice_mass))
     return fields
@@ -230,13 +271,23 @@ def _rate_signal(candidates: list[Candidate], engine: Engine, cfg: CurateConfig)
     values = signal_values(cfg.mode, candidates, engine, cfg.system_prompt)
     check_refusals(engine, values, cfg, "rating")
     reasons = getattr(engine, "refusal_reasons", {})
-    return [{"score": None, **v} if v is not None else
-            {"score": None, "refused": True, "refusal_reason": reasons.get(i, "the engine refused the prompt")}
-            for i, v in enumerate(values)]
+    return [
+        {"score": None, **v}
+        if v is not None
+        else {"score": None, "refused": True, "refusal_reason": reasons.get(i, "the engine refused the prompt")}
+        for i, v in enumerate(values)
+    ]
 
 
-def rate_shard(candidates: list[Candidate], shard_index: int, engine: Engine, cfg: CurateConfig, template: str,
-               judge_model: str, iteration: int):
+def rate_shard(
+    candidates: list[Candidate],
+    shard_index: int,
+    engine: Engine,
+    cfg: CurateConfig,
+    template: str,
+    judge_model: str,
+    iteration: int,
+):
     """One shard: a Rating for every candidate the judge behind ``engine`` ran (refusals: rejects)."""
     if cfg.mode == "logprob":
         fields = _rate_logprob(candidates, engine, template, cfg)
@@ -249,19 +300,29 @@ def rate_shard(candidates: list[Candidate], shard_index: int, engine: Engine, cf
         score = rated["score"]
         if rated.pop("refused", False):  # counted apart from unparsed ratings, kept as a reject
             counts["refused"] += 1
-            rejects.append(reject("curate", candidate.get("source", candidate["id"]), rated["refusal_reason"], candidate))
+            rejects.append(
+                reject("curate", candidate.get("source", candidate["id"]), rated["refusal_reason"], candidate)
+            )
             continue
         counts[f"score_{score}" if score else ("signal" if "signal" in rated else "unparsed")] += 1
         counts["low_choice_mass"] += rated.get("unparsed_reason") == "low_choice_mass"
         counts["score_line_prompted"] += rated.get("score_line_prompted", False)
-        ratings.append(Rating(**candidate, **rated, rating_mode=cfg.mode, judge_model=judge_model,
-                              iteration=iteration))
+        ratings.append(
+            Rating(**candidate, **rated, rating_mode=cfg.mode, judge_model=judge_model, iteration=iteration)
+        )
     return ratings, rejects, counts
 
 
-def rate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, cfg: CurateConfig | None = None,
-         iteration: int = 1, engine: Engine | None = None, executor: ExecutorConfig | None = None,
-         recompute: bool = False) -> dict:
+def rate(
+    candidates: Iterable[dict] | Path,
+    judge_model: str,
+    out_dir: Path,
+    cfg: CurateConfig | None = None,
+    iteration: int = 1,
+    engine: Engine | None = None,
+    executor: ExecutorConfig | None = None,
+    recompute: bool = False,
+) -> dict:
     """Rate every candidate into ``out_dir/part-*`` (resumable, shard by shard; on Ray with ``executor``).
     A rerun resumes only ratings made of the same candidates, by the same judge, the same way."""
     cfg = cfg or CurateConfig()
@@ -269,14 +330,32 @@ def rate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, cfg
     template = load_template(cfg.template, cfg.mode)  # a bad template fails here, before any engine starts
     refuse_engine_object(engine, executor, "curate")
     candidates, source = stage_input(candidates)
-    fields = {"candidates": source, "judge_model": input_fingerprint(judge_model) if engine is None else None,
-              "template": template, "iteration": iteration,
-              "config": cfg.model_dump(mode="json", include=RATING_FIELDS)}
+    fields = {
+        "candidates": source,
+        "judge_model": input_fingerprint(judge_model) if engine is None else None,
+        "template": template,
+        "iteration": iteration,
+        "config": cfg.model_dump(mode="json", include=RATING_FIELDS),
+    }
     with stage_output(out_dir, "ratings", fields, recompute):
-        worker = partial(EngineShards, rate_shard, judge_model, cfg, engine, template=template,
-                         judge_model=str(judge_model), iteration=iteration)
-        return run_sharded(candidates, out_dir, cfg.records_per_shard, worker,
-                           desc=f"curate (iteration {iteration}, {cfg.mode})", executor=executor)
+        worker = partial(
+            EngineShards,
+            rate_shard,
+            judge_model,
+            cfg,
+            engine,
+            template=template,
+            judge_model=str(judge_model),
+            iteration=iteration,
+        )
+        return run_sharded(
+            candidates,
+            out_dir,
+            cfg.records_per_shard,
+            worker,
+            desc=f"curate (iteration {iteration}, {cfg.mode})",
+            executor=executor,
+        )
 
 
 def selection_value(rating: dict) -> float | None:
@@ -288,8 +367,9 @@ def selection_value(rating: dict) -> float | None:
     return None
 
 
-def calibrated_threshold(ratings: list[dict], probe: dict | None, labels: dict[str, bool] | None, estimate: bool,
-                         target: float) -> tuple[float | None, str]:
+def calibrated_threshold(
+    ratings: list[dict], probe: dict | None, labels: dict[str, bool] | None, estimate: bool, target: float
+) -> tuple[float | None, str]:
     """The value threshold of the calibrated rule and how it was set (said in ``selected_by``):
     from labels of the candidates when there are any; else from the probe, at the good share
     estimated from the candidates' values (``estimate``) or at the probe's configured share."""
@@ -298,30 +378,45 @@ def calibrated_threshold(ratings: list[dict], probe: dict | None, labels: dict[s
 
     if labels:
         labelled = [r for r in ratings if r["id"] in labels]
-        found = calibrate_on_labels([selection_value(r) for r in labelled], [labels[r["id"]] for r in labelled], target)
+        found = calibrate_on_labels(
+            [selection_value(r) for r in labelled], [labels[r["id"]] for r in labelled], target
+        )
         if found["labelled"]:
             return found["threshold"], describe(found) + "; "
     calibrated = (probe or {}).get("calibrated") or {}
     probe_values = (probe or {}).get("values")
     if estimate and probe_values:
-        share = estimate_good_share([selection_value(r) for r in ratings], probe_values["positive"],
-                                    probe_values["negative"])
+        share = estimate_good_share(
+            [selection_value(r) for r in ratings], probe_values["positive"], probe_values["negative"]
+        )
         if share is not None:
             values = probe_values["positive"] + probe_values["negative"]
             marks = [1] * len(probe_values["positive"]) + [0] * len(probe_values["negative"])
-            calibrated = {**calibrate(values, marks, target, share), "good_share": f"{share} (estimated from the "
-                          f"candidates' values against the probe's made-up negatives)"}
+            calibrated = {
+                **calibrate(values, marks, target, share),
+                "good_share": f"{share} (estimated from the candidates' values against the probe's made-up negatives)",
+            }
     if calibrated.get("threshold") is None:
         return None, "calibrated: no threshold reaches the target precision on the judge probe; "
     # the rule's name and what the probe promised, so the report says how the set was chosen
-    return calibrated["threshold"], (f"calibrated: precision {calibrated.get('precision')} on the probe at good share "
-                                     f"{calibrated.get('good_share')}, recall {calibrated.get('recall')} (estimated "
-                                     f"from the probe's made-up bad pairs; label candidates to measure it); ")
+    return calibrated["threshold"], (
+        f"calibrated: precision {calibrated.get('precision')} on the probe at good share "
+        f"{calibrated.get('good_share')}, recall {calibrated.get('recall')} (estimated "
+        f"from the probe's made-up bad pairs; label candidates to measure it); "
+    )
 
 
-def select(ratings: Iterable[dict], k: int, rule: str = "score_at_least", threshold: float | None = None,
-           fraction: float = 0.25, probe: dict | None = None, labels: dict[str, bool] | None = None,
-           estimate: bool = False, target: float = 0.8) -> list[dict]:
+def select(
+    ratings: Iterable[dict],
+    k: int,
+    rule: str = "score_at_least",
+    threshold: float | None = None,
+    fraction: float = 0.25,
+    probe: dict | None = None,
+    labels: dict[str, bool] | None = None,
+    estimate: bool = False,
+    target: float = 0.8,
+) -> list[dict]:
     """The curated set, by ``rule``; every record keeps its values and gets ``selected_by``.
 
     - ``score_at_least``: A_k, the candidates rated at least k (the paper's). Unparsed ratings are
@@ -340,10 +435,15 @@ def select(ratings: Iterable[dict], k: int, rule: str = "score_at_least", thresh
     from .probe import combined_value
 
     combination = (probe or {}).get("combination")
-    ratings = [({**r, "combined": combined_value(r["features"], combination)} if combination and r.get("features")
-                else r) for r in ratings]
+    ratings = [
+        ({**r, "combined": combined_value(r["features"], combination)} if combination and r.get("features") else r)
+        for r in ratings
+    ]
     if rule == "calibrated":
-        rule, threshold, calibrated_by = "value_at_least", *calibrated_threshold(ratings, probe, labels, estimate, target)
+        rule, threshold, calibrated_by = (
+            "value_at_least",
+            *calibrated_threshold(ratings, probe, labels, estimate, target),
+        )
         if threshold is None:
             log.warning("curate.select calibrated: %s: nothing selected", calibrated_by.rstrip("; "))
             return []
@@ -368,14 +468,24 @@ def select(ratings: Iterable[dict], k: int, rule: str = "score_at_least", thresh
         chosen = sorted(valued[:keep], key=lambda r: position[id(r)]) if keep else []
         how = f"top {fraction:.0%} by value"
     else:
-        raise ValueError(f"unknown selection rule {rule!r}: score_at_least, expected_at_least, value_at_least, "
-                         "top_fraction or calibrated")
+        raise ValueError(
+            f"unknown selection rule {rule!r}: score_at_least, expected_at_least, value_at_least, "
+            "top_fraction or calibrated"
+        )
     return [{**r, "selected_by": calibrated_by + how} for r in chosen]
 
 
-def curate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, cfg: CurateConfig | None = None,
-           iteration: int = 1, engine: Engine | None = None, executor: ExecutorConfig | None = None,
-           recompute: bool = False, probe: dict | None = None) -> list[dict]:
+def curate(
+    candidates: Iterable[dict] | Path,
+    judge_model: str,
+    out_dir: Path,
+    cfg: CurateConfig | None = None,
+    iteration: int = 1,
+    engine: Engine | None = None,
+    executor: ExecutorConfig | None = None,
+    recompute: bool = False,
+    probe: dict | None = None,
+) -> list[dict]:
     """Rate into ``out_dir/ratings`` and write the curated set to ``out_dir/curated/part-00000.jsonl``
     (selected anew from the ratings every time, by cfg.select; ``probe``: the judge's probe report,
     for the calibrated rule and the fitted combination of features)."""
@@ -387,8 +497,17 @@ def curate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, c
             from .labels import labels_path, read_labels
 
             labels, _ = read_labels(labels_path(cfg.labels))
-        curated = select(read_stage(out_dir / "ratings"), cfg.k, cfg.select, cfg.select_threshold, cfg.select_fraction,
-                         probe, labels=labels, estimate=cfg.estimate_good_share, target=cfg.target_precision)
+        curated = select(
+            read_stage(out_dir / "ratings"),
+            cfg.k,
+            cfg.select,
+            cfg.select_threshold,
+            cfg.select_fraction,
+            probe,
+            labels=labels,
+            estimate=cfg.estimate_good_share,
+            target=cfg.target_precision,
+        )
         write_jsonl(out_dir / "curated" / "part-00000.jsonl", curated)
     return curated
 
@@ -396,9 +515,15 @@ def curate(candidates: Iterable[dict] | Path, judge_model: str, out_dir: Path, c
 RATING_MODES = ("generate", "logprob", "yes", "pmi", "features")
 
 
-def compare_modes(candidates: Iterable[dict] | Path, judge_model: str, cfg: CurateConfig | None = None,
-                  out_path: Path | None = None, engine: Engine | None = None, probe_pairs: list[dict] | None = None,
-                  modes: Iterable[str] = RATING_MODES) -> dict:
+def compare_modes(
+    candidates: Iterable[dict] | Path,
+    judge_model: str,
+    cfg: CurateConfig | None = None,
+    out_path: Path | None = None,
+    engine: Engine | None = None,
+    probe_pairs: list[dict] | None = None,
+    modes: Iterable[str] = RATING_MODES,
+) -> dict:
     """Rate a seeded sample of ``cfg.compare_sample`` candidates both ways with the same judge and
     report how often the two ratings agree: exactly, and within one point (over the candidates
     both modes rated). With ``probe_pairs`` (human-written pairs no training saw), also probe the
@@ -414,16 +539,24 @@ def compare_modes(candidates: Iterable[dict] | Path, judge_model: str, cfg: Cura
     with engine_for(judge_model, cfg, engine) as engine:
         generated = _rate_generate(sample, engine, cfg, load_template(cfg.template, "generate"))
         by_logprob = _rate_logprob(sample, engine, load_template(cfg.template, "logprob"), cfg)
-        probes = [probe_judge(probe_pairs, judge_model, cfg, mode, engine, cfg.random_seed)
-                  for mode in modes] if probe_pairs else []
-    pairs = [{"id": c["id"], "generate": g["score"], "logprob": lp["score"], "expected_score": lp["expected_score"]}
-             for c, g, lp in zip(sample, generated, by_logprob)]
+        probes = (
+            [probe_judge(probe_pairs, judge_model, cfg, mode, engine, cfg.random_seed) for mode in modes]
+            if probe_pairs
+            else []
+        )
+    pairs = [
+        {"id": c["id"], "generate": g["score"], "logprob": lp["score"], "expected_score": lp["expected_score"]}
+        for c, g, lp in zip(sample, generated, by_logprob)
+    ]
     both = [p for p in pairs if p["generate"] is not None and p["logprob"] is not None]
     agreed = agreement([p["generate"] for p in both], [p["logprob"] for p in both])
     report = {
-        "judge_model": str(judge_model), "sampled": len(sample), "both_rated": len(both),
+        "judge_model": str(judge_model),
+        "sampled": len(sample),
+        "both_rated": len(both),
         "generate_unparsed": sum(p["generate"] is None for p in pairs),
-        "exact_agreement": agreed["exact"], "within_one": agreed["within_one"],
+        "exact_agreement": agreed["exact"],
+        "within_one": agreed["within_one"],
         "generate_histogram": dict(sorted(Counter(p["generate"] for p in both).items())),
         "logprob_histogram": dict(sorted(Counter(p["logprob"] for p in both).items())),
         "probe": probes,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 from .files import safe_name
 from .filters import words
@@ -38,7 +38,7 @@ class BenchmarkIndex:
             if said:
                 self.exact.setdefault(" ".join(said), index)
             for i in range(len(said) - n + 1):
-                self.grams.setdefault(tuple(said[i:i + n]), index)
+                self.grams.setdefault(tuple(said[i : i + n]), index)
 
     def match(self, instruction: str, output: str) -> dict | None:
         """What a pair shares with the benchmark (the first match), or None."""
@@ -48,10 +48,13 @@ class BenchmarkIndex:
         grams, n = self.grams, self.n
         for field, text in (("instruction", said), ("output", words(output))):
             for i in range(len(text) - n + 1):
-                hit = grams.get(tuple(text[i:i + n]))
+                hit = grams.get(tuple(text[i : i + n]))
                 if hit is not None:
-                    return {"how": f"{self.n}-gram in {field}", "text": " ".join(text[i:i + self.n]),
-                            "item": self.items[hit]}
+                    return {
+                        "how": f"{self.n}-gram in {field}",
+                        "text": " ".join(text[i : i + self.n]),
+                        "item": self.items[hit],
+                    }
         return None
 
 
@@ -64,14 +67,20 @@ def load_benchmarks(paths: Iterable[Path]) -> list[dict]:
     for path in paths:
         prompts, _ = load_prompt_set(Path(path))
         if not prompts:  # checking against nothing would report a clean set: false assurance
-            raise ValueError(f"prompt set {safe_name(path)} yields no prompts (give a JSON list of prompts or of records "
-                             f"with 'instruction'/'prompt', JSONL of such records, or a text file with one per line)")
-        items.extend({"benchmark": str(path), "id": p.get("id") or f"prompt {i}", "instruction": p["instruction"]}
-                     for i, p in enumerate(prompts, 1))
+            raise ValueError(
+                f"prompt set {safe_name(path)} yields no prompts (give a JSON list of prompts or of records "
+                f"with 'instruction'/'prompt', JSONL of such records, or a text file with one per line)"
+            )
+        items.extend(
+            {"benchmark": str(path), "id": p.get("id") or f"prompt {i}", "instruction": p["instruction"]}
+            for i, p in enumerate(prompts, 1)
+        )
     return items
 
 
-def decontaminate(pairs: list[dict], index: BenchmarkIndex, stage: str = "decontaminate") -> tuple[list[dict], list[dict], Counter]:
+def decontaminate(
+    pairs: list[dict], index: BenchmarkIndex, stage: str = "decontaminate"
+) -> tuple[list[dict], list[dict], Counter]:
     """(kept pairs, rejects naming the matching text and the benchmark item, counters)."""
     from .shards import reject
 
@@ -83,9 +92,14 @@ def decontaminate(pairs: list[dict], index: BenchmarkIndex, stage: str = "decont
             continue
         counts[f"contaminated_{found['how'].split()[0].replace('-gram', '_gram')}"] += 1
         item = found["item"]
-        rejects.append(reject(stage, str(pair.get("source") or pair.get("id")),
-                              f"overlaps {item['benchmark']} item {item.get('id')!r} ({found['how']}: \"{found['text']}\")",
-                              pair))
+        rejects.append(
+            reject(
+                stage,
+                str(pair.get("source") or pair.get("id")),
+                f'overlaps {item["benchmark"]} item {item.get("id")!r} ({found["how"]}: "{found["text"]}")',
+                pair,
+            )
+        )
     counts["kept"] = len(kept)
     counts["removed"] = len(rejects)
     return kept, rejects, counts
@@ -110,7 +124,9 @@ def pair_of(row: dict) -> dict | None:
     messages = row.get("messages")
     if isinstance(messages, list):
         user = [message_text(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-        reply = [message_text(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == "assistant"]
+        reply = [
+            message_text(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == "assistant"
+        ]
         if user and reply and user[-1] is not None and reply[-1] is not None:
             return {"instruction": user[-1], "output": reply[-1]}
     return None
@@ -139,10 +155,18 @@ def decontaminate_file(data: Path, against: list[Path], out: Path, n: int = DEFA
     kept, removed, counts = decontaminate(pairs, index)
     write_jsonl(out / "clean.jsonl", [rows[p["index"]] for p in kept])
     write_jsonl(out / "rejects.jsonl", rejects + removed)
-    summary = {"data": str(data), "against": [str(p) for p in against], "benchmark_prompts": len(index.items),
-               "ngram": n, "rows": len(rows) + len(rejects), "kept": len(kept), "removed": len(removed),
-               "unreadable": len(rejects), **{k: v for k, v in counts.items() if k.startswith("contaminated_")},
-               "seconds": round(time.perf_counter() - start, 2)}
+    summary = {
+        "data": str(data),
+        "against": [str(p) for p in against],
+        "benchmark_prompts": len(index.items),
+        "ngram": n,
+        "rows": len(rows) + len(rejects),
+        "kept": len(kept),
+        "removed": len(removed),
+        "unreadable": len(rejects),
+        **{k: v for k, v in counts.items() if k.startswith("contaminated_")},
+        "seconds": round(time.perf_counter() - start, 2),
+    }
     write_json(out / "summary.json", summary)
     return summary
 
@@ -155,8 +179,13 @@ def check_run(run: Path, prompts: Path, n: int = DEFAULT_N) -> dict:
     from .files import jsonl_lines
 
     index = BenchmarkIndex(load_benchmarks([prompts]), n)
-    pairs = [p for _, row in jsonl_lines(Path(run) / "final" / "train.jsonl") if isinstance(row, dict)
-             for p in [pair_of(row)] if p is not None]
+    pairs = [
+        p
+        for _, row in jsonl_lines(Path(run) / "final" / "train.jsonl")
+        if isinstance(row, dict)
+        for p in [pair_of(row)]
+        if p is not None
+    ]
     quiet = logging.getLogger("humpback")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # one line says it all here, not a warning per row
@@ -164,5 +193,10 @@ def check_run(run: Path, prompts: Path, n: int = DEFAULT_N) -> dict:
         _, rejects, _ = decontaminate(pairs, index, stage="eval")
     finally:
         quiet.setLevel(level)
-    return {"training_rows": len(pairs), "overlapping": len(rejects), "ngram": n, "prompts": str(prompts),
-            "examples": [r["reason"] for r in rejects[:5]]}
+    return {
+        "training_rows": len(pairs),
+        "overlapping": len(rejects),
+        "ngram": n,
+        "prompts": str(prompts),
+        "examples": [r["reason"] for r in rejects[:5]],
+    }

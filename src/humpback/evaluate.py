@@ -9,7 +9,8 @@ how often the model's answer is preferred.
 - ``logprob`` judging reads the judge's probability of " A" against " B" written after
   ``Verdict:`` (teacher-forced, whatever the tokenizer makes of them; no generation; the
   preference is that probability, as in AlpacaEval 2's weighted annotator); when the two got
-  less than ``min_choice_mass`` of the judge's probability the pair is unjudged; ``generate`` judging lets the judge reason and parses its ``Verdict:`` line.
+  less than ``min_choice_mass`` of the judge's probability the pair is unjudged; ``generate``
+  judging lets the judge reason and parses its ``Verdict:`` line.
 
 The judge prompt and the verdict parser live here and nowhere else.
 """
@@ -51,7 +52,9 @@ Which answer serves the instruction better? Judge whether it does what was asked
 and complete, and whether it is clear. A longer answer is not better for being longer, and the order in \
 which the answers are shown says nothing about their quality."""
 
-ASK_REASONING = "Explain your judgement in a few sentences, then end with one line: 'Verdict: A', 'Verdict: B' or 'Verdict: tie'."
+ASK_REASONING = (
+    "Explain your judgement in a few sentences, then end with one line: 'Verdict: A', 'Verdict: B' or 'Verdict: tie'."
+)
 ASK_VERDICT_ONLY = "Reply with the verdict only: A, B, or tie."
 VERDICT_PREFIX = "Verdict:"  # logprob judging: the judge's answer starts here; " A" or " B" is read after it
 VERDICT_CHOICES = {"A": " A", "B": " B"}
@@ -59,7 +62,9 @@ VERDICT_CHOICES = {"A": " A", "B": " B"}
 _VERDICT = re.compile(r"verdict\s*[:\-]?\s*\**\s*(A|B|tie)\b", re.IGNORECASE)
 
 
-def judge_prompt(instruction: str, answer_a: str, answer_b: str, mode: str, system_prompt: str = JUDGE_SYSTEM) -> list[dict]:
+def judge_prompt(
+    instruction: str, answer_a: str, answer_b: str, mode: str, system_prompt: str = JUDGE_SYSTEM
+) -> list[dict]:
     ask = ASK_VERDICT_ONLY if mode == "logprob" else ASK_REASONING
     user = JUDGE_QUESTION.format(instruction=instruction, answer_a=answer_a, answer_b=answer_b) + "\n\n" + ask
     prompt = [{"role": "system", "content": system_prompt}] if system_prompt else []
@@ -80,6 +85,7 @@ def parse_verdict(text: str | None) -> str | None:
 
 # -- prompt sets ----------------------------------------------------------------------------
 
+
 def load_prompt_set(path: Path, limit: int | None = None, seed: int = 0) -> tuple[list[dict], list[dict]]:
     """Prompts from AlpacaEval's JSON list or any JSONL/JSON/text of instructions; with ``limit``,
     a seeded sample of that many (kept in file order, so the same limit and seed give the same set)."""
@@ -90,13 +96,17 @@ def load_prompt_set(path: Path, limit: int | None = None, seed: int = 0) -> tupl
     return prompts, rejects
 
 
-def alpaca_records(prompts: list[dict], outputs: list[str | None], generator: str,
-                   cut_off: set[int] = frozenset()) -> list[dict]:
+def alpaca_records(
+    prompts: list[dict], outputs: list[str | None], generator: str, cut_off: set[int] = frozenset()
+) -> list[dict]:
     """AlpacaEval's model_outputs records (refused prompts are left out; the caller counts them);
     an answer that reached max_new_tokens carries ``cut_off: true``."""
-    return [{"instruction": p["instruction"], "output": o, "generator": generator,
-             "dataset": p.get("dataset", "custom")} | ({"cut_off": True} if i in cut_off else {})
-            for i, (p, o) in enumerate(zip(prompts, outputs)) if o is not None]
+    return [
+        {"instruction": p["instruction"], "output": o, "generator": generator, "dataset": p.get("dataset", "custom")}
+        | ({"cut_off": True} if i in cut_off else {})
+        for i, (p, o) in enumerate(zip(prompts, outputs))
+        if o is not None
+    ]
 
 
 def answer(prompts: list[dict], model: str, cfg: EvalConfig, generator: str) -> tuple[list[dict], list[dict]]:
@@ -104,7 +114,9 @@ def answer(prompts: list[dict], model: str, cfg: EvalConfig, generator: str) -> 
     with engine_for(model, cfg) as engine:
         outputs = generate([p["instruction"] for p in prompts], model, cfg, engine=engine)
         cut_off = set(getattr(engine, "cut_off", set()))
-    rejects = [reject("eval", generator, "the engine refused the prompt", p) for p, o in zip(prompts, outputs) if o is None]
+    rejects = [
+        reject("eval", generator, "the engine refused the prompt", p) for p, o in zip(prompts, outputs) if o is None
+    ]
     return alpaca_records(prompts, outputs, generator, cut_off), rejects
 
 
@@ -122,6 +134,7 @@ def reference_outputs(path: Path) -> dict[str, dict]:
 
 
 # -- judging --------------------------------------------------------------------------------
+
 
 def judge_pairs(pairs: list[dict], engine: Engine, cfg: JudgeConfig) -> list[dict]:
     """Judge each {instruction, output, reference} pair; returns one record per judgement with
@@ -147,9 +160,13 @@ def judge_pairs(pairs: list[dict], engine: Engine, cfg: JudgeConfig) -> list[dic
         texts, probs = engine.generate(prompts, params), [None] * len(prompts)
     judgements = []
     for (i, model_first), text, logprobs in zip(jobs, texts, probs):
-        record = {"instruction": pairs[i]["instruction"], "output": pairs[i]["output"],
-                  "reference": pairs[i]["reference"], "model_shown_as": "A" if model_first else "B",
-                  "mode": cfg.mode}
+        record = {
+            "instruction": pairs[i]["instruction"],
+            "output": pairs[i]["output"],
+            "reference": pairs[i]["reference"],
+            "model_shown_as": "A" if model_first else "B",
+            "mode": cfg.mode,
+        }
         if cfg.mode == "logprob":
             logprobs = logprobs or {}  # None: the engine refused the prompt
             p_a, p_b = (math.exp(logprobs.get(VERDICT_CHOICES[c], -math.inf)) for c in ("A", "B"))
@@ -207,10 +224,19 @@ def win_rate(judgements: list[dict], name: str, reference_name: str) -> dict:
         lengths[j["instruction"]] = (len(j["output"]), len(j["reference"]))
     scores = [statistics.fmean(v) for v in per_prompt.values()]
     n = len(scores)
-    result = {"model": name, "reference": reference_name, "n_prompts": n, "n_judgements": len(judgements),
-              "unjudged": unjudged, "win_rate": None, "standard_error": None, "length_controlled_win_rate": None,
-              "n_wins": sum(s > 0.5 for s in scores), "n_losses": sum(s < 0.5 for s in scores),
-              "n_draws": sum(s == 0.5 for s in scores)}
+    result = {
+        "model": name,
+        "reference": reference_name,
+        "n_prompts": n,
+        "n_judgements": len(judgements),
+        "unjudged": unjudged,
+        "win_rate": None,
+        "standard_error": None,
+        "length_controlled_win_rate": None,
+        "n_wins": sum(s > 0.5 for s in scores),
+        "n_losses": sum(s < 0.5 for s in scores),
+        "n_draws": sum(s == 0.5 for s in scores),
+    }
     if n:
         result["win_rate"] = round(100 * statistics.fmean(scores), 2)
         result["standard_error"] = round(100 * statistics.stdev(scores) / math.sqrt(n), 2) if n > 1 else None
@@ -218,17 +244,26 @@ def win_rate(judgements: list[dict], name: str, reference_name: str) -> dict:
         ref = [lengths[i][1] for i in per_prompt]
         result["avg_length"] = round(statistics.fmean(own), 1)
         result["reference_avg_length"] = round(statistics.fmean(ref), 1)
-        result["length_controlled_win_rate"] = length_controlled_win_rate(
-            scores, [a - b for a, b in zip(own, ref)])
+        result["length_controlled_win_rate"] = length_controlled_win_rate(scores, [a - b for a, b in zip(own, ref)])
     return result
 
 
-def judge(model_outputs: list[dict], references: dict[str, dict], cfg: JudgeConfig, out_dir: Path,
-          name: str, reference_name: str, engine: Engine | None = None) -> dict:
+def judge(
+    model_outputs: list[dict],
+    references: dict[str, dict],
+    cfg: JudgeConfig,
+    out_dir: Path,
+    name: str,
+    reference_name: str,
+    engine: Engine | None = None,
+) -> dict:
     """Judge model_outputs against references (matched by instruction); writes judgements.jsonl
     (every judgement, with the judge's raw text) and leaderboard.json; returns the win rate."""
-    pairs = [{"instruction": m["instruction"], "output": m["output"], "reference": references[m["instruction"]]["output"]}
-             for m in model_outputs if m["instruction"] in references]
+    pairs = [
+        {"instruction": m["instruction"], "output": m["output"], "reference": references[m["instruction"]]["output"]}
+        for m in model_outputs
+        if m["instruction"] in references
+    ]
     missing = len(model_outputs) - len(pairs)
     if missing:
         log.warning("%d answers have no reference answer to the same instruction and are not judged", missing)
@@ -239,14 +274,19 @@ def judge(model_outputs: list[dict], references: dict[str, dict], cfg: JudgeConf
     out_dir = Path(out_dir)
     write_jsonl(out_dir / "judgements.jsonl", judgements)
     result = win_rate(judgements, name, reference_name) | {
-        "judge_model": str(cfg.model), "judge_mode": cfg.mode, "order": cfg.order, "no_reference": missing}
+        "judge_model": str(cfg.model),
+        "judge_mode": cfg.mode,
+        "order": cfg.order,
+        "no_reference": missing,
+    }
     write_json(out_dir / "leaderboard.json", result)
     return result
 
 
 @writes_into("eval")
-def evaluate(cfg: EvalConfig, model: str, out_dir: Path, reference: Path | None = None,
-             name: str | None = None) -> dict:
+def evaluate(
+    cfg: EvalConfig, model: str, out_dir: Path, reference: Path | None = None, name: str | None = None
+) -> dict:
     """Answer cfg.prompts with ``model`` (model_outputs.json), then judge against ``reference``
     (an AlpacaEval-format outputs file; by default the prompt file's own ``output`` answers,
     which AlpacaEval's set carries: text-davinci-003's)."""
@@ -256,13 +296,21 @@ def evaluate(cfg: EvalConfig, model: str, out_dir: Path, reference: Path | None 
     rejects += refused
     outputs_path = write_model_outputs(out_dir, outputs)
     write_jsonl(out_dir / "rejects.jsonl", rejects)
-    summary = {"model": name, "prompts": len(prompts), "answers": len(outputs), "rejects": len(rejects),
-               "cut_off": sum(o.get("cut_off", False) for o in outputs), "model_outputs": str(outputs_path)}
+    summary = {
+        "model": name,
+        "prompts": len(prompts),
+        "answers": len(outputs),
+        "rejects": len(rejects),
+        "cut_off": sum(o.get("cut_off", False) for o in outputs),
+        "model_outputs": str(outputs_path),
+    }
     if not cfg.judge.enabled:
         return summary
     if reference is not None:
         references = reference_outputs(reference)
-        reference_name = next((r.get("generator") for r in references.values() if r.get("generator")), Path(reference).stem)
+        reference_name = next(
+            (r.get("generator") for r in references.values() if r.get("generator")), Path(reference).stem
+        )
     else:
         references = {p["instruction"]: p for p in prompts if isinstance(p.get("output"), str)}
         reference_name = next((p.get("generator") for p in prompts if p.get("generator")), "reference")
@@ -281,15 +329,26 @@ def reference_loss(cfg: EvalConfig, model: str, out_dir: Path, name: str | None 
     if not pairs:
         raise ValueError(f"{cfg.prompts} has no reference 'output' answers to measure the loss on")
     loss = answer_loss(pairs, resolve_model(model), cfg.tag, cfg.tag_placement, cfg.chat_template)
-    result = {"model": name or Path(str(model)).name, "metric": "nll", "answer_loss": loss, "pairs": len(pairs),
-              "rejects": len(rejects)}
+    result = {
+        "model": name or Path(str(model)).name,
+        "metric": "nll",
+        "answer_loss": loss,
+        "pairs": len(pairs),
+        "rejects": len(rejects),
+    }
     write_json(out_dir / "nll.json", result)
     return result
 
 
 @writes_into("eval")
-def compare(cfg: EvalConfig, model: str, baseline: str, out_dir: Path, name: str | None = None,
-            baseline_name: str | None = None) -> dict:
+def compare(
+    cfg: EvalConfig,
+    model: str,
+    baseline: str,
+    out_dir: Path,
+    name: str | None = None,
+    baseline_name: str | None = None,
+) -> dict:
     """Judge two models against each other on the same prompts: ``model``'s win rate over ``baseline``."""
     auto_model, auto_baseline = distinct_names(str(model), str(baseline))
     name, baseline_name = name or auto_model, baseline_name or auto_baseline
@@ -305,7 +364,8 @@ def compare(cfg: EvalConfig, model: str, baseline: str, out_dir: Path, name: str
     write_jsonl(out_dir / "rejects.jsonl", rejects)
     references = {o["instruction"]: o for o in sides[baseline_name]}
     return {"prompts": len(prompts), "rejects": len(rejects)} | judge(
-        sides[name], references, cfg.judge, out_dir, name, baseline_name)
+        sides[name], references, cfg.judge, out_dir, name, baseline_name
+    )
 
 
 def as_the_run_trained(cfg: EvalConfig, run: Path) -> EvalConfig:
@@ -338,16 +398,27 @@ def alpaca_eval_config(out_dir: Path, judge_model: str, base_url: str | None = N
     Use: ``alpaca_eval --model_outputs model_outputs.json --annotators_config DIR``. The API key
     is read by the OpenAI client from OPENAI_API_KEY; it is not written."""
     name = "humpback_judge"
-    config = {name: {
-        "prompt_template": "alpaca_eval_clf_gpt4_turbo/alpaca_eval_clf.txt",
-        "fn_completions": "openai_completions",
-        "completions_kwargs": {"model_name": judge_model, "max_tokens": 1, "temperature": 1, "logprobs": True,
-                               "top_logprobs": 5},
-        "fn_completion_parser": "logprob_parser",
-        "completion_parser_kwargs": {"numerator_token": "m", "denominator_tokens": ["m", "M"], "is_binarize": False},
-        "completion_key": "completions_all",
-        "batch_size": 1,
-    }}
+    config = {
+        name: {
+            "prompt_template": "alpaca_eval_clf_gpt4_turbo/alpaca_eval_clf.txt",
+            "fn_completions": "openai_completions",
+            "completions_kwargs": {
+                "model_name": judge_model,
+                "max_tokens": 1,
+                "temperature": 1,
+                "logprobs": True,
+                "top_logprobs": 5,
+            },
+            "fn_completion_parser": "logprob_parser",
+            "completion_parser_kwargs": {
+                "numerator_token": "m",
+                "denominator_tokens": ["m", "M"],
+                "is_binarize": False,
+            },
+            "completion_key": "completions_all",
+            "batch_size": 1,
+        }
+    }
     import yaml
 
     write_text(out_dir / "configs.yaml", yaml.safe_dump(config, sort_keys=False))
@@ -355,14 +426,18 @@ def alpaca_eval_config(out_dir: Path, judge_model: str, base_url: str | None = N
         from .redaction import redact_url
 
         if redact_url(base_url) != base_url:
-            log.warning("the judge's base_url carries credentials; they are not written to %s (give the key through "
-                        "OPENAI_API_KEY)", out_dir)
+            log.warning(
+                "the judge's base_url carries credentials; they are not written to %s (give the key through "
+                "OPENAI_API_KEY)",
+                out_dir,
+            )
         clients = {"default": [{"base_url": redact_url(base_url)}]}  # export OPENAI_CLIENT_CONFIG_PATH=<this file>
         write_text(out_dir / "openai_configs.yaml", yaml.safe_dump(clients, sort_keys=False))
     return out_dir
 
 
 # -- backward-model fidelity ----------------------------------------------------------------
+
 
 def split_seed(seed: list[dict], holdout: float, split_seed: int) -> tuple[list[dict], list[dict]]:
     """(train, held out): a seeded split, held-out share ``holdout`` (at least one example)."""
@@ -373,7 +448,9 @@ def split_seed(seed: list[dict], holdout: float, split_seed: int) -> tuple[list[
     return [r for i, r in enumerate(seed) if i not in held], [r for i, r in enumerate(seed) if i in held]
 
 
-def _embedding_similarity(model_name: str | None, predicted: list[str], truth: list[str]) -> tuple[list[float] | None, str]:
+def _embedding_similarity(
+    model_name: str | None, predicted: list[str], truth: list[str]
+) -> tuple[list[float] | None, str]:
     """Cosine similarity of sentence embeddings, or (None, why not)."""
     if not model_name:
         return None, "no embedding model configured"
@@ -391,28 +468,45 @@ def _embedding_similarity(model_name: str | None, predicted: list[str], truth: l
 
 
 @writes_into("eval-backward")
-def backward_fidelity(seed: list[dict], base_model: str, out_dir: Path, cfg: BackwardEvalConfig,
-                      backward_model: str | None = None) -> dict:
+def backward_fidelity(
+    seed: list[dict],
+    base_model: str,
+    out_dir: Path,
+    cfg: BackwardEvalConfig,
+    backward_model: str | None = None,
+    held_out: list[dict] | None = None,
+) -> dict:
     """Hold out part of the seed, train the backward model on the rest (unless ``backward_model``
     is given), write an instruction for every held-out output with the trained and with the
     untrained base model (greedy), and score both against the true instructions: ROUGE-L F1, and
-    embedding similarity where a sentence-embedding model is available."""
+    embedding similarity where a sentence-embedding model is available. ``held_out``: score on
+    these pairs instead, and train on the whole seed (pairs from elsewhere: another source)."""
     from rouge_score import rouge_scorer
 
     from .backward import backward_prompt, train_backward
 
     train_cfg = cfg.train
-    train, held = split_seed(seed, cfg.holdout, cfg.split_seed)
+    train, held = (seed, held_out) if held_out is not None else split_seed(seed, cfg.holdout, cfg.split_seed)
+    if not held:
+        raise ValueError("no held-out pairs to score the backward model on")
     if backward_model is None:
         backward_model = str(out_dir / "backward")
         train_backward(train, base_model, Path(backward_model), train_cfg)
     else:
-        log.warning("scoring the given backward model %s: if it was trained on this whole seed, the held-out "
-                    "examples were in its training set and the score is optimistic", backward_model)
+        log.warning(
+            "scoring the given backward model %s: if it was trained on this whole seed, the held-out "
+            "examples were in its training set and the score is optimistic",
+            backward_model,
+        )
     prompts = [backward_prompt(r["output"], train_cfg.system_prompt) for r in held]
     truth = [r["instruction"] for r in held]
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    result: dict = {"held_out": len(held), "trained_on": len(train), "split_seed": cfg.split_seed, "models": {}}
+    result: dict = {
+        "held_out": len(held),
+        "trained_on": len(train),
+        "models": {},
+        "split_seed": cfg.split_seed if held_out is None else None,
+    }
     predictions = [dict(r) for r in held]
     for name, model in (("trained", backward_model), ("base", base_model)):
         with engine_for(model, cfg) as engine:  # greedy: the backward model's most likely instruction
@@ -420,8 +514,11 @@ def backward_fidelity(seed: list[dict], base_model: str, out_dir: Path, cfg: Bac
         generated = [g or "" for g in generated]
         rouge = [round(scorer.score(t, g)["rougeL"].fmeasure, 4) for t, g in zip(truth, generated)]
         similarity, note = _embedding_similarity(cfg.embedding_model, generated, truth)
-        result["models"][name] = {"model": str(model), "rouge_l": round(statistics.fmean(rouge), 4),
-                                  "embedding_similarity": None if similarity is None else round(statistics.fmean(similarity), 4)}
+        result["models"][name] = {
+            "model": str(model),
+            "rouge_l": round(statistics.fmean(rouge), 4),
+            "embedding_similarity": None if similarity is None else round(statistics.fmean(similarity), 4),
+        }
         result["embedding_note"] = note
         for row, g, r, s in zip(predictions, generated, rouge, similarity or [None] * len(rouge)):
             row[f"{name}_instruction"], row[f"{name}_rouge_l"], row[f"{name}_embedding_similarity"] = g, r, s

@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from .config import ExecutorConfig
 
@@ -40,8 +40,13 @@ def init_ray(cfg: ExecutorConfig):
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=cfg.ray_address, include_dashboard=False, log_to_driver=True,
-                 logging_level=logging.WARNING, configure_logging=True)
+        ray.init(
+            address=cfg.ray_address,
+            include_dashboard=False,
+            log_to_driver=True,
+            logging_level=logging.WARNING,
+            configure_logging=True,
+        )
     import ray.util  # noqa: F401 - ActorPool
 
     return ray
@@ -50,7 +55,9 @@ def init_ray(cfg: ExecutorConfig):
 def refuse_engine_object(engine, cfg: ExecutorConfig | None, stage: str) -> None:
     """Ray actors load their own engines from the model path; an engine object cannot travel."""
     if engine is not None and cfg is not None and cfg.executor == "ray":
-        raise ValueError(f"{stage}: with the ray executor every actor loads its own engine; give the model, not an engine")
+        raise ValueError(
+            f"{stage}: with the ray executor every actor loads its own engine; give the model, not an engine"
+        )
 
 
 def actor_plan(cfg: ExecutorConfig, cluster: dict, shards: int) -> dict:
@@ -88,8 +95,9 @@ class _ShardActor:
             self.process.close()
 
 
-def ray_map_shards(pending: Iterator[tuple[int, list]], worker: Callable, cfg: ExecutorConfig,
-                   desc: str) -> Iterator[tuple[int, tuple, float]]:
+def ray_map_shards(
+    pending: Iterator[tuple[int, list]], worker: Callable, cfg: ExecutorConfig, desc: str
+) -> Iterator[tuple[int, tuple, float]]:
     """Run ``worker()(items, index)`` for every pending shard on Ray actors; yields
     ``(index, output, seconds)`` in shard order, each as soon as it and the shards before it are done.
     At most IN_FLIGHT_PER_ACTOR shards per actor are read from ``pending`` ahead of the results."""
@@ -101,8 +109,9 @@ def ray_map_shards(pending: Iterator[tuple[int, list]], worker: Callable, cfg: E
     if not first:
         return
     plan = actor_plan(cfg, cluster, len(first))
-    log.info("%s: shards on %d Ray actors (%s CPU, %s GPU each)", desc, plan["actors"], plan["num_cpus"],
-             plan["num_gpus"])
+    log.info(
+        "%s: shards on %d Ray actors (%s CPU, %s GPU each)", desc, plan["actors"], plan["num_cpus"], plan["num_gpus"]
+    )
     actor_class = ray.remote(_ShardActor).options(num_cpus=plan["num_cpus"], num_gpus=plan["num_gpus"])
     actors = [actor_class.remote(worker) for _ in range(plan["actors"])]
     pool = ray.util.ActorPool(actors)

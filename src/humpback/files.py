@@ -17,7 +17,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 # Called with each path once it is written: humpback.outputs records there which names it owns.
 WRITE_HOOKS: list[Callable[[Path], None]] = []
@@ -99,8 +99,10 @@ def new_file(path: Path | str) -> Iterator[Path]:
     try:
         yield tmp
         if not still_ours():
-            raise FileExistsError(f"{safe_name(path)} was replaced by another file while humpback wrote it; "
-                                  f"the new answers are not written over it")
+            raise FileExistsError(
+                f"{safe_name(path)} was replaced by another file while humpback wrote it; "
+                f"the new answers are not written over it"
+            )
         os.replace(tmp, path)
     except BaseException:
         if still_ours():
@@ -149,6 +151,7 @@ def read_jsonl(path: Path | str) -> Iterator[dict]:
 @dataclass
 class BadLine:
     """A line of a user's JSONL file that is not a JSON value, and why."""
+
     reason: str
     too_long: bool = False
 
@@ -171,7 +174,7 @@ def jsonl_lines(path: Path | str, max_line_bytes: int | None = None) -> Iterator
                 yield where, BadLine(f"line longer than {max_line_bytes} bytes", too_long=True)
                 continue
             if number == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8):]
+                raw = raw[len(codecs.BOM_UTF8) :]
             if not raw.strip():
                 continue
             try:

@@ -34,7 +34,8 @@ NAV_HEADER_PATTERNS = [
     r"|editors'? recommendations|top (stories|searches)|what to (read|watch) next|up next|read next)",
     r"most (popular|read|viewed|shared|commented)|popular (posts|articles|stories|now|on .{1,30})"
     r"|trending( (now|terms|topics|stories|articles))?",
-    r"(the )?latest( (news|articles?|posts|stories|headlines|videos|on ?.{1,30}))?|(other )?recent (posts|articles|stories|comments)",
+    r"(the )?latest( (news|articles?|posts|stories|headlines|videos|on ?.{1,30}))?|(other )?recent (posts"
+    r"|articles|stories|comments)",
     r"more (from|stories from) .{1,40}|more (articles|stories|posts|news)|(\w+ )?recommends",
     r"(post|site|site information|top|primary|main|footer|breadcrumb|page) navigation|navigation( menu(: .{0,30})?)?",
     r"(.{1,20} )?(main|profile|site|social|top|primary|secondary|footer|mobile|nav) menu|menu",
@@ -60,7 +61,8 @@ BOILERPLATE_LINE_PATTERNS = [
     r"(cookie|cookies|privacy)( policy| notice| settings)?|terms( (of (use|service)|and conditions))?|your ad choices",
     r"(we|this (site|website)) uses? cookies.*|by using this (site|website).*(terms|privacy|cookies).*",
     # credits
-    r"\(?(photo|image|picture|video)s?( source| credit| courtesy)?s? ?: .{1,100}\)?|\(?(image|photo) credit: .{1,100}\)?",
+    r"\(?(photo|image|picture|video)s?( source| credit| courtesy)?s? ?: .{1,100}\)?|\(?(image"
+    r"|photo) credit: .{1,100}\)?",
     r"citation ?: .{1,160}",
     # sign-up, sharing, following
     r"(sign ?-?up|subscribe|join)( now| today| here)?( to| for)? .{0,60}(newsletter|news|inbox|updates|mailing list|"
@@ -79,12 +81,15 @@ BOILERPLATE_LINE_PATTERNS = [
     r"\d+ comments?|this post has \d+ comments|see comments|leave a (comment|reply)|reply",
     r"read more|continue reading.*|back to top|-? ?advertisement ?-?|sponsored",
     # a line of nothing but site links
-    r"((about( us| me)?|contact( us)?|privacy( policy)?|terms( of (use|service)| (and|&) conditions)?|cookies?( policy)?"
+    r"((about( us| me)?|contact( us)?|privacy( policy)?|terms( of (use|service)| (and|&) conditions)?"
+    r"|cookies?( policy)?"
     r"|disclaimer|disclosure|advertise( with us)?|careers|legal|press|staff|help|faq|sitemap|accessibility"
     r"|work (here|with me))[ ,|·•/]*){2,}",
-    r"(sign ?-?up|log ?in|sign ?in|register)( ?/ ?(sign ?-?up|log ?in|sign ?in|register))+|send (us )?an e-?mail.{0,80}",
+    r"(sign ?-?up|log ?in|sign ?in|register)( ?/ ?(sign ?-?up|log ?in|sign ?in|register))+"
+    r"|send (us )?an e-?mail.{0,80}",
     # dates and comment headers on their own
-    r"((posted|published|updated) (on )?)?(\d{1,2}(st|nd|rd|th)?\.? )?(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
+    r"((posted|published|updated) (on )?)?(\d{1,2}(st|nd|rd|th)?\.? )?(jan|feb|mar|apr|may|jun|jul|aug"
+    r"|sep|oct|nov|dec)"
     r"[a-z]*\.?,? (\d{1,2}(st|nd|rd|th)?,? )?\d{4}(,? (at |\u00e0 )?\d{1,2}:\d{2}( ?[ap]m)?)?",
     r"\d{1,2}[./]\d{1,2}[./]\d{2,4}( (at )?\d{1,2}:\d{2}( ?[ap]m)?)?",
     r".{1,40} says:( .{0,40}\d{4}.{0,300})?|.{1,40}\d{4},? at \d{1,2}:\d{2}( ?[ap]m)? .{0,300} reply",
@@ -112,11 +117,17 @@ def is_navigation_header(header: str, patterns: list[str] | tuple[str, ...] = tu
     return matches_whole(header, patterns)
 
 
-def is_boilerplate_line(line: str, patterns: list[str] | tuple[str, ...] = tuple(BOILERPLATE_LINE_PATTERNS),
-                        max_chars: int = 400, header_patterns: list[str] | tuple[str, ...] = tuple(NAV_HEADER_PATTERNS)) -> bool:
+def is_boilerplate_line(
+    line: str,
+    patterns: list[str] | tuple[str, ...] = tuple(BOILERPLATE_LINE_PATTERNS),
+    max_chars: int = 400,
+    header_patterns: list[str] | tuple[str, ...] = tuple(NAV_HEADER_PATTERNS),
+) -> bool:
     """A whole line of boilerplate shape, or a line that is a navigation header on its own
     ("Tags", "Most popular"); lines longer than max_chars are prose, never matched."""
-    return 0 < len(line.strip()) <= max_chars and (matches_whole(line, patterns) or matches_whole(line, header_patterns))
+    return 0 < len(line.strip()) <= max_chars and (
+        matches_whole(line, patterns) or matches_whole(line, header_patterns)
+    )
 
 
 _WORDS = re.compile(r"\w+")
@@ -137,8 +148,8 @@ def quoted_answer(instruction: str, output: str, n: int) -> str | None:
     if len(said) < n:
         return None
     answer = words(output)
-    grams = {tuple(answer[i:i + n]) for i in range(len(answer) - n + 1)}
+    grams = {tuple(answer[i : i + n]) for i in range(len(answer) - n + 1)}
     for i in range(len(said) - n + 1):
-        if tuple(said[i:i + n]) in grams:
-            return " ".join(said[i:i + n])
+        if tuple(said[i : i + n]) in grams:
+            return " ".join(said[i : i + n])
     return None

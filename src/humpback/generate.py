@@ -30,7 +30,9 @@ def read_prompts(path: Path) -> tuple[list[dict], list[dict]]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"prompts file {path}:{e.lineno} is not valid JSON ({e.msg}); give a JSON list or JSONL") from None
+            raise ValueError(
+                f"prompts file {path}:{e.lineno} is not valid JSON ({e.msg}); give a JSON list or JSONL"
+            ) from None
         if isinstance(data, dict):  # {"name": [...]} or one record
             data = next((v for v in data.values() if isinstance(v, list)), [data])
         if not isinstance(data, list):
@@ -50,8 +52,9 @@ def read_prompts(path: Path) -> tuple[list[dict], list[dict]]:
     return prompts, rejects
 
 
-def generate(instructions: list[str], model: str, cfg: GenerateConfig | None = None,
-             engine: Engine | None = None) -> list[str | None]:
+def generate(
+    instructions: list[str], model: str, cfg: GenerateConfig | None = None, engine: Engine | None = None
+) -> list[str | None]:
     """Answers for instructions, under the configured inference tag."""
     cfg = cfg or GenerateConfig()
     tag = INFERENCE_TAGS[cfg.tag]
@@ -68,7 +71,9 @@ def generate_file(prompts_path: Path, model: str, out_path: Path, cfg: GenerateC
     rejects_path = out_path.with_suffix(".rejects.jsonl")
     for path in (out_path, rejects_path):
         if path.exists() or path.is_symlink():
-            raise OutputError(f"{safe_name(path)} already exists: give a new file name (humpback never overwrites a file)")
+            raise OutputError(
+                f"{safe_name(path)} already exists: give a new file name (humpback never overwrites a file)"
+            )
     # both names are taken now, exclusively: a second `generate` to the same file stops here, and
     # a file someone creates under either name meanwhile is never replaced
     with contextlib.ExitStack() as names:
@@ -76,7 +81,9 @@ def generate_file(prompts_path: Path, model: str, out_path: Path, cfg: GenerateC
             out_tmp = names.enter_context(new_file(out_path))
             rejects_tmp = names.enter_context(new_file(rejects_path))
         except FileExistsError:
-            raise OutputError(f"{safe_name(out_path)} is being written by another process: give a new file name") from None
+            raise OutputError(
+                f"{safe_name(out_path)} is being written by another process: give a new file name"
+            ) from None
         with engine_for(model, cfg) as engine:
             outputs = generate([p["instruction"] for p in prompts], model, cfg, engine=engine)
             reasons = dict(getattr(engine, "refusal_reasons", {}))
@@ -84,13 +91,15 @@ def generate_file(prompts_path: Path, model: str, out_path: Path, cfg: GenerateC
         answered = []
         for i, (prompt, output) in enumerate(zip(prompts, outputs)):
             if output is None:
-                rejects.append(reject("generate", prompts_path, reasons.get(i, "the engine refused the prompt"), prompt))
+                rejects.append(
+                    reject("generate", prompts_path, reasons.get(i, "the engine refused the prompt"), prompt)
+                )
             else:
-                answered.append({**prompt, "output": output, "generator": str(model)}
-                                | ({"cut_off": True} if i in cut_off else {}))
+                answered.append(
+                    {**prompt, "output": output, "generator": str(model)} | ({"cut_off": True} if i in cut_off else {})
+                )
         n = write_lines(out_tmp, answered)
         write_lines(rejects_tmp, rejects)
     if not rejects:
         rejects_path.unlink()  # taken in case of rejects; there were none
     return {"answers": n, "rejects": len(rejects), "cut_off": len(cut_off)}
-

@@ -25,7 +25,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from .files import BadLine, jsonl_lines
 
@@ -55,7 +55,9 @@ def read_labels(path: Path | str) -> tuple[dict[str, bool], list[dict]]:
                 raise ValueError("needs a string 'id' and a 'label' of good, bad or skip")
             labels[row["id"]] = good
         except (ValueError, KeyError, TypeError, AttributeError) as e:
-            rejects.append(reject("labels", where, f"not a label record: {e}", None if isinstance(row, BadLine) else row))
+            rejects.append(
+                reject("labels", where, f"not a label record: {e}", None if isinstance(row, BadLine) else row)
+            )
     return labels, rejects
 
 
@@ -68,11 +70,17 @@ def _answered(path: Path) -> set[str]:
 
 def blind_view(candidate: dict) -> str:
     """What the labeller sees: the instruction and the answer, nothing else."""
-    return (f"INSTRUCTION\n{candidate['instruction'].strip()}\n\nANSWER\n{candidate['output'].strip()}\n")
+    return f"INSTRUCTION\n{candidate['instruction'].strip()}\n\nANSWER\n{candidate['output'].strip()}\n"
 
 
-def label_session(candidates: Iterable[dict], out_dir: Path, seed: int = 0, limit: int | None = None,
-                  read_key: Callable[[], str] | None = None, show: Callable[[str], None] = print) -> dict:
+def label_session(
+    candidates: Iterable[dict],
+    out_dir: Path,
+    seed: int = 0,
+    limit: int | None = None,
+    read_key: Callable[[], str] | None = None,
+    show: Callable[[str], None] = print,
+) -> dict:
     """Show a seeded random order of ``candidates`` (those not yet answered in
     ``out_dir``/labels.jsonl), blind, and append each answer there. ``read_key`` returns the key
     pressed (default: one key from the terminal, or a line of piped input). Returns the counts."""
@@ -88,8 +96,10 @@ def label_session(candidates: Iterable[dict], out_dir: Path, seed: int = 0, limi
     with open(path, "a", encoding="utf-8") as f:
         for candidate in pool[:limit]:
             counts["shown"] += 1
-            show(f"\n--- {len(done) + counts['shown']} ({candidate['id']}) ---\n{blind_view(candidate)}"
-                 f"[g]ood  [b]ad  [s]kip  [q]uit > ")
+            show(
+                f"\n--- {len(done) + counts['shown']} ({candidate['id']}) ---\n{blind_view(candidate)}"
+                f"[g]ood  [b]ad  [s]kip  [q]uit > "
+            )
             while (key := (read_key() or "q").strip().lower()[:1]) not in (*KEYS, "q"):
                 show("press g, b, s or q > ")
             if key == "q":
@@ -126,6 +136,7 @@ def _terminal_key() -> str:
 
 # --- calibration -------------------------------------------------------------------------------
 
+
 def wilson(hits: int, n: int, z: float = 1.96) -> list[float] | None:
     """The 95% Wilson score interval of a proportion (None for n = 0)."""
     if not n:
@@ -142,22 +153,38 @@ def calibrate_on_labels(values: list[float | None], labels: list[bool], target: 
     threshold None when no threshold reaches it (then nothing is selected)."""
     scored = sorted(((v, bool(y)) for v, y in zip(values, labels) if v is not None), key=lambda t: -t[0])
     good = sum(y for _, y in scored)
-    out = {"labelled": len(scored), "good": good, "good_share": round(good / len(scored), 4) if scored else None,
-           "good_share_interval": wilson(good, len(scored)), "target_precision": target,
-           "threshold": None, "precision": None, "precision_interval": None, "recall": 0.0, "recall_interval": None,
-           "selected": 0}
+    out = {
+        "labelled": len(scored),
+        "good": good,
+        "good_share": round(good / len(scored), 4) if scored else None,
+        "good_share_interval": wilson(good, len(scored)),
+        "target_precision": target,
+        "threshold": None,
+        "precision": None,
+        "precision_interval": None,
+        "recall": 0.0,
+        "recall_interval": None,
+        "selected": 0,
+    }
     hits = 0
     for n, (value, label) in enumerate(scored, 1):
         hits += label
         last_of_tie = n == len(scored) or scored[n][0] != value
         if last_of_tie and hits / n >= target:
-            out.update(threshold=value, selected=n, precision=round(hits / n, 4), precision_interval=wilson(hits, n),
-                       recall=round(hits / max(1, good), 4), recall_interval=wilson(hits, good))
+            out.update(
+                threshold=value,
+                selected=n,
+                precision=round(hits / n, 4),
+                precision_interval=wilson(hits, n),
+                recall=round(hits / max(1, good), 4),
+                recall_interval=wilson(hits, good),
+            )
     return out
 
 
-def estimate_good_share(candidates: list[float], positives: list[float], negatives: list[float],
-                        grid: int = 50) -> float | None:
+def estimate_good_share(
+    candidates: list[float], positives: list[float], negatives: list[float], grid: int = 50
+) -> float | None:
     """The share ``p`` of good candidates that makes the candidates' value distribution closest
     (least squares over ``grid`` quantiles) to p x the probe positives' + (1 - p) x the probe
     negatives'. Clipped to [0.01, 0.99]; None without values on every side."""
@@ -188,14 +215,18 @@ def labels_path(found: Path | str) -> Path:
 
 def describe(calibration: dict) -> str:
     """One line: what the labels say the selection gives."""
+
     def interval(key):
         bounds = calibration.get(f"{key}_interval")
         return f" [{bounds[0]}-{bounds[1]}]" if bounds else ""
 
     if calibration.get("threshold") is None:
-        return (f"calibrated on {calibration['labelled']} labels (good share {calibration['good_share']}"
-                f"{interval('good_share')}): no threshold reaches precision {calibration['target_precision']}")
-    return (f"calibrated on {calibration['labelled']} labels: precision {calibration['precision']}"
-            f"{interval('precision')}, recall {calibration['recall']}{interval('recall')}, good share "
-            f"{calibration['good_share']}{interval('good_share')}")
-
+        return (
+            f"calibrated on {calibration['labelled']} labels (good share {calibration['good_share']}"
+            f"{interval('good_share')}): no threshold reaches precision {calibration['target_precision']}"
+        )
+    return (
+        f"calibrated on {calibration['labelled']} labels: precision {calibration['precision']}"
+        f"{interval('precision')}, recall {calibration['recall']}{interval('recall')}, good share "
+        f"{calibration['good_share']}{interval('good_share')}"
+    )

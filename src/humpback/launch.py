@@ -33,14 +33,22 @@ def accelerate_config_path(name: str) -> Path:
         return Path(str(resources.files("humpback") / "accelerate" / f"{name}.yaml"))
     path = Path(name).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"accelerate_config {name!r} is neither a shipped config ({', '.join(SHIPPED)}) nor a file")
+        raise FileNotFoundError(
+            f"accelerate_config {name!r} is neither a shipped config ({', '.join(SHIPPED)}) nor a file"
+        )
     return path
 
 
 def launch_command(job_dir: Path, cfg: TrainConfig) -> list[str]:
-    command = [sys.executable, "-m", "accelerate.commands.launch",
-               "--config_file", str(accelerate_config_path(cfg.accelerate_config)),
-               "--num_processes", str(cfg.num_processes)]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(accelerate_config_path(cfg.accelerate_config)),
+        "--num_processes",
+        str(cfg.num_processes),
+    ]
     if cfg.accelerate_config in SHIPPED:
         # Single-node configs: a free rendezvous port, not the fixed 29500, so a training never
         # collides with another one on the machine or with the last one's port still closing.
@@ -55,20 +63,31 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch_sft(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, desc: str,
-               fit: dict | None = None) -> dict:
+def launch_sft(
+    examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, desc: str, fit: dict | None = None
+) -> dict:
     """Train under accelerate launch on ``cfg.num_processes`` processes; returns what process 0 recorded."""
     out_dir = Path(out_dir)
     token = f"launch{os.getpid()}"
     job_dir = out_dir / f".{token}"  # inside the model folder: the launcher writes nowhere else
     write_jsonl(job_dir / "examples.jsonl", examples)
-    write_json(job_dir / "job.json", {"base_model": str(base_model), "out_dir": str(out_dir), "desc": desc,
-                                      "config": cfg.model_dump(mode="json", include=set(TrainConfig.model_fields)),
-                                      "token": token, "fit": fit or {}})
+    write_json(
+        job_dir / "job.json",
+        {
+            "base_model": str(base_model),
+            "out_dir": str(out_dir),
+            "desc": desc,
+            "config": cfg.model_dump(mode="json", include=set(TrainConfig.model_fields)),
+            "token": token,
+            "fit": fit or {},
+        },
+    )
     command = launch_command(job_dir, cfg)
     done = subprocess.run(command)
     if done.returncode != 0 or not (out_dir / SUCCESS).exists():
-        raise RuntimeError(f"{desc}: accelerate launch exited with {done.returncode} "
-                           f"and no finished model in {out_dir}: {' '.join(command)}")
+        raise RuntimeError(
+            f"{desc}: accelerate launch exited with {done.returncode} "
+            f"and no finished model in {out_dir}: {' '.join(command)}"
+        )
     shutil.rmtree(job_dir, ignore_errors=True)
     return stage_info(out_dir)

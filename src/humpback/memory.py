@@ -50,8 +50,10 @@ def _template_length(tokenizer, messages: list[dict], generation_prompt: bool) -
 def example_lengths(example: dict, tokenizer) -> tuple[int, int]:
     """(prompt tokens, prompt + completion tokens) of a prompt/completion chat example, as trained."""
     prompt = list(example["prompt"])
-    return (_template_length(tokenizer, prompt, True),
-            _template_length(tokenizer, prompt + list(example["completion"]), False))
+    return (
+        _template_length(tokenizer, prompt, True),
+        _template_length(tokenizer, prompt + list(example["completion"]), False),
+    )
 
 
 def longest_tokens(examples: list[dict], tokenizer, count: int) -> list[int]:
@@ -59,8 +61,14 @@ def longest_tokens(examples: list[dict], tokenizer, count: int) -> list[int]:
     return [example_lengths(e, tokenizer)[1] for e in examples[:count]]
 
 
-def estimate_training_peak(examples: list[dict], base_model: str, cfg: TrainConfig, tokenizer=None,
-                           checkpointing: bool | None = None, longest_example: int | None = None) -> dict:
+def estimate_training_peak(
+    examples: list[dict],
+    base_model: str,
+    cfg: TrainConfig,
+    tokenizer=None,
+    checkpointing: bool | None = None,
+    longest_example: int | None = None,
+) -> dict:
     """Bytes at the peak of one process's training, by part (``total`` is their sum); with or
     without gradient checkpointing (default: as cfg says, auto counting as off). ``longest_example``
     (tokens) spares tokenizing the examples when the caller has counted them already."""
@@ -87,7 +95,8 @@ def estimate_training_peak(examples: list[dict], base_model: str, cfg: TrainConf
     weights = params * (LORA_BYTES_PER_PARAM if cfg.use_lora else BYTES_PER_PARAM)
     if checkpointing:
         per_token = CHECKPOINTED_PER_TOKEN_LAYER * hidden * layers + (
-            ACTIVATION_PER_TOKEN_LAYER[0] * hidden + ACTIVATION_PER_TOKEN_LAYER[1] * inner)
+            ACTIVATION_PER_TOKEN_LAYER[0] * hidden + ACTIVATION_PER_TOKEN_LAYER[1] * inner
+        )
     else:
         per_token = layers * (ACTIVATION_PER_TOKEN_LAYER[0] * hidden + ACTIVATION_PER_TOKEN_LAYER[1] * inner)
     activations = tokens * per_token
@@ -96,11 +105,21 @@ def estimate_training_peak(examples: list[dict], base_model: str, cfg: TrainConf
     if cfg.dropout_placement == "attention" and cfg.dropout > 0:
         kept_layers = 2 if checkpointing else layers  # checkpointed: the layer recomputed and the one running
         attention = kept_layers * micro * heads * longest * longest * ATTENTION_MATRIX_BYTES
-    parts = {"process": PROCESS_BASE, "weights_and_optimizer": weights, "activations": activations,
-             "logits": logits, "attention_matrices": attention}
+    parts = {
+        "process": PROCESS_BASE,
+        "weights_and_optimizer": weights,
+        "activations": activations,
+        "logits": logits,
+        "attention_matrices": attention,
+    }
     total = sum(parts.values())
-    return {**{k: int(v) for k, v in parts.items()}, "total": int(total), "micro_batch": micro,
-            "longest_tokens": longest, "parameters": params}
+    return {
+        **{k: int(v) for k, v in parts.items()},
+        "total": int(total),
+        "micro_batch": micro,
+        "longest_tokens": longest,
+        "parameters": params,
+    }
 
 
 def available_memory() -> tuple[int | None, str]:
@@ -112,9 +131,10 @@ def available_memory() -> tuple[int | None, str]:
                 available = int(line.split()[1]) * 1024
     except OSError:
         pass
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
         try:
             limit = Path(limit_file).read_text().strip()
             if limit != "max" and int(limit) < (1 << 60):
@@ -133,8 +153,9 @@ def _resident() -> int:
         return 0
 
 
-def check_training_memory(examples: list[dict], base_model: str, cfg: TrainConfig, desc: str,
-                          longest_example: int | None = None) -> bool:
+def check_training_memory(
+    examples: list[dict], base_model: str, cfg: TrainConfig, desc: str, longest_example: int | None = None
+) -> bool:
     """Whether to train with gradient checkpointing: ``auto`` turns it on only when the estimated
     peak without it exceeds the memory free. Stops now, saying what to change, when even the
     chosen way will not fit (or ``off`` will not)."""
@@ -164,9 +185,17 @@ def check_training_memory(examples: list[dict], base_model: str, cfg: TrainConfi
             need = processes * estimate["total"] - (0 if processes > 1 else min(_resident(), estimate["process"]))
         if available is None or need <= HEADROOM * available:
             if checkpointing and cfg.gradient_checkpointing == "auto":
-                log.warning("%s: gradient checkpointing on: without it the longest micro batch (%d x %d tokens) "
-                            "would need about %.1f GB, and %.1f GB is %s (planning for %d%% of it)", desc, estimate["micro_batch"],
-                            estimate["longest_tokens"], without / GB, available / GB, what, HEADROOM * 100)
+                log.warning(
+                    "%s: gradient checkpointing on: without it the longest micro batch (%d x %d tokens) "
+                    "would need about %.1f GB, and %.1f GB is %s (planning for %d%% of it)",
+                    desc,
+                    estimate["micro_batch"],
+                    estimate["longest_tokens"],
+                    without / GB,
+                    available / GB,
+                    what,
+                    HEADROOM * 100,
+                )
             return checkpointing
         without = need
     hints = []
@@ -176,11 +205,13 @@ def check_training_memory(examples: list[dict], base_model: str, cfg: TrainConfi
         hints.append("--gradient-checkpointing auto")
     if estimate["micro_batch"] > 1:
         hints.append("--micro-batch-size 1")
-    hints.append(f"a lower --max-length (now {cfg.max_length}; the longest example has "
-                 f"{estimate['longest_tokens']} tokens)")
+    hints.append(
+        f"a lower --max-length (now {cfg.max_length}; the longest example has {estimate['longest_tokens']} tokens)"
+    )
     raise MemoryBudgetError(
         f"{desc}: this training needs about {need / GB:.1f} GB at its peak (micro batches of "
         f"{estimate['micro_batch']} x {estimate['longest_tokens']} tokens, {estimate['parameters'] / 1e6:.0f}M "
         f"parameters{f', {processes} processes' if processes > 1 else ''}"
         f"{', gradient checkpointing' if checkpointing else ''}) but {available / GB:.1f} GB is "
-        f"{what} (planning for {HEADROOM:.0%} of it); try {', '.join(hints)} (or --no-memory-check to try anyway)")
+        f"{what} (planning for {HEADROOM:.0%} of it); try {', '.join(hints)} (or --no-memory-check to try anyway)"
+    )

@@ -143,7 +143,7 @@ def end_of_turn_ids(tokenizer) -> list[int]:
     ``<|eot_id|>``), then eos. A template whose turns end without a special token gives eos alone."""
     chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _PROBE}]
     text = tokenizer.apply_chat_template(chat, tokenize=False)
-    tail = text[text.rindex(_PROBE) + len(_PROBE):]
+    tail = text[text.rindex(_PROBE) + len(_PROBE) :]
     special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
     ids = [i for i in tokenizer(tail, add_special_tokens=False)["input_ids"] if i in special][:1]
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
@@ -179,25 +179,35 @@ def check_chat_template(model: str, chat_template: str | Path | None = None, sys
     the paper's tags go) fails too. Returns the end-of-turn tokens, as text."""
     tokenizer = load_tokenizer(model, chat_template=chat_template)
     system = "Answer briefly, humpback."
-    chat = [{"role": "system", "content": system}, {"role": "user", "content": "What is 2 + 2?"},
-            {"role": "assistant", "content": "4"}]
+    chat = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": "What is 2 + 2?"},
+        {"role": "assistant", "content": "4"},
+    ]
     try:
         rendered = tokenizer.apply_chat_template(chat, tokenize=False)
         tokenizer.apply_chat_template(chat[:2], tokenize=False, add_generation_prompt=True)
-        tokenizer.apply_chat_template(chat[1:2] + [{"role": "assistant", "content": "Score:"}], tokenize=False,
-                                      continue_final_message=True)
+        tokenizer.apply_chat_template(
+            chat[1:2] + [{"role": "assistant", "content": "Score:"}], tokenize=False, continue_final_message=True
+        )
         ids = end_of_turn_ids(tokenizer)
     except Exception as e:  # noqa: BLE001 - jinja errors, templates raising on a role, ...
-        raise ModelError(f"the chat template of {model} cannot render a system/user/assistant conversation "
-                         f"({type(e).__name__}: {e}); pass --chat-template FILE with a Jinja template that can "
-                         f"(humpback's default for base models: humpback.models.DEFAULT_CHAT_TEMPLATE)") from None
+        raise ModelError(
+            f"the chat template of {model} cannot render a system/user/assistant conversation "
+            f"({type(e).__name__}: {e}); pass --chat-template FILE with a Jinja template that can "
+            f"(humpback's default for base models: humpback.models.DEFAULT_CHAT_TEMPLATE)"
+        ) from None
     if system_tags and system not in rendered:
-        raise ModelError(f"the chat template of {model} drops the system message, where the tags (S_a, S_w) go: pass "
-                         f"--forward-tag-placement append, or --chat-template FILE with a template that keeps it")
+        raise ModelError(
+            f"the chat template of {model} drops the system message, where the tags (S_a, S_w) go: pass "
+            f"--forward-tag-placement append, or --chat-template FILE with a template that keeps it"
+        )
     if not ids:
-        raise ModelError(f"{model}'s tokenizer has no eos token and its chat template ends a turn without a special "
-                         "token: nothing would stop generation; pass --chat-template FILE whose assistant turns end "
-                         "with a special token")
+        raise ModelError(
+            f"{model}'s tokenizer has no eos token and its chat template ends a turn without a special "
+            "token: nothing would stop generation; pass --chat-template FILE whose assistant turns end "
+            "with a special token"
+        )
     return [tokenizer.convert_ids_to_tokens(i) for i in ids]
 
 
@@ -228,7 +238,9 @@ def torch_dtype(name: str, device: str | None = None):
     import torch
 
     try:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[resolve_dtype(name, device)]
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+            resolve_dtype(name, device)
+        ]
     except KeyError:
         raise ValueError(f"unknown dtype {name!r}: use auto, float32, bfloat16 or float16") from None
 

@@ -34,7 +34,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from . import files
 from .files import safe_name, write_text
@@ -56,8 +56,19 @@ class StaleOutputError(OutputError):
 
 # Names humpback writes by the dozen (shards, their rejects and counters, markers, temporary names):
 # ours by their shape. Any other name is ours only when the marker lists it.
-OWNED_SHAPES = ("part-*", "_SUCCESS", FINGERPRINT, "_rejects", "_counters", MARKER, LOCK, ".*.tmp-*",
-                ".work-*", ".save-*", ".launch*")
+OWNED_SHAPES = (
+    "part-*",
+    "_SUCCESS",
+    FINGERPRINT,
+    "_rejects",
+    "_counters",
+    MARKER,
+    LOCK,
+    ".*.tmp-*",
+    ".work-*",
+    ".save-*",
+    ".launch*",
+)
 
 
 def _owned_by_shape(name: str) -> bool:
@@ -80,8 +91,10 @@ def claim_output(path: Path | str, kind: str) -> Path:
         entries = sorted(p.name for p in path.iterdir())
         if entries:
             shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-            raise OutputError(f"refusing to write into {path}: it already holds files humpback did not write "
-                              f"({shown}); give a new or empty folder")
+            raise OutputError(
+                f"refusing to write into {path}: it already holds files humpback did not write "
+                f"({shown}); give a new or empty folder"
+            )
     path.mkdir(parents=True, exist_ok=True)
     write_text(marker, json.dumps({"kind": kind, "wrote": []}) + "\n")
     return path
@@ -158,8 +171,10 @@ def output_lock(path: Path | str) -> Iterator[None]:
     except BlockingIOError:
         holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
         os.close(fd)
-        raise OutputError(f"{path} is in use by another humpback process (pid {holder}); "
-                          f"wait for it to finish or give another output folder") from None
+        raise OutputError(
+            f"{path} is in use by another humpback process (pid {holder}); "
+            f"wait for it to finish or give another output folder"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
     _held[key] = (fd, 1)
@@ -171,6 +186,7 @@ def output_lock(path: Path | str) -> Iterator[None]:
 
 
 # --- fingerprints -------------------------------------------------------------------------
+
 
 def digest(obj: object) -> str:
     """A short hash of a JSON-able value (canonical: sorted keys)."""
@@ -193,8 +209,9 @@ def items_fingerprint(items) -> str:
     cannot be hashed without being consumed: it is marked as a stream, and a rerun that also
     gives a stream is trusted to give the same one (as every resume was before fingerprints)."""
     if isinstance(items, (list, tuple)):
-        return records_digest([getattr(x, "key", None), getattr(x, "content", x)] if not isinstance(x, dict) else x
-                              for x in items)
+        return records_digest(
+            [getattr(x, "key", None), getattr(x, "content", x)] if not isinstance(x, dict) else x for x in items
+        )
     return "stream (not hashed)"
 
 
@@ -206,11 +223,15 @@ def stage_input(items) -> tuple[object, str]:
 
         folder = Path(items)
         if not folder.is_dir():
-            raise FileNotFoundError(f"{safe_name(folder)} is not a folder of stage shards (part-*.jsonl): give the "
-                                    f"output folder of the stage before")
+            raise FileNotFoundError(
+                f"{safe_name(folder)} is not a folder of stage shards (part-*.jsonl): give the "
+                f"output folder of the stage before"
+            )
         if not shard_files(folder) and output_kind(folder) is None:
-            raise FileNotFoundError(f"{safe_name(folder)} holds no stage shards (part-*.jsonl or part-*.parquet) and "
-                                    f"is not a humpback output: give the output folder of the stage before")
+            raise FileNotFoundError(
+                f"{safe_name(folder)} holds no stage shards (part-*.jsonl or part-*.parquet) and "
+                f"is not a humpback output: give the output folder of the stage before"
+            )
         return read_stage(folder), input_fingerprint(folder)
     return items, items_fingerprint(items)
 
@@ -271,18 +292,23 @@ def check_fingerprint(path: Path | str, fields: dict, recompute: bool = False, w
     old = read_fingerprint(path)
     if old is not None and old.get("digest") != fingerprint["digest"]:
         changed = changed_fields(old.get("fields", {}), fields)
-        shown = [_what_changed(name, flat_fields(old.get("fields", {})).get(name), flat_fields(fields).get(name))
-                 for name in changed]
+        shown = [
+            _what_changed(name, flat_fields(old.get("fields", {})).get(name), flat_fields(fields).get(name))
+            for name in changed
+        ]
         if not recompute:
             raise StaleOutputError(
                 f"{path} holds a {what} made with other settings or inputs (changed: {', '.join(shown) or '?'}); "
-                f"give a new output folder, or pass --recompute to redo it and what depends on it")
+                f"give a new output folder, or pass --recompute to redo it and what depends on it"
+            )
         clear_output(path)
     elif old is None and _holds_our_output(path):
         # made before fingerprints existed, or by a process killed before it wrote one: unknown
         if not recompute:
-            raise StaleOutputError(f"{path} holds a {what} without a fingerprint, so it cannot be checked "
-                                   f"against the settings now; give a new output folder, or pass --recompute")
+            raise StaleOutputError(
+                f"{path} holds a {what} without a fingerprint, so it cannot be checked "
+                f"against the settings now; give a new output folder, or pass --recompute"
+            )
         clear_output(path)
     if old is None or old.get("digest") != fingerprint["digest"]:
         write_text(path / FINGERPRINT, json.dumps(fingerprint, indent=1, sort_keys=True, default=str) + "\n")
@@ -291,6 +317,7 @@ def check_fingerprint(path: Path | str, fields: dict, recompute: bool = False, w
 
 def _what_changed(name: str, old: object, new: object) -> str:
     """A changed fingerprint field, and for a file listing ([name, size, mtime] rows) which files."""
+
     def listing(value):
         if isinstance(value, list) and all(isinstance(r, list) and len(r) == 3 for r in value):
             return {str(r[0]): (r[1], r[2]) for r in value}
@@ -299,11 +326,15 @@ def _what_changed(name: str, old: object, new: object) -> str:
     before, after = listing(old), listing(new)
     if before is None or after is None:
         return name
-    parts = [f"{label} {', '.join(safe_name(n) for n in names[:3])}{' ...' if len(names) > 3 else ''}"
-             for label, names in (("added", sorted(set(after) - set(before))),
-                                  ("removed", sorted(set(before) - set(after))),
-                                  ("modified", sorted(n for n in set(before) & set(after) if before[n] != after[n])))
-             if names]
+    parts = [
+        f"{label} {', '.join(safe_name(n) for n in names[:3])}{' ...' if len(names) > 3 else ''}"
+        for label, names in (
+            ("added", sorted(set(after) - set(before))),
+            ("removed", sorted(set(before) - set(after))),
+            ("modified", sorted(n for n in set(before) & set(after) if before[n] != after[n])),
+        )
+        if names
+    ]
     return f"{name}: {'; '.join(parts)}" if parts else name
 
 
@@ -335,7 +366,11 @@ def clear_output(path: Path | str) -> list[str]:
         else:
             p.unlink()
     if left:
-        log.warning("%s: redone; left in place what humpback did not write: %s", safe_name(path), ", ".join(map(safe_name, left)))
+        log.warning(
+            "%s: redone; left in place what humpback did not write: %s",
+            safe_name(path),
+            ", ".join(map(safe_name, left)),
+        )
     return left
 
 
@@ -362,6 +397,7 @@ def owned_output(path: Path | str, kind: str) -> Iterator[Path]:
 def writes_into(kind: str, param: str = "out_dir"):
     """Decorator of a function that writes into the folder its argument ``param`` names: the
     folder is owned (claimed as ``kind`` and locked, see owned_output) for the whole call."""
+
     def decorator(fn):
         signature = inspect.signature(fn)
 
@@ -372,7 +408,9 @@ def writes_into(kind: str, param: str = "out_dir"):
             with owned_output(bound.arguments[param], kind) as path:
                 bound.arguments[param] = path
                 return fn(*bound.args, **bound.kwargs)
+
         return wrapper
+
     return decorator
 
 

@@ -33,7 +33,6 @@ from .train import LAUNCH_FIELDS, train_forward
 log = logging.getLogger("humpback")
 
 
-
 def run(config: RunConfig, quiet: bool = False) -> dict:
     """Run (or resume) the loop into ``config.out``; returns the run statistics.
 
@@ -49,11 +48,32 @@ def run(config: RunConfig, quiet: bool = False) -> dict:
 
 # Settings that change how fast or where a run goes, not what it makes: a resume may change them.
 FREE_FIELDS = {
-    "": {"out", "recompute", "iterations", "executor", "ray_address", "ray_actors", "ray_cpus_per_actor",
-         "ray_gpus_per_actor", "stop_on_chance_judge"},
-    "engine": {"batch_size", "device", "base_url", "api_key_env", "concurrency", "request_timeout", "max_retries",
-               "gpu_memory_utilization", "enforce_eager", "max_refused_share", "compare_sample", "min_probe_auc",
-               "fit_batch_size"},
+    "": {
+        "out",
+        "recompute",
+        "iterations",
+        "executor",
+        "ray_address",
+        "ray_actors",
+        "ray_cpus_per_actor",
+        "ray_gpus_per_actor",
+        "stop_on_chance_judge",
+    },
+    "engine": {
+        "batch_size",
+        "device",
+        "base_url",
+        "api_key_env",
+        "concurrency",
+        "request_timeout",
+        "max_retries",
+        "gpu_memory_utilization",
+        "enforce_eager",
+        "max_refused_share",
+        "compare_sample",
+        "min_probe_auc",
+        "fit_batch_size",
+    },
     "train": set(LAUNCH_FIELDS),
 }
 SECTION_KIND = {"augment": "engine", "curate": "engine", "backward": "train", "forward": "train"}
@@ -75,9 +95,11 @@ def check_run_config(out: Path, config: RunConfig) -> None:
     if changed:
         flat_saved, flat_now = flat_fields(saved), flat_fields(now)
         shown = ", ".join(f"{f} ({flat_saved.get(f)!r} -> {flat_now.get(f)!r})" for f in changed[:6])
-        raise StaleOutputError(f"{out} was made with other settings: {shown}{', ...' if len(changed) > 6 else ''}. "
-                               f"Rerun with the same settings to resume, give a new --out, or pass --recompute "
-                               f"to redo the stages they change")
+        raise StaleOutputError(
+            f"{out} was made with other settings: {shown}{', ...' if len(changed) > 6 else ''}. "
+            f"Rerun with the same settings to resume, give a new --out, or pass --recompute "
+            f"to redo the stages they change"
+        )
 
 
 def _same_spelling(cfg: dict) -> dict:
@@ -89,7 +111,9 @@ def _same_spelling(cfg: dict) -> dict:
     return cfg
 
 
-def _run(config: RunConfig, out: Path, base_model: str, seed: list[dict], seed_rejects: list[dict], quiet: bool) -> dict:
+def _run(
+    config: RunConfig, out: Path, base_model: str, seed: list[dict], seed_rejects: list[dict], quiet: bool
+) -> dict:
     check_run_config(out, config)
     dump_yaml(config, out / "config.yaml")
     seed, held_out = split_probe(seed, config.probe_share, config.probe_min_pairs, config.probe_max_pairs)
@@ -106,50 +130,89 @@ def _run(config: RunConfig, out: Path, base_model: str, seed: list[dict], seed_r
     if not segmented["records"]:  # nothing to backtranslate: training models on the seed alone is not the method
         from .shards import stage_counters
 
-        raise NoSegmentsError(f"the corpus {config.corpus} gave no segments (funnel: {dict(stage_counters(out / 'segments'))}; "
-                              f"rejects in {out / 'segments' / '_rejects'}); give a corpus with header-structured "
-                              f"pages or text of {config.segment.min_chars}-{config.segment.max_chars} characters")
+        raise NoSegmentsError(
+            f"the corpus {config.corpus} gave no segments (funnel: {dict(stage_counters(out / 'segments'))}; "
+            f"rejects in {out / 'segments' / '_rejects'}); give a corpus with header-structured "
+            f"pages or text of {config.segment.min_chars}-{config.segment.max_chars} characters"
+        )
     train_backward(seed, base_model, models / "backward", config.backward, recompute=redo)
     train_set = out / "iter0" / "train.jsonl"  # M_0's training set: the seed alone
     info = train_forward(seed, [], base_model, models / "m0", config.forward, dataset_path=train_set, recompute=redo)
     # of n instructions sampled per segment, the one M_0 reads as fitting it best is kept
-    augment_cfg = config.augment if config.augment.fit_model else config.augment.model_copy(
-        update={"fit_model": str(models / "m0")})
-    augment(out / "segments", str(models / "backward"), out / "candidates", augment_cfg,
-            system_prompt=config.backward.system_prompt, executor=executor, recompute=redo)
+    augment_cfg = (
+        config.augment
+        if config.augment.fit_model
+        else config.augment.model_copy(update={"fit_model": str(models / "m0")})
+    )
+    augment(
+        out / "segments",
+        str(models / "backward"),
+        out / "candidates",
+        augment_cfg,
+        system_prompt=config.backward.system_prompt,
+        executor=executor,
+        recompute=redo,
+    )
     curate_cfg = config.curate
     if curate_cfg.labels is None and (out / "labels" / LABELS_FILE).is_file():  # `humpback label RUN` wrote them
         curate_cfg = curate_cfg.model_copy(update={"labels": out / "labels"})
     for i in range(1, config.iterations + 1):
         iteration_dir = out / f"iter{i}"
-        probe = probe_for_run(held_out, str(models / f"m{i - 1}"), config.curate, out / "probe" / f"iter{i}.json",
-                              instruction_pool=[p["instruction"] for p in seed + held_out])
+        probe = probe_for_run(
+            held_out,
+            str(models / f"m{i - 1}"),
+            config.curate,
+            out / "probe" / f"iter{i}.json",
+            instruction_pool=[p["instruction"] for p in seed + held_out],
+        )
         check_judge(probe, config, i)
-        curated = curate(out / "candidates", str(models / f"m{i - 1}"), iteration_dir, curate_cfg, iteration=i,
-                         executor=executor, recompute=redo, probe=probe)
+        curated = curate(
+            out / "candidates",
+            str(models / f"m{i - 1}"),
+            iteration_dir,
+            curate_cfg,
+            iteration=i,
+            executor=executor,
+            recompute=redo,
+            probe=probe,
+        )
         curated = clean(curated, i)
         train_set = iteration_dir / "train.jsonl"
-        info = train_forward(seed, curated, base_model, models / f"m{i}", config.forward, dataset_path=train_set,
-                             recompute=redo)
+        info = train_forward(
+            seed, curated, base_model, models / f"m{i}", config.forward, dataset_path=train_set, recompute=redo
+        )
 
     final = out / "final"
     final.mkdir(exist_ok=True)
     shutil.copyfile(train_set, final / "train.jsonl")
     # the final dataset names the model trained on it, and the digest that training recorded
-    write_json(final / "dataset.json", {"model": str(models / f"m{config.iterations}"),
-                                        "examples_digest": info.get("examples_digest")})
+    write_json(
+        final / "dataset.json",
+        {"model": str(models / f"m{config.iterations}"), "examples_digest": info.get("examples_digest")},
+    )
     stats = run_stats(out, config.iterations, config.curate.k, load_tokenizer(base_model))
-    stats["answer_loss"] = {f"m{i}": answer_loss(held_out, str(models / f"m{i}"), placement=config.forward.tag_placement)
-                            for i in range(config.iterations + 1)} if held_out else {}
+    stats["answer_loss"] = (
+        {
+            f"m{i}": answer_loss(held_out, str(models / f"m{i}"), placement=config.forward.tag_placement)
+            for i in range(config.iterations + 1)
+        }
+        if held_out
+        else {}
+    )
     stats["rejects"] = _collect_rejects(out, config.iterations)
     if config.decontaminate_against:
         from .shards import read_json_counters
 
         removed = read_json_counters(out / "decontaminate")
-        stats["decontamination"] = {"against": [str(p) for p in config.decontaminate_against],
-                                    "ngram": config.decontaminate_ngram,
-                                    "removed": {("seed" if i == 0 else f"iter{i}"): c.get("removed", 0)
-                                                for i, c in removed.items() if i <= config.iterations}}
+        stats["decontamination"] = {
+            "against": [str(p) for p in config.decontaminate_against],
+            "ngram": config.decontaminate_ngram,
+            "removed": {
+                ("seed" if i == 0 else f"iter{i}"): c.get("removed", 0)
+                for i, c in removed.items()
+                if i <= config.iterations
+            },
+        }
     stats["final_dataset"] = str(final / "train.jsonl")
     stats["final_model"] = str(models / f"m{config.iterations}")
     stats["final_dataset_count"] = sum(1 for _ in read_jsonl(final / "train.jsonl"))
@@ -191,8 +254,12 @@ def _decontaminator(config: RunConfig, out: Path):
         kept, rejects, counts = decontaminate(pairs, index)
         write_jsonl(out / "decontaminate" / "_rejects" / f"part-{iteration:05d}.jsonl", rejects)
         write_json(out / "decontaminate" / "_counters" / f"part-{iteration:05d}.json", dict(counts))
-        log.info("decontamination (%s): %d of %d pairs removed", "seed" if iteration == 0 else f"iteration {iteration}",
-                 counts["removed"], len(pairs))
+        log.info(
+            "decontamination (%s): %d of %d pairs removed",
+            "seed" if iteration == 0 else f"iteration {iteration}",
+            counts["removed"],
+            len(pairs),
+        )
         return kept
 
     return clean
@@ -201,9 +268,8 @@ def _decontaminator(config: RunConfig, out: Path):
 def _collect_rejects(out: Path, iterations: int) -> int:
     """Every stage's rejects in one rejects.jsonl (rebuilt each run, so resuming never duplicates)."""
     dirs = [out / "seed", out / "segments", out / "candidates", out / "decontaminate"] + [
-        out / f"iter{i}" / "ratings" for i in range(1, iterations + 1)]
+        out / f"iter{i}" / "ratings" for i in range(1, iterations + 1)
+    ]
     rejects = [r for d in dirs for r in stage_rejects(d)]
     write_jsonl(out / "rejects.jsonl", rejects)
     return len(rejects)
-
-

@@ -23,16 +23,29 @@ from pathlib import Path
 
 from .engines import Engine, engine_for
 
-NEGATIVE_KINDS = ("off_topic", "starts_mid_way", "cut_off_early", "boilerplate", "instruction_as_answer",
-                  "near_instruction")
-BOILERPLATE = ["Share this article on Facebook and Twitter.", "Subscribe to our newsletter for weekly updates!",
-               "© 2023 All rights reserved. Privacy Policy | Terms of Use", "Click here to read more stories like this.",
-               "We use cookies to improve your experience. Accept all cookies?", "Related posts: 10 tips you need to know"]
+NEGATIVE_KINDS = (
+    "off_topic",
+    "starts_mid_way",
+    "cut_off_early",
+    "boilerplate",
+    "instruction_as_answer",
+    "near_instruction",
+)
+BOILERPLATE = [
+    "Share this article on Facebook and Twitter.",
+    "Subscribe to our newsletter for weekly updates!",
+    "© 2023 All rights reserved. Privacy Policy | Terms of Use",
+    "Click here to read more stories like this.",
+    "We use cookies to improve your experience. Accept all cookies?",
+    "Related posts: 10 tips you need to know",
+]
 MIN_WORDS_TO_CUT = 8  # an answer shorter than this cannot be cut into something clearly partial
 # Words that say nothing of a topic, left out when instructions are matched by the words they share.
-FUNCTION_WORDS = frozenset("""a an the of to in on at for with by from and or but as is are was were be been do does
+FUNCTION_WORDS = frozenset(
+    """a an the of to in on at for with by from and or but as is are was were be been do does
 did how what why when where which who whom whose can could should would will i you me my your it its this that these
-those give write explain describe list tell make about some any please""".split())
+those give write explain describe list tell make about some any please""".split()
+)
 
 
 @functools.lru_cache(maxsize=8192)  # every pair's search reads the whole pool: each instruction is split once
@@ -69,17 +82,26 @@ def probe_pairs(pairs: list[dict], seed: int = 0, instruction_pool: list[str] | 
     probe = []
     for i, pair in enumerate(pairs):
         instruction, output = pair["instruction"], pair["output"]
-        probe.append({"id": f"{pair.get('id', i)}", "kind": "positive", "label": 1, "instruction": instruction,
-                      "output": output})
+        probe.append(
+            {
+                "id": f"{pair.get('id', i)}",
+                "kind": "positive",
+                "label": 1,
+                "instruction": instruction,
+                "output": output,
+            }
+        )
         words = list(re.finditer(r"\S+", output))
-        negatives = {"instruction_as_answer": instruction}  # kind -> the answer; asked_instead: kind -> the instruction
+        negatives = {
+            "instruction_as_answer": instruction
+        }  # kind -> the answer; asked_instead: kind -> the instruction
         asked_instead = {}
         if len(pairs) > 1 and pairs[other[i]]["output"].strip() != output.strip():
             negatives["off_topic"] = pairs[other[i]]["output"]
         if len(words) >= MIN_WORDS_TO_CUT:  # cut at word boundaries; the text keeps its own line breaks
             cut = max(3, len(words) * 2 // 5)
-            negatives["starts_mid_way"] = output[words[cut].start():]
-            negatives["cut_off_early"] = output[:words[len(words) - cut - 1].end()]
+            negatives["starts_mid_way"] = output[words[cut].start() :]
+            negatives["cut_off_early"] = output[: words[len(words) - cut - 1].end()]
         lines = output.splitlines() or [output]
         junk = rng.sample(BOILERPLATE, 3)
         mixed = [junk[0]] + lines[:1] + [junk[1]] + lines[1:] + [junk[2]]
@@ -88,8 +110,15 @@ def probe_pairs(pairs: list[dict], seed: int = 0, instruction_pool: list[str] | 
             negatives["near_instruction"], asked_instead["near_instruction"] = output, near
         for kind in NEGATIVE_KINDS:
             if kind in negatives:
-                probe.append({"id": f"{pair.get('id', i)}:{kind}", "kind": kind, "label": 0,
-                              "instruction": asked_instead.get(kind, instruction), "output": negatives[kind]})
+                probe.append(
+                    {
+                        "id": f"{pair.get('id', i)}:{kind}",
+                        "kind": kind,
+                        "label": 0,
+                        "instruction": asked_instead.get(kind, instruction),
+                        "output": negatives[kind],
+                    }
+                )
     return probe
 
 
@@ -109,14 +138,16 @@ def auc(positives: list[float], negatives: list[float]) -> float | None:
     return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
-def bootstrap_auc(positives: list[float], negatives: list[float], rounds: int = 1000,
-                  seed: int = 0) -> tuple[float | None, float | None]:
+def bootstrap_auc(
+    positives: list[float], negatives: list[float], rounds: int = 1000, seed: int = 0
+) -> tuple[float | None, float | None]:
     """A 95% percentile interval of the AUC, resampling positives and negatives (seeded)."""
     if not positives or not negatives:
         return None, None
     rng = random.Random(seed)
-    values = sorted(auc(rng.choices(positives, k=len(positives)), rng.choices(negatives, k=len(negatives)))
-                    for _ in range(rounds))
+    values = sorted(
+        auc(rng.choices(positives, k=len(positives)), rng.choices(negatives, k=len(negatives))) for _ in range(rounds)
+    )
     return round(values[int(0.025 * rounds)], 4), round(values[int(0.975 * rounds) - 1], 4)
 
 
@@ -127,7 +158,9 @@ def score_probe(probe: list[dict], engine: Engine, mode: str, cfg) -> list[float
     from .signals import SIGNALS, signal_values
 
     if mode == "features":  # out-of-sample values of the combination fitted on the probe itself
-        features = [None if v is None else v["features"] for v in signal_values(mode, probe, engine, cfg.system_prompt)]
+        features = [
+            None if v is None else v["features"] for v in signal_values(mode, probe, engine, cfg.system_prompt)
+        ]
         return cross_validated(probe, features)
     if mode in SIGNALS:
         return [None if v is None else v["signal"] for v in signal_values(mode, probe, engine, cfg.system_prompt)]
@@ -148,7 +181,9 @@ def fit_combination(features: list[dict], labels: list[int], l2: float = 0.01) -
 
     x = np.array([[f[name] for name in FEATURES] for f in features], dtype=float)
     mean, std = x.mean(0), x.std(0)
-    std = np.where(std > 1e-6, std, 1.0)  # a feature constant on the probe (e.g. every answer ends the same) gets no weight
+    std = np.where(
+        std > 1e-6, std, 1.0
+    )  # a feature constant on the probe (e.g. every answer ends the same) gets no weight
     z, y = (x - mean) / std, np.asarray(labels, dtype=float)
 
     def loss(w):
@@ -156,8 +191,13 @@ def fit_combination(features: list[dict], labels: list[int], l2: float = 0.01) -
         return float(np.mean(np.logaddexp(0, logits) - y * logits) + l2 * np.sum(w[1:] ** 2))
 
     w = minimize(loss, np.zeros(len(FEATURES) + 1), method="L-BFGS-B").x
-    return {"features": list(FEATURES), "mean": mean.round(6).tolist(), "std": std.round(6).tolist(),
-            "bias": round(float(w[0]), 6), "weights": w[1:].round(6).tolist()}
+    return {
+        "features": list(FEATURES),
+        "mean": mean.round(6).tolist(),
+        "std": std.round(6).tolist(),
+        "bias": round(float(w[0]), 6),
+        "weights": w[1:].round(6).tolist(),
+    }
 
 
 def fit_detectors(probe: list[dict], features: list[dict | None]) -> dict:
@@ -178,11 +218,21 @@ def combined_value(features: dict, combination: dict) -> float:
     fitted detectors (fit_detectors: the lowest of their logits)."""
     if "detectors" in combination:
         return min(combined_value(features, c) for c in combination["detectors"].values())
-    return round(combination["bias"] + sum(w * (features[name] - m) / s for name, w, m, s in zip(
-        combination["features"], combination["weights"], combination["mean"], combination["std"])), 6)
+    return round(
+        combination["bias"]
+        + sum(
+            w * (features[name] - m) / s
+            for name, w, m, s in zip(
+                combination["features"], combination["weights"], combination["mean"], combination["std"]
+            )
+        ),
+        6,
+    )
 
 
-def cross_validated(probe: list[dict], features: list[dict | None], folds: int = 5, seed: int = 0) -> list[float | None]:
+def cross_validated(
+    probe: list[dict], features: list[dict | None], folds: int = 5, seed: int = 0
+) -> list[float | None]:
     """Each probe pair's value under detectors fitted on the other folds (pairs and the negatives
     made from them stay in one fold): the AUC of these values is out-of-sample."""
     for pair, f in zip(probe, features):
@@ -239,8 +289,11 @@ def probe_report(probe: list[dict], values: list[float | None], seed: int = 0) -
     for kind in NEGATIVE_KINDS:
         negatives = [v for p, v in scored if p["kind"] == kind]
         value = auc(positives, negatives)
-        report["by_kind"][kind] = {"negatives": len(negatives), "auc": None if value is None else round(value, 4),
-                                   "auc_interval": bootstrap_auc(positives, negatives, seed=seed)}
+        report["by_kind"][kind] = {
+            "negatives": len(negatives),
+            "auc": None if value is None else round(value, 4),
+            "auc_interval": bootstrap_auc(positives, negatives, seed=seed),
+        }
     report["histogram"] = {"positive": _histogram(positives), "negative": _histogram(everything)}
     return report
 
@@ -250,11 +303,21 @@ def _histogram(values: list[float]) -> dict:
         return {}
     if all(float(v).is_integer() for v in values):
         return {str(int(k)): n for k, n in sorted(Counter(values).items())}
-    return {"mean": round(statistics.fmean(values), 4), "quartiles": [round(q, 4) for q in statistics.quantiles(values, n=4)]}
+    return {
+        "mean": round(statistics.fmean(values), 4),
+        "quartiles": [round(q, 4) for q in statistics.quantiles(values, n=4)],
+    }
 
 
-def probe_judge(pairs: list[dict], judge_model: str, cfg, mode: str | None = None, engine: Engine | None = None,
-                seed: int = 0, instruction_pool: list[str] | None = None) -> dict:
+def probe_judge(
+    pairs: list[dict],
+    judge_model: str,
+    cfg,
+    mode: str | None = None,
+    engine: Engine | None = None,
+    seed: int = 0,
+    instruction_pool: list[str] | None = None,
+) -> dict:
     """Score the probe made of ``pairs`` with the judge, one mode (default: cfg.mode); the report.
     ``instruction_pool``: where near instructions come from (probe_pairs)."""
     mode = mode or cfg.mode
@@ -264,15 +327,21 @@ def probe_judge(pairs: list[dict], judge_model: str, cfg, mode: str | None = Non
         values = score_probe(probe, engine, mode, cfg)
         features = [p.get("features") for p in probe]
     seconds = time.time() - start
-    report = {"judge_model": str(judge_model), "mode": mode, **probe_report(probe, values, seed),
-              "seconds_per_pair": round(seconds / max(1, len(probe)), 4)}
+    report = {
+        "judge_model": str(judge_model),
+        "mode": mode,
+        **probe_report(probe, values, seed),
+        "seconds_per_pair": round(seconds / max(1, len(probe)), 4),
+    }
     if mode == "features":
         report["combination"] = fit_detectors(probe, features)
     report["calibrated"] = calibrate(values, [p["label"] for p in probe], cfg.target_precision, cfg.good_share)
     report["calibrated"]["good_share"] = cfg.good_share
     # the values the threshold was set on: curation recalibrates at the good share it estimates
-    report["values"] = {"positive": [round(v, 6) for v, p in zip(values, probe) if v is not None and p["label"] == 1],
-                        "negative": [round(v, 6) for v, p in zip(values, probe) if v is not None and p["label"] == 0]}
+    report["values"] = {
+        "positive": [round(v, 6) for v, p in zip(values, probe) if v is not None and p["label"] == 1],
+        "negative": [round(v, 6) for v, p in zip(values, probe) if v is not None and p["label"] == 0],
+    }
     report["verdict"] = verdict(report["auc"], cfg.min_probe_auc)
     return report
 
@@ -281,13 +350,16 @@ def verdict(value: float | None, floor: float) -> str:
     if value is None:
         return "no verdict: the probe had no scored pairs on one side"
     if value < floor:
-        return (f"near chance (AUC {value:.2f} < {floor}): curation with this judge and mode selects pairs about as "
-                f"well as a coin; try another mode (humpback curate --compare), a larger judge, or a served one")
+        return (
+            f"near chance (AUC {value:.2f} < {floor}): curation with this judge and mode selects pairs about as "
+            f"well as a coin; try another mode (humpback curate --compare), a larger judge, or a served one"
+        )
     return f"the judge separates good pairs from bad (AUC {value:.2f})"
 
 
-def split_probe(seed: list[dict], share: float, min_pairs: int, max_pairs: int, random_seed: int = 0,
-                min_train: int = 8) -> tuple[list[dict], list[dict]]:
+def split_probe(
+    seed: list[dict], share: float, min_pairs: int, max_pairs: int, random_seed: int = 0, min_train: int = 8
+) -> tuple[list[dict], list[dict]]:
     """(training seed, probe pairs): a seeded share of the seed held out of every training set of
     the run, at least ``min_pairs`` and at most ``max_pairs``, never leaving fewer than ``min_train``
     pairs to train on (then the probe is smaller, or empty)."""
@@ -298,8 +370,9 @@ def split_probe(seed: list[dict], share: float, min_pairs: int, max_pairs: int, 
     return [p for i, p in enumerate(seed) if i not in held], [p for i, p in enumerate(seed) if i in held]
 
 
-def probe_for_run(pairs: list[dict], judge_model: str, cfg, out_file: Path, executor=None,
-                  instruction_pool: list[str] | None = None) -> dict | None:
+def probe_for_run(
+    pairs: list[dict], judge_model: str, cfg, out_file: Path, executor=None, instruction_pool: list[str] | None = None
+) -> dict | None:
     """The probe of one iteration's judge, in the mode it curates with; kept in ``out_file`` and
     reused on a rerun while the judge, the pairs and the scoring settings are the same.
     ``instruction_pool``: the run's seed instructions, where near instructions come from."""
@@ -308,8 +381,26 @@ def probe_for_run(pairs: list[dict], judge_model: str, cfg, out_file: Path, exec
 
     if not pairs:
         return None
-    key = digest([input_fingerprint(judge_model), pairs, instruction_pool, NEGATIVE_KINDS, cfg.model_dump(mode="json", exclude={"k", "select",
-                  "select_threshold", "select_fraction", "records_per_shard", "compare_sample", "batch_size"})])
+    key = digest(
+        [
+            input_fingerprint(judge_model),
+            pairs,
+            instruction_pool,
+            NEGATIVE_KINDS,
+            cfg.model_dump(
+                mode="json",
+                exclude={
+                    "k",
+                    "select",
+                    "select_threshold",
+                    "select_fraction",
+                    "records_per_shard",
+                    "compare_sample",
+                    "batch_size",
+                },
+            ),
+        ]
+    )
     out_file = Path(out_file)
     if out_file.exists():
         import json
@@ -322,8 +413,14 @@ def probe_for_run(pairs: list[dict], judge_model: str, cfg, out_file: Path, exec
     return report
 
 
-def answer_loss(pairs: list[dict], model: str, tag: str = "both", placement: str = "system",
-                chat_template: str | None = None, engine: Engine | None = None) -> float | None:
+def answer_loss(
+    pairs: list[dict],
+    model: str,
+    tag: str = "both",
+    placement: str = "system",
+    chat_template: str | None = None,
+    engine: Engine | None = None,
+) -> float | None:
     """Mean per-token negative log-likelihood of the pairs' answers given their instructions (asked
     with the inference tag, as the model is used): lower is better, no judge needed."""
     from types import SimpleNamespace
@@ -334,13 +431,22 @@ def answer_loss(pairs: list[dict], model: str, tag: str = "both", placement: str
 
     if not pairs:
         return None
-    cfg = SimpleNamespace(engine="transformers", dtype="float32", batch_size=8, device=None, chat_template=chat_template)
+    cfg = SimpleNamespace(
+        engine="transformers", dtype="float32", batch_size=8, device=None, chat_template=chat_template
+    )
     with engine_for(model, cfg, engine) as engine:
         stops = set(end_of_turn_ids(engine.tokenizer))
-        spans = [answer_span(engine.tokenizer, tagged_prompt(pair["instruction"], INFERENCE_TAGS[tag], placement),
-                             pair["output"], stops) for pair in pairs]
+        spans = [
+            answer_span(
+                engine.tokenizer,
+                tagged_prompt(pair["instruction"], INFERENCE_TAGS[tag], placement),
+                pair["output"],
+                stops,
+            )
+            for pair in pairs
+        ]
         reads = engine.token_logprobs([(full, start) for full, start, _ in spans])
     # the answer's tokens and its end of turn: what training puts the loss on
-    values = [lp for (_, start, end), read in zip(spans, reads) for lp in (read or [])[:end - start + 1]]
+    values = [lp for (_, start, end), read in zip(spans, reads) for lp in (read or [])[: end - start + 1]]
     tokens = len(values)
     return round(-sum(values) / max(1, tokens), 4)

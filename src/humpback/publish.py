@@ -46,9 +46,14 @@ def provenance(run: Path, iterations: int) -> dict[str, dict]:
     curated = Path(run) / f"iter{iterations}" / "curated" / "part-00000.jsonl"
     found = {}
     for r in read_jsonl(curated) if curated.exists() else []:
-        found[r["id"]] = {"source": r.get("source"), "segment_id": r["id"], "score": r.get("score"),
-                          "value": r.get("combined", r.get("signal", r.get("expected_score"))),
-                          "selected_by": r.get("selected_by"), "iteration": r.get("iteration")}
+        found[r["id"]] = {
+            "source": r.get("source"),
+            "segment_id": r["id"],
+            "score": r.get("score"),
+            "value": r.get("combined", r.get("signal", r.get("expected_score"))),
+            "selected_by": r.get("selected_by"),
+            "iteration": r.get("iteration"),
+        }
     return found
 
 
@@ -66,7 +71,7 @@ def publish(run: Path, to: Path, fmt: str = "messages", license: str = "other", 
 
     from importlib.metadata import PackageNotFoundError, version
 
-    from .files import atomic_path, write_text
+    from .files import atomic_path
 
     try:
         __version__ = version("humpback")
@@ -80,32 +85,50 @@ def publish(run: Path, to: Path, fmt: str = "messages", license: str = "other", 
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}: {', '.join(FORMATS)}")
     stats = json.loads(stats_file.read_text(encoding="utf-8"))
-    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) if (run / "config.yaml").exists() else {}
+    config = (
+        yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) if (run / "config.yaml").exists() else {}
+    )
     config = redact_config(config or {})  # a run made before redaction may hold a URL's credentials
     iterations = int(config.get("iterations", len(stats.get("iterations", {}))))
     origins = provenance(run, iterations)
     rows = []
     for row in read_jsonl(final):
         where = origins.get(row["id"], {})
-        rows.append({**as_format(row, fmt), "id": row["id"], "origin": row.get("origin", "seed"),
-                     "source": where.get("source"), "segment_id": where.get("segment_id"),
-                     "score": where.get("score"), "value": where.get("value"),
-                     "selected_by": where.get("selected_by"), "iteration": where.get("iteration")})
+        rows.append(
+            {
+                **as_format(row, fmt),
+                "id": row["id"],
+                "origin": row.get("origin", "seed"),
+                "source": where.get("source"),
+                "segment_id": where.get("segment_id"),
+                "score": where.get("score"),
+                "value": where.get("value"),
+                "selected_by": where.get("selected_by"),
+                "iteration": where.get("iteration"),
+            }
+        )
     parquet = to / "data" / "train-00000-of-00001.parquet"
     parquet.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(parquet) as tmp:
         pq.write_table(pa.Table.from_pylist(rows), tmp)
     languages = (config.get("segment") or {}).get("languages", ["en"]) or ["multilingual"]
     card = {
-        "license": license, "language": languages, "task_categories": ["text-generation"],
-        "tags": ["instruction-backtranslation", "humpback", "synthetic"], "size_categories": [_size_category(len(rows))],
+        "license": license,
+        "language": languages,
+        "task_categories": ["text-generation"],
+        "tags": ["instruction-backtranslation", "humpback", "synthetic"],
+        "size_categories": [_size_category(len(rows))],
         "pretty_name": name or f"humpback {run.name}",
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}],
     }
-    text = "---\n" + yaml.safe_dump(card, sort_keys=False) + "---\n\n" + _card_body(run, stats, config, rows, fmt, __version__)
+    text = (
+        "---\n"
+        + yaml.safe_dump(card, sort_keys=False)
+        + "---\n\n"
+        + _card_body(run, stats, config, rows, fmt, __version__)
+    )
     card_path, edited = write_card(to, text)
-    return {"rows": len(rows), "parquet": str(parquet), "card": str(card_path), "format": fmt,
-            "card_kept": edited}
+    return {"rows": len(rows), "parquet": str(parquet), "card": str(card_path), "format": fmt, "card_kept": edited}
 
 
 CARD_DIGEST = "_card.sha256"  # the digest of the card as humpback last wrote it
@@ -153,43 +176,84 @@ def _code_block(text: str, info: str = "") -> list[str]:
 def _card_body(run: Path, stats: dict, config: dict, rows: list[dict], fmt: str, version: str) -> str:
     curated = sum(r["origin"] != "seed" for r in rows)
     funnel = stats.get("segment_funnel", {})
-    lines = [f"# {_md(run.name)}: instruction-tuning data by instruction backtranslation", "",
-             f"{len(rows)} (instruction, answer) pairs: {len(rows) - curated} from the seed, {curated} written for web "
-             "text by a backward model and kept by self-curation (Li et al. 2023, \"Self-Alignment with Instruction "
-             f"Backtranslation\"). Made with humpback {version}; format `{fmt}`.", "",
-             "## How it was made", "",
-             f"- Seed: {_code(config.get('seed'))}; corpus: {_code(config.get('corpus'))}; base model: "
-             f"{_code(config.get('model'))}; iterations: {_md(config.get('iterations'))}.",
-             f"- Curation: mode {_code((config.get('curate') or {}).get('mode'))}, selection "
-             f"{_code((config.get('curate') or {}).get('select'))}; final model: {_code(redact(str(stats.get('final_model'))))}.",
-             "- The whole config is below.", "", "## Segmentation funnel", "", "| step | count |", "|---|---|"]
+    lines = [
+        f"# {_md(run.name)}: instruction-tuning data by instruction backtranslation",
+        "",
+        f"{len(rows)} (instruction, answer) pairs: {len(rows) - curated} from the seed, {curated} written for web "
+        'text by a backward model and kept by self-curation (Li et al. 2023, "Self-Alignment with Instruction '
+        f'Backtranslation"). Made with humpback {version}; format `{fmt}`.',
+        "",
+        "## How it was made",
+        "",
+        f"- Seed: {_code(config.get('seed'))}; corpus: {_code(config.get('corpus'))}; base model: "
+        f"{_code(config.get('model'))}; iterations: {_md(config.get('iterations'))}.",
+        f"- Curation: mode {_code((config.get('curate') or {}).get('mode'))}, selection "
+        f"{_code((config.get('curate') or {}).get('select'))}; "
+        f"final model: {_code(redact(str(stats.get('final_model'))))}.",
+        "- The whole config is below.",
+        "",
+        "## Segmentation funnel",
+        "",
+        "| step | count |",
+        "|---|---|",
+    ]
     lines += [f"| {_md(k)} | {_md(v)} |" for k, v in sorted(funnel.items())]
-    lines += ["", "## Table 2: sizes and lengths", "", "| set | count | instruction chars | output chars |",
-              "|---|---|---|---|"]
+    lines += [
+        "",
+        "## Table 2: sizes and lengths",
+        "",
+        "| set | count | instruction chars | output chars |",
+        "|---|---|---|---|",
+    ]
     for name, t in (stats.get("table2") or {}).items():
-        lines.append(f"| {_md(name)} | {t['count']} | {t['instruction_chars']['mean']} | {t['output_chars']['mean']} |")
+        lines.append(
+            f"| {_md(name)} | {t['count']} | {t['instruction_chars']['mean']} | {t['output_chars']['mean']} |"
+        )
     lines += ["", "## Ratings", ""]
     for i, it in (stats.get("iterations") or {}).items():
-        lines.append(f"- iteration {i}: score histogram {_md(it.get('histogram'))}, selected by {_md(it.get('selected_by'))}")
+        lines.append(
+            f"- iteration {i}: score histogram {_md(it.get('histogram'))}, selected by {_md(it.get('selected_by'))}"
+        )
     probe = stats.get("probe") or {}
     lines += ["", "## Judge probe (held-out seed pairs against made-up bad ones)", ""]
-    lines += [f"- iteration {i}: AUC {p.get('auc')} {_md(p.get('auc_interval'))}: {_md(p.get('verdict'))}" for i, p in probe.items()] \
-        or ["- no probe was run"]
+    lines += [
+        f"- iteration {i}: AUC {p.get('auc')} {_md(p.get('auc_interval'))}: {_md(p.get('verdict'))}"
+        for i, p in probe.items()
+    ] or ["- no probe was run"]
     d = stats.get("decontamination")
     lines += ["", "## Decontamination", ""]
-    lines += [f"- against {', '.join(_code(a) for a in d['against'])} ({d['ngram']}-word overlap or the same instruction): "
-              + ", ".join(f"{k} {v} removed" for k, v in d["removed"].items())] if d else \
-        ["- not decontaminated against any prompt set (`decontaminate_against` was empty): check before evaluating "
-         "on a benchmark (`humpback decontaminate`)"]
-    lines += ["", "## Columns", "",
-              "- the pair in the chosen format; `id`; `origin` (seed or augmented); for augmented rows `source` "
-              "(file or URL and segment position), `segment_id`, `score` or `value` (what the judge gave), "
-              "`selected_by`, `iteration`.",
-              "", "## Known limits", "",
-              "- The instructions of web rows were written by a model; the answers are web text as found, with "
-              "boilerplate lines removed.",
-              "- The judge's ability to tell good pairs from bad is the probe AUC above; a small judge is near chance "
-              "on the rubric.", "", "## Config", "", *_code_block(yaml.safe_dump(config, sort_keys=False).strip(), "yaml"), ""]
+    lines += (
+        [
+            f"- against {', '.join(_code(a) for a in d['against'])} "
+            f"({d['ngram']}-word overlap or the same instruction): "
+            + ", ".join(f"{k} {v} removed" for k, v in d["removed"].items())
+        ]
+        if d
+        else [
+            "- not decontaminated against any prompt set (`decontaminate_against` was empty): check before evaluating "
+            "on a benchmark (`humpback decontaminate`)"
+        ]
+    )
+    lines += [
+        "",
+        "## Columns",
+        "",
+        "- the pair in the chosen format; `id`; `origin` (seed or augmented); for augmented rows `source` "
+        "(file or URL and segment position), `segment_id`, `score` or `value` (what the judge gave), "
+        "`selected_by`, `iteration`.",
+        "",
+        "## Known limits",
+        "",
+        "- The instructions of web rows were written by a model; the answers are web text as found, with "
+        "boilerplate lines removed.",
+        "- The judge's ability to tell good pairs from bad is the probe AUC above; a small judge is near chance "
+        "on the rubric.",
+        "",
+        "## Config",
+        "",
+        *_code_block(yaml.safe_dump(config, sort_keys=False).strip(), "yaml"),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -200,6 +264,10 @@ def push(folder: Path, repo_id: str, private: bool = False) -> str:
     api = HfApi()
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     # humpback's bookkeeping (markers, lock, the card's digest, a card kept beside an edited one) stays here
-    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset",
-                      ignore_patterns=[".*", "**/.*", CARD_DIGEST, "README.humpback.md"])
+    api.upload_folder(
+        folder_path=str(folder),
+        repo_id=repo_id,
+        repo_type="dataset",
+        ignore_patterns=[".*", "**/.*", CARD_DIGEST, "README.humpback.md"],
+    )
     return f"https://huggingface.co/datasets/{repo_id}"

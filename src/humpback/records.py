@@ -23,6 +23,7 @@ Chat = list[dict]
 
 class SeedPair(TypedDict):
     """One human-written (instruction, output) example of the seed set."""
+
     id: str
     """``seed-`` + a hash of the pair: the same pair has the same id in every file it comes from."""
     source: str
@@ -33,6 +34,7 @@ class SeedPair(TypedDict):
 
 class Segment(TypedDict):
     """A self-contained piece of a web document: the output a backward model writes an instruction for."""
+
     id: str
     """A hash of the document's corpus-relative name and the segment's position in it."""
     source: str
@@ -49,6 +51,7 @@ class Segment(TypedDict):
 
 class Candidate(TypedDict):
     """A segment with the instruction the backward model wrote for it: a pair to be rated."""
+
     id: str
     """The segment's id."""
     source: str
@@ -73,6 +76,7 @@ class Candidate(TypedDict):
 
 class Rating(Candidate):
     """A candidate with the judge's rating (the Candidate's fields, then these)."""
+
     score: int | None
     """1..5, or None when the rating could not be read (never selected)."""
     rating_mode: str
@@ -100,6 +104,7 @@ class Rating(Candidate):
 
 class ForwardExample(TypedDict):
     """A pair ready for forward training, with its origin's tag in the prompt."""
+
     id: str
     origin: str
     """``seed`` (tagged S_a) or ``augmented`` (tagged S_w)."""
@@ -109,6 +114,7 @@ class ForwardExample(TypedDict):
 
 class TrainingExample(TypedDict):
     """What TRL's SFTTrainer gets (prompt-completion format: the loss is on the completion only)."""
+
     prompt: Chat
     completion: Chat
     """One assistant message."""
@@ -116,6 +122,7 @@ class TrainingExample(TypedDict):
 
 class DatasetRow(TypedDict):
     """A row of a run's training sets (``iterN/train.jsonl``, ``final/train.jsonl``): chat form."""
+
     id: str
     origin: str
     messages: Chat
@@ -123,6 +130,7 @@ class DatasetRow(TypedDict):
 
 class Reject(TypedDict):
     """Something a stage could not use, kept with its reason (every stage's ``_rejects/``)."""
+
     stage: str
     source: str
     """Where it came from: a file and line, a record's source, a model."""

@@ -16,13 +16,32 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 MASK = "***"
 
 # Query parameters that carry credentials (matched without case, ignoring - and _).
-_KEY_PARAMS = {"apikey", "key", "token", "accesstoken", "authtoken", "secret", "password", "pass", "pwd", "sig",
-               "signature", "auth", "xapikey", "clientsecret", "code"}
+_KEY_PARAMS = {
+    "apikey",
+    "key",
+    "token",
+    "accesstoken",
+    "authtoken",
+    "secret",
+    "password",
+    "pass",
+    "pwd",
+    "sig",
+    "signature",
+    "auth",
+    "xapikey",
+    "clientsecret",
+    "code",
+}
 # Shapes of keys that providers hand out: OpenAI/Anthropic sk-, Hugging Face hf_, GitHub, Slack, AWS.
-_KEY_SHAPES = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{6,}|sk_(?:live|test)_[A-Za-z0-9]{6,}|hf_[A-Za-z0-9]{10,}|"
-                         r"gh[pousr]_[A-Za-z0-9]{10,}|xox[abpr]-[A-Za-z0-9-]{10,}|AKIA[A-Z0-9]{12,})")
+_KEY_SHAPES = re.compile(
+    r"\b(?:sk-[A-Za-z0-9_-]{6,}|sk_(?:live|test)_[A-Za-z0-9]{6,}|hf_[A-Za-z0-9]{10,}|"
+    r"gh[pousr]_[A-Za-z0-9]{10,}|xox[abpr]-[A-Za-z0-9-]{10,}|AKIA[A-Z0-9]{12,})"
+)
 _BEARER = re.compile(r"(?i)(bearer\s+)\S+")
-_KEY_ASSIGNMENT = re.compile(r"(?i)((?:api[_-]?key|access[_-]?token|password|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+")
+_KEY_ASSIGNMENT = re.compile(
+    r"(?i)((?:api[_-]?key|access[_-]?token|password|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"
+)
 _URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>]+")
 
 
@@ -38,8 +57,13 @@ def redact_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, MASK if k.lower().replace("-", "").replace("_", "") in _KEY_PARAMS or looks_like_key(v)
-                            else v) for k, v in pairs], safe="*")
+        query = urlencode(
+            [
+                (k, MASK if k.lower().replace("-", "").replace("_", "") in _KEY_PARAMS or looks_like_key(v) else v)
+                for k, v in pairs
+            ],
+            safe="*",
+        )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
@@ -62,8 +86,13 @@ def looks_like_key(value: str) -> bool:
         return False
     if _KEY_SHAPES.search(value):
         return True
-    return len(value) >= 24 and bool(re.fullmatch(r"[A-Za-z0-9_\-.=+/]+", value)) and \
-        bool(re.search(r"[a-z]", value)) and bool(re.search(r"[0-9]", value)) and not value.isupper()
+    return (
+        len(value) >= 24
+        and bool(re.fullmatch(r"[A-Za-z0-9_\-.=+/]+", value))
+        and bool(re.search(r"[a-z]", value))
+        and bool(re.search(r"[0-9]", value))
+        and not value.isupper()
+    )
 
 
 def redact_config(value: object) -> object:

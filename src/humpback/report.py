@@ -37,8 +37,12 @@ def _figures(stats: dict, out: Path, evals: list[dict]) -> dict[str, str]:
 
     figures = {}
     funnel = stats.get("segment_funnel", {})
-    steps = [("documents", funnel.get("documents", 0)), ("segments found", funnel.get("segments_found", 0)),
-             ("segments kept", funnel.get("segments_kept", 0)), ("candidates", stats.get("candidates", 0))]
+    steps = [
+        ("documents", funnel.get("documents", 0)),
+        ("segments found", funnel.get("segments_found", 0)),
+        ("segments kept", funnel.get("segments_kept", 0)),
+        ("candidates", stats.get("candidates", 0)),
+    ]
     steps += [(f"A_5 iter {i}", it.get("A_5", 0)) for i, it in stats.get("iterations", {}).items() if "A_5" in it]
     fig, ax = plt.subplots(figsize=(7, 3))
     ax.barh([s for s, _ in steps][::-1], [v for _, v in steps][::-1], color="#4c72b0")
@@ -53,8 +57,12 @@ def _figures(stats: dict, out: Path, evals: list[dict]) -> dict[str, str]:
         width = 0.8 / len(iterations)
         for n, (i, it) in enumerate(iterations.items()):
             counts = [it["histogram"].get(s, 0) for s in SCORES]
-            ax.bar([int(s) + (n - (len(iterations) - 1) / 2) * width for s in SCORES], counts, width,
-                   label=f"iteration {i} (judge {it['judge']})")
+            ax.bar(
+                [int(s) + (n - (len(iterations) - 1) / 2) * width for s in SCORES],
+                counts,
+                width,
+                label=f"iteration {i} (judge {it['judge']})",
+            )
         ax.set_xticks(range(1, 6))
         ax.set_xlabel("score")
         ax.set_ylabel("candidates")
@@ -69,13 +77,16 @@ def _figures(stats: dict, out: Path, evals: list[dict]) -> dict[str, str]:
                 values.append(len(r[field]))
         return found
 
-    sets = {"seed": lengths(read_jsonl(out / "seed" / "part-00000.jsonl")) if (out / "seed").exists() else None,
-            "candidates": lengths(read_stage(out / "candidates"))}
+    sets = {
+        "seed": lengths(read_jsonl(out / "seed" / "part-00000.jsonl")) if (out / "seed").exists() else None,
+        "candidates": lengths(read_stage(out / "candidates")),
+    }
     last = max((int(i) for i in iterations), default=0)
     if last:
         k = stats.get("k", 5)
-        sets[f"A_{k} (iteration {last})"] = lengths(r for r in read_stage(out / f"iter{last}" / "ratings")
-                                                    if r.get("score") and r["score"] >= k)
+        sets[f"A_{k} (iteration {last})"] = lengths(
+            r for r in read_stage(out / f"iter{last}" / "ratings") if r.get("score") and r["score"] >= k
+        )
     fig, axes = plt.subplots(1, 2, figsize=(9, 3))
     for ax, field in zip(axes, ("instruction", "output")):
         for name, found in sets.items():
@@ -90,8 +101,13 @@ def _figures(stats: dict, out: Path, evals: list[dict]) -> dict[str, str]:
     if rated:
         fig, ax = plt.subplots(figsize=(7, 0.6 + 0.5 * len(rated)))
         labels = [f"{e['model']} vs {e['reference']}" for e in rated]
-        ax.barh(labels, [e["win_rate"] for e in rated], xerr=[e.get("standard_error") or 0 for e in rated],
-                color="#55a868", capsize=4)
+        ax.barh(
+            labels,
+            [e["win_rate"] for e in rated],
+            xerr=[e.get("standard_error") or 0 for e in rated],
+            color="#55a868",
+            capsize=4,
+        )
         ax.axvline(50, color="grey", linestyle="--", linewidth=1)
         ax.set_xlim(0, 100)
         ax.set_xlabel("win rate (%), error bars: one standard error")
@@ -101,8 +117,10 @@ def _figures(stats: dict, out: Path, evals: list[dict]) -> dict[str, str]:
 
 
 def _evals(out: Path) -> list[dict]:
-    return [json.loads(p.read_text(encoding="utf-8")) | {"path": str(p.parent.relative_to(out))}
-            for p in sorted((out / "eval").glob("**/leaderboard.json"))]
+    return [
+        json.loads(p.read_text(encoding="utf-8")) | {"path": str(p.parent.relative_to(out))}
+        for p in sorted((out / "eval").glob("**/leaderboard.json"))
+    ]
 
 
 def _fmt(d: dict | None) -> str:
@@ -119,19 +137,35 @@ def _tables(stats: dict, evals: list[dict]) -> list[tuple[str, list[str], list[l
     funnel = stats.get("segment_funnel", {})
     tables.append(("Segmentation funnel", ["step", "count"], [[k, str(v)] for k, v in sorted(funnel.items())]))
     if stats.get("quotes_answer"):
-        tables.append(("Candidates removed before rating", ["reason", "count"],
-                       [["the instruction quotes its answer (augment.max_quoted_words)", str(stats["quotes_answer"])]]))
+        tables.append(
+            (
+                "Candidates removed before rating",
+                ["reason", "count"],
+                [["the instruction quotes its answer (augment.max_quoted_words)", str(stats["quotes_answer"])]],
+            )
+        )
     if stats.get("decontamination"):
         d = stats["decontamination"]
-        tables.append((f"Decontamination ({d['ngram']}-word overlap or the same instruction)", ["training set", "removed"],
-                       [[k, str(v)] for k, v in d["removed"].items()]))
+        tables.append(
+            (
+                f"Decontamination ({d['ngram']}-word overlap or the same instruction)",
+                ["training set", "removed"],
+                [[k, str(v)] for k, v in d["removed"].items()],
+            )
+        )
     examples = stats.get("segment_filter_examples") or {}
     if examples:
-        tables.append(("What the filters removed (examples)", ["filter", "example"],
-                       [[reason, text[:200]] for reason, shown in sorted(examples.items()) for text in shown]))
+        tables.append(
+            (
+                "What the filters removed (examples)",
+                ["filter", "example"],
+                [[reason, text[:200]] for reason, shown in sorted(examples.items()) for text in shown],
+            )
+        )
     tokens = any("instruction_tokens" in row for row in stats.get("table2", {}).values())
     header = ["set", "count", "instruction (chars)", "output (chars)"] + (
-        ["instruction (tokens)", "output (tokens)"] if tokens else [])
+        ["instruction (tokens)", "output (tokens)"] if tokens else []
+    )
     rows = []
     for name, row in stats.get("table2", {}).items():
         cells = [name, str(row["count"]), _fmt(row["instruction_chars"]), _fmt(row["output_chars"])]
@@ -142,29 +176,93 @@ def _tables(stats: dict, evals: list[dict]) -> list[tuple[str, list[str], list[l
     iterations = stats.get("iterations", {})
     if iterations:
         k = stats.get("k", 5)
-        tables.append(("Scores per iteration", ["iteration", "judge", "parsed"] + SCORES + ["unparsed", f"|A_{k}|", "|A_4|"],
-                       [[i, it["judge"], _pct(it.get("parse_rate")), *(str(it["histogram"].get(s, 0)) for s in SCORES),
-                         str(it["histogram"].get("unparsed", 0)), str(it.get(f"A_{k}", "-")), str(it.get("A_4", "-"))]
-                        for i, it in iterations.items()]))
+        tables.append(
+            (
+                "Scores per iteration",
+                ["iteration", "judge", "parsed"] + SCORES + ["unparsed", f"|A_{k}|", "|A_4|"],
+                [
+                    [
+                        i,
+                        it["judge"],
+                        _pct(it.get("parse_rate")),
+                        *(str(it["histogram"].get(s, 0)) for s in SCORES),
+                        str(it["histogram"].get("unparsed", 0)),
+                        str(it.get(f"A_{k}", "-")),
+                        str(it.get("A_4", "-")),
+                    ]
+                    for i, it in iterations.items()
+                ],
+            )
+        )
     if stats.get("rater_agreement"):
-        tables.append(("Agreement between the iterations' judges", ["iterations", "candidates", "exact", "within one", "Spearman"],
-                       [[" vs ".join(r["iterations"]), str(r["candidates"]), _pct(r["exact"]), _pct(r["within_one"]),
-                         "-" if r["spearman"] is None else f"{r['spearman']:.2f}"] for r in stats["rater_agreement"]]))
+        tables.append(
+            (
+                "Agreement between the iterations' judges",
+                ["iterations", "candidates", "exact", "within one", "Spearman"],
+                [
+                    [
+                        " vs ".join(r["iterations"]),
+                        str(r["candidates"]),
+                        _pct(r["exact"]),
+                        _pct(r["within_one"]),
+                        "-" if r["spearman"] is None else f"{r['spearman']:.2f}",
+                    ]
+                    for r in stats["rater_agreement"]
+                ],
+            )
+        )
     pr = [(i, row) for i, it in iterations.items() for row in it.get("precision_recall", [])]
     if pr:
-        tables.append(("Curation against your labels (Table 7)", ["iteration", "selected if score >=", "labelled",
-                                                                  "selected", "precision", "recall"],
-                       [[i, str(r["threshold"]), str(r["labelled"]), str(r["selected"]), _pct(r["precision"]),
-                         _pct(r["recall"])] for i, r in pr]))
+        tables.append(
+            (
+                "Curation against your labels (Table 7)",
+                ["iteration", "selected if score >=", "labelled", "selected", "precision", "recall"],
+                [
+                    [
+                        i,
+                        str(r["threshold"]),
+                        str(r["labelled"]),
+                        str(r["selected"]),
+                        _pct(r["precision"]),
+                        _pct(r["recall"]),
+                    ]
+                    for i, r in pr
+                ],
+            )
+        )
     if evals:
-        tables.append(("Pairwise evaluation", ["model", "against", "prompts", "win rate", "± s.e.", "LC win rate",
-                                               "avg length", "against: avg length", "judge"],
-                       [[e["model"], e["reference"], str(e["n_prompts"]),
-                         "-" if e.get("win_rate") is None else f"{e['win_rate']:.1f}",
-                         "-" if e.get("standard_error") is None else f"{e['standard_error']:.1f}",
-                         "-" if e.get("length_controlled_win_rate") is None else f"{e['length_controlled_win_rate']:.1f}",
-                         str(e.get("avg_length", "-")), str(e.get("reference_avg_length", "-")),
-                         f"{e.get('judge_model')} ({e.get('judge_mode')})"] for e in evals]))
+        tables.append(
+            (
+                "Pairwise evaluation",
+                [
+                    "model",
+                    "against",
+                    "prompts",
+                    "win rate",
+                    "± s.e.",
+                    "LC win rate",
+                    "avg length",
+                    "against: avg length",
+                    "judge",
+                ],
+                [
+                    [
+                        e["model"],
+                        e["reference"],
+                        str(e["n_prompts"]),
+                        "-" if e.get("win_rate") is None else f"{e['win_rate']:.1f}",
+                        "-" if e.get("standard_error") is None else f"{e['standard_error']:.1f}",
+                        "-"
+                        if e.get("length_controlled_win_rate") is None
+                        else f"{e['length_controlled_win_rate']:.1f}",
+                        str(e.get("avg_length", "-")),
+                        str(e.get("reference_avg_length", "-")),
+                        f"{e.get('judge_model')} ({e.get('judge_mode')})",
+                    ]
+                    for e in evals
+                ],
+            )
+        )
     return tables
 
 
@@ -176,8 +274,10 @@ def headline(stats: dict) -> list[str]:
     for i, it in (stats.get("iterations") or {}).items():
         probe = (stats.get("probe") or {}).get(i)
         if probe:
-            lines.append(f"Iteration {i}: the judge {it['judge']} ({probe['mode']}) has probe AUC {probe['auc']} on "
-                         f"{probe['positives']} held-out pairs: {probe['verdict']}.")
+            lines.append(
+                f"Iteration {i}: the judge {it['judge']} ({probe['mode']}) has probe AUC {probe['auc']} on "
+                f"{probe['positives']} held-out pairs: {probe['verdict']}."
+            )
         selected = it.get(f"A_{stats.get('k')}", 0)
         rule = it.get("selected_by") or f"score >= {stats.get('k')}"
         lines.append(f"Iteration {i}: {selected} of {candidates} candidates selected ({rule}).")
@@ -185,7 +285,9 @@ def headline(stats: dict) -> list[str]:
             lines.append(f"Warning: iteration {i} selected nothing: M_{i} was trained on the seed alone.")
     losses = {k: v for k, v in (stats.get("answer_loss") or {}).items() if v is not None}
     if losses:
-        lines.append("Held-out answer loss (lower is better): " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()) + ".")
+        lines.append(
+            "Held-out answer loss (lower is better): " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()) + "."
+        )
     return lines
 
 
@@ -207,49 +309,15 @@ def _html(stats: dict, tables, figures: dict[str, str], evals: list[dict], out: 
     from jinja2 import Environment
 
     env = Environment(autoescape=True)
-    return env.from_string(_PAGE).render(name=out.name, headline=headline(stats), tables=tables, figures=figures, evals=evals,
-                                         examples=stats.get("score_examples", {}), seconds=stats.get("seconds", {}))
-
-
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>humpback report: {{ name }}</title>
-<style>
-body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
-table { border-collapse: collapse; margin: .5rem 0 1.5rem; font-size: .9rem; }
-th, td { border-bottom: 1px solid #ddd; padding: .25rem .6rem; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-img { max-width: 100%; display: block; margin: .5rem 0 1.5rem; }
-.pair { border-left: 3px solid #4c72b0; padding: .3rem .8rem; margin: .6rem 0; background: #f7f7f9; }
-.pair pre { white-space: pre-wrap; margin: .2rem 0; font-size: .85rem; }
-</style></head>
-<body data-figures="{{ figures|length }}">
-<h1>humpback report: {{ name }}</h1>
-{% if headline %}<ul class="headline">{% for line in headline %}<li{% if line.startswith("Warning") or "near chance" in line %} style="color:#b00"{% endif %}>{{ line }}</li>{% endfor %}</ul>{% endif %}
-{% for key, title in [("funnel", "Funnel"), ("scores", "Score histograms"), ("lengths", "Length distributions"), ("win_rates", "Win rates")] %}
-{% if key in figures %}<h2>{{ title }}</h2><img class="figure" id="fig-{{ key }}" alt="{{ title }}" src="{{ figures[key] }}">{% endif %}
-{% endfor %}
-{% if not evals %}<p>No evaluation yet: <code>humpback eval --run RUN --model m2 --prompts PROMPTS</code> adds one.</p>{% endif %}
-{% for title, header, rows in tables %}
-<h2>{{ title }}</h2>
-<table><tr>{% for h in header %}<th>{{ h }}</th>{% endfor %}</tr>
-{% for row in rows %}<tr>{% for c in row %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}
-</table>
-{% endfor %}
-{% if examples %}<h2>Examples at each score (last iteration)</h2>
-{% for level, items in examples|dictsort|reverse %}{% for e in items %}
-<div class="pair"><b>score {{ level }}</b>{% if e.expected_score %} (expected {{ '%.2f' % e.expected_score }}){% endif %} <code>{{ e.id }}</code>
-<pre><b>Instruction:</b> {{ e.instruction }}</pre><pre><b>Output:</b> {{ e.output }}</pre></div>
-{% endfor %}{% endfor %}{% endif %}
-{% if seconds %}<h2>Time per stage</h2><p>{% for k, v in seconds.items() if v is not none %}{{ k }} {{ '%.0f' % v }} s{% if not loop.last %} · {% endif %}{% endfor %}</p>{% endif %}
-<script>
-// For automated checks: how many figures decoded (a broken image has naturalWidth 0).
-window.addEventListener("load", function () {
-  var ok = Array.from(document.images).filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
-  document.body.setAttribute("data-figures-loaded", ok);
-});
-</script>
-</body></html>
-"""
+    return env.from_string((Path(__file__).parent / "report.html.j2").read_text(encoding="utf-8")).render(
+        name=out.name,
+        headline=headline(stats),
+        tables=tables,
+        figures=figures,
+        evals=evals,
+        examples=stats.get("score_examples", {}),
+        seconds=stats.get("seconds", {}),
+    )
 
 
 def build_report(run_dir: Path, stats: dict | None = None) -> dict[str, Path]:
@@ -276,8 +344,10 @@ def report_run(run_dir: Path, labels: Path | None = None) -> dict[str, Path]:
     out = Path(run_dir)
     kind = output_kind(out)
     if kind is None:  # never write report files into a folder humpback did not make as a run
-        raise ValueError(f"{out} is not a humpback run directory (no .humpback marker): the report is only "
-                         f"rebuilt inside a run that `humpback run` made")
+        raise ValueError(
+            f"{out} is not a humpback run directory (no .humpback marker): the report is only "
+            f"rebuilt inside a run that `humpback run` made"
+        )
     if kind != "run":
         raise ValueError(f"{out} is a humpback {kind} output, not a run directory")
     if not (out / "config.yaml").exists():
@@ -299,6 +369,8 @@ def _report_run(out: Path, labels: Path | None) -> dict[str, Path]:
         label_map, rejects = read_labels(labels)
         write_jsonl(out / "labels_rejects.jsonl", rejects)
         previous["label_rejects"] = len(rejects)
-    stats = previous | run_stats(out, cfg.iterations, cfg.curate.k, load_tokenizer(resolve_model(cfg.model)), label_map)
+    stats = previous | run_stats(
+        out, cfg.iterations, cfg.curate.k, load_tokenizer(resolve_model(cfg.model)), label_map
+    )
     write_json(out / "stats.json", stats)
     return build_report(out, stats)

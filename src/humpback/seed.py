@@ -17,7 +17,7 @@ import json
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from .files import BadLine, jsonl_lines
 from .shards import reject, stable_id
@@ -81,7 +81,7 @@ def pair_from_record(record: dict) -> tuple[str, str] | str:
         msgs = record["messages"]
         for i, m in enumerate(msgs):
             if isinstance(m, dict) and m.get("role") == "user":
-                reply = next((n for n in msgs[i + 1:] if isinstance(n, dict) and n.get("role") == "assistant"), None)
+                reply = next((n for n in msgs[i + 1 :] if isinstance(n, dict) and n.get("role") == "assistant"), None)
                 if reply is None:
                     return "chat record has no assistant reply after the first user turn"
                 return _text(m.get("content")), _text(reply.get("content"))
@@ -175,8 +175,14 @@ def load_seed(source: str, limit: int | None = None) -> tuple[list[dict], list[d
             rejects.append(reject("seed", where, "duplicate of an earlier seed example", record))
         else:
             seen.add((instruction, output))
-            examples.append({"id": "seed-" + stable_id(instruction, output), "source": where,
-                             "instruction": instruction, "output": output})
+            examples.append(
+                {
+                    "id": "seed-" + stable_id(instruction, output),
+                    "source": where,
+                    "instruction": instruction,
+                    "output": output,
+                }
+            )
 
     for where, record in raw:
         if _is_oasst_message(record):

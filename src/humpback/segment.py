@@ -13,7 +13,7 @@ import hashlib
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 from datasketch import MinHash, MinHashLSH
 from lxml import etree
@@ -38,6 +38,7 @@ EMPTY_HEADER_MARK = "humpback-empty-header"
 # --- documents -> blocks ------------------------------------------------------------------
 # A block is (level, text): level 1..6 for a header, 0 for body text.
 
+
 def html_blocks(html: str | bytes) -> tuple[list[tuple[int, str]], str]:
     """Main-content blocks of a page, and its title."""
     import trafilatura
@@ -47,8 +48,14 @@ def html_blocks(html: str | bytes) -> tuple[list[tuple[int, str]], str]:
     html = _EMPTY_HEADER.sub(lambda m: f"<h{m.group(1)}>{EMPTY_HEADER_MARK}</h{m.group(1)}>", html)
 
     xml = trafilatura.extract(
-        html, output_format="xml", include_formatting=True, include_tables=True,
-        include_comments=False, include_links=False, include_images=False, with_metadata=True,
+        html,
+        output_format="xml",
+        include_formatting=True,
+        include_tables=True,
+        include_comments=False,
+        include_links=False,
+        include_images=False,
+        with_metadata=True,
         favor_recall=True,
     )
     if not xml:
@@ -109,7 +116,7 @@ def header_segments(blocks: list[tuple[int, str]], title: str = "") -> list[tupl
         if level == 0:
             continue
         body = []
-        for sub_level, text in blocks[i + 1:]:
+        for sub_level, text in blocks[i + 1 :]:
             if sub_level and sub_level <= level:
                 break
             body.append(text)
@@ -134,6 +141,7 @@ def text_segments(text: str, max_chars: int) -> list[tuple[str, str]]:
 
 # --- filters ------------------------------------------------------------------------------
 
+
 def header_problem(header: str | None, cfg: SegmentConfig) -> str | None:
     """Why a header disqualifies its segment (None if it does not). Plain text has no header."""
     if header is None:
@@ -151,7 +159,7 @@ def header_problem(header: str | None, cfg: SegmentConfig) -> str | None:
 
 
 def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
 def repeated_sentence_share(text: str, n: int, threshold: float) -> float:
@@ -171,7 +179,9 @@ def strip_boilerplate_lines(text: str, cfg: SegmentConfig) -> tuple[str, list[st
     """Drop whole boilerplate lines (filters.is_boilerplate_line); the text and the lines dropped."""
     kept, dropped = [], []
     for line in text.split("\n"):
-        if is_boilerplate_line(line, cfg.boilerplate_line_patterns, cfg.boilerplate_line_chars, cfg.nav_header_patterns):
+        if is_boilerplate_line(
+            line, cfg.boilerplate_line_patterns, cfg.boilerplate_line_chars, cfg.nav_header_patterns
+        ):
             dropped.append(line.strip())
         else:
             kept.append(line)
@@ -213,7 +223,7 @@ def signature(text: str, cfg: SegmentConfig) -> tuple[bytes, MinHash]:
     words = _WORD.findall(text.lower())
     digest = hashlib.blake2b(" ".join(words).encode("utf-8"), digest_size=16).digest()
     n = cfg.minhash_shingle
-    shingles = {" ".join(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
+    shingles = {" ".join(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
     m = MinHash(num_perm=cfg.minhash_num_perm)
     m.update_batch([s.encode("utf-8") for s in shingles])
     return digest, m
@@ -235,8 +245,12 @@ class BandIndex:
 
     def _bands(self, m: MinHash) -> list[int]:
         values = m.hashvalues
-        return [int.from_bytes(hashlib.blake2b(values[i * self.r:(i + 1) * self.r].tobytes(), digest_size=8).digest(),
-                               "little") for i in range(self.b)]
+        return [
+            int.from_bytes(
+                hashlib.blake2b(values[i * self.r : (i + 1) * self.r].tobytes(), digest_size=8).digest(), "little"
+            )
+            for i in range(self.b)
+        ]
 
     def seen(self, m: MinHash) -> bool:
         return any(band in table for band, table in zip(self._bands(m), self.tables))
@@ -286,6 +300,7 @@ class Deduplicator:
 
 
 # --- the stage ----------------------------------------------------------------------------
+
 
 def document_segments(doc: Document, cfg: SegmentConfig) -> tuple[list[tuple[str | None, str]], str | None]:
     """All (header, text) segments of a document, or the reason it has none."""
@@ -345,9 +360,20 @@ def segment_documents(docs: list[Document | Unreadable], cfg: SegmentConfig):
                 continue
             digest, minhash = signature(text, cfg)
             # the signature travels with the segment to the driver's deduplication, which drops it
-            kept.append({**Segment(id=stable_id(doc.key, position), source=f"{doc.source}#{position}",
-                                   header=header or "", text=text, language=language,
-                                   language_confidence=round(confidence, 4)), "_digest": digest, "_minhash": minhash})
+            kept.append(
+                {
+                    **Segment(
+                        id=stable_id(doc.key, position),
+                        source=f"{doc.source}#{position}",
+                        header=header or "",
+                        text=text,
+                        language=language,
+                        language_confidence=round(confidence, 4),
+                    ),
+                    "_digest": digest,
+                    "_minhash": minhash,
+                }
+            )
     counts["_examples"] = examples  # what each filter removed, a few per shard, for the report
     return kept, rejects, counts
 
@@ -361,8 +387,13 @@ def _example(examples: dict, reason: str, text: str) -> None:
         shown.append(text)
 
 
-def segment(corpus: str | Iterable, out_dir: Path, cfg: SegmentConfig | None = None,
-            executor: ExecutorConfig | None = None, recompute: bool = False) -> dict:
+def segment(
+    corpus: str | Iterable,
+    out_dir: Path,
+    cfg: SegmentConfig | None = None,
+    executor: ExecutorConfig | None = None,
+    recompute: bool = False,
+) -> dict:
     """Segment a corpus (a path spec, or an iterable of Documents) into ``out_dir/part-*``.
     With a Ray ``executor`` documents are parsed, filtered and signed on Ray actors; the
     deduplication join runs here over their signatures, in corpus order.
@@ -381,10 +412,18 @@ def segment(corpus: str | Iterable, out_dir: Path, cfg: SegmentConfig | None = N
         dedup = Deduplicator(cfg)
         if executor is not None:
             executor = executor.model_copy(update={"ray_gpus_per_actor": 0.0})  # parsing needs no GPU
-        return run_sharded(docs, out_dir, cfg.documents_per_shard,
-                           lambda: lambda docs, _index: segment_documents(docs, cfg),
-                           desc="segment", executor=executor, finish=dedup.finish_shard, resume=dedup.learn,
-                           max_bytes=cfg.shard_max_bytes, size_of=document_size)
+        return run_sharded(
+            docs,
+            out_dir,
+            cfg.documents_per_shard,
+            lambda: lambda docs, _index: segment_documents(docs, cfg),
+            desc="segment",
+            executor=executor,
+            finish=dedup.finish_shard,
+            resume=dedup.learn,
+            max_bytes=cfg.shard_max_bytes,
+            size_of=document_size,
+        )
 
 
 def document_size(item: object) -> int:

@@ -21,7 +21,7 @@ import logging
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
@@ -95,8 +95,10 @@ def stage_counters(stage_dir: Path) -> Counter:
 
 def read_json_counters(stage_dir: Path) -> dict[int, dict]:
     """Each part's counters by part number (``_counters/part-N.json``)."""
-    return {int(path.stem.split("-")[1]): json.loads(path.read_text(encoding="utf-8"))
-            for path in sorted((Path(stage_dir) / "_counters").glob("part-*.json"))}
+    return {
+        int(path.stem.split("-")[1]): json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted((Path(stage_dir) / "_counters").glob("part-*.json"))
+    }
 
 
 def stage_examples(stage_dir: Path, per_reason: int = 3) -> dict[str, list[str]]:
@@ -204,8 +206,9 @@ class EngineShards:
             self.engine.close()
 
 
-def _batches(items: Iterable, per_shard: int, max_bytes: int | None = None,
-             size_of: Callable[[object], int] | None = None) -> Iterator[tuple[int, list]]:
+def _batches(
+    items: Iterable, per_shard: int, max_bytes: int | None = None, size_of: Callable[[object], int] | None = None
+) -> Iterator[tuple[int, list]]:
     """(index, items) of each shard: ``per_shard`` items, or fewer where their sizes reach
     ``max_bytes`` (a shard holds at least one item, however large)."""
     iterator = iter(items)
@@ -250,8 +253,9 @@ def _map_shards_here(pending: Iterator[tuple[int, list]], worker: Callable[[], S
             process.close()
 
 
-def write_shard(stage_dir: Path, index: int, records: list[dict], rejects: list[dict], counters: dict,
-                fmt: str = "jsonl") -> None:
+def write_shard(
+    stage_dir: Path, index: int, records: list[dict], rejects: list[dict], counters: dict, fmt: str = "jsonl"
+) -> None:
     write_jsonl(stage_dir / "_rejects" / shard_name(index), rejects)
     write_json(stage_dir / "_counters" / f"part-{index:05d}.json", counters)
     out = stage_dir / shard_name(index, fmt)  # last: its existence means the shard is complete

@@ -43,13 +43,23 @@ Is this answer a complete, on-topic and helpful reply to the instruction, as an 
 Reply yes or no."""
 YES_CHOICES = {"yes": " yes", "no": " no"}
 SIGNALS = ("yes", "pmi", "features")
-FEATURES = ("pmi", "answer_logprob", "start_logprob", "end_logprob", "copies_instruction", "ends_with_punctuation",
-            "ends_open", "starts_open")
+FEATURES = (
+    "pmi",
+    "answer_logprob",
+    "start_logprob",
+    "end_logprob",
+    "copies_instruction",
+    "ends_with_punctuation",
+    "ends_open",
+    "starts_open",
+)
 # Words a finished English text does not end on (an answer ending "... including the" was cut off).
-OPEN_ENDINGS = frozenset("""a an the of to in on at for with by from and or but as that which who whose whom this these
+OPEN_ENDINGS = frozenset(
+    """a an the of to in on at for with by from and or but as that which who whose whom this these
 those is are was were be been being has have had do does did will would can could should may might must not nor so
 than then if because while when where how what why into onto over under about after before between through during
-including such like its their his her our your my very""".split())
+including such like its their his her our your my very""".split()
+)
 _CLOSING = re.compile(r"""[.!?…)\]}"'”’`>*]$""")  # what a finished sentence, list or block ends with
 START_TOKENS = 8  # the answer's first tokens, for start_logprob
 PMI_TOKENS = 64  # the answer's first tokens, read with and without the instruction, for pmi
@@ -77,14 +87,18 @@ def yes_signal(candidates: list[dict], engine: Engine, system_prompt: str = "") 
 
 def pmi_signal(candidates: list[dict], engine: Engine, system_prompt: str = "") -> list[dict | None]:
     """Mean per-token log-probability of the answer after its instruction minus after an empty one."""
-    return [None if f is None else {"signal": f["pmi"], "answer_logprob": f["answer_logprob"]}
-            for f in likelihood_features(candidates, engine, system_prompt)]
+    return [
+        None if f is None else {"signal": f["pmi"], "answer_logprob": f["answer_logprob"]}
+        for f in likelihood_features(candidates, engine, system_prompt)
+    ]
 
 
 def features_signal(candidates: list[dict], engine: Engine, system_prompt: str = "") -> list[dict | None]:
     """Every likelihood feature (FEATURES); the signal is pmi until a fitted combination ranks them."""
-    return [None if f is None else {"signal": f["pmi"], "features": f}
-            for f in likelihood_features(candidates, engine, system_prompt)]
+    return [
+        None if f is None else {"signal": f["pmi"], "features": f}
+        for f in likelihood_features(candidates, engine, system_prompt)
+    ]
 
 
 def likelihood_features(candidates: list[dict], engine: Engine, system_prompt: str = "") -> list[dict | None]:
@@ -93,10 +107,15 @@ def likelihood_features(candidates: list[dict], engine: Engine, system_prompt: s
     tokenizer = engine.tokenizer
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     stops = set(end_of_turn_ids(tokenizer))
-    spans = [answer_span(tokenizer, system + [{"role": "user", "content": instruction}], c["output"], stops)
-             for c in candidates for instruction in (c["instruction"], "")]
-    reads = [(full, start) if i % 2 == 0 else (full[:start + PMI_TOKENS], start)
-             for i, (full, start, _) in enumerate(spans)]
+    spans = [
+        answer_span(tokenizer, system + [{"role": "user", "content": instruction}], c["output"], stops)
+        for c in candidates
+        for instruction in (c["instruction"], "")
+    ]
+    reads = [
+        (full, start) if i % 2 == 0 else (full[: start + PMI_TOKENS], start)
+        for i, (full, start, _) in enumerate(spans)
+    ]
     values = engine.token_logprobs(reads)
     out = []
     for i, c in enumerate(candidates):
@@ -105,23 +124,29 @@ def likelihood_features(candidates: list[dict], engine: Engine, system_prompt: s
             out.append(None)
             continue
         full, start, end = spans[2 * i]
-        answer = with_it[:end - start] or with_it
+        answer = with_it[: end - start] or with_it
         shared = min(len(with_it), len(without))  # the answer's tokens both reads have
         words = set(c["output"].lower().split())
-        out.append({
-            "pmi": round(sum(with_it[:shared]) / shared - sum(without[:shared]) / shared, 6),
-            "answer_logprob": round(sum(answer) / len(answer), 6),
-            "start_logprob": round(sum(answer[:START_TOKENS]) / len(answer[:START_TOKENS]), 6),
-            "end_logprob": round(with_it[end - start] if end - start < len(with_it) else with_it[-1], 6),
-            "copies_instruction": round(len(words & set(c["instruction"].lower().split())) / max(1, len(words)), 6),
-            "ends_with_punctuation": float(bool(_CLOSING.search(c["output"].rstrip()))),
-            "ends_open": float(_ends_open(c["output"])),
-            "starts_open": float(_starts_open(c["output"])),
-        })
+        out.append(
+            {
+                "pmi": round(sum(with_it[:shared]) / shared - sum(without[:shared]) / shared, 6),
+                "answer_logprob": round(sum(answer) / len(answer), 6),
+                "start_logprob": round(sum(answer[:START_TOKENS]) / len(answer[:START_TOKENS]), 6),
+                "end_logprob": round(with_it[end - start] if end - start < len(with_it) else with_it[-1], 6),
+                "copies_instruction": round(
+                    len(words & set(c["instruction"].lower().split())) / max(1, len(words)), 6
+                ),
+                "ends_with_punctuation": float(bool(_CLOSING.search(c["output"].rstrip()))),
+                "ends_open": float(_ends_open(c["output"])),
+                "starts_open": float(_starts_open(c["output"])),
+            }
+        )
     return out
 
 
-def answer_span(tokenizer, prompt: list[dict], output: str, stops: set[int] | None = None) -> tuple[list[int], int, int]:
+def answer_span(
+    tokenizer, prompt: list[dict], output: str, stops: set[int] | None = None
+) -> tuple[list[int], int, int]:
     """The chat text of ``prompt`` answered by ``output``, as token ids, with where the answer's
     tokens start (the first token the prompt alone does not have) and where its end of turn is
     (the template's, read as end_logprob; the last token when no end of turn follows). ``stops``:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 from .shards import read_jsonl, read_stage, stage_counters, stage_examples, stage_info
 
@@ -20,9 +20,11 @@ def table2(records: Iterable[dict], tokenizer=None) -> dict:
     """Count and mean/std of instruction and output length in characters, and in tokens of the
     run's model when a tokenizer is given (paper, Table 2)."""
     records = list(records)
-    row = {"count": len(records),
-           "instruction_chars": _mean_std([len(r["instruction"]) for r in records]),
-           "output_chars": _mean_std([len(r["output"]) for r in records])}
+    row = {
+        "count": len(records),
+        "instruction_chars": _mean_std([len(r["instruction"]) for r in records]),
+        "output_chars": _mean_std([len(r["output"]) for r in records]),
+    }
     if tokenizer is not None:
         for field in ("instruction", "output"):
             texts = [r[field] for r in records]
@@ -35,8 +37,10 @@ def agreement(x: list[int], y: list[int]) -> dict:
     """How two ratings of the same candidates agree: the share equal, and within one point."""
     if not x:
         return {"exact": None, "within_one": None}
-    return {"exact": round(sum(p == q for p, q in zip(x, y)) / len(x), 4),
-            "within_one": round(sum(abs(p - q) <= 1 for p, q in zip(x, y)) / len(x), 4)}
+    return {
+        "exact": round(sum(p == q for p, q in zip(x, y)) / len(x), 4),
+        "within_one": round(sum(abs(p - q) <= 1 for p, q in zip(x, y)) / len(x), 4),
+    }
 
 
 def rater_agreement(scores_by_iteration: dict[str, dict[str, int]]) -> list[dict]:
@@ -47,7 +51,7 @@ def rater_agreement(scores_by_iteration: dict[str, dict[str, int]]) -> list[dict
     rows = []
     names = sorted(scores_by_iteration)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             both = sorted(set(scores_by_iteration[a]) & set(scores_by_iteration[b]))
             x = [scores_by_iteration[a][c] for c in both]
             y = [scores_by_iteration[b][c] for c in both]
@@ -72,9 +76,14 @@ def precision_recall(scores: dict[str, int], labels: dict[str, bool], threshold:
     selected = [c for c in labelled if scores[c] is not None and scores[c] >= threshold]
     good = [c for c in labelled if labels[c]]
     hits = sum(labels[c] for c in selected)
-    return {"threshold": threshold, "labelled": len(labelled), "selected": len(selected), "good": len(good),
-            "precision": round(hits / len(selected), 4) if selected else None,
-            "recall": round(hits / len(good), 4) if good else None}
+    return {
+        "threshold": threshold,
+        "labelled": len(labelled),
+        "selected": len(selected),
+        "good": len(good),
+        "precision": round(hits / len(selected), 4) if selected else None,
+        "recall": round(hits / len(good), 4) if good else None,
+    }
 
 
 def score_examples(ratings: Iterable[dict], per_level: int = 2, max_chars: int = 600) -> dict[str, list[dict]]:
@@ -83,8 +92,14 @@ def score_examples(ratings: Iterable[dict], per_level: int = 2, max_chars: int =
     for r in sorted(ratings, key=lambda r: r["id"]):
         level = examples.get(str(r.get("score")))
         if level is not None and len(level) < per_level:
-            level.append({"id": r["id"], "instruction": r["instruction"][:max_chars],
-                          "output": r["output"][:max_chars], "expected_score": r.get("expected_score")})
+            level.append(
+                {
+                    "id": r["id"],
+                    "instruction": r["instruction"][:max_chars],
+                    "output": r["output"][:max_chars],
+                    "expected_score": r.get("expected_score"),
+                }
+            )
     return examples
 
 
@@ -126,27 +141,39 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
         total = sum(hist.values())
         curated_file = out / f"iter{i}" / "curated" / "part-00000.jsonl"
         # the curated set as selected (curate.select may rank by expected score or a signal)
-        a_k = table2(read_jsonl(curated_file) if curated_file.exists() else (r for r in selected if r["score"] >= k),
-                     tokenizer)
+        a_k = table2(
+            read_jsonl(curated_file) if curated_file.exists() else (r for r in selected if r["score"] >= k), tokenizer
+        )
         a_4 = table2((r for r in selected if r["score"] >= 4), tokenizer)
         stats["iterations"][str(i)] = {
-            "judge": f"m{i - 1}", "ratings": total, "histogram": hist,
+            "judge": f"m{i - 1}",
+            "ratings": total,
+            "histogram": hist,
             "parse_rate": round((total - hist["unparsed"]) / total, 4) if total else None,
-            "score_line_prompted": prompted, "low_choice_mass": low_mass, f"A_{k}": a_k["count"],
-            "A_4": a_4["count"], "valued": valued,
+            "score_line_prompted": prompted,
+            "low_choice_mass": low_mass,
+            f"A_{k}": a_k["count"],
+            "A_4": a_4["count"],
+            "valued": valued,
         }
         stats["table2"][f"A_{k} (iteration {i})"] = a_k
         if k != 4:
             stats["table2"][f"A_4 (iteration {i})"] = a_4
         if labels:
             stats["iterations"][str(i)]["precision_recall"] = [
-                precision_recall(scores[str(i)], labels, t) for t in sorted({k, 4})]
+                precision_recall(scores[str(i)], labels, t) for t in sorted({k, 4})
+            ]
     stats["rater_agreement"] = rater_agreement(
-        {i: {c: s for c, s in by_id.items() if s is not None} for i, by_id in scores.items()})
+        {i: {c: s for c, s in by_id.items() if s is not None} for i, by_id in scores.items()}
+    )
     if iterations:
         stats["score_examples"] = score_examples(read_stage(out / f"iter{iterations}" / "ratings"))
-    stage_dirs = {"segment": "segments", "train backward": "models/backward", "augment": "candidates",
-                  "train m0": "models/m0"}
+    stage_dirs = {
+        "segment": "segments",
+        "train backward": "models/backward",
+        "augment": "candidates",
+        "train m0": "models/m0",
+    }
     for i in range(1, iterations + 1):
         stage_dirs[f"curate iter{i}"] = f"iter{i}/ratings"
         stage_dirs[f"train m{i}"] = f"models/m{i}"
@@ -155,8 +182,18 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
         stats["seconds"][name] = info.get("seconds")
         if name.startswith("train"):
             stats.setdefault("training", {})[name.split()[-1]] = {
-                key: info.get(key) for key in ("examples", "steps", "learning_rate", "first_loss", "last_loss",
-                                               "dropped_too_long", "truncated", "gradient_checkpointing")}
+                key: info.get(key)
+                for key in (
+                    "examples",
+                    "steps",
+                    "learning_rate",
+                    "first_loss",
+                    "last_loss",
+                    "dropped_too_long",
+                    "truncated",
+                    "gradient_checkpointing",
+                )
+            }
     stats["probe"] = {}
     for i in range(1, iterations + 1):  # the judge probe of each iteration (pipeline: probe/iterN.json)
         probe_file = out / "probe" / f"iter{i}.json"
@@ -164,16 +201,22 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
             import json
 
             report = json.loads(probe_file.read_text(encoding="utf-8"))["report"]
-            stats["probe"][str(i)] = {key: report.get(key) for key in ("judge_model", "mode", "auc", "auc_interval",
-                                                                         "verdict", "positives", "pairs", "by_kind")}
+            stats["probe"][str(i)] = {
+                key: report.get(key)
+                for key in ("judge_model", "mode", "auc", "auc_interval", "verdict", "positives", "pairs", "by_kind")
+            }
         curated_file = out / f"iter{i}" / "curated" / "part-00000.jsonl"
         first = next(iter(read_jsonl(curated_file)), None) if curated_file.exists() else None
         stats["iterations"][str(i)]["selected_by"] = first.get("selected_by") if first else None
     stats["instructions_cut_off"] = stage_counters(out / "candidates").get("instruction_cut_off", 0)
     stats["quotes_answer"] = stage_counters(out / "candidates").get("quotes_answer", 0)
-    stats["refused"] = {"augment": stage_counters(out / "candidates").get("refused", 0),
-                        **{f"curate iter{i}": stage_counters(out / f"iter{i}" / "ratings").get("refused", 0)
-                           for i in range(1, iterations + 1)}}
+    stats["refused"] = {
+        "augment": stage_counters(out / "candidates").get("refused", 0),
+        **{
+            f"curate iter{i}": stage_counters(out / f"iter{i}" / "ratings").get("refused", 0)
+            for i in range(1, iterations + 1)
+        },
+    }
     return stats
 
 
@@ -183,34 +226,64 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
 
     console = Console()
     funnel = stats["segment_funnel"]
-    removed = ", ".join(f"{key.removeprefix('removed_')} {v}" for key, v in sorted(funnel.items()) if key.startswith("removed_"))
+    removed = ", ".join(
+        f"{key.removeprefix('removed_')} {v}" for key, v in sorted(funnel.items()) if key.startswith("removed_")
+    )
     console.rule(f"[bold]humpback run: {out}")
-    console.print(f"documents {funnel.get('documents', 0)} (rejected {funnel.get('documents_rejected', 0)}) -> "
-                  f"segments found {funnel.get('segments_found', 0)} -> kept {funnel.get('segments_kept', 0)}")
-    console.print(f"  removed: {removed or 'none'}; boilerplate lines dropped {funnel.get('boilerplate_lines_dropped', 0)}"
-                  f"; files skipped {funnel.get('files_skipped', 0)}")
+    console.print(
+        f"documents {funnel.get('documents', 0)} (rejected {funnel.get('documents_rejected', 0)}) -> "
+        f"segments found {funnel.get('segments_found', 0)} -> kept {funnel.get('segments_kept', 0)}"
+    )
+    console.print(
+        f"  removed: {removed or 'none'}; boilerplate lines dropped {funnel.get('boilerplate_lines_dropped', 0)}"
+        f"; files skipped {funnel.get('files_skipped', 0)}"
+    )
     refused = sum((stats.get("refused") or {}).values())
     cut = stats.get("instructions_cut_off", 0)
-    console.print(f"candidates {stats['candidates']}   rejects {stats.get('rejects', 0)} (see rejects.jsonl)"
-                  + (f"   prompts refused by the engine {refused}" if refused else "")
-                  + (f"   instructions cut off at augment.max_new_tokens {cut}" if cut else "")
-                  + (f"   instructions that quote their answer (removed) {stats['quotes_answer']}"
-                     if stats.get("quotes_answer") else ""))
+    console.print(
+        f"candidates {stats['candidates']}   rejects {stats.get('rejects', 0)} (see rejects.jsonl)"
+        + (f"   prompts refused by the engine {refused}" if refused else "")
+        + (f"   instructions cut off at augment.max_new_tokens {cut}" if cut else "")
+        + (
+            f"   instructions that quote their answer (removed) {stats['quotes_answer']}"
+            if stats.get("quotes_answer")
+            else ""
+        )
+    )
     if stats.get("decontamination"):
         d = stats["decontamination"]
-        console.print(f"decontamination against {', '.join(d['against'])} ({d['ngram']}-grams, exact instructions): "
-                      + ", ".join(f"{k} {v} removed" for k, v in d["removed"].items()))
+        console.print(
+            f"decontamination against {', '.join(d['against'])} ({d['ngram']}-grams, exact instructions): "
+            + ", ".join(f"{k} {v} removed" for k, v in d["removed"].items())
+        )
     trained = stats.get("training") or {}
     dropped = {name: t["dropped_too_long"] for name, t in trained.items() if t.get("dropped_too_long")}
     checkpointed = [name for name, t in trained.items() if t.get("gradient_checkpointing")]
     if dropped or checkpointed:
-        console.print("training: " + "; ".join(
-            ([f"examples dropped for filling max_length: {dropped}"] if dropped else [])
-            + ([f"gradient checkpointing on for {', '.join(checkpointed)} (memory)"] if checkpointed else [])))
+        console.print(
+            "training: "
+            + "; ".join(
+                ([f"examples dropped for filling max_length: {dropped}"] if dropped else [])
+                + ([f"gradient checkpointing on for {', '.join(checkpointed)} (memory)"] if checkpointed else [])
+            )
+        )
 
     scores = Table(title="Ratings per iteration", box=None)
-    for col in ["iter", "judge", "parsed", "1", "2", "3", "4", "5", "unparsed", "low mass", "prompted", f"|A_{k}|",
-                "|A_4|"]:
+    for col in [
+        "iter",
+        "judge",
+        "parsed",
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+        "unparsed",
+        "low mass",
+        "prompted",
+        f"|A_{k}|",
+        "|A_4|",
+    ]:
         scores.add_column(col, justify="right")
     for i, it in stats["iterations"].items():
         h = it["histogram"]
@@ -218,31 +291,49 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
         unparsed = str(h["unparsed"])
         if it.get("valued"):  # likelihood modes give a value, not a score: nothing is unparsed
             rate, unparsed = f"{it['valued']}v", str(h["unparsed"] - it["valued"])
-        scores.add_row(i, it["judge"], rate, *(str(h[s]) for s in "12345"), unparsed,
-                       str(it.get("low_choice_mass", 0)), str(it["score_line_prompted"]), str(it[f"A_{k}"]),
-                       str(it["A_4"]))
+        scores.add_row(
+            i,
+            it["judge"],
+            rate,
+            *(str(h[s]) for s in "12345"),
+            unparsed,
+            str(it.get("low_choice_mass", 0)),
+            str(it["score_line_prompted"]),
+            str(it[f"A_{k}"]),
+            str(it["A_4"]),
+        )
     console.print(scores)
     rules = {i: it.get("selected_by") for i, it in stats["iterations"].items() if it.get("selected_by")}
     if rules:
-        console.print(f"  |A_{k}| is the curated set, selected by: " + "; ".join(f"iteration {i}: {r}" for i, r in rules.items()))
+        console.print(
+            f"  |A_{k}| is the curated set, selected by: " + "; ".join(f"iteration {i}: {r}" for i, r in rules.items())
+        )
     for i, probe in (stats.get("probe") or {}).items():
         low, high = probe["auc_interval"] or (None, None)
-        console.print(f"judge probe, iteration {i} ({probe['mode']}, {probe['positives']} held-out pairs): AUC "
-                      f"{probe['auc']} [{low}-{high}]: {probe['verdict']}")
+        console.print(
+            f"judge probe, iteration {i} ({probe['mode']}, {probe['positives']} held-out pairs): AUC "
+            f"{probe['auc']} [{low}-{high}]: {probe['verdict']}"
+        )
     losses = {name: value for name, value in (stats.get("answer_loss") or {}).items() if value is not None}
     if losses:
-        console.print("held-out answer loss (per token, lower is better): "
-                      + ", ".join(f"{name} {value:.4f}" for name, value in losses.items()))
-    console.print("  prompted: ratings whose Score line the judge wrote only after being handed 'Score:'; "
-                  "low mass: logprob ratings unparsed because the five scores had under min_choice_mass; "
-                  "Nv: a likelihood mode valued N candidates (no 1..5 scores)")
+        console.print(
+            "held-out answer loss (per token, lower is better): "
+            + ", ".join(f"{name} {value:.4f}" for name, value in losses.items())
+        )
+    console.print(
+        "  prompted: ratings whose Score line the judge wrote only after being handed 'Score:'; "
+        "low mass: logprob ratings unparsed because the five scores had under min_choice_mass; "
+        "Nv: a likelihood mode valued N candidates (no 1..5 scores)"
+    )
 
     t2 = Table(title="Table 2 (lengths in characters, mean ± std)", box=None)
     for col in ["set", "count", "instruction", "output"]:
         t2.add_column(col, justify="right" if col != "set" else "left")
     for name, row in stats["table2"].items():
+
         def fmt(d: dict) -> str:
             return "-" if d["mean"] is None else f"{d['mean']:.0f} ± {d['std']:.0f}"
+
         t2.add_row(name, str(row["count"]), fmt(row["instruction_chars"]), fmt(row["output_chars"]))
     console.print(t2)
 

@@ -20,8 +20,12 @@ from .memory import check_training_memory
 from .outputs import input_fingerprint, records_digest, stage_output
 from .records import DatasetRow, ForwardExample, SeedPair, TrainingExample
 from .shards import SUCCESS, stage_info
-from .trainer import (DROPOUT_FIELDS, add_residual_dropout, default_learning_rate, dropout_settings,  # noqa: F401
-                      paper_batch_size, paper_steps, split_batch, train_here)
+from .trainer import (
+    dropout_settings,  # noqa: F401
+    paper_batch_size,
+    split_batch,
+    train_here,
+)
 from .tags import ORIGIN_TAGS, tagged_prompt
 
 log = logging.getLogger("humpback")
@@ -29,12 +33,24 @@ log = logging.getLogger("humpback")
 
 # Settings that change how a model is trained, not what it becomes (the effective batch is the same;
 # checkpointing recomputes the same activations, dropout masks included).
-LAUNCH_FIELDS = {"launcher", "num_processes", "accelerate_config", "gradient_checkpointing", "memory_check",
-                 "memory_limit_gb"}
+LAUNCH_FIELDS = {
+    "launcher",
+    "num_processes",
+    "accelerate_config",
+    "gradient_checkpointing",
+    "memory_check",
+    "memory_limit_gb",
+}
 
 
-def sft(examples: list[TrainingExample], base_model: str, out_dir: Path, cfg: TrainConfig, desc: str = "train",
-        recompute: bool = False) -> dict:
+def sft(
+    examples: list[TrainingExample],
+    base_model: str,
+    out_dir: Path,
+    cfg: TrainConfig,
+    desc: str = "train",
+    recompute: bool = False,
+) -> dict:
     """Fine-tune base_model on prompt/completion chat examples; save a transformers model.
 
     ``out_dir`` must be new, empty or a humpback model folder: nothing else is ever written into
@@ -45,15 +61,21 @@ def sft(examples: list[TrainingExample], base_model: str, out_dir: Path, cfg: Tr
     """
     if not examples:
         raise ValueError(f"{desc}: no training examples")
-    fields = {"base_model": input_fingerprint(base_model), "examples": records_digest(examples),
-              "config": cfg.model_dump(mode="json", exclude=LAUNCH_FIELDS)}
+    fields = {
+        "base_model": input_fingerprint(base_model),
+        "examples": records_digest(examples),
+        "config": cfg.model_dump(mode="json", exclude=LAUNCH_FIELDS),
+    }
     with stage_output(out_dir, "model", fields, recompute) as out_dir:
         if (out_dir / SUCCESS).exists():
             return stage_info(out_dir)
         for stale in [*out_dir.glob(".work-*"), *out_dir.glob(".save-*"), *out_dir.glob(".launch*")]:
             shutil.rmtree(stale, ignore_errors=True)  # a killed attempt's (we hold the lock: no one else's)
-        split_batch(cfg.batch_size or paper_batch_size(len(examples)), cfg.micro_batch_size,
-                    cfg.num_processes if cfg.launcher == "accelerate" else 1)  # a batch that cannot be split fails now
+        split_batch(
+            cfg.batch_size or paper_batch_size(len(examples)),
+            cfg.micro_batch_size,
+            cfg.num_processes if cfg.launcher == "accelerate" else 1,
+        )  # a batch that cannot be split fails now
         examples, fit = fit_examples(examples, base_model, cfg.max_length, desc, cfg.chat_template)
         fit["examples_digest"] = fields["examples"]  # what the model is trained on, as the dataset file holds it
         checkpointing = check_training_memory(examples, base_model, cfg, desc, fit["longest_tokens"])
@@ -64,8 +86,9 @@ def sft(examples: list[TrainingExample], base_model: str, out_dir: Path, cfg: Tr
         return train_here(examples, base_model, out_dir, cfg, desc, token=str(os.getpid()), fit=fit)
 
 
-def fit_examples(examples: list[dict], base_model: str, max_length: int, desc: str,
-                 chat_template: str | None = None) -> tuple[list[dict], dict]:
+def fit_examples(
+    examples: list[dict], base_model: str, max_length: int, desc: str, chat_template: str | None = None
+) -> tuple[list[dict], dict]:
     """The examples that leave something to learn within max_length tokens. One whose prompt
     alone fills the limit would be trained on no completion token at all (truncation keeps the
     start): it is dropped, said and counted, not counted as trained. Longer completions are cut."""
@@ -83,31 +106,47 @@ def fit_examples(examples: list[dict], base_model: str, max_length: int, desc: s
         longest = max(longest, total_tokens)
         kept.append(example)
     if dropped:
-        log.warning("%s: %d example(s) dropped: their prompt alone fills max_length=%d tokens, leaving no "
-                    "completion to learn (examples %s); raise --max-length to keep them",
-                    desc, len(dropped), max_length, ", ".join(map(str, dropped[:10])) + (" ..." if len(dropped) > 10 else ""))
+        log.warning(
+            "%s: %d example(s) dropped: their prompt alone fills max_length=%d tokens, leaving no "
+            "completion to learn (examples %s); raise --max-length to keep them",
+            desc,
+            len(dropped),
+            max_length,
+            ", ".join(map(str, dropped[:10])) + (" ..." if len(dropped) > 10 else ""),
+        )
     if truncated:
-        log.warning("%s: %d example(s) longer than max_length=%d tokens: their completions are cut", desc,
-                    truncated, max_length)
+        log.warning(
+            "%s: %d example(s) longer than max_length=%d tokens: their completions are cut",
+            desc,
+            truncated,
+            max_length,
+        )
     if not kept:
         raise ValueError(f"{desc}: every example's prompt fills max_length={max_length} tokens; raise --max-length")
-    return kept, {"examples_given": len(examples), "dropped_too_long": len(dropped), "truncated": truncated,
-                  "longest_tokens": longest}
+    return kept, {
+        "examples_given": len(examples),
+        "dropped_too_long": len(dropped),
+        "truncated": truncated,
+        "longest_tokens": longest,
+    }
 
 
 # --- forward models -----------------------------------------------------------------------
 
+
 def forward_example(record: SeedPair, origin: str, placement: str = "system") -> ForwardExample:
     """A training example: the instruction under its origin's tag, the output as the reply."""
     prompt = tagged_prompt(record["instruction"], ORIGIN_TAGS[origin], placement)
-    return ForwardExample(id=record["id"], origin=origin, prompt=prompt,
-                          completion=[{"role": "assistant", "content": record["output"]}])
+    return ForwardExample(
+        id=record["id"], origin=origin, prompt=prompt, completion=[{"role": "assistant", "content": record["output"]}]
+    )
 
 
 def forward_examples(seed: list[SeedPair], curated: list[dict], placement: str = "system") -> list[ForwardExample]:
     """Seed examples tagged S_a, curated candidates tagged S_w (paper, section 2.3)."""
-    return ([forward_example(r, "seed", placement) for r in seed]
-            + [forward_example(r, "augmented", placement) for r in curated])
+    return [forward_example(r, "seed", placement) for r in seed] + [
+        forward_example(r, "augmented", placement) for r in curated
+    ]
 
 
 def as_messages(example: ForwardExample) -> DatasetRow:
@@ -133,16 +172,28 @@ def read_curated(path: Path | str) -> tuple[list[dict], list[dict]]:
     for where, row in rows:
         if isinstance(row, BadLine):
             rejects.append(reject("train", where, row.reason))
-        elif not (isinstance(row, dict) and isinstance(row.get("instruction"), str) and isinstance(row.get("output"), str)
-                  and row["instruction"].strip() and row["output"].strip()):
+        elif not (
+            isinstance(row, dict)
+            and isinstance(row.get("instruction"), str)
+            and isinstance(row.get("output"), str)
+            and row["instruction"].strip()
+            and row["output"].strip()
+        ):
             rejects.append(reject("train", where, "not a pair: needs string fields 'instruction' and 'output'", row))
         else:
             kept.append({**row, "id": str(row.get("id") or stable_id("curated", row["instruction"], row["output"]))})
     return kept, rejects
 
 
-def train_forward(seed: list[dict], curated: list[dict], base_model: str, out_dir: Path,
-                  cfg: ForwardConfig | None = None, dataset_path: Path | None = None, recompute: bool = False) -> dict:
+def train_forward(
+    seed: list[dict],
+    curated: list[dict],
+    base_model: str,
+    out_dir: Path,
+    cfg: ForwardConfig | None = None,
+    dataset_path: Path | None = None,
+    recompute: bool = False,
+) -> dict:
     """M_i: the base fine-tuned on seed (+ curated) examples. Writes the training set too, only
     once the model trained on it exists, so a dataset on disk is always its model's; the model's
     _SUCCESS records the dataset's digest (``examples_digest``)."""

@@ -25,7 +25,16 @@ from .files import read_jsonl
 from .shards import mark_done
 
 # The paper's 7B data-scaling runs: examples -> optimizer steps (batch 8 below 3,000, else 32).
-PAPER_STEPS = [(100, 30), (800, 300), (1600, 600), (3200, 500), (6400, 600), (12800, 600), (25600, 1200), (51200, 1600)]
+PAPER_STEPS = [
+    (100, 30),
+    (800, 300),
+    (1600, 600),
+    (3200, 500),
+    (6400, 600),
+    (12800, 600),
+    (25600, 1200),
+    (51200, 1600),
+]
 # Dropout fields of transformers configs: on attention probabilities, and on the residual stream.
 ATTENTION_DROPOUT_FIELDS = ("attention_dropout", "attn_pdrop", "attention_probs_dropout_prob")
 RESIDUAL_DROPOUT_FIELDS = ("hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop", "hidden_dropout_prob")
@@ -39,7 +48,11 @@ def _checkpointing_field() -> str:
     from trl import SFTConfig
 
     # transformers 5 renamed gradient_checkpointing to activation_checkpointing
-    return "activation_checkpointing" if "activation_checkpointing" in SFTConfig.__dataclass_fields__ else "gradient_checkpointing"
+    return (
+        "activation_checkpointing"
+        if "activation_checkpointing" in SFTConfig.__dataclass_fields__
+        else "gradient_checkpointing"
+    )
 
 
 def paper_batch_size(n_examples: int) -> int:
@@ -70,8 +83,10 @@ def split_batch(batch_size: int, micro_batch_size: int, processes: int) -> tuple
     effective batch: the largest micro batch up to ``micro_batch_size`` that divides it. A batch
     that cannot be shared evenly among the processes is an error, not a larger or smaller batch."""
     if batch_size % processes:
-        raise ValueError(f"the effective batch of {batch_size} cannot be split evenly over {processes} processes: "
-                         f"use a number of processes that divides it, or set --batch-size")
+        raise ValueError(
+            f"the effective batch of {batch_size} cannot be split evenly over {processes} processes: "
+            f"use a number of processes that divides it, or set --batch-size"
+        )
     per_process = batch_size // processes
     micro = max(m for m in range(1, min(micro_batch_size, per_process) + 1) if per_process % m == 0)
     return micro, per_process // micro
@@ -91,8 +106,15 @@ def _bf16_is_fast() -> bool:
     return bf16_is_fast()
 
 
-def train_here(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, desc: str, token: str,
-               fit: dict | None = None) -> dict:
+def train_here(
+    examples: list[dict],
+    base_model: str,
+    out_dir: Path,
+    cfg: TrainConfig,
+    desc: str,
+    token: str,
+    fit: dict | None = None,
+) -> dict:
     """The training itself, in this process (one of several under accelerate launch). ``token``
     names the temporary folders inside out_dir; every process of one launch shares it."""
     import torch
@@ -125,8 +147,13 @@ def train_here(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainC
     if cfg.use_lora:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                                 target_modules="all-linear", task_type="CAUSAL_LM")
+        peft_config = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
 
     work_dir = out_dir / f".work-{token}"
     checkpointing = {_checkpointing_field(): cfg.gradient_checkpointing == "on"}
@@ -154,8 +181,13 @@ def train_here(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainC
         dataset_num_proc=None,
         use_cpu=not torch.cuda.is_available(),
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
-                         processing_class=tokenizer, peft_config=peft_config)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
     result = trainer.train()
 
     for field, value in saved_dropout.items():  # the saved model infers like its base
@@ -177,11 +209,18 @@ def train_here(examples: list[dict], base_model: str, out_dir: Path, cfg: TrainC
     _move_into(tmp, out_dir)
     shutil.rmtree(work_dir, ignore_errors=True)
     info = {
-        "examples": n, "steps": trainer.state.global_step, "batch_size": batch_size, "learning_rate": lr,
-        "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-        "train_loss": result.training_loss, "train_seconds": round(result.metrics["train_runtime"], 2),
-        "base_model": base_model, "processes": processes,
-        "distributed_type": trainer.accelerator.distributed_type.value, "seconds": round(time.time() - start, 2),
+        "examples": n,
+        "steps": trainer.state.global_step,
+        "batch_size": batch_size,
+        "learning_rate": lr,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "train_loss": result.training_loss,
+        "train_seconds": round(result.metrics["train_runtime"], 2),
+        "base_model": base_model,
+        "processes": processes,
+        "distributed_type": trainer.accelerator.distributed_type.value,
+        "seconds": round(time.time() - start, 2),
         **(fit or {}),
     }
     mark_done(out_dir, info)
@@ -255,8 +294,15 @@ def main(job_dir: Path) -> None:
     """One launched process: train on the job launch.py wrote (process 0 writes the model)."""
     job = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
     # the parent holds the model folder's lock and checked it; every process trains, process 0 saves
-    train_here(list(read_jsonl(job_dir / "examples.jsonl")), job["base_model"], Path(job["out_dir"]),
-               TrainConfig.model_validate(job["config"]), desc=job["desc"], token=job["token"], fit=job["fit"])
+    train_here(
+        list(read_jsonl(job_dir / "examples.jsonl")),
+        job["base_model"],
+        Path(job["out_dir"]),
+        TrainConfig.model_validate(job["config"]),
+        desc=job["desc"],
+        token=job["token"],
+        fit=job["fit"],
+    )
 
 
 if __name__ == "__main__":

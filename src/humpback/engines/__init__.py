@@ -3,8 +3,21 @@
 The backend classes are imported on first use, so ``import humpback.engines`` loads neither
 torch nor vLLM."""
 
-from .base import (ENGINES, Chat, Engine, EngineError, Refusal, SamplingParams, chat_text, check_refusals,
-                   encode_chat, engine_class, engine_for, make_engine, redact)
+from .base import (
+    ENGINES,
+    Chat,
+    Engine,
+    EngineError,
+    Refusal,
+    SamplingParams,
+    chat_text,
+    check_refusals,
+    encode_chat,
+    engine_class,
+    engine_for,
+    make_engine,
+    redact,
+)
 
 _BACKENDS = {"TransformersEngine": "transformers", "VLLMEngine": "vllm", "OpenAIEngine": "openai"}
 
@@ -15,5 +28,19 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ENGINES", "Chat", "Engine", "EngineError", "Refusal", "SamplingParams", "chat_text", "check_refusals",
-           "encode_chat", "engine_class", "engine_for", "make_engine", "redact", *_BACKENDS]
+__all__ = [
+    "ENGINES",
+    "Chat",
+    "Engine",
+    "EngineError",
+    "Refusal",
+    "SamplingParams",
+    "chat_text",
+    "check_refusals",
+    "encode_chat",
+    "engine_class",
+    "engine_for",
+    "make_engine",
+    "redact",
+    *_BACKENDS,
+]

@@ -18,10 +18,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Protocol
+from collections.abc import Iterator
 
 from ..config import EngineConfig
 
@@ -43,12 +43,16 @@ class SamplingParams:
     follow_up_tokens: int = 3
 
     @classmethod
-    def from_config(cls, cfg, seed_offset: int = 0, **overrides) -> "SamplingParams":
+    def from_config(cls, cfg, seed_offset: int = 0, **overrides) -> SamplingParams:
         """The sampling a stage's config asks for (its temperature, top_p, max_new_tokens and
         random_seed, the seed moved by ``seed_offset``: one shard's draws differ from the next's)."""
         seed = getattr(cfg, "random_seed", None)
-        params = cls(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                     seed=None if seed is None else seed + seed_offset)
+        params = cls(
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_new_tokens=cfg.max_new_tokens,
+            seed=None if seed is None else seed + seed_offset,
+        )
         for field, value in overrides.items():
             setattr(params, field, value)
         return params
@@ -107,7 +111,7 @@ class ChoicePlan:
     """choice -> where its tokens part from the prompt's (len(prompt_ids) when they extend it)."""
 
     @classmethod
-    def make(cls, tokenizer, prompt: Chat, choices: list[str]) -> "ChoicePlan":
+    def make(cls, tokenizer, prompt: Chat, choices: list[str]) -> ChoicePlan:
         text = chat_text(tokenizer, prompt)
         prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         full_ids, start = {}, {}
@@ -121,7 +125,7 @@ class ChoicePlan:
 
     def scored_tokens(self, choice: str) -> list[int]:
         """The tokens read for a choice (after the prompt's tokens, when they extend them)."""
-        return self.full_ids[choice][self.start[choice]:]
+        return self.full_ids[choice][self.start[choice] :]
 
     @property
     def chain(self) -> list[int] | None:
@@ -177,6 +181,7 @@ class EngineError(RuntimeError):
 @dataclass
 class Refusal:
     """A prompt the engine would not run, and why."""
+
     reason: str
 
 
@@ -195,9 +200,11 @@ def check_refusals(engine, results: list, cfg: EngineConfig, where: str) -> None
         reasons = getattr(engine, "refusal_reasons", {})
         first = next(iter(reasons.values()), "no reason given")
         engine_name = getattr(engine, "base_url", None) or getattr(engine, "name", "engine")
-        raise EngineError(f"{where}: {engine_name} refused {refused} of {len(results)} prompts (more than "
-                          f"max_refused_share={cfg.max_refused_share}); first reason: {first}. The stage stops "
-                          f"unfinished: fix the server (or the prompts) and rerun to resume")
+        raise EngineError(
+            f"{where}: {engine_name} refused {refused} of {len(results)} prompts (more than "
+            f"max_refused_share={cfg.max_refused_share}); first reason: {first}. The stage stops "
+            f"unfinished: fix the server (or the prompts) and rerun to resume"
+        )
 
 
 # engine name -> "module:class", imported on first use (torch and vLLM load only when asked for)

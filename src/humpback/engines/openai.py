@@ -14,8 +14,10 @@ from .base import Chat, ChoicePlan, EngineError, Refusal, SamplingParams, encode
 
 log = logging.getLogger(__name__)
 
-NO_PROMPT_LOGPROBS = ("returned no prompt logprobs; logprob reads need a completions endpoint that echoes the "
-                      "prompt's logprobs (vLLM's server does), or use --mode generate")
+NO_PROMPT_LOGPROBS = (
+    "returned no prompt logprobs; logprob reads need a completions endpoint that echoes the "
+    "prompt's logprobs (vLLM's server does), or use --mode generate"
+)
 
 
 class OpenAIEngine:
@@ -40,14 +42,31 @@ class OpenAIEngine:
     name = "openai"
 
     @classmethod
-    def from_config(cls, model_path: str, cfg) -> "OpenAIEngine":
-        return cls(cfg.served_model or model_path, cfg.base_url, cfg.api_key_env, cfg.concurrency,
-                   cfg.request_timeout, cfg.max_retries, tokenizer=cfg.tokenizer or model_path,
-                   chat_template=cfg.chat_template, continue_with=cfg.continue_with)
+    def from_config(cls, model_path: str, cfg) -> OpenAIEngine:
+        return cls(
+            cfg.served_model or model_path,
+            cfg.base_url,
+            cfg.api_key_env,
+            cfg.concurrency,
+            cfg.request_timeout,
+            cfg.max_retries,
+            tokenizer=cfg.tokenizer or model_path,
+            chat_template=cfg.chat_template,
+            continue_with=cfg.continue_with,
+        )
 
-    def __init__(self, model: str, base_url: str | None, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
-                 timeout: float = 120.0, max_retries: int = 2, tokenizer: str | None = None,
-                 chat_template: str | None = None, continue_with: str = "completions"):
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 8,
+        timeout: float = 120.0,
+        max_retries: int = 2,
+        tokenizer: str | None = None,
+        chat_template: str | None = None,
+        continue_with: str = "completions",
+    ):
         from openai import OpenAI
 
         if not base_url:
@@ -79,15 +98,19 @@ class OpenAIEngine:
             try:
                 self._tokenizer = load_tokenizer(self._tokenizer_source, chat_template=self._chat_template)
             except Exception as e:  # noqa: BLE001 - not a local folder, no hub access, ...
-                raise EngineError(f"continuing an assistant message and reading choices on {self.base_url} need the "
-                                  f"model's tokenizer, and {self._tokenizer_source!r} gives none ({type(e).__name__}: "
-                                  f"{e}); pass --tokenizer DIR (or, on a vLLM server, --continue-with "
-                                  f"chat_extension for generation)") from None
+                raise EngineError(
+                    f"continuing an assistant message and reading choices on {self.base_url} need the "
+                    f"model's tokenizer, and {self._tokenizer_source!r} gives none ({type(e).__name__}: "
+                    f"{e}); pass --tokenizer DIR (or, on a vLLM server, --continue-with "
+                    f"chat_extension for generation)"
+                ) from None
         return self._tokenizer
 
     def _fail(self, what: str, error: Exception | str) -> EngineError:
         detail = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        return EngineError(f"server {self.base_url} (model {self.model}): {what} ({redact(str(detail), (self._key,))})")
+        return EngineError(
+            f"server {self.base_url} (model {self.model}): {what} ({redact(str(detail), (self._key,))})"
+        )
 
     def _call(self, create, check, **kwargs):
         """``create(**kwargs)``'s response once ``check(response)`` finds it whole (a reason string
@@ -101,8 +124,11 @@ class OpenAIEngine:
             except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
                 raise self._fail("the API key was rejected (set the variable --api-key-env names)", e) from None
             except openai.NotFoundError as e:
-                raise self._fail("no such model or endpoint (check --served-model and --base-url; logprob reads "
-                                 "and continued messages need the completions endpoint)", e) from None
+                raise self._fail(
+                    "no such model or endpoint (check --served-model and --base-url; logprob reads "
+                    "and continued messages need the completions endpoint)",
+                    e,
+                ) from None
             except openai.BadRequestError as e:  # this prompt, not the server: keep going without it
                 reason = redact(str(getattr(e, "message", e)), (self._key,))
                 log.warning("server refused a prompt: %s", reason)
@@ -155,8 +181,12 @@ class OpenAIEngine:
         return out
 
     def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str | None]:
-        sampling = dict(temperature=params.temperature, max_tokens=params.max_new_tokens,
-                        top_p=params.top_p if params.temperature > 0 else 1.0, seed=params.seed)
+        sampling = dict(
+            temperature=params.temperature,
+            max_tokens=params.max_new_tokens,
+            top_p=params.top_p if params.temperature > 0 else 1.0,
+            seed=params.seed,
+        )
         if self.stop:
             sampling["stop"] = self.stop
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -67,8 +67,8 @@ class GrowingLayer(DynamicLayer):
         self._views()
 
     def _views(self):
-        self.keys = self.buf_k[..., :self.length].transpose(2, 3)
-        self.values = self.buf_v[:, :, :self.length]
+        self.keys = self.buf_k[..., : self.length].transpose(2, 3)
+        self.values = self.buf_v[:, :, : self.length]
 
     def write(self, start: int, keys, values, rows=slice(None)) -> None:
         end = start + keys.shape[-2]
@@ -89,11 +89,12 @@ class GrowingLayer(DynamicLayer):
         self._views()
 
 
-
 def _first_copies(input_ids, mask) -> list[int]:
     """For each row, the first row with the same tokens and mask (itself when it is the first)."""
     seen: dict[tuple, int] = {}
-    return [seen.setdefault((tuple(ids), tuple(m)), r) for r, (ids, m) in enumerate(zip(input_ids.tolist(), mask.tolist()))]
+    return [
+        seen.setdefault((tuple(ids), tuple(m)), r) for r, (ids, m) in enumerate(zip(input_ids.tolist(), mask.tolist()))
+    ]
 
 
 def _check_cache_layers(config) -> None:
@@ -103,8 +104,10 @@ def _check_cache_layers(config) -> None:
     kinds = {type(layer) for layer in DynamicCache(config=config).layers}
     if not kinds <= {DynamicLayer, DynamicSlidingWindowLayer}:
         names = ", ".join(sorted(k.__name__ for k in kinds))
-        raise ValueError(f"the transformers engine decodes attention-only models; this one has {names} cache "
-                         "layers: use the vllm engine")
+        raise ValueError(
+            f"the transformers engine decodes attention-only models; this one has {names} cache "
+            "layers: use the vllm engine"
+        )
 
 
 def _sample(logits, params: SamplingParams, shortlist: int = 512):
@@ -131,6 +134,7 @@ def _sample(logits, params: SamplingParams, shortlist: int = 512):
 @dataclass
 class RowState:
     """One prompt's decoding in the batch loop."""
+
     left: int
     """Tokens the row may still write."""
     tokens: list[int] = field(default_factory=list)
@@ -166,15 +170,27 @@ class TransformersEngine:
     name = "transformers"
 
     @classmethod
-    def from_config(cls, model_path: str, cfg) -> "TransformersEngine":
-        return cls(model_path, dtype=cfg.dtype, batch_size=cfg.batch_size, device=cfg.device,
-                   chat_template=cfg.chat_template)
+    def from_config(cls, model_path: str, cfg) -> TransformersEngine:
+        return cls(
+            model_path, dtype=cfg.dtype, batch_size=cfg.batch_size, device=cfg.device, chat_template=cfg.chat_template
+        )
 
-    def __init__(self, model_path: str, dtype: str = "auto", batch_size: int = 16, device: str | None = None,
-                 min_shared_prefix: int = 16, prefill_rows: int = 4, decode_attention: str = GROUPED_ATTENTION, chat_template: str | None = None):
+    def __init__(
+        self,
+        model_path: str,
+        dtype: str = "auto",
+        batch_size: int = 16,
+        device: str | None = None,
+        min_shared_prefix: int = 16,
+        prefill_rows: int = 4,
+        decode_attention: str = GROUPED_ATTENTION,
+        chat_template: str | None = None,
+    ):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = load_tokenizer(model_path, padding_side="left", chat_template=chat_template)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype(dtype, self.device)).to(self.device)
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype(dtype, self.device)).to(
+            self.device
+        )
         self.model.eval()
         _check_cache_layers(self.model.config)
         _register_grouped_attention()
@@ -195,7 +211,7 @@ class TransformersEngine:
     def _batches(self, encoded: list[list[int]], size: int):
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # less padding per batch
         for start in range(0, len(order), size):
-            yield order[start:start + size]
+            yield order[start : start + size]
 
     def _shared_prefix_cache(self, rows: list[list[int]], own: int = 1):
         """(prefix length, a KV cache of the prefix for one row) or (0, None) when too short."""
@@ -243,8 +259,10 @@ class TransformersEngine:
     # -- the Engine interface ----------------------------------------------------------------
 
     def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str]:
-        return [self.tokenizer.decode(row, skip_special_tokens=True).strip()
-                for row in self.generate_ids([encode_chat(self.tokenizer, p) for p in prompts], params)]
+        return [
+            self.tokenizer.decode(row, skip_special_tokens=True).strip()
+            for row in self.generate_ids([encode_chat(self.tokenizer, p) for p in prompts], params)
+        ]
 
     def generate_ids(self, encoded: list[list[int]], params: SamplingParams) -> list[list[int]]:
         """The new token ids for every prompt (given as token ids), stop tokens left out. The
@@ -261,7 +279,10 @@ class TransformersEngine:
                 cache = self._prefill_rows(input_ids, mask, positions, n, prefix, room)
                 follow_up = None
                 if params.follow_up is not None:  # the loop knows rows of this batch; the caller, prompt indices
-                    follow_up = lambda row, text, idx=idx: params.follow_up(idx[row], text)
+
+                    def follow_up(row, text, idx=idx):
+                        return params.follow_up(idx[row], text)
+
                 states = self._decode(input_ids[:, -1], mask, positions[:, -1], cache, params, follow_up)
             for i, state in zip(idx, states):
                 outputs[i] = state.tokens
@@ -282,8 +303,10 @@ class TransformersEngine:
         kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         dtype = next(self.model.parameters()).dtype
-        layers = [GrowingLayer(rows, kv_heads, width - 1 + room, head_dim, dtype, self.device, length=width - 1)
-                  for _ in range(config.num_hidden_layers)]
+        layers = [
+            GrowingLayer(rows, kv_heads, width - 1 + room, head_dim, dtype, self.device, length=width - 1)
+            for _ in range(config.num_hidden_layers)
+        ]
         if prefix is not None:
             for layer, source in zip(layers, prefix.layers):
                 layer.write(0, source.keys, source.values)
@@ -293,28 +316,43 @@ class TransformersEngine:
         source = _first_copies(input_ids, mask)
         unique = [r for r in range(rows) if source[r] == r]
         for start in range(0, len(unique), self.prefill_rows):
-            group = torch.tensor(unique[start:start + self.prefill_rows], device=self.device)
+            group = torch.tensor(unique[start : start + self.prefill_rows], device=self.device)
             used = own[group].any(0).nonzero()
             if used.numel() == 0:  # nothing of their own before the last token
                 continue
             first = n + used[0].item()  # columns before this are padding in every row of the group
-            past = (self._prefix_for_rows(prefix, len(group)) if prefix is not None
-                    else DynamicCache(config=config))
+            past = self._prefix_for_rows(prefix, len(group)) if prefix is not None else DynamicCache(config=config)
             group_mask = torch.cat([mask[group, :n], mask[group, first:-1]], dim=1)
-            self.model(input_ids=input_ids[group, first:-1], attention_mask=group_mask,
-                       position_ids=positions[group, first:-1], past_key_values=past, use_cache=True, logits_to_keep=1)
+            self.model(
+                input_ids=input_ids[group, first:-1],
+                attention_mask=group_mask,
+                position_ids=positions[group, first:-1],
+                past_key_values=past,
+                use_cache=True,
+                logits_to_keep=1,
+            )
             for layer, filled in zip(layers, past.layers):
                 layer.write(first, filled.keys[:, :, n:], filled.values[:, :, n:], rows=group)
         copies = [r for r in range(rows) if source[r] != r]
         if copies:
-            to, origin = torch.tensor(copies, device=self.device), torch.tensor([source[r] for r in copies], device=self.device)
+            to, origin = (
+                torch.tensor(copies, device=self.device),
+                torch.tensor([source[r] for r in copies], device=self.device),
+            )
             for layer in layers:
-                layer.buf_k[to, ..., :width - 1] = layer.buf_k[origin, ..., :width - 1]
-                layer.buf_v[to, :, :width - 1] = layer.buf_v[origin, :, :width - 1]
+                layer.buf_k[to, ..., : width - 1] = layer.buf_k[origin, ..., : width - 1]
+                layer.buf_v[to, :, : width - 1] = layer.buf_v[origin, :, : width - 1]
         return Cache(layers=layers)
 
-    def _decode(self, last_tokens, mask, last_positions, cache, params: SamplingParams,
-                follow_up: Callable[[int, str], str | None] | None = None) -> list[RowState]:
+    def _decode(
+        self,
+        last_tokens,
+        mask,
+        last_positions,
+        cache,
+        params: SamplingParams,
+        follow_up: Callable[[int, str], str | None] | None = None,
+    ) -> list[RowState]:
         """Token-by-token decoding from each row's last prompt token; returns each row's state.
 
         Finished rows are dropped from the batch (and the cache) once a quarter of the live rows are
@@ -326,8 +364,13 @@ class TransformersEngine:
         step_input, step_positions = last_tokens, last_positions
         with self._decode_attention():
             while True:
-                logits = self.model(input_ids=step_input[:, None], attention_mask=mask,
-                                    position_ids=step_positions[:, None], past_key_values=cache, use_cache=True).logits
+                logits = self.model(
+                    input_ids=step_input[:, None],
+                    attention_mask=mask,
+                    position_ids=step_positions[:, None],
+                    past_key_values=cache,
+                    use_cache=True,
+                ).logits
                 chosen = _sample(logits[:, -1], params).tolist()
                 for j, row in enumerate(live):
                     if not states[row].finished:
@@ -347,7 +390,7 @@ class TransformersEngine:
                 step_positions = step_positions + 1
         return states
 
-    def _advance(self, row: int, state: "RowState", token: int, params: SamplingParams, follow_up) -> int:
+    def _advance(self, row: int, state: RowState, token: int, params: SamplingParams, follow_up) -> int:
         """One row takes its sampled token (or the next token of text being fed to it); returns the
         token the row feeds the model next."""
         if state.forced:  # appended text: fed whatever the model would have written
@@ -367,7 +410,7 @@ class TransformersEngine:
             state.finished, state.cut_off = True, not stop
             return token
         state.followed = True
-        state.forced = self.tokenizer(extra, add_special_tokens=False)["input_ids"][:FOLLOW_UP_ROOM - 8]
+        state.forced = self.tokenizer(extra, add_special_tokens=False)["input_ids"][: FOLLOW_UP_ROOM - 8]
         state.left = params.follow_up_tokens
         if stop:  # the end token is not fed: the appended text starts now
             token = state.forced.pop(0)
@@ -406,8 +449,9 @@ class TransformersEngine:
                 for g, row in zip(group, logprobs):
                     plan = plans[members[g]]
                     shared = sum(row[j, t].item() for j, t in enumerate(plan.chain))
-                    results[members[g]] = {c: min(0.0, shared + row[length, plan.scored_tokens(c)[-1]].item())
-                                           for c in choices}
+                    results[members[g]] = {
+                        c: min(0.0, shared + row[length, plan.scored_tokens(c)[-1]].item()) for c in choices
+                    }
                 bar.update(len(group))
         for i, plan in enumerate(plans):
             if plan.chain is None:
@@ -427,8 +471,14 @@ class TransformersEngine:
         input_ids, mask, positions, n, prefix = self._layout(rows, own=last)  # the positions read are each row's own
         cache = self._prefix_for_rows(prefix, len(rows)) if prefix is not None else None
         with torch.inference_mode():
-            logits = self.model(input_ids=input_ids[:, n:], attention_mask=mask, position_ids=positions[:, n:],
-                                past_key_values=cache, use_cache=cache is not None, logits_to_keep=last).logits
+            logits = self.model(
+                input_ids=input_ids[:, n:],
+                attention_mask=mask,
+                position_ids=positions[:, n:],
+                past_key_values=cache,
+                use_cache=cache is not None,
+                logits_to_keep=last,
+            ).logits
         return logits[:, -last:]
 
     def sequence_logprobs(self, reads: list[tuple[list[int], int]]) -> list[float]:
@@ -452,13 +502,11 @@ class TransformersEngine:
                     # Only this row's own span, in float, and no full log-softmax: the token's logit
                     # minus the log of the normaliser is all a read needs (the softmax over the
                     # vocabulary at every position of the batch's longest span was 7% of a read).
-                    own = row[-spans[g] - 1:-1].float()
-                    tokens = torch.tensor(rows[g][-spans[g]:], device=own.device)
+                    own = row[-spans[g] - 1 : -1].float()
+                    tokens = torch.tensor(rows[g][-spans[g] :], device=own.device)
                     out[g] = (own.gather(-1, tokens[:, None]).squeeze(-1) - torch.logsumexp(own, -1)).tolist()
         return out
 
     def close(self) -> None:
         self._prefix_cache = None
         self.model = None
-
-

