@@ -143,11 +143,12 @@ def main() -> None:
 
     import torch
 
+    from humpback import rubric
     from humpback.backward import backward_prompt
     from humpback.config import BackwardConfig, CurateConfig
-    from humpback.curate import _rate_generate, _rate_logprob, load_template
     from humpback.engines import SamplingParams, TransformersEngine
     from humpback.models import load_tokenizer, resolve_model
+    from humpback.rubric import load_template
 
     model = resolve_model("smollm2-135m")
     tokenizer = load_tokenizer(model)
@@ -167,10 +168,10 @@ def main() -> None:
         return engine.generate([backward_prompt(s["text"], system_prompt) for s in items], augment_params)
 
     def rate_generate(engine, items):
-        return _rate_generate(items, engine, curate_cfg, generate_template, 0)
+        return rubric.rate_generate(items, engine, curate_cfg, generate_template, 0)
 
     def rate_logprob(engine, items):
-        return _rate_logprob(items, engine, logprob_template)
+        return rubric.rate_logprob(items, engine, logprob_template)
 
     results: dict = {"augment": {}, "curate_generate": {}, "curate_logprob": {}}
     loads: dict = {}

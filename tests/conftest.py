@@ -93,6 +93,8 @@ class ScriptedEngine:
         self.logprobs = logprobs
         self.calls = 0
         self.closed = False
+        self.refusal_reasons: dict[int, str] = {}
+        self.cut_off: set[int] = set()
 
     def generate(self, prompts, params):
         self.calls += 1

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import ScriptedEngine
+
 from humpback import AugmentConfig, augment
 from humpback.augment import fit_values
 from humpback.shards import read_stage, stage_counters, stage_rejects

@@ -1,9 +1,9 @@
 import json
 
 import yaml
+from conftest import write_jsonl
 from typer.testing import CliRunner
 
-from conftest import write_jsonl
 from humpback.cli import app
 from humpback.shards import read_jsonl, read_stage, stage_counters
 

@@ -7,10 +7,11 @@ import sys
 import time
 
 import pytest
-
 from conftest import ScriptedEngine, write_jsonl
+
 from humpback.config import CurateConfig
-from humpback.curate import RUBRIC, SCORE_CHOICES, curate, load_template, parse_score, rate, rating_prompt, select
+from humpback.curate import curate, rate, select
+from humpback.rubric import RUBRIC, SCORE_CHOICES, load_template, parse_score, rating_prompt
 from humpback.shards import read_stage, stage_counters
 
 
@@ -211,7 +212,7 @@ def _user(prompt):
 
 
 def test_logprob_prompt_ends_where_the_score_goes():
-    from humpback.curate import LOGPROB_RUBRIC
+    from humpback.rubric import LOGPROB_RUBRIC
 
     prompt = rating_prompt({"instruction": "Q", "output": "A"}, load_template(None, "logprob"), "logprob")
     assert prompt[-1] == {"role": "assistant", "content": "Score:"}

@@ -228,14 +228,14 @@ def test_follow_up_text_is_fed_as_if_written_and_decoding_goes_on(engine):
 
 def test_judges_get_their_score_line_in_the_same_pass(lively_model):
     from humpback.config import CurateConfig
-    from humpback.curate import _rate_generate, load_template
+    from humpback.rubric import load_template, rate_generate
 
     engine = TransformersEngine(lively_model, dtype="float32", batch_size=4)
     calls = []
     generate = engine.generate
     engine.generate = lambda prompts, params: calls.append(len(prompts)) or generate(prompts, params)
     candidates = [{"id": str(i), "instruction": f"Say {i}.", "output": f"{i}!"} for i in range(3)]
-    fields = _rate_generate(candidates, engine, CurateConfig(max_new_tokens=8), load_template(None, "generate"), 0)
+    fields = rate_generate(candidates, engine, CurateConfig(max_new_tokens=8), load_template(None, "generate"), 0)
     assert calls == [3]  # no second pass
     for f in fields:
         assert f["score_line_prompted"] and f["judge_output"].splitlines()[-1].startswith("Score:")

@@ -12,12 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SERVER_KEY, write_jsonl
 
 from humpback.config import CurateConfig
-from humpback.curate import LOGPROB_RUBRIC, RUBRIC, SCORE_CHOICES, rating_prompt
 from humpback.engines import OpenAIEngine, SamplingParams, TransformersEngine
-
-from conftest import SERVER_KEY, write_jsonl
+from humpback.rubric import LOGPROB_RUBRIC, RUBRIC, SCORE_CHOICES, rating_prompt
 
 pytestmark = [pytest.mark.vllm, pytest.mark.e2e]
 

@@ -5,8 +5,8 @@ import math
 
 import pytest
 import yaml
-
 from conftest import ScriptedEngine, shared_data
+
 from humpback.config import BackwardEvalConfig, EvalConfig, JudgeConfig
 from humpback.evaluate import (
     VERDICT_PREFIX,

@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import family_tokenizer
-from humpback.curate import LOGPROB_RUBRIC, SCORE_CHOICES, rating_prompt
+
 from humpback.engines.base import ChoicePlan, chat_text
 from humpback.evaluate import VERDICT_CHOICES, judge_prompt
 from humpback.models import DEFAULT_CHAT_TEMPLATE, check_chat_template, end_of_turn_ids, load_tokenizer
+from humpback.rubric import LOGPROB_RUBRIC, SCORE_CHOICES, rating_prompt
 
 # What closes an assistant turn in each family's template (ours for the four without one: eos).
 END_OF_TURN = {
@@ -125,9 +125,9 @@ def test_the_whole_loop_runs_on_every_family(tmp_path, family_model):
     from transformers import GenerationConfig
 
     from humpback import CurateConfig, GenerateConfig, RunConfig, generate, rate, run
+    from humpback.config import JudgeConfig
     from humpback.engines import make_engine
     from humpback.evaluate import judge_pairs
-    from humpback.config import JudgeConfig
     from humpback.shards import read_stage
 
     name, model = family_model

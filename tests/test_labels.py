@@ -7,9 +7,9 @@ import json
 import random
 
 import pytest
+from conftest import write_jsonl
 from typer.testing import CliRunner
 
-from conftest import write_jsonl
 from humpback.cli import app
 from humpback.curate import select
 from humpback.labels import calibrate_on_labels, estimate_good_share, label_session, read_labels

@@ -2,8 +2,8 @@ import json
 import shutil
 
 import pytest
-
 from conftest import write_jsonl
+
 from humpback import RunConfig, run
 from humpback.models import ModelError
 from humpback.seed import SeedError
@@ -128,6 +128,7 @@ def test_run_trains_every_model_under_accelerate(tmp_path, tiny_model):
 
 def test_an_instruction_cut_off_by_the_token_limit_is_flagged_and_counted(tmp_path):
     from conftest import ScriptedEngine
+
     from humpback import AugmentConfig, augment
     from humpback.shards import read_stage, stage_counters
 
@@ -145,6 +146,7 @@ def test_an_instruction_cut_off_by_the_token_limit_is_flagged_and_counted(tmp_pa
 
 def test_an_instruction_that_quotes_its_answer_is_removed_before_rating(tmp_path):
     from conftest import ScriptedEngine
+
     from humpback import AugmentConfig, augment
     from humpback.filters import quoted_answer
     from humpback.shards import read_stage, stage_counters, stage_rejects

@@ -8,8 +8,8 @@ import random
 from pathlib import Path
 
 import pytest
-
 from conftest import ScriptedEngine
+
 from humpback.config import CurateConfig
 from humpback.probe import BOILERPLATE, NEGATIVE_KINDS, auc, bootstrap_auc, near_instruction, probe_judge, probe_pairs
 

@@ -6,12 +6,12 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import write_jsonl
-from humpback import run
-from humpback.stats import precision_recall, rater_agreement, read_labels, table2
-from humpback.shards import read_stage
 from test_pipeline import tiny_config
+
+from humpback import run
+from humpback.shards import read_stage
+from humpback.stats import precision_recall, rater_agreement, read_labels, table2
 
 
 def test_rater_agreement_exact_within_one_and_rank_correlation():

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ScriptedEngine, shared_data, write_jsonl
 from typer.testing import CliRunner
 
-from conftest import ScriptedEngine, shared_data, write_jsonl
 from humpback import AugmentConfig, SegmentConfig, run, segment
 from humpback.cli import app
 from humpback.outputs import OutputError, StaleOutputError, output_lock
@@ -345,8 +345,9 @@ def test_changed_records_per_shard_in_augment(tmp_path):
 
 @pytest.mark.slow
 def test_rerun_with_another_k_never_ships_a_mismatched_dataset(tmp_path, tiny_model):
-    from humpback.outputs import records_digest
     from test_pipeline import tiny_config
+
+    from humpback.outputs import records_digest
 
     cfg = tiny_config(tmp_path, tiny_model, iterations=1)
     cfg.curate.k = 1  # every parsed rating is selected: A_1 is not empty

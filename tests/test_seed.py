@@ -3,8 +3,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import shared_data, write_jsonl
+
 from humpback.seed import SeedError, load_seed, pair_from_record
 
 

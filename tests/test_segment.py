@@ -1,12 +1,11 @@
 import gzip
 import io
 import shutil
-
 from pathlib import Path
 
 import pytest
-
 from conftest import shared_data, write_jsonl
+
 from humpback.config import SegmentConfig
 from humpback.filters import is_boilerplate_line
 from humpback.segment import (

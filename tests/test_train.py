@@ -171,11 +171,11 @@ def test_two_processes_train_like_one(tmp_path, tiny_model):
     """`humpback train --launcher accelerate --num-processes 2` (gloo on CPU): same loss at every
     step and the same weights as one process with the same effective batch. fp32 and no dropout,
     so the two runs see the same numbers (dropout masks differ between processes)."""
+    from conftest import write_jsonl
     from safetensors.torch import load_file
     from typer.testing import CliRunner
 
     from humpback.cli import app
-    from conftest import write_jsonl
 
     seed = write_jsonl(
         tmp_path / "seed.jsonl", [{"instruction": r["instruction"], "output": r["output"]} for r in SEED]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import write_jsonl
 from typer.testing import CliRunner
 
-from conftest import write_jsonl
 from humpback import SegmentConfig, segment
 from humpback.cli import app
 from humpback.shards import read_stage, stage_counters, stage_rejects

@@ -21,7 +21,7 @@ from .config import (
     RunConfig,
     SegmentConfig,
 )
-from .curate import RUBRIC, compare_modes, curate, parse_score, rate, select
+from .curate import compare_modes, curate, rate, select
 from .engines import Engine, EngineError, SamplingParams, engine_for, make_engine
 from .evaluate import (
     alpaca_eval_config,
@@ -39,6 +39,7 @@ from .models import ModelError, check_model, resolve_model
 from .outputs import OutputError, StaleOutputError, claim_output, owned_output
 from .pipeline import run
 from .report import build_report, report_run
+from .rubric import RUBRIC, parse_score
 from .seed import SeedError, load_seed
 from .segment import segment
 from .shards import read_jsonl, read_stage, stage_counters

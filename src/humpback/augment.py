@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import itertools
 import math
-from functools import partial
 from collections import Counter
-from pathlib import Path
 from collections.abc import Iterable
+from functools import partial
+from pathlib import Path
 
 from .backward import backward_prompt
 from .config import AugmentConfig, BackwardConfig, ExecutorConfig
 from .engines import Engine, SamplingParams, check_refusals, make_engine
 from .executor import refuse_engine_object
 from .filters import quoted_answer
+from .models import end_of_turn_ids
 from .outputs import input_fingerprint, stage_input, stage_output
 from .records import Candidate, Segment
-from .models import end_of_turn_ids
 from .shards import EngineShards, reject, run_sharded
 from .signals import PMI_TOKENS, answer_span
 
@@ -63,8 +63,8 @@ def augment_shard(
     params = SamplingParams.from_config(cfg, seed_offset=shard_index)
     instructions = engine.generate(prompts, params)
     check_refusals(engine, instructions, cfg, f"augment shard {shard_index}")
-    reasons = getattr(engine, "refusal_reasons", {})
-    cut_off = getattr(engine, "cut_off", set())  # instructions that reached max_new_tokens
+    reasons = engine.refusal_reasons
+    cut_off = engine.cut_off  # instructions that reached max_new_tokens
     candidates, rejects, counts = [], [], Counter()
     options: list[tuple[Segment, list[dict]]] = []  # per segment, its usable instructions
     for s, segment in enumerate(segments):

@@ -11,15 +11,15 @@ import logging
 import sys
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Optional
-from collections.abc import Callable
 
 import typer
 from pydantic import BaseModel, ValidationError
 
 import humpback as api
-from .outputs import output_kind, owned_output
+
 from .config import (
     AugmentConfig,
     BackwardConfig,
@@ -34,6 +34,7 @@ from .config import (
     deep_merge,
     load_yaml,
 )
+from .outputs import output_kind, owned_output
 
 app = typer.Typer(
     add_completion=False,

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .filters import BOILERPLATE_LINE_PATTERNS, NAV_HEADER_PATTERNS
 
-
 NUM_INSTRUCTIONS = 4  # augment.num_instructions' default: bench/yield.py measured it (README, "Yield")
 
 
@@ -314,7 +313,7 @@ class CurateConfig(EngineConfig):
     " yes" to a one-line question; how much the instruction raises the answer's likelihood),
     selected with curate.select value_at_least or top_fraction."""
     template: Path | None = None
-    """A rubric template file with {instruction} and {output}; None uses humpback.curate.RUBRIC."""
+    """A rubric template file with {instruction} and {output}; None uses humpback.rubric.RUBRIC."""
     max_new_tokens: int = Field(256, ge=1)
     """Longest judge answer (reasoning and the Score line), in tokens."""
     finish_score_line: bool = True

@@ -13,10 +13,10 @@ import fnmatch
 import glob
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from collections.abc import Iterator
 
 from .files import BadLine, jsonl_lines, open_maybe_gzip, safe_name
 
@@ -301,15 +301,15 @@ def _read_warc(path: Path, rel: str, max_chars: int) -> Iterator[Document | Unre
                     return
                 except Exception as e:  # noqa: BLE001 - ArchiveLoadFailed, a header warcio cannot parse, ...
                     failed = _next_marker(f, base + (last + 1 if last is not None else 0), marker)
-                    where = failed if failed is not None else base + (last or 0)
+                    offset = failed if failed is not None else base + (last or 0)
                     if type(e).__name__ == "ArchiveLoadFailed":
-                        why = f"unreadable WARC record at offset {where} (ArchiveLoadFailed: {safe_name(e)})"
+                        why = f"unreadable WARC record at offset {offset} (ArchiveLoadFailed: {safe_name(e)})"
                     else:  # warcio trips over a header it cannot use (cut short inside it, a field missing)
                         why = (
-                            f"WARC record header at offset {where} is incomplete or malformed (a required field "
-                            f"missing, or the file cut short inside it: {size - where} bytes remain from there)"
+                            f"WARC record header at offset {offset} is incomplete or malformed (a required field "
+                            f"missing, or the file cut short inside it: {size - offset} bytes remain from there)"
                         )
-                    yield Unreadable(f"{name}@{where}", why)
+                    yield Unreadable(f"{name}@{offset}", why)
                     resume = None if failed is None else _next_marker(f, failed + 1, marker)
                     if resume is None:
                         return

@@ -14,8 +14,8 @@ pairs).
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 
 from .files import safe_name
 from .filters import words

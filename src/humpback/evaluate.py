@@ -27,9 +27,9 @@ from pathlib import Path
 
 from .config import BackwardEvalConfig, EvalConfig, JudgeConfig
 from .engines import Engine, SamplingParams, engine_for
+from .files import write_text
 from .generate import generate, read_prompts
 from .models import resolve_model
-from .files import write_text
 from .outputs import writes_into
 from .shards import reject, write_json, write_jsonl
 
@@ -113,7 +113,7 @@ def answer(prompts: list[dict], model: str, cfg: EvalConfig, generator: str) -> 
     model = resolve_model(model)
     with engine_for(model, cfg) as engine:
         outputs = generate([p["instruction"] for p in prompts], model, cfg, engine=engine)
-        cut_off = set(getattr(engine, "cut_off", set()))
+        cut_off = set(engine.cut_off)
     rejects = [
         reject("eval", generator, "the engine refused the prompt", p) for p, o in zip(prompts, outputs) if o is None
     ]

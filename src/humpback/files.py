@@ -15,9 +15,9 @@ import gzip
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable, Iterable, Iterator
 
 # Called with each path once it is written: humpback.outputs records there which names it owns.
 WRITE_HOOKS: list[Callable[[Path], None]] = []

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from .config import GenerateConfig
 from .engines import Engine, SamplingParams, engine_for
-from .outputs import OutputError
 from .files import BadLine, jsonl_lines, new_file, safe_name, write_lines
+from .outputs import OutputError
 from .shards import reject
 from .tags import INFERENCE_TAGS, tagged_prompt
 
@@ -86,7 +86,7 @@ def generate_file(prompts_path: Path, model: str, out_path: Path, cfg: GenerateC
             ) from None
         with engine_for(model, cfg) as engine:
             outputs = generate([p["instruction"] for p in prompts], model, cfg, engine=engine)
-            reasons = dict(getattr(engine, "refusal_reasons", {}))
+            reasons = dict(engine.refusal_reasons)
             cut_off = set(getattr(engine, "cut_off", set()))
         answered = []
         for i, (prompt, output) in enumerate(zip(prompts, outputs)):

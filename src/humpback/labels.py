@@ -24,8 +24,8 @@ import math
 import os
 import random
 import time
-from pathlib import Path
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from .files import BadLine, jsonl_lines
 

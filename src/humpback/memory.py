@@ -87,11 +87,11 @@ def estimate_training_peak(
     longest = min(longest_example, cfg.max_length)
     tokens = micro * longest  # the worst micro batch: the longest example, the rest padded to it
     params = model_size(base_model)
-    hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 1024)
-    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 12)
-    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", 16)
-    inner = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * hidden
-    vocab = getattr(config, "vocab_size", 32000)
+    hidden: int = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None) or 1024
+    layers: int = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None) or 12
+    heads: int = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None) or 16
+    inner: int = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * hidden
+    vocab: int = getattr(config, "vocab_size", None) or 32000
     weights = params * (LORA_BYTES_PER_PARAM if cfg.use_lora else BYTES_PER_PARAM)
     if checkpointing:
         per_token = CHECKPOINTED_PER_TOKEN_LAYER * hidden * layers + (
@@ -164,6 +164,7 @@ def check_training_memory(
     import torch
 
     processes = cfg.num_processes if cfg.launcher == "accelerate" else 1
+    available: int | None
     if torch.cuda.is_available():
         available, what = torch.cuda.mem_get_info()[0], "GPU memory free"
     else:
@@ -192,7 +193,7 @@ def check_training_memory(
                     estimate["micro_batch"],
                     estimate["longest_tokens"],
                     without / GB,
-                    available / GB,
+                    (available or 0) / GB,
                     what,
                     HEADROOM * 100,
                 )
@@ -212,6 +213,6 @@ def check_training_memory(
         f"{desc}: this training needs about {need / GB:.1f} GB at its peak (micro batches of "
         f"{estimate['micro_batch']} x {estimate['longest_tokens']} tokens, {estimate['parameters'] / 1e6:.0f}M "
         f"parameters{f', {processes} processes' if processes > 1 else ''}"
-        f"{', gradient checkpointing' if checkpointing else ''}) but {available / GB:.1f} GB is "
+        f"{', gradient checkpointing' if checkpointing else ''}) but {(available or 0) / GB:.1f} GB is "
         f"{what} (planning for {HEADROOM:.0%} of it); try {', '.join(hints)} (or --no-memory-check to try anyway)"
     )

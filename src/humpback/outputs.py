@@ -33,8 +33,8 @@ import json
 import logging
 import os
 import shutil
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 from . import files
 from .files import safe_name, write_text

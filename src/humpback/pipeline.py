@@ -26,7 +26,7 @@ from .probe import answer_loss, probe_for_run, split_probe
 from .report import build_report
 from .seed import load_seed
 from .segment import segment
-from .shards import read_jsonl, stage_rejects, write_jsonl, write_json
+from .shards import read_jsonl, stage_rejects, write_json, write_jsonl
 from .stats import print_summary, run_stats
 from .train import LAUNCH_FIELDS, train_forward
 

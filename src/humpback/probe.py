@@ -146,7 +146,8 @@ def bootstrap_auc(
         return None, None
     rng = random.Random(seed)
     values = sorted(
-        auc(rng.choices(positives, k=len(positives)), rng.choices(negatives, k=len(negatives))) for _ in range(rounds)
+        auc(rng.choices(positives, k=len(positives)), rng.choices(negatives, k=len(negatives))) or 0.0
+        for _ in range(rounds)
     )
     return round(values[int(0.025 * rounds)], 4), round(values[int(0.975 * rounds) - 1], 4)
 
@@ -154,7 +155,7 @@ def bootstrap_auc(
 def score_probe(probe: list[dict], engine: Engine, mode: str, cfg) -> list[float | None]:
     """One number per probe pair, higher = better: the expected score (logprob mode), the parsed
     score (generate mode) or the signal (yes, pmi)."""
-    from .curate import _rate_generate, _rate_logprob, load_template
+    from .rubric import load_template, rate_generate, rate_logprob
     from .signals import SIGNALS, signal_values
 
     if mode == "features":  # out-of-sample values of the combination fitted on the probe itself
@@ -165,9 +166,9 @@ def score_probe(probe: list[dict], engine: Engine, mode: str, cfg) -> list[float
     if mode in SIGNALS:
         return [None if v is None else v["signal"] for v in signal_values(mode, probe, engine, cfg.system_prompt)]
     if mode == "logprob":
-        rated = _rate_logprob(probe, engine, load_template(cfg.template, "logprob"), cfg)
+        rated = rate_logprob(probe, engine, load_template(cfg.template, "logprob"), cfg)
         return [r.get("expected_score") for r in rated]  # below the mass floor too: the probe measures the read
-    rated = _rate_generate(probe, engine, cfg, load_template(cfg.template, "generate"))
+    rated = rate_generate(probe, engine, cfg, load_template(cfg.template, "generate"))
     return [r["score"] for r in rated]
 
 
@@ -423,17 +424,14 @@ def answer_loss(
 ) -> float | None:
     """Mean per-token negative log-likelihood of the pairs' answers given their instructions (asked
     with the inference tag, as the model is used): lower is better, no judge needed."""
-    from types import SimpleNamespace
-
+    from .config import EngineConfig
     from .models import end_of_turn_ids
     from .signals import answer_span
     from .tags import INFERENCE_TAGS, tagged_prompt
 
     if not pairs:
         return None
-    cfg = SimpleNamespace(
-        engine="transformers", dtype="float32", batch_size=8, device=None, chat_template=chat_template
-    )
+    cfg = EngineConfig(engine="transformers", dtype="float32", batch_size=8, chat_template=chat_template)
     with engine_for(model, cfg, engine) as engine:
         stops = set(end_of_turn_ids(engine.tokenizer))
         spans = [

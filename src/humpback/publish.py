@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import cast
 
 import yaml
 
@@ -66,10 +67,10 @@ def _size_category(n: int) -> str:
 
 def publish(run: Path, to: Path, fmt: str = "messages", license: str = "other", name: str | None = None) -> dict:
     """Write ``to``/data/train-00000-of-00001.parquet and ``to``/README.md from the run ``run``."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from importlib.metadata import PackageNotFoundError, version
 
     from .files import atomic_path
 
@@ -88,7 +89,7 @@ def publish(run: Path, to: Path, fmt: str = "messages", license: str = "other", 
     config = (
         yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) if (run / "config.yaml").exists() else {}
     )
-    config = redact_config(config or {})  # a run made before redaction may hold a URL's credentials
+    config = cast(dict, redact_config(config or {}))  # a run made before redaction may hold a URL's credentials
     iterations = int(config.get("iterations", len(stats.get("iterations", {}))))
     origins = provenance(run, iterations)
     rows = []

@@ -71,7 +71,7 @@ def _figures(stats: dict, out: Path, evals: list[dict]) -> dict[str, str]:
         figures["scores"] = _png(fig)
 
     def lengths(records) -> dict[str, list[int]]:  # lengths only: candidates carry whole segments
-        found = {"instruction": [], "output": []}
+        found: dict[str, list[int]] = {"instruction": [], "output": []}
         for r in records:
             for field, values in found.items():
                 values.append(len(r[field]))

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from collections.abc import Iterator
 
 from .files import BadLine, jsonl_lines
 from .shards import reject, stable_id
@@ -121,7 +121,7 @@ def _oasst_tree_pair(prompt: dict) -> tuple[str, str] | str:
     return _text(prompt.get("text")), _text(best.get("text"))
 
 
-def _oasst_flat_pairs(messages: list[tuple[str, dict]]) -> Iterator[tuple[str, object]]:
+def _oasst_flat_pairs(messages: list[tuple[str, dict]]) -> Iterator[tuple[str, tuple[str, str] | str]]:
     """First-turn English prompts and their rank-0 assistant reply, from flat oasst1 messages."""
     best_reply: dict[str, dict] = {}
     ids = {m["message_id"] for _, m in messages}
@@ -161,7 +161,7 @@ def load_seed(source: str, limit: int | None = None) -> tuple[list[dict], list[d
     oasst_messages: list[tuple[str, dict]] = []
     seen: set[tuple[str, str]] = set()
 
-    def add(where: str, result: object, record: object = None) -> None:
+    def add(where: str, result: tuple[str, str] | str | Exception, record: object = None) -> None:
         if isinstance(result, Exception):
             rejects.append(reject("seed", where, str(result)))
             return
@@ -185,13 +185,15 @@ def load_seed(source: str, limit: int | None = None) -> tuple[list[dict], list[d
             )
 
     for where, record in raw:
-        if _is_oasst_message(record):
+        if isinstance(record, dict) and _is_oasst_message(record):
             oasst_messages.append((where, record))
         elif isinstance(record, Exception):
             add(where, record)
         else:
             try:
-                pair = pair_from_record(record)
+                pair = (
+                    pair_from_record(record) if isinstance(record, dict) else f"not an object: {type(record).__name__}"
+                )
             except Exception as e:  # noqa: BLE001 - a record of a shape no rule expected
                 pair = f"unreadable record ({type(e).__name__}: {e})"
             add(where, pair, record)

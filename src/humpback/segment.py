@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 
 from datasketch import MinHash, MinHashLSH
 from lxml import etree

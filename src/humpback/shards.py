@@ -20,8 +20,8 @@ import json
 import logging
 import time
 from collections import Counter
-from pathlib import Path
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
@@ -249,8 +249,9 @@ def _map_shards_here(pending: Iterator[tuple[int, list]], worker: Callable[[], S
             output = process(batch, index)
             yield index, output, round(time.time() - start, 3)
     finally:
-        if hasattr(process, "close"):
-            process.close()
+        close = getattr(process, "close", None)
+        if close is not None:
+            close()
 
 
 def write_shard(

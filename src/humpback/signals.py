@@ -74,7 +74,7 @@ def yes_prompt(candidate: dict, system_prompt: str = "") -> list[dict]:
 def yes_signal(candidates: list[dict], engine: Engine, system_prompt: str = "") -> list[dict | None]:
     """P(yes) / (P(yes) + P(no)) and the share of probability the two had (``signal_mass``)."""
     read = engine.choice_logprobs([yes_prompt(c, system_prompt) for c in candidates], list(YES_CHOICES.values()))
-    out = []
+    out: list[dict | None] = []
     for logprobs in read:
         if logprobs is None:
             out.append(None)
@@ -117,7 +117,7 @@ def likelihood_features(candidates: list[dict], engine: Engine, system_prompt: s
         for i, (full, start, _) in enumerate(spans)
     ]
     values = engine.token_logprobs(reads)
-    out = []
+    out: list[dict | None] = []
     for i, c in enumerate(candidates):
         with_it, without = values[2 * i], values[2 * i + 1]
         if not with_it or not without:

@@ -4,8 +4,8 @@ one-screen summary printed at the end of a run."""
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 
 from .shards import read_jsonl, read_stage, stage_counters, stage_examples, stage_info
 
@@ -69,7 +69,7 @@ def read_labels(path: Path) -> tuple[dict[str, bool], list[dict]]:
     return read(path)
 
 
-def precision_recall(scores: dict[str, int], labels: dict[str, bool], threshold: int) -> dict:
+def precision_recall(scores: dict[str, int | None], labels: dict[str, bool], threshold: int) -> dict:
     """Of the labelled candidates, those scored >= threshold are "selected": precision is the
     share of selected that are good, recall the share of good that are selected (Table 7)."""
     labelled = [c for c in scores if c in labels]

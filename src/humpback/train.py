@@ -20,13 +20,13 @@ from .memory import check_training_memory
 from .outputs import input_fingerprint, records_digest, stage_output
 from .records import DatasetRow, ForwardExample, SeedPair, TrainingExample
 from .shards import SUCCESS, stage_info
+from .tags import ORIGIN_TAGS, tagged_prompt
 from .trainer import (
     dropout_settings,  # noqa: F401
     paper_batch_size,
     split_batch,
     train_here,
 )
-from .tags import ORIGIN_TAGS, tagged_prompt
 
 log = logging.getLogger("humpback")
 

@@ -19,6 +19,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .config import TrainConfig
 from .files import read_jsonl
@@ -117,8 +118,8 @@ def train_here(
 ) -> dict:
     """The training itself, in this process (one of several under accelerate launch). ``token``
     names the temporary folders inside out_dir; every process of one launch shares it."""
-    import torch
     import datasets
+    import torch
     from datasets import Dataset
     from transformers import AutoConfig, AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
@@ -156,7 +157,7 @@ def train_here(
         )
 
     work_dir = out_dir / f".work-{token}"
-    checkpointing = {_checkpointing_field(): cfg.gradient_checkpointing == "on"}
+    checkpointing: dict[str, Any] = {_checkpointing_field(): cfg.gradient_checkpointing == "on"}
     args = SFTConfig(
         output_dir=str(work_dir),
         max_steps=steps,
@@ -189,9 +190,10 @@ def train_here(
         peft_config=peft_config,
     )
     result = trainer.train()
+    trained: Any = trainer.model
 
     for field, value in saved_dropout.items():  # the saved model infers like its base
-        setattr(trainer.model.config, field, value)
+        setattr(trained.config, field, value)
     tmp = out_dir / f".save-{token}"  # one name for all processes of a launch: process 0 writes it
     if trainer.is_world_process_zero():
         shutil.rmtree(tmp, ignore_errors=True)
@@ -203,7 +205,7 @@ def train_here(
         _merge_lora(tmp, base_model)
     tokenizer.padding_side = "left"
     tokenizer.save_pretrained(tmp)  # with the chat template it was trained under
-    save_stop_tokens(tmp, stop_token_ids(tokenizer, trainer.model.generation_config))
+    save_stop_tokens(tmp, stop_token_ids(tokenizer, trained.generation_config))
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     (tmp / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
     _move_into(tmp, out_dir)

@@ -18,10 +18,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
-from collections.abc import Iterator
+from typing import Any, Protocol
 
 from ..config import EngineConfig
 
@@ -60,6 +59,12 @@ class SamplingParams:
 
 class Engine(Protocol):
     name: str
+    tokenizer: Any
+    """The model's tokenizer, with its chat template: what the likelihood reads are made of."""
+    refusal_reasons: dict[int, str]
+    """Prompt index -> why the engine refused it, for the last generate call (a server's error)."""
+    cut_off: set[int]
+    """The prompts of the last generate call that stopped at max_new_tokens, not at an end of turn."""
 
     def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str | None]:
         """One completion per prompt (the assistant's text only), None where the prompt was refused."""
@@ -197,7 +202,7 @@ def check_refusals(engine, results: list, cfg: EngineConfig, where: str) -> None
     that refuses everything is broken, and its refusals must not be written down as data."""
     refused = sum(r is None for r in results)
     if results and refused and refused / len(results) > cfg.max_refused_share:
-        reasons = getattr(engine, "refusal_reasons", {})
+        reasons = engine.refusal_reasons
         first = next(iter(reasons.values()), "no reason given")
         engine_name = getattr(engine, "base_url", None) or getattr(engine, "name", "engine")
         raise EngineError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -171,7 +172,7 @@ class OpenAIEngine:
         self.refusal_reasons = {}
         with ThreadPoolExecutor(self.concurrency) as pool:
             results = list(tqdm(pool.map(fn, items), total=len(items), desc=desc, unit="prompt", leave=False))
-        out = []
+        out: list = []
         for i, result in enumerate(results):
             if isinstance(result, Refusal):
                 self.refusal_reasons[i] = result.reason
@@ -181,7 +182,7 @@ class OpenAIEngine:
         return out
 
     def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str | None]:
-        sampling = dict(
+        sampling: dict[str, Any] = dict(
             temperature=params.temperature,
             max_tokens=params.max_new_tokens,
             top_p=params.top_p if params.temperature > 0 else 1.0,
@@ -213,7 +214,7 @@ class OpenAIEngine:
         plans = [ChoicePlan.make(self.tokenizer, p, choices) for p in prompts]
 
         def one(plan: ChoicePlan):
-            read = {}
+            read: dict = {}
             for ids, start in plan.sequences():
                 value = self._read(list(ids), start)
                 if isinstance(value, Refusal):
@@ -227,7 +228,7 @@ class OpenAIEngine:
         return self._map(lambda read: self._read(*read), reads, "score")
 
     def token_logprobs(self, reads: list[tuple[list[int], int]]) -> list[list[float] | None]:
-        return self._map(lambda read: self._read(*read, per_token=True), reads, "score")
+        return self._map(lambda read: self._read(read[0], read[1], per_token=True), reads, "score")
 
     def _read(self, ids: list[int], start: int, per_token: bool = False) -> float | list[float] | Refusal:
         """log P(ids[start:] | ids[:start]) (or each token's) from the prompt logprobs the completions

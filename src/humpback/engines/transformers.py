@@ -8,9 +8,10 @@ by token, each row's progress kept in one ``RowState``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from collections.abc import Callable
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -188,9 +189,8 @@ class TransformersEngine:
     ):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = load_tokenizer(model_path, padding_side="left", chat_template=chat_template)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype(dtype, self.device)).to(
-            self.device
-        )
+        model: Any = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype(dtype, self.device))
+        self.model = model.to(self.device)
         self.model.eval()
         _check_cache_layers(self.model.config)
         _register_grouped_attention()
@@ -205,6 +205,7 @@ class TransformersEngine:
         # any eos the model's generation config names
         self.stop_ids = set(stop_token_ids(self.tokenizer, self.model.generation_config))
         self.cut_off: set[int] = set()  # prompts of the last generate call stopped by max_new_tokens
+        self.refusal_reasons: dict[int, str] = {}  # it refuses nothing
 
     # -- batching ---------------------------------------------------------------------------
 
@@ -242,11 +243,10 @@ class TransformersEngine:
         width = max(len(r) for r in rows) - n
         pad = self.tokenizer.pad_token_id
         ids = [r[:n] + [pad] * (width - (len(r) - n)) + r[n:] for r in rows]
-        mask = [[1] * n + [0] * (width - (len(r) - n)) + [1] * (len(r) - n) for r in rows]
-        to = dict(device=self.device, dtype=torch.long)
-        mask = torch.tensor(mask, **to)
+        attended = [[1] * n + [0] * (width - (len(r) - n)) + [1] * (len(r) - n) for r in rows]
+        mask = torch.tensor(attended, device=self.device, dtype=torch.long)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # padding does not move a row's positions
-        return torch.tensor(ids, **to), mask, positions, n, cache
+        return torch.tensor(ids, device=self.device, dtype=torch.long), mask, positions, n, cache
 
     def _prefix_for_rows(self, prefix, rows: int):
         """A cache that starts every one of ``rows`` rows with the prefix. The rows share the
@@ -342,7 +342,7 @@ class TransformersEngine:
             for layer in layers:
                 layer.buf_k[to, ..., : width - 1] = layer.buf_k[origin, ..., : width - 1]
                 layer.buf_v[to, :, : width - 1] = layer.buf_v[origin, :, : width - 1]
-        return Cache(layers=layers)
+        return Cache(layers=list[Any](layers))
 
     def _decode(
         self,
@@ -443,7 +443,7 @@ class TransformersEngine:
                 chained.setdefault(len(plan.chain), []).append(i)
         bar = tqdm(total=len(plans), desc="score", unit="prompt", leave=False)
         for length, members in chained.items():
-            rows = [plans[i].prompt_ids + plans[i].chain for i in members]
+            rows = [plans[i].prompt_ids + (plans[i].chain or []) for i in members]
             for group in self._batches(rows, self.prefill_rows):  # a read, no decoding: prefill-sized
                 logprobs = self._last_logprobs([rows[g] for g in group], length + 1)
                 for g, row in zip(group, logprobs):

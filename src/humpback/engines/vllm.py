@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from .base import Chat, ChoicePlan, SamplingParams, encode_chat
 
 
@@ -46,10 +48,12 @@ class VLLMEngine:
 
         if gpu_memory_utilization is None and not torch.cuda.is_available():
             gpu_memory_utilization = 0.3  # on CPU this is a share of system memory (see EngineConfig)
-        memory = {} if gpu_memory_utilization is None else {"gpu_memory_utilization": gpu_memory_utilization}
-        self.llm = LLM(
+        memory: dict[str, Any] = (
+            {} if gpu_memory_utilization is None else {"gpu_memory_utilization": gpu_memory_utilization}
+        )
+        self.llm: Any = LLM(
             model=str(model_path),
-            dtype="auto" if dtype == "auto" else dtype,
+            dtype=cast(Any, dtype),
             max_model_len=max_model_len,
             seed=seed,
             enable_prefix_caching=True,
@@ -61,6 +65,7 @@ class VLLMEngine:
         self.model_path = model_path
         self.on_gpu = torch.cuda.is_available()
         self.cut_off: set[int] = set()
+        self.refusal_reasons: dict[int, str] = {}  # it refuses nothing
 
     def _requests(self, prompts: list[Chat]) -> list[dict]:
         return [{"prompt_token_ids": encode_chat(self.tokenizer, p)} for p in prompts]
@@ -101,9 +106,10 @@ class VLLMEngine:
         sampling = VSampling(temperature=0.0, max_tokens=1, prompt_logprobs=0)
         outputs = self.llm.generate([{"prompt_token_ids": list(ids)} for ids, _ in reads], sampling, use_tqdm=True)
         # prompt_logprobs: [None, {token: Logprob}, ...], entry t for token t given ids[:t]
+        read: list[Any] = [o.prompt_logprobs for o in outputs]
         return [
-            [o.prompt_logprobs[t][ids[t]].logprob for t in range(max(start, 1), len(ids))]
-            for (ids, start), o in zip(reads, outputs)
+            [logprobs[t][ids[t]].logprob for t in range(max(start, 1), len(ids))]
+            for (ids, start), logprobs in zip(reads, read)
         ]
 
     def close(self) -> None:
