@@ -105,8 +105,13 @@ def _nest(flat: dict, model: type[BaseModel]) -> dict:
     return nested
 
 
+COMMAND_CONFIGS: dict[str, type[BaseModel]] = {}
+"""Each command built from a config, and its config class (the docs' reference is made from them)."""
+
+
 def config_command(name: str, model: type[BaseModel], extra: list[inspect.Parameter], help_text: str):
     """Register a command whose options are `extra` plus every field of `model`."""
+    COMMAND_CONFIGS[name] = model
 
     def decorator(fn: Callable[..., None]):
         config_param = inspect.Parameter(
