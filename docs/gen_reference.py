@@ -50,6 +50,7 @@ def reference() -> str:
     from pydantic import BaseModel
 
     from humpback.cli import COMMAND_CONFIGS, app
+    from humpback.config import EFFECTS, field_effect
 
     group = typer.main.get_command(app)
     lines = [
@@ -74,15 +75,16 @@ def reference() -> str:
             flags = ", ".join(f"`{o}`" for o in [*param.opts, *getattr(param, "secondary_opts", [])])
             lines.append(f"| {flags} | {_cell(getattr(param, 'help', '') or '')} |")
         lines.append("")
-    lines += ["## Config classes", ""]
+    lines += ["## Config classes", "", "What a field changes (declared with each field in `config.py`):", ""]
+    lines += [f"- **{effect}**: {meaning}." for effect, meaning in EFFECTS.items()] + [""]
     for cls in config_classes():
         lines += [
             f"### {cls.__name__}",
             "",
             _cell(cls.__doc__ or ""),
             "",
-            "| field | default | meaning |",
-            "|---|---|---|",
+            "| field | default | changes | meaning |",
+            "|---|---|---|---|",
         ]
         for field_name, field in cls.model_fields.items():
             annotation = field.annotation
@@ -92,7 +94,7 @@ def reference() -> str:
                 )
             else:
                 meaning = _cell(field.description or "")
-            lines.append(f"| `{field_name}` | {_default(field)} | {meaning} |")
+            lines.append(f"| `{field_name}` | {_default(field)} | {field_effect(cls, field_name)} | {meaning} |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

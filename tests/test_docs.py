@@ -63,3 +63,31 @@ def test_the_site_builds_strictly(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "site" / "reference" / "index.html").exists()
+
+
+def test_every_config_field_declares_what_it_changes():
+    """config.py says for each field whether it changes a stage's output; the stages' fingerprints
+    and the fields a resumed run may change are derived from that, so a new field must say."""
+    from humpback.config import EFFECTS, field_effect
+
+    undeclared = [
+        f"{cls.__name__}.{name}"
+        for cls in generator().config_classes()
+        for name in cls.model_fields
+        if field_effect(cls, name) not in EFFECTS
+    ]
+    assert not undeclared, f"declare Output/Selection/Input/Runtime for: {undeclared}"
+
+
+def test_fingerprints_and_resume_follow_the_declarations():
+    from humpback.augment import OUTPUT_FIELDS
+    from humpback.curate import RATING_FIELDS
+    from humpback.pipeline import _free
+
+    # the openai engine's tokenizer renders the prompts: it changes what a stage writes
+    assert "tokenizer" in OUTPUT_FIELDS and "tokenizer" in RATING_FIELDS
+    assert "batch_size" not in OUTPUT_FIELDS and "fit_batch_size" not in OUTPUT_FIELDS
+    assert "k" not in RATING_FIELDS and "template" not in RATING_FIELDS  # selection; the template by content
+    assert _free("augment.batch_size") and _free("iterations") and _free("forward.gradient_checkpointing")
+    assert not _free("curate.k") and not _free("augment.tokenizer") and not _free("forward.batch_size")
+    assert not _free("segment.min_chars") and not _free("no_such.field")

@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 
 from .backward import backward_prompt
-from .config import AugmentConfig, BackwardConfig, ExecutorConfig
+from .config import AugmentConfig, BackwardConfig, ExecutorConfig, fields_with
 from .engines import Engine, SamplingParams, check_refusals, make_engine
 from .executor import refuse_engine_object
 from .filters import quoted_answer
@@ -28,23 +28,8 @@ from .records import Candidate, Segment
 from .shards import EngineShards, reject, run_sharded
 from .signals import PMI_TOKENS, answer_span
 
-# The fields that decide what augmentation writes (the others: how fast, where).
-OUTPUT_FIELDS = {
-    "engine",
-    "dtype",
-    "served_model",
-    "temperature",
-    "top_p",
-    "max_new_tokens",
-    "records_per_shard",
-    "max_segments",
-    "random_seed",
-    "chat_template",
-    "continue_with",
-    "max_quoted_words",
-    "num_instructions",
-    "fit",
-}
+# The fields that decide what augmentation writes (config.py declares each field's effect).
+OUTPUT_FIELDS = fields_with(AugmentConfig, "output")
 
 
 def augment_shard(

