@@ -169,3 +169,40 @@ def test_the_report_shows_what_each_filter_removed_and_decontamination():
     assert ["navigation_header", "Related posts | Ten more recipes"] in tables["What the filters removed (examples)"]
     assert tables["Candidates removed before rating"][0][1] == "3"
     assert tables["Decontamination (13-word overlap or the same instruction)"] == [["seed", "2"], ["iter1", "0"]]
+
+
+def test_a_value_mode_is_reported_in_values_not_scores():
+    """With a likelihood mode the report shows the value distribution against the probe's good and
+    bad pairs with the threshold, the probe's ROC curve, names the set by its rule, and the funnel
+    follows the pipeline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from humpback.report import _value_figures, funnel_rows, roc_points
+    from humpback.stats import set_name, value_bins
+
+    assert set_name("score >= 5", 5) == "A_5" and set_name(None, 4) == "A_4"
+    assert set_name("calibrated: precision 0.8 on the probe ...; value >= 0.41", 5) == "calibrated: value >= 0.41"
+    assert set_name("top 25% by value", 5) == "top 25% by value"
+    bins = value_bins([0.1, 0.2, 0.9], {"positive": [0.8, 1.0], "negative": [0.0]}, threshold=0.5, bins=10)
+    assert bins["edges"][0] == 0.0 and bins["edges"][-1] == 1.0 and sum(bins["candidates"]) == 3
+    assert bins["probe_good"][-1] == 1 and bins["probe_bad"][0] == 1 and bins["threshold"] == 0.5
+    assert value_bins([], None, None) is None
+    fpr, tpr = roc_points([0.9, 0.8], [0.1, 0.85])
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0) and tpr[1] == 0.5 and fpr[2] == 0.5
+    stats = {
+        "k": 5,
+        "iterations": {"1": {"values": bins, "set_name": "calibrated: value >= 0.5"}},
+        "probe": {"1": {"auc": 0.9, "values": {"positive": [0.8, 1.0], "negative": [0.0]}}},
+    }
+    assert set(_value_figures(stats, plt)) == {"values", "roc"}
+    funnel = {"segments_kept": 5, "removed_too_short": 3, "documents": 2, "segments_found": 9, "something_new": 1}
+    assert [k for k, _ in funnel_rows(funnel)] == [
+        "documents",
+        "segments_found",
+        "removed_too_short",
+        "something_new",
+        "segments_kept",
+    ]

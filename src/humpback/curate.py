@@ -24,6 +24,7 @@ from .outputs import input_fingerprint, stage_input, stage_output
 from .records import Candidate, Rating
 from .rubric import load_template, rate_generate, rate_logprob
 from .shards import EngineShards, read_stage, reject, run_sharded
+from .signals import selection_value
 from .stats import agreement
 
 log = logging.getLogger("humpback")
@@ -125,15 +126,6 @@ def rate(
             desc=f"curate (iteration {iteration}, {cfg.mode})",
             executor=executor,
         )
-
-
-def selection_value(rating: dict) -> float | None:
-    """What the value rules rank by: the probe-fitted combination of the likelihood features, else a
-    likelihood signal, else the expected score, else the score."""
-    for field in ("combined", "signal", "expected_score", "score"):
-        if rating.get(field) is not None:
-            return float(rating[field])
-    return None
 
 
 def calibrated_threshold(

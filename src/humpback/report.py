@@ -29,6 +29,94 @@ def _png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+# The segmentation funnel in the order the pipeline meets it (counters not named here follow).
+FUNNEL_ORDER = (
+    "documents",
+    "documents_rejected",
+    "files_skipped",
+    "segments_found",
+    "removed_empty_header",
+    "removed_navigation_header",
+    "removed_uppercase_header",
+    "removed_too_short",
+    "removed_too_long",
+    "removed_language",
+    "removed_repetitive",
+    "removed_exact_duplicate",
+    "removed_near_duplicate",
+    "boilerplate_lines_dropped",
+    "segments_kept",
+)
+
+
+def funnel_rows(funnel: dict) -> list[tuple[str, int]]:
+    known = [(key, funnel[key]) for key in FUNNEL_ORDER if key in funnel]
+    rest = [(key, value) for key, value in funnel.items() if key not in FUNNEL_ORDER and key != "segments_kept"]
+    if rest and known and known[-1][0] == "segments_kept":
+        return known[:-1] + rest + known[-1:]
+    return known + rest
+
+
+def _set_label(stats: dict, i: str, it: dict) -> str:
+    return it.get("set_name") or f"A_{stats.get('k', 5)}"
+
+
+def _value_figures(stats: dict, plt) -> dict[str, str]:
+    """For a value mode: each iteration's candidate values against the probe's good and bad pairs,
+    with the selection threshold; and the probe's ROC curve."""
+    figures = {}
+    valued = {i: it["values"] for i, it in stats.get("iterations", {}).items() if it.get("values")}
+    if valued:
+        fig, axes = plt.subplots(1, len(valued), figsize=(4.5 * len(valued), 3), squeeze=False)
+        for ax, (i, v) in zip(axes[0], valued.items()):
+            edges = v["edges"]
+            centres = [(a + b) / 2 for a, b in zip(edges, edges[1:])]
+            width = edges[1] - edges[0]
+
+            def share(counts):
+                total = sum(counts) or 1
+                return [c / total for c in counts]
+
+            ax.bar(centres, share(v["candidates"]), width, color="#4c72b0", alpha=0.6, label="candidates")
+            for key, colour, name in (
+                ("probe_good", "#55a868", "probe: good"),
+                ("probe_bad", "#c44e52", "probe: bad"),
+            ):
+                if sum(v[key]):
+                    ax.step(centres, share(v[key]), where="mid", color=colour, label=name)
+            if v.get("threshold") is not None:
+                ax.axvline(v["threshold"], color="black", linestyle="--", linewidth=1, label="selection threshold")
+            ax.set_xlabel("value")
+            ax.set_ylabel("share")
+            ax.set_title(f"Iteration {i}: {_set_label(stats, i, stats['iterations'][i])}", fontsize=9)
+            ax.legend(fontsize=7)
+        figures["values"] = _png(fig)
+    probes = {i: p["values"] for i, p in (stats.get("probe") or {}).items() if p and p.get("values")}
+    if probes:
+        fig, ax = plt.subplots(figsize=(4, 4))
+        for i, values in probes.items():
+            fpr, tpr = roc_points(values["positive"], values["negative"])
+            ax.plot(fpr, tpr, label=f"iteration {i} (AUC {stats['probe'][i].get('auc')})")
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel("false positive rate (made-up bad pairs kept)")
+        ax.set_ylabel("true positive rate (good pairs kept)")
+        ax.set_title("The judge on its probe")
+        ax.legend(fontsize=7)
+        figures["roc"] = _png(fig)
+    return figures
+
+
+def roc_points(positives: list[float], negatives: list[float]) -> tuple[list[float], list[float]]:
+    """(false positive rates, true positive rates) as the threshold falls through every value."""
+    marks = sorted([(v, 1) for v in positives] + [(v, 0) for v in negatives], reverse=True)
+    fpr, tpr, tp, fp = [0.0], [0.0], 0, 0
+    for _, good in marks:
+        tp, fp = tp + good, fp + (1 - good)
+        tpr.append(tp / max(1, len(positives)))
+        fpr.append(fp / max(1, len(negatives)))
+    return fpr, tpr
+
+
 def _figures(stats: dict, out: Path, evals: list[dict]) -> dict[str, str]:
     import matplotlib
 
@@ -43,7 +131,10 @@ def _figures(stats: dict, out: Path, evals: list[dict]) -> dict[str, str]:
         ("segments kept", funnel.get("segments_kept", 0)),
         ("candidates", stats.get("candidates", 0)),
     ]
-    steps += [(f"A_5 iter {i}", it.get("A_5", 0)) for i, it in stats.get("iterations", {}).items() if "A_5" in it]
+    k = stats.get("k", 5)
+    steps += [
+        (f"{_set_label(stats, i, it)}, iter {i}", it.get(f"A_{k}", 0)) for i, it in stats.get("iterations", {}).items()
+    ]
     fig, ax = plt.subplots(figsize=(7, 3))
     ax.barh([s for s, _ in steps][::-1], [v for _, v in steps][::-1], color="#4c72b0")
     for y, (_, v) in enumerate(steps[::-1]):
@@ -52,13 +143,15 @@ def _figures(stats: dict, out: Path, evals: list[dict]) -> dict[str, str]:
     figures["funnel"] = _png(fig)
 
     iterations = stats.get("iterations", {})
-    if iterations:
+    figures.update(_value_figures(stats, plt))
+    scored = {i: it for i, it in iterations.items() if sum(it["histogram"].get(s, 0) for s in SCORES)}
+    if scored:  # a value mode gives no 1..5 scores: its figure is the value distribution above
         fig, ax = plt.subplots(figsize=(7, 3))
-        width = 0.8 / len(iterations)
-        for n, (i, it) in enumerate(iterations.items()):
+        width = 0.8 / len(scored)
+        for n, (i, it) in enumerate(scored.items()):
             counts = [it["histogram"].get(s, 0) for s in SCORES]
             ax.bar(
-                [int(s) + (n - (len(iterations) - 1) / 2) * width for s in SCORES],
+                [int(s) + (n - (len(scored) - 1) / 2) * width for s in SCORES],
                 counts,
                 width,
                 label=f"iteration {i} (judge {it['judge']})",
@@ -135,7 +228,7 @@ def _tables(stats: dict, evals: list[dict]) -> list[tuple[str, list[str], list[l
     """Every table of the report, as (title, header, rows): one source for HTML and markdown."""
     tables = []
     funnel = stats.get("segment_funnel", {})
-    tables.append(("Segmentation funnel", ["step", "count"], [[k, str(v)] for k, v in sorted(funnel.items())]))
+    tables.append(("Segmentation funnel", ["step", "count"], [[k, str(v)] for k, v in funnel_rows(funnel)]))
     if stats.get("quotes_answer"):
         tables.append(
             (
@@ -179,7 +272,7 @@ def _tables(stats: dict, evals: list[dict]) -> list[tuple[str, list[str], list[l
         tables.append(
             (
                 "Scores per iteration",
-                ["iteration", "judge", "parsed"] + SCORES + ["unparsed", f"|A_{k}|", "|A_4|"],
+                ["iteration", "judge", "parsed"] + SCORES + ["unparsed", "curated set", "size", "|A_4|"],
                 [
                     [
                         i,
@@ -187,6 +280,7 @@ def _tables(stats: dict, evals: list[dict]) -> list[tuple[str, list[str], list[l
                         _pct(it.get("parse_rate")),
                         *(str(it["histogram"].get(s, 0)) for s in SCORES),
                         str(it["histogram"].get("unparsed", 0)),
+                        _set_label(stats, i, it),
                         str(it.get(f"A_{k}", "-")),
                         str(it.get("A_4", "-")),
                     ]

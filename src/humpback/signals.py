@@ -184,3 +184,12 @@ def signal_values(mode: str, candidates: list[dict], engine: Engine, system_prom
     if mode == "features":
         return features_signal(candidates, engine, system_prompt)
     raise ValueError(f"unknown signal {mode!r}: {', '.join(SIGNALS)}")
+
+
+def selection_value(rating: dict) -> float | None:
+    """What the value rules rank by: the probe-fitted combination of the likelihood features, else a
+    likelihood signal, else the expected score, else the score."""
+    for field in ("combined", "signal", "expected_score", "score"):
+        if rating.get(field) is not None:
+            return float(rating[field])
+    return None

@@ -7,7 +7,9 @@ import statistics
 from collections.abc import Iterable
 from pathlib import Path
 
+from .probe import combined_value
 from .shards import read_jsonl, read_stage, stage_counters, stage_examples, stage_info
+from .signals import selection_value
 
 
 def _mean_std(xs: list[int]) -> dict:
@@ -103,11 +105,54 @@ def score_examples(ratings: Iterable[dict], per_level: int = 2, max_chars: int =
     return examples
 
 
+def _probe_report(out: Path, iteration: int) -> dict | None:
+    """The judge probe's report of an iteration (pipeline: probe/iterN.json), or None."""
+    import json
+
+    path = out / "probe" / f"iter{iteration}.json"
+    return json.loads(path.read_text(encoding="utf-8"))["report"] if path.exists() else None
+
+
 def histogram(ratings: Iterable[dict]) -> dict:
     counts = {str(s): 0 for s in range(1, 6)} | {"unparsed": 0}
     for r in ratings:
         counts[str(r["score"]) if r.get("score") else "unparsed"] += 1
     return counts
+
+
+def set_name(selected_by: str | None, k: int) -> str:
+    """What the report calls an iteration's curated set: A_k when scores >= k chose it (the paper's
+    name), else the rule that did ("calibrated: value >= 0.41", "top 25% by value")."""
+    if not selected_by or selected_by.startswith("score >="):
+        return f"A_{k}"
+    rule = selected_by.rsplit("; ", 1)[-1]
+    return f"calibrated: {rule}" if selected_by.startswith("calibrated") or "labels" in selected_by else rule
+
+
+def value_bins(values: list[float], probe_values: dict | None, threshold: float | None, bins: int = 30) -> dict | None:
+    """The candidates' values (and the probe's good and bad pairs', when there is a probe) counted
+    over one set of bins, with the selection threshold: what the report draws for a value mode."""
+    if not values:
+        return None
+    probe_values = probe_values or {}
+    every = values + list(probe_values.get("positive", [])) + list(probe_values.get("negative", []))
+    low, high = min(every), max(every)
+    width = (high - low) / bins or 1.0
+    edges = [round(low + b * width, 6) for b in range(bins + 1)]
+
+    def count(xs) -> list[int]:
+        counts = [0] * bins
+        for x in xs:
+            counts[min(bins - 1, int((x - low) / width))] += 1
+        return counts
+
+    return {
+        "edges": edges,
+        "candidates": count(values),
+        "probe_good": count(probe_values.get("positive", [])),
+        "probe_bad": count(probe_values.get("negative", [])),
+        "threshold": threshold,
+    }
 
 
 def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[str, bool] | None = None) -> dict:
@@ -129,8 +174,15 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
         ratings_dir = out / f"iter{i}" / "ratings"
         # one streamed pass (ratings carry whole segments): scores by id, and the texts of A_min(k,4) only
         by_id, prompted, low_mass, valued, selected = {}, 0, 0, 0, []
+        probe_report = _probe_report(out, i)
+        combination = (probe_report or {}).get("combination")
+        values: list[float] = []  # what a value rule ranks by (features: combined as curate combines them)
         for r in read_stage(ratings_dir):
             by_id[r["id"]] = r.get("score")
+            if combination and r.get("features"):
+                values.append(combined_value(r["features"], combination))
+            elif r.get("signal") is not None:
+                values.append(float(r["signal"]))
             valued += r.get("signal") is not None  # a likelihood mode: a value, no 1..5 score
             prompted += bool(r.get("score_line_prompted"))
             low_mass += r.get("unparsed_reason") == "low_choice_mass"
@@ -156,6 +208,18 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
             "A_4": a_4["count"],
             "valued": valued,
         }
+        curated_values = [
+            v
+            for r in (read_jsonl(curated_file) if curated_file.exists() else [])
+            if (v := selection_value(r)) is not None
+        ]
+        first = next(iter(read_jsonl(curated_file)), None) if curated_file.exists() else None
+        by = first.get("selected_by") if first else None
+        value_rule = bool(by) and not by.startswith(("score >=", "expected"))
+        stats["iterations"][str(i)]["set_name"] = set_name(by, k)
+        stats["iterations"][str(i)]["values"] = value_bins(
+            values, (probe_report or {}).get("values"), min(curated_values) if value_rule and curated_values else None
+        )
         stats["table2"][f"A_{k} (iteration {i})"] = a_k
         if k != 4:
             stats["table2"][f"A_4 (iteration {i})"] = a_4
@@ -196,14 +260,21 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
             }
     stats["probe"] = {}
     for i in range(1, iterations + 1):  # the judge probe of each iteration (pipeline: probe/iterN.json)
-        probe_file = out / "probe" / f"iter{i}.json"
-        if probe_file.exists():
-            import json
-
-            report = json.loads(probe_file.read_text(encoding="utf-8"))["report"]
+        report = _probe_report(out, i)
+        if report is not None:
             stats["probe"][str(i)] = {
                 key: report.get(key)
-                for key in ("judge_model", "mode", "auc", "auc_interval", "verdict", "positives", "pairs", "by_kind")
+                for key in (
+                    "judge_model",
+                    "mode",
+                    "auc",
+                    "auc_interval",
+                    "verdict",
+                    "positives",
+                    "pairs",
+                    "by_kind",
+                    "values",
+                )
             }
         curated_file = out / f"iter{i}" / "curated" / "part-00000.jsonl"
         first = next(iter(read_jsonl(curated_file)), None) if curated_file.exists() else None
@@ -268,22 +339,15 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
             )
         )
 
+    scored = any(sum(it["histogram"][s] for s in "12345") for it in stats["iterations"].values())
     scores = Table(title="Ratings per iteration", box=None)
-    for col in [
-        "iter",
-        "judge",
-        "parsed",
-        "1",
-        "2",
-        "3",
-        "4",
-        "5",
-        "unparsed",
-        "low mass",
-        "prompted",
-        f"|A_{k}|",
-        "|A_4|",
-    ]:
+    # a likelihood mode gives each candidate a value, not a 1..5 score: its table has no score columns
+    columns = (
+        ["iter", "judge", "parsed", "1", "2", "3", "4", "5", "unparsed", "low mass", "prompted"]
+        if scored
+        else ["iter", "judge", "valued", "not valued"]
+    )
+    for col in columns + ["curated set", "size"] + (["|A_4|"] if scored else []):
         scores.add_column(col, justify="right")
     for i, it in stats["iterations"].items():
         h = it["histogram"]
@@ -291,23 +355,22 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
         unparsed = str(h["unparsed"])
         if it.get("valued"):  # likelihood modes give a value, not a score: nothing is unparsed
             rate, unparsed = f"{it['valued']}v", str(h["unparsed"] - it["valued"])
-        scores.add_row(
-            i,
-            it["judge"],
-            rate,
-            *(str(h[s]) for s in "12345"),
-            unparsed,
-            str(it.get("low_choice_mass", 0)),
-            str(it["score_line_prompted"]),
-            str(it[f"A_{k}"]),
-            str(it["A_4"]),
-        )
+        name = it.get("set_name") or f"A_{k}"
+        if scored:
+            cells = [
+                rate,
+                *(str(h[s]) for s in "12345"),
+                unparsed,
+                str(it.get("low_choice_mass", 0)),
+                str(it["score_line_prompted"]),
+            ]
+            scores.add_row(i, it["judge"], *cells, name, str(it[f"A_{k}"]), str(it["A_4"]))
+        else:
+            scores.add_row(i, it["judge"], str(it.get("valued", 0)), unparsed, name, str(it[f"A_{k}"]))
     console.print(scores)
     rules = {i: it.get("selected_by") for i, it in stats["iterations"].items() if it.get("selected_by")}
     if rules:
-        console.print(
-            f"  |A_{k}| is the curated set, selected by: " + "; ".join(f"iteration {i}: {r}" for i, r in rules.items())
-        )
+        console.print("  the curated set, selected by: " + "; ".join(f"iteration {i}: {r}" for i, r in rules.items()))
     for i, probe in (stats.get("probe") or {}).items():
         low, high = probe["auc_interval"] or (None, None)
         console.print(
