@@ -16,6 +16,17 @@ def test_every_stage_is_a_command():
         assert command in result.output
 
 
+def test_help_fits_an_80_column_terminal():
+    import typer.main
+
+    for name in typer.main.get_command(app).commands:
+        result = runner.invoke(app, [name, "--help"], terminal_width=80, env={"COLUMNS": "80"})
+        assert result.exit_code == 0, name
+        wide = [line for line in result.output.splitlines() if len(line) > 80]
+        assert not wide, (name, wide[:3])
+        assert "Options:" in result.output and "--help" in result.output, name
+
+
 def test_config_fields_are_flags_and_yaml_keys(tmp_path):
     (tmp_path / "seg.yaml").write_text(yaml.safe_dump({"min_chars": 100000, "max_chars": 200000}))
     out = tmp_path / "seg"

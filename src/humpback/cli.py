@@ -40,6 +40,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: the rich panels squeeze each help text into a narrow column at 80
     help="Instruction backtranslation: web text -> instruction data -> a better model.",
 )
 
