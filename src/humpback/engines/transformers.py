@@ -491,7 +491,9 @@ class TransformersEngine:
         out: list[list[float]] = [[] for _ in reads]
         rows = [list(ids) for ids, _ in reads]
         spans = [len(row) - max(start, 1) for row, (_, start) in zip(rows, reads)]  # tokens read per row
+        bar = tqdm(total=len(reads), desc="read", unit="text", leave=False)  # minutes on a probe or a corpus
         for group in self._batches(rows, self.prefill_rows):
+            bar.update(len(group))
             if max(spans[g] for g in group) <= 0:
                 continue
             logits = self._last_logits([rows[g] for g in group], max(spans[g] for g in group) + 1)
@@ -505,6 +507,7 @@ class TransformersEngine:
                     own = row[-spans[g] - 1 : -1].float()
                     tokens = torch.tensor(rows[g][-spans[g] :], device=own.device)
                     out[g] = (own.gather(-1, tokens[:, None]).squeeze(-1) - torch.logsumexp(own, -1)).tolist()
+        bar.close()
         return out
 
     def close(self) -> None:
