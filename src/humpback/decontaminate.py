@@ -63,7 +63,7 @@ def load_benchmarks(paths: Iterable[Path]) -> list[dict]:
     each tagged with the file it came from."""
     from .evaluate import load_prompt_set
 
-    items = []
+    items: list[dict] = []
     for path in paths:
         prompts, _ = load_prompt_set(Path(path))
         if not prompts:  # checking against nothing would report a clean set: false assurance
@@ -84,7 +84,9 @@ def decontaminate(
     """(kept pairs, rejects naming the matching text and the benchmark item, counters)."""
     from .shards import reject
 
-    kept, rejects, counts = [], [], Counter()
+    kept: list[dict] = []
+    rejects: list[dict] = []
+    counts: Counter[str] = Counter()
     for pair in pairs:
         found = index.match(pair["instruction"], pair["output"])
         if found is None:

@@ -97,7 +97,7 @@ def load_prompt_set(path: Path, limit: int | None = None, seed: int = 0) -> tupl
 
 
 def alpaca_records(
-    prompts: list[dict], outputs: list[str | None], generator: str, cut_off: set[int] = frozenset()
+    prompts: list[dict], outputs: list[str | None], generator: str, cut_off: set[int] | frozenset[int] = frozenset()
 ) -> list[dict]:
     """AlpacaEval's model_outputs records (refused prompts are left out; the caller counts them);
     an answer that reached max_new_tokens carries ``cut_off: true``."""
@@ -153,7 +153,7 @@ def judge_pairs(pairs: list[dict], engine: Engine, cfg: JudgeConfig) -> list[dic
         a, b = (p["output"], p["reference"]) if model_first else (p["reference"], p["output"])
         prompts.append(judge_prompt(p["instruction"], a, b, cfg.mode, cfg.system_prompt))
     if cfg.mode == "logprob":
-        texts = [None] * len(prompts)
+        texts: list[str | None] = [None] * len(prompts)
         probs = engine.choice_logprobs(prompts, list(VERDICT_CHOICES.values()))
     else:
         params = SamplingParams.from_config(cfg)
@@ -511,16 +511,17 @@ def backward_fidelity(
     for name, model in (("trained", backward_model), ("base", base_model)):
         with engine_for(model, cfg) as engine:  # greedy: the backward model's most likely instruction
             generated = engine.generate(prompts, SamplingParams(temperature=0.0, max_new_tokens=cfg.max_new_tokens))
-        generated = [g or "" for g in generated]
-        rouge = [round(scorer.score(t, g)["rougeL"].fmeasure, 4) for t, g in zip(truth, generated)]
-        similarity, note = _embedding_similarity(cfg.embedding_model, generated, truth)
+        written = [g or "" for g in generated]
+        rouge = [round(scorer.score(t, g)["rougeL"].fmeasure, 4) for t, g in zip(truth, written)]
+        similarity, note = _embedding_similarity(cfg.embedding_model, written, truth)
         result["models"][name] = {
             "model": str(model),
             "rouge_l": round(statistics.fmean(rouge), 4),
             "embedding_similarity": None if similarity is None else round(statistics.fmean(similarity), 4),
         }
         result["embedding_note"] = note
-        for row, g, r, s in zip(predictions, generated, rouge, similarity or [None] * len(rouge)):
+        no_similarity: list[float | None] = [None] * len(rouge)
+        for row, g, r, s in zip(predictions, written, rouge, similarity or no_similarity):
             row[f"{name}_instruction"], row[f"{name}_rouge_l"], row[f"{name}_embedding_similarity"] = g, r, s
     result["rouge_l_gain"] = round(result["models"]["trained"]["rouge_l"] - result["models"]["base"]["rouge_l"], 4)
     write_jsonl(out_dir / "predictions.jsonl", predictions)

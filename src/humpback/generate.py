@@ -17,7 +17,8 @@ from .tags import INFERENCE_TAGS, tagged_prompt
 def read_prompts(path: Path) -> tuple[list[dict], list[dict]]:
     """Instructions from a JSONL/JSON file (field 'instruction' or 'prompt') or a text file, one per line."""
     path = Path(path)
-    prompts, rejects = [], []
+    prompts: list[dict] = []
+    rejects: list[dict] = []
     if path.suffix == ".jsonl":
         rows = list(jsonl_lines(path))
     else:
@@ -92,7 +93,7 @@ def generate_file(prompts_path: Path, model: str, out_path: Path, cfg: GenerateC
         for i, (prompt, output) in enumerate(zip(prompts, outputs)):
             if output is None:
                 rejects.append(
-                    reject("generate", prompts_path, reasons.get(i, "the engine refused the prompt"), prompt)
+                    reject("generate", str(prompts_path), reasons.get(i, "the engine refused the prompt"), prompt)
                 )
             else:
                 answered.append(

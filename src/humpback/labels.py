@@ -39,11 +39,14 @@ def read_labels(path: Path | str) -> tuple[dict[str, bool], list[dict]]:
     such a record become rejects naming the file and line."""
     from .shards import reject
 
-    labels, rejects = {}, []
+    labels: dict[str, bool] = {}
+    rejects: list[dict] = []
     for where, row in jsonl_lines(path):
         try:
             if isinstance(row, BadLine):
                 raise ValueError(row.reason)
+            if not isinstance(row, dict):
+                raise TypeError("not an object")
             value = row["label"]
             if str(value).lower() == "skip" and isinstance(row.get("id"), str):
                 labels.pop(row["id"], None)

@@ -215,7 +215,7 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
         ]
         first = next(iter(read_jsonl(curated_file)), None) if curated_file.exists() else None
         by = first.get("selected_by") if first else None
-        value_rule = bool(by) and not by.startswith(("score >=", "expected"))
+        value_rule = isinstance(by, str) and bool(by) and not by.startswith(("score >=", "expected"))
         stats["iterations"][str(i)]["set_name"] = set_name(by, k)
         stats["iterations"][str(i)]["values"] = value_bins(
             values, (probe_report or {}).get("values"), min(curated_values) if value_rule and curated_values else None
