@@ -5,8 +5,8 @@ of pairs they never saw. ``make bench-backward``.
 Every arm trains from the embedded model on the demo's training pairs (the 40 that `make demo`
 trains on; its 16 probe pairs are left out, as in the demo), then writes an instruction for each
 held-out output, greedily, and is scored by ROUGE-L F1 against the true instruction:
-- choose on: 100 Self-Instruct seed tasks (seeded sample; an instance each);
-- report on: 100 AlpacaEval prompts with their reference answers (seeded sample), looked at only
+- choose on: 50 Self-Instruct seed tasks (the first 50 of a seeded sample of 100; an instance each);
+- report on: 50 AlpacaEval prompts with their reference answers (likewise), looked at only
   after the budget was chosen on the first set.
 The untrained model is scored the same way (the floor). Arms resume: a trained arm's scores are
 kept in bench/.work/backward_budget/. Results: bench/results/backward_budget.{json,md}.
