@@ -175,10 +175,10 @@ def _figures(stats: dict, out: Path, evals: list[dict]) -> dict[str, str]:
         "candidates": lengths(read_stage(out / "candidates")),
     }
     last = max((int(i) for i in iterations), default=0)
-    if last:
-        k = stats.get("k", 5)
-        sets[f"A_{k} (iteration {last})"] = lengths(
-            r for r in read_stage(out / f"iter{last}" / "ratings") if r.get("score") and r["score"] >= k
+    curated = out / f"iter{last}" / "curated" / "part-00000.jsonl"
+    if last and curated.exists():  # the set as selected, whatever rule chose it
+        sets[f"{_set_label(stats, str(last), iterations[str(last)])} (iteration {last})"] = lengths(
+            read_jsonl(curated)
         )
     fig, axes = plt.subplots(1, 2, figsize=(9, 3))
     for ax, field in zip(axes, ("instruction", "output")):
@@ -267,7 +267,27 @@ def _tables(stats: dict, evals: list[dict]) -> list[tuple[str, list[str], list[l
         rows.append(cells)
     tables.append(("Table 2: data statistics (mean ± std)", header, rows))
     iterations = stats.get("iterations", {})
-    if iterations:
+    scored = any(sum(it["histogram"].get(s, 0) for s in SCORES) for it in iterations.values())
+    if iterations and not scored:  # a likelihood mode: values, no 1..5 scores
+        k = stats.get("k", 5)
+        tables.append(
+            (
+                "Values per iteration",
+                ["iteration", "judge", "valued", "not valued", "curated set", "size"],
+                [
+                    [
+                        i,
+                        it["judge"],
+                        str(it.get("valued", 0)),
+                        str(it["histogram"].get("unparsed", 0) - it.get("valued", 0)),
+                        _set_label(stats, i, it),
+                        str(it.get(f"A_{k}", "-")),
+                    ]
+                    for i, it in iterations.items()
+                ],
+            )
+        )
+    elif iterations:
         k = stats.get("k", 5)
         tables.append(
             (

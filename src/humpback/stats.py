@@ -220,8 +220,10 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
         stats["iterations"][str(i)]["values"] = value_bins(
             values, (probe_report or {}).get("values"), min(curated_values) if value_rule and curated_values else None
         )
-        stats["table2"][f"A_{k} (iteration {i})"] = a_k
-        if k != 4:
+        first = next(iter(read_jsonl(curated_file)), None) if curated_file.exists() else None
+        # the set under the name of the rule that chose it; A_4 only where there are 1..5 scores
+        stats["table2"][f"{set_name(first.get('selected_by') if first else None, k)} (iteration {i})"] = a_k
+        if k != 4 and not valued:
             stats["table2"][f"A_4 (iteration {i})"] = a_4
         if labels:
             stats["iterations"][str(i)]["precision_recall"] = [
