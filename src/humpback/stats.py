@@ -113,6 +113,18 @@ def _probe_report(out: Path, iteration: int) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8"))["report"] if path.exists() else None
 
 
+def _selection_of(curated_file: Path) -> tuple[str, float | None]:
+    """How an iteration's curated set was chosen (its records' ``selected_by``; '' when none) and
+    the lowest value it kept, in one pass over the file."""
+    by, lowest = "", None
+    for r in read_jsonl(curated_file) if curated_file.exists() else []:
+        by = by or r.get("selected_by") or ""
+        value = selection_value(r)
+        if value is not None and (lowest is None or value < lowest):
+            lowest = value
+    return by, lowest
+
+
 def histogram(ratings: Iterable[dict]) -> dict:
     counts = {str(s): 0 for s in range(1, 6)} | {"unparsed": 0}
     for r in ratings:
@@ -208,21 +220,16 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
             "A_4": a_4["count"],
             "valued": valued,
         }
-        curated_values = [
-            v
-            for r in (read_jsonl(curated_file) if curated_file.exists() else [])
-            if (v := selection_value(r)) is not None
-        ]
-        first = next(iter(read_jsonl(curated_file)), None) if curated_file.exists() else None
-        by = first.get("selected_by") if first else None
-        value_rule = isinstance(by, str) and bool(by) and not by.startswith(("score >=", "expected"))
-        stats["iterations"][str(i)]["set_name"] = set_name(by, k)
-        stats["iterations"][str(i)]["values"] = value_bins(
-            values, (probe_report or {}).get("values"), min(curated_values) if value_rule and curated_values else None
+        by, lowest = _selection_of(curated_file)
+        name = set_name(by, k)
+        value_rule = bool(by) and not by.startswith(("score >=", "expected"))
+        stats["iterations"][str(i)].update(
+            selected_by=by or None,
+            set_name=name,
+            values=value_bins(values, (probe_report or {}).get("values"), lowest if value_rule else None),
         )
-        first = next(iter(read_jsonl(curated_file)), None) if curated_file.exists() else None
         # the set under the name of the rule that chose it; A_4 only where there are 1..5 scores
-        stats["table2"][f"{set_name(first.get('selected_by') if first else None, k)} (iteration {i})"] = a_k
+        stats["table2"][f"{name} (iteration {i})"] = a_k
         if k != 4 and not valued:
             stats["table2"][f"A_4 (iteration {i})"] = a_4
         if labels:
@@ -278,9 +285,6 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
                     "values",
                 )
             }
-        curated_file = out / f"iter{i}" / "curated" / "part-00000.jsonl"
-        first = next(iter(read_jsonl(curated_file)), None) if curated_file.exists() else None
-        stats["iterations"][str(i)]["selected_by"] = first.get("selected_by") if first else None
     stats["instructions_cut_off"] = stage_counters(out / "candidates").get("instruction_cut_off", 0)
     stats["quotes_answer"] = stage_counters(out / "candidates").get("quotes_answer", 0)
     stats["refused"] = {
