@@ -82,7 +82,8 @@ def main() -> None:
         for source, pairs in sources.items():
             for mode in args.modes.split(","):
                 start = time.time()
-                report = probe_judge(pairs, model, cfg, mode=mode, engine=engine, instruction_pool=pools[source])
+                probe = probe_judge(pairs, model, cfg, mode=mode, engine=engine, instruction_pool=pools[source])
+                report = dict(probe.report)
                 report.update(judge=judge_name, source=source, wall_seconds=round(time.time() - start, 1))
                 results.append(report)
                 print(
@@ -97,7 +98,7 @@ def main() -> None:
                                 "judge": judge_name,
                                 "set": name,
                                 "mode": mode,
-                                **real_candidates(labelled, engine, mode, cfg, report),
+                                **real_candidates(labelled, engine, mode, cfg, probe),
                             }
                         )
                         print(
@@ -162,9 +163,11 @@ def web_candidates() -> list[dict]:
     return [{**r, "output": text[r["sha1"]]} for r in labels if r["sha1"] in text]
 
 
-def real_candidates(labelled: list[dict], engine, mode: str, cfg, probe_report: dict) -> dict:
-    """AUC of the mode's value of each labelled candidate against its hand label."""
-    from humpback.probe import auc, bootstrap_auc, combined_value, score_probe
+def real_candidates(labelled: list[dict], engine, mode: str, cfg, probe) -> dict:
+    """AUC of the mode's value of each labelled candidate against its hand label (``probe``: the
+    judge's probe.JudgeProbe, whose detectors value the features)."""
+    from humpback.probe import auc, bootstrap_auc
+    from humpback.scoring import rating_mode
     from humpback.signals import signal_values
 
     labels = [r["good"] for r in labelled]
@@ -181,14 +184,14 @@ def real_candidates(labelled: list[dict], engine, mode: str, cfg, probe_report: 
         features = [
             None if v is None else v["features"] for v in signal_values(mode, labelled, engine, cfg.system_prompt)
         ]
-        values = [None if f is None else combined_value(f, probe_report["combination"]) for f in features]
+        values = [None if f is None else probe.detectors.value(f) for f in features]
     else:
-        values = score_probe(labelled, engine, mode, cfg)
+        values = rating_mode(mode).probe_values(labelled, engine, cfg)[0]
     out["seconds_per_candidate"] = round((time.time() - start) / len(labelled), 4)
     if mode == "features":
         out["by_detector"] = {
-            kind: ranked([None if f is None else combined_value(f, detector) for f in features])[0]
-            for kind, detector in probe_report["combination"]["detectors"].items()
+            kind: ranked([None if f is None else detector.value(f) for f in features])[0]
+            for kind, detector in probe.detectors.by_kind.items()
         }
     out["auc"], out["auc_interval"] = ranked(values)
     return out

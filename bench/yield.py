@@ -130,7 +130,7 @@ def report() -> None:
     from humpback.curate import select
     from humpback.engines.transformers import TransformersEngine
     from humpback.labels import calibrate_on_labels, estimate_good_share, wilson
-    from humpback.probe import auc, bootstrap_auc, combined_value, probe_judge
+    from humpback.probe import auc, bootstrap_auc, probe_judge
     from humpback.seed import load_seed
     from humpback.signals import signal_values
 
@@ -176,7 +176,7 @@ def report() -> None:
         if f is not None
     ]
     for r in ratings:
-        r["combined"] = combined_value(r["features"], probe["combination"])
+        r["combined"] = probe.detectors.value(r["features"])
 
     def ranked(key):
         good = [r[key] for r in ratings if truth[r["id"]]]
@@ -192,7 +192,7 @@ def report() -> None:
         "good": sum(truth[r["id"]] for r in ratings),
         "features (M_0, run's probe detectors)": ranked("combined"),
         "pmi (M_0)": ranked("signal"),
-        "probe_auc": probe["auc"],
+        "probe_auc": probe.report["auc"],
     }
 
     def measured(chosen: list[dict], how: str) -> dict:
@@ -213,9 +213,10 @@ def report() -> None:
                 ratings,
                 5,
                 "calibrated",
-                probe={**probe, "calibrated": {**probe["calibrated"]}},
+                probe=probe,
                 estimate=False,
                 target=0.8,
+                good_share=0.2,
             ),
             "calibrated, good_share 0.2 (fixed)",
         ),
@@ -241,7 +242,7 @@ def report() -> None:
     rules.append(measured(picked, "calibrated on labels (threshold from the other half's labels)"))
     values = [r["combined"] for r in ratings]
     result["good_share_estimate"] = estimate_good_share(
-        values, probe["values"]["positive"], probe["values"]["negative"]
+        values, probe.report["values"]["positive"], probe.report["values"]["negative"]
     )
     result["selection"] = rules
     (RESULTS / "yield.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -294,8 +294,9 @@ def test_compare_modes_reports_agreement(tmp_path):
 
 
 def test_compare_probes_every_mode_side_by_side(tmp_path, tiny_model):
-    from humpback.curate import RATING_MODES, compare_modes
+    from humpback.curate import compare_modes
     from humpback.engines.transformers import TransformersEngine
+    from humpback.scoring import MODES
 
     engine = TransformersEngine(tiny_model, dtype="float32", batch_size=4)
     candidates = [
@@ -312,7 +313,7 @@ def test_compare_probes_every_mode_side_by_side(tmp_path, tiny_model):
     ]
     cfg = CurateConfig(compare_sample=2, max_new_tokens=4, min_choice_mass=0)
     report = compare_modes(candidates, tiny_model, cfg, tmp_path / "compare.json", engine, probe_pairs=held_out)
-    assert [r["mode"] for r in report["probe"]] == list(RATING_MODES)
+    assert [r["mode"] for r in report["probe"]] == list(MODES)
     for r in report["probe"]:
         assert r["positives"] == 4 and set(r["by_kind"]) and "verdict" in r
     assert report["probe"][3]["unscored"] == 0 and 0 <= report["probe"][3]["auc"] <= 1  # pmi scores every pair

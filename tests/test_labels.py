@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from humpback.cli import app
 from humpback.curate import select
 from humpback.labels import calibrate_on_labels, estimate_good_share, label_session, read_labels
+from humpback.probe import JudgeProbe
 
 runner = CliRunner()
 
@@ -118,16 +119,14 @@ def test_the_good_share_estimate_recovers_a_planted_share():
 
 def test_calibrated_selection_without_labels_uses_the_estimated_share():
     rng = random.Random(2)
-    probe = {
-        "values": {
-            "positive": [rng.gauss(1.0, 1.0) for _ in range(100)],
-            "negative": [rng.gauss(-1.0, 1.0) for _ in range(300)],
-        },
-        "calibrated": {"threshold": 0.0, "precision": 0.8, "recall": 0.9, "good_share": 0.2},
+    values = {
+        "positive": [rng.gauss(1.0, 1.0) for _ in range(100)],
+        "negative": [rng.gauss(-1.0, 1.0) for _ in range(300)],
     }
+    probe = JudgeProbe({"values": values})
     rows, truth = ratings(2000, 0.6, seed=3)
     estimated = select(rows, 5, "calibrated", probe=probe, estimate=True, target=0.8)
-    fixed = select(rows, 5, "calibrated", probe=probe, estimate=False, target=0.8)
+    fixed = select(rows, 5, "calibrated", probe=probe, estimate=False, target=0.8, good_share=0.2)
     assert "estimated from the candidates' values" in estimated[0]["selected_by"]
     assert "good share 0.2," in fixed[0]["selected_by"]
     # at the real share (0.6) a lower threshold still reaches the precision: more kept, precision held

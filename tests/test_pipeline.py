@@ -83,7 +83,7 @@ def test_run_end_to_end_layout_and_resume(tmp_path, tiny_model):
     stamps = {
         p: p.stat().st_mtime
         for p in out.rglob("*")
-        if p.is_file() and ("_SUCCESS" in p.name or p.match("probe/iter*.json"))
+        if p.is_file() and ("_SUCCESS" in p.name or p.match("probe/iter*/report.json"))
     }
     again = run(cfg, quiet=True)
     assert {p: p.stat().st_mtime for p in stamps} == stamps  # the judge probes too are kept, not redone

@@ -11,6 +11,7 @@ import pytest
 from conftest import ScriptedEngine
 
 from humpback.config import CurateConfig
+from humpback.outputs import StaleOutputError
 from humpback.probe import BOILERPLATE, NEGATIVE_KINDS, auc, bootstrap_auc, near_instruction, probe_judge, probe_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,10 +121,10 @@ def test_a_judge_that_knows_matched_pairs_scores_high_and_a_random_one_about_hal
     def guessing(prompt):
         return {c: -rng.uniform(0.5, 3) for c in [" 1", " 2", " 3", " 4", " 5"]}
 
-    good = probe_judge(PAIRS, "judge", CurateConfig(mode="logprob"), engine=ScriptedEngine(None, knowing))
+    good = probe_judge(PAIRS, "judge", CurateConfig(mode="logprob"), engine=ScriptedEngine(None, knowing)).report
     assert good["auc"] == 1.0 and all(k["auc"] == 1.0 for k in good["by_kind"].values())
     assert "separates" in good["verdict"]
-    coin = probe_judge(PAIRS, "judge", CurateConfig(mode="logprob"), engine=ScriptedEngine(None, guessing))
+    coin = probe_judge(PAIRS, "judge", CurateConfig(mode="logprob"), engine=ScriptedEngine(None, guessing)).report
     assert 0.35 < coin["auc"] < 0.65 and coin["auc_interval"][0] < 0.5 < coin["auc_interval"][1]
     assert "near chance" in coin["verdict"]
 
@@ -133,9 +134,11 @@ def test_every_mode_scores_the_probe_on_a_real_model(tiny_model, mode):
     from humpback.engines.transformers import TransformersEngine
 
     engine = TransformersEngine(tiny_model, dtype="float32", batch_size=4)
-    report = probe_judge(PAIRS[:4], tiny_model, CurateConfig(mode="logprob"), mode=mode, engine=engine)
+    found = probe_judge(PAIRS[:4], tiny_model, CurateConfig(mode="logprob"), mode=mode, engine=engine)
+    report = found.report
     assert report["unscored"] == 0 and report["positives"] == 4 and 0 <= report["auc"] <= 1
-    assert ("combination" in report) == (mode == "features") and "calibrated" in report
+    assert (found.detectors is not None) == (mode == "features") and report["mode"] == mode
+    assert len(report["values"]["positive"]) == 4 and "verdict" in report
 
 
 def test_calibration_finds_the_threshold_that_reaches_the_target_precision():
@@ -168,7 +171,7 @@ def test_fewer_good_candidates_assumed_means_a_stricter_threshold():
 
 
 def test_the_fitted_combination_ranks_by_the_feature_that_separates():
-    from humpback.probe import combined_value, cross_validated, fit_combination
+    from humpback.scoring import Combination, Detectors
     from humpback.signals import FEATURES
 
     rng = random.Random(0)
@@ -177,41 +180,84 @@ def test_the_fitted_combination_ranks_by_the_feature_that_separates():
         {name: rng.gauss(0, 1) for name in FEATURES} | {"end_logprob": p["label"] * 2 + rng.gauss(0, 0.3)}
         for p in probe
     ]
-    combination = fit_combination(features, [p["label"] for p in probe])
-    assert max(range(len(FEATURES)), key=lambda i: abs(combination["weights"][i])) == FEATURES.index("end_logprob")
-    values = cross_validated(probe, features)
+    combination = Combination.fit(features, [p["label"] for p in probe])
+    assert max(range(len(FEATURES)), key=lambda i: abs(combination.weights[i])) == FEATURES.index("end_logprob")
+    kinds, groups = [p["kind"] for p in probe], [p["id"].split(":")[0] for p in probe]
+    values = Detectors.cross_validated(features, kinds, groups)
     pos = [v for v, p in zip(values, probe) if p["label"]]
     neg = [v for v, p in zip(values, probe) if not p["label"]]
     assert auc(pos, neg) > 0.95  # out of sample: each value from a fit that did not see its pair
-    assert combined_value(features[0], combination) > combined_value(features[1], combination)  # positive first
+    assert combination.value(features[0]) > combination.value(features[1])  # positive first
+    detectors = Detectors.fit(features, kinds)
+    assert set(detectors.by_kind) == {k for k in kinds if k != "positive"}
+    assert detectors.value(features[1]) == min(c.value(features[1]) for c in detectors.by_kind.values())
 
 
-def test_calibrated_selection_uses_the_probes_threshold_and_combination():
-    from humpback.curate import select
+def test_detectors_round_trip_through_json(tmp_path):
+    from humpback.scoring import Detectors
     from humpback.signals import FEATURES
 
-    combination = {
-        "features": list(FEATURES),
-        "mean": [0.0] * len(FEATURES),
-        "std": [1.0] * len(FEATURES),
-        "bias": 0.0,
-        "weights": [1.0] + [0.0] * (len(FEATURES) - 1),
-    }  # the value is pmi
-    probe = {
-        "combination": combination,
-        "calibrated": {"threshold": 0.5, "precision": 0.8, "recall": 0.5, "good_share": 0.2},
-    }
+    rng = random.Random(1)
+    probe = probe_pairs(PAIRS, seed=1)
+    features = [{name: rng.gauss(p["label"], 1) for name in FEATURES} for p in probe]
+    detectors = Detectors.fit(features, [p["kind"] for p in probe])
+    detectors.save(tmp_path / "detectors.json")
+    loaded = Detectors.load(tmp_path / "detectors.json")
+    assert loaded == detectors and [loaded.value(f) for f in features] == [detectors.value(f) for f in features]
+
+
+def _pmi_detectors():
+    from humpback.scoring import Combination, Detectors
+    from humpback.signals import FEATURES
+
+    n = len(FEATURES)  # one detector whose value is pmi itself
+    return Detectors({"off_topic": Combination(FEATURES, (0.0,) * n, (1.0,) * n, 0.0, (1.0,) + (0.0,) * (n - 1))})
+
+
+def test_calibrated_selection_uses_the_probes_values_and_detectors():
+    from humpback.curate import select
+    from humpback.probe import JudgeProbe
+    from humpback.signals import FEATURES
+
+    # probe values: positives above 0.5, one negative at 0.6 of ten: at good share 0.2 the threshold
+    # passing both positives and no negative is the lowest to reach precision 0.8
+    report = {"values": {"positive": [0.7, 0.9], "negative": [0.1] * 9 + [0.6]}}
+    probe = JudgeProbe(report, _pmi_detectors())
     ratings = [
         {"id": str(i), "score": None, "signal": 0.0, "features": dict.fromkeys(FEATURES, 0.0) | {"pmi": v}}
-        for i, v in enumerate([0.9, 0.2, 0.5, -1.0])
+        for i, v in enumerate([0.9, 0.2, 0.7, -1.0])
     ]
-    chosen = select(ratings, 5, "calibrated", probe=probe)
-    assert [r["id"] for r in chosen] == ["0", "2"] and all(
-        r["selected_by"] == "calibrated: precision 0.8 on the probe at good share 0.2, recall 0.5 (estimated from the "
-        "probe's made-up bad pairs; label candidates to measure it); value >= 0.5"
-        for r in chosen
+    chosen = select(ratings, 5, "calibrated", probe=probe, good_share=0.2)
+    assert [r["id"] for r in chosen] == ["0", "2"] and all(r["combined"] == r["features"]["pmi"] for r in chosen)
+    assert chosen[0]["selected_by"] == (
+        "calibrated: precision 1.0 on the probe at good share 0.2, recall 1.0 (estimated from the "
+        "probe's made-up bad pairs; label candidates to measure it); value >= 0.7"
     )
     assert select(ratings, 5, "calibrated", probe=None) == []
+
+
+def test_a_probe_stage_resumes_and_curate_loads_its_detectors(tmp_path, tiny_model):
+    from humpback.engines.transformers import TransformersEngine
+    from humpback.probe import JudgeProbe, ProbeError, probe_stage
+
+    engine = TransformersEngine(tiny_model, dtype="float32", batch_size=4)
+    cfg = CurateConfig(mode="features", system_prompt="")
+    made = probe_stage(PAIRS[:4], tiny_model, cfg, tmp_path / "iter1", engine=engine)
+    assert (tmp_path / "iter1" / "report.json").is_file() and (tmp_path / "iter1" / "detectors.json").is_file()
+    again = probe_stage(PAIRS[:4], tiny_model, cfg, tmp_path / "iter1", engine=ScriptedEngine(None, None))
+    assert again == made  # resumed from its files: the scripted engine would have failed
+    assert JudgeProbe.load(tmp_path / "iter1", "features") == made
+    with pytest.raises(ProbeError, match="mode features, not pmi"):
+        JudgeProbe.load(tmp_path / "iter1", "pmi")
+    with pytest.raises(StaleOutputError, match="config.max_new_tokens"):
+        probe_stage(
+            PAIRS[:4], tiny_model, cfg.model_copy(update={"max_new_tokens": 9}), tmp_path / "iter1", engine=engine
+        )
+    # a selection field is not the probe's: a changed target precision resumes it
+    assert (
+        probe_stage(PAIRS[:4], tiny_model, cfg.model_copy(update={"target_precision": 0.5}), tmp_path / "iter1")
+        == made
+    )
 
 
 def test_the_text_features_see_where_an_answer_is_cut():

@@ -305,9 +305,17 @@ def _augment(
             "probe_seed",
             Optional[str],
             None,
-            "--compare: human-written pairs no training saw (any seed shape) to "
-            "probe the judge with in every rating mode.",
+            "Human-written pairs no training saw (any seed shape): the judge is probed on them in its "
+            "mode first (into OUT/probe), for select calibrated and features mode; with --compare, in every mode.",
             "--probe-seed",
+        ),
+        _opt(
+            "probe",
+            Optional[Path],
+            None,
+            "A judge probe already made (`humpback probe-judge --out DIR`, or a run's probe/iterN) "
+            "for select calibrated and features mode.",
+            "--probe",
         ),
         _RECOMPUTE,
         *_EXECUTOR_PARAMS,
@@ -322,9 +330,12 @@ def _curate(
     iteration: int,
     compare: bool,
     probe_seed: str | None,
+    probe: Path | None,
     recompute: bool,
     **executor,
 ) -> None:
+    if probe_seed and probe:
+        raise ValueError("give --probe-seed (probe the judge now) or --probe (a probe made before), not both")
     if compare:
         pairs = api.load_seed(probe_seed)[0] if probe_seed else None
         with owned_output(out, "curate-compare") as out:
@@ -342,21 +353,30 @@ def _curate(
             typer.echo("give --probe-seed FILE (pairs no training saw) to compare every mode by judge-probe AUC")
         typer.echo(f"written: {Path(out) / 'compare.json'}")
         return
-    if probe_seed:
-        raise ValueError(
-            "--probe-seed goes with --compare (in `humpback run` the judge is probed on held-out seed pairs)"
+    from .probe import JudgeProbe, probe_stage
+    from .scoring import check_selection
+
+    check_selection(cfg, has_probe=bool(probe_seed or probe))  # before the probe or any rating runs
+    judge = _engine_model(model, cfg)
+    found = JudgeProbe.load(probe, cfg.mode) if probe else None
+    with owned_output(out, "curate") as out:
+        if probe_seed:
+            found = probe_stage(api.load_seed(probe_seed)[0], judge, cfg, out / "probe", recompute=recompute)
+        curated = api.curate(
+            candidates,
+            judge,
+            out,
+            cfg,
+            iteration=iteration,
+            executor=_executor(executor),
+            recompute=recompute,
+            probe=found,
         )
-    curated = api.curate(
-        candidates,
-        _engine_model(model, cfg),
-        out,
-        cfg,
-        iteration=iteration,
-        executor=_executor(executor),
-        recompute=recompute,
-    )
     hist = api.histogram(api.read_stage(out / "ratings"))
-    typer.echo(f"scores {hist}; A_{cfg.k}: {len(curated)} in {out / 'curated'}")
+    rule = curated[0]["selected_by"] if curated else f"curate.select {cfg.select}"
+    typer.echo(f"scores {hist}; selected {len(curated)} ({rule}) in {out / 'curated'}")
+    if not curated:
+        typer.echo("nothing was selected: the curated set is empty")
 
 
 @config_command(
@@ -377,18 +397,31 @@ def _curate(
             "Comma-separated ways to score: generate, logprob (the rubric), yes, pmi, features (likelihood signals).",
         ),
         _opt("limit", Optional[int], None, "Use the first N pairs."),
-        _opt("out", Path, Path("probe"), "Output directory (probe.json)."),
+        _opt(
+            "out",
+            Path,
+            Path("probe"),
+            "Output directory: probe.json, and one probe folder per mode (for curate --probe).",
+        ),
     ],
     "Can this judge tell good pairs from bad? AUC on held-out pairs against six kinds of bad ones, per scoring mode.",
 )
 def _probe_judge(cfg: CurateConfig, model: str, seed: str, modes: str, limit: int | None, out: Path) -> None:
+    from .engines import engine_for
     from .files import write_json
-    from .probe import probe_judge
+    from .probe import probe_stage
+    from .scoring import rating_mode
 
     pairs, _ = api.load_seed(seed, limit)
+    names = [rating_mode(m.strip()).name for m in modes.split(",") if m.strip()]  # an unknown mode: before any work
     with owned_output(out, "probe") as out:
         judge = _engine_model(model, cfg)
-        reports = [probe_judge(pairs, judge, cfg, mode.strip()) for mode in modes.split(",") if mode.strip()]
+        with engine_for(judge, cfg) as engine:  # one judge load for every mode
+            probes = [
+                probe_stage(pairs, judge, cfg.model_copy(update={"mode": mode}), out / mode, engine=engine)
+                for mode in names
+            ]
+        reports = [p.report for p in probes if p is not None]
         write_json(out / "probe.json", {"reports": reports})
     _print_probe(reports, f"judge probe: {judge}, {len(pairs)} held-out pairs (AUC, 0.5 = chance)")
     typer.echo(f"written: {out / 'probe.json'}")

@@ -338,12 +338,14 @@ class CurateConfig(EngineConfig):
     k: int = Selection(5, ge=1, le=5)
     """Keep candidates rated at least k (paper: A_5 for training, A_4 also reported)."""
     mode: Literal["generate", "logprob", "yes", "pmi", "features"] = Output("generate")
-    """generate: the judge writes its reasoning, then 'Score: N' (the paper's way). logprob: the
-    prompt ends where the score goes and one forward pass gives the probability of each of 1..5;
-    the rating is the most likely score, the expected score is kept too (ours; no generation).
-    yes, pmi: likelihood signals instead of a judgement (humpback.signals: the probability of
-    " yes" to a one-line question; how much the instruction raises the answer's likelihood),
-    selected with curate.select value_at_least or top_fraction."""
+    """How the judge values a candidate (humpback.scoring: one class per mode). generate: the judge
+    writes its reasoning, then 'Score: N' (the paper's way). logprob: the prompt ends where the score
+    goes and one forward pass gives the probability of each of 1..5; the rating is the most likely
+    score, the expected score is kept too (ours; no generation). yes, pmi, features: likelihood signals
+    instead of a judgement (humpback.signals: the probability of " yes" to a one-line question; how
+    much the instruction raises the answer's likelihood; every likelihood feature, valued by the
+    detectors fitted on the judge probe). They give a value, no 1..5 score: select with
+    value_at_least, top_fraction or calibrated (any other rule is refused before work)."""
     template: Path | None = Input(None)
     """A rubric template file with {instruction} and {output}; None uses humpback.rubric.RUBRIC."""
     max_new_tokens: int = Output(256, ge=1)

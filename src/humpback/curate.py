@@ -17,12 +17,15 @@ from functools import partial
 from pathlib import Path
 
 from .config import CurateConfig, ExecutorConfig, fields_with
-from .engines import Engine, check_refusals, engine_for
+from .engines import Engine, engine_for
 from .executor import refuse_engine_object
 from .files import write_json, write_jsonl
+from .labels import calibrate_on_labels, describe, estimate_good_share, labels_path, read_labels
 from .outputs import input_fingerprint, stage_input, stage_output
+from .probe import JudgeProbe, calibrate, probe_judge
 from .records import Candidate, Rating
 from .rubric import load_template, rate_generate, rate_logprob
+from .scoring import MODES, SELECTION_RULES, check_selection, rating_mode
 from .shards import EngineShards, read_stage, reject, run_sharded
 from .signals import selection_value
 from .stats import agreement
@@ -32,21 +35,6 @@ log = logging.getLogger("humpback")
 # The fields that decide what a rating is (config.py declares each field's effect; k and the other
 # selection fields do not: A_k is selected from the ratings after).
 RATING_FIELDS = fields_with(CurateConfig, "output")
-
-
-def _rate_signal(candidates: list[Candidate], engine: Engine, cfg: CurateConfig):
-    """A likelihood signal (signals.py) per candidate; no 1..5 score: selected by value (cfg.select)."""
-    from .signals import signal_values
-
-    values = signal_values(cfg.mode, candidates, engine, cfg.system_prompt)
-    check_refusals(engine, values, cfg, "rating")
-    reasons = engine.refusal_reasons
-    return [
-        {"score": None, **v}
-        if v is not None
-        else {"score": None, "refused": True, "refusal_reason": reasons.get(i, "the engine refused the prompt")}
-        for i, v in enumerate(values)
-    ]
 
 
 def rate_shard(
@@ -59,12 +47,7 @@ def rate_shard(
     iteration: int,
 ):
     """One shard: a Rating for every candidate the judge behind ``engine`` ran (refusals: rejects)."""
-    if cfg.mode == "logprob":
-        fields = rate_logprob(candidates, engine, template, cfg)
-    elif cfg.mode in ("yes", "pmi", "features"):
-        fields = _rate_signal(candidates, engine, cfg)
-    else:
-        fields = rate_generate(candidates, engine, cfg, template, shard_index)
+    fields = rating_mode(cfg.mode).rate(candidates, engine, cfg, template, shard_index)
     ratings, rejects, counts = [], [], Counter()
     for candidate, rated in zip(candidates, fields):
         score = rated["score"]
@@ -97,7 +80,7 @@ def rate(
     A rerun resumes only ratings made of the same candidates, by the same judge, the same way."""
     cfg = cfg or CurateConfig()
     out_dir = Path(out_dir)
-    template = load_template(cfg.template, cfg.mode)  # a bad template fails here, before any engine starts
+    template = rating_mode(cfg.mode).template(cfg)  # a bad template fails here, before any engine starts
     refuse_engine_object(engine, executor, "curate")
     candidates, source = stage_input(candidates)
     fields = {
@@ -129,41 +112,40 @@ def rate(
 
 
 def calibrated_threshold(
-    ratings: list[dict], probe: dict | None, labels: dict[str, bool] | None, estimate: bool, target: float
+    values: list[float | None],
+    ids: list[str],
+    probe: JudgeProbe | None,
+    labels: dict[str, bool] | None,
+    estimate: bool,
+    target: float,
+    good_share: float | None,
 ) -> tuple[float | None, str]:
     """The value threshold of the calibrated rule and how it was set (said in ``selected_by``):
-    from labels of the candidates when there are any; else from the probe, at the good share
-    estimated from the candidates' values (``estimate``) or at the probe's configured share."""
-    from .labels import calibrate_on_labels, describe, estimate_good_share
-    from .probe import calibrate
-
+    from labels of the candidates when there are any; else from the probe's values, at the good
+    share estimated from the candidates' values (``estimate``) or at ``good_share``."""
     if labels:
-        labelled = [r for r in ratings if r["id"] in labels]
-        found = calibrate_on_labels(
-            [selection_value(r) for r in labelled], [labels[r["id"]] for r in labelled], target
-        )
+        labelled = [(v, labels[i]) for v, i in zip(values, ids) if i in labels]
+        found = calibrate_on_labels([v for v, _ in labelled], [good for _, good in labelled], target)
         if found["labelled"]:
             return found["threshold"], describe(found) + "; "
-    calibrated = (probe or {}).get("calibrated") or {}
-    probe_values = (probe or {}).get("values")
-    if estimate and probe_values:
-        share = estimate_good_share(
-            [selection_value(r) for r in ratings], probe_values["positive"], probe_values["negative"]
-        )
-        if share is not None:
-            values = probe_values["positive"] + probe_values["negative"]
-            marks = [1] * len(probe_values["positive"]) + [0] * len(probe_values["negative"])
-            calibrated = {
-                **calibrate(values, marks, target, share),
-                "good_share": f"{share} (estimated from the candidates' values against the probe's made-up negatives)",
-            }
-    if calibrated.get("threshold") is None:
+    if probe is None:
+        return None, "calibrated: no judge probe and no labels to calibrate on; "
+    positive, negative = probe.report["values"]["positive"], probe.report["values"]["negative"]
+    share, said = good_share, f"{good_share}"
+    if estimate:
+        estimated = estimate_good_share(values, positive, negative)
+        if estimated is not None:
+            share, said = (
+                estimated,
+                f"{estimated} (estimated from the candidates' values against the probe's made-up negatives)",
+            )
+    calibrated = calibrate(positive + negative, [1] * len(positive) + [0] * len(negative), target, share)
+    if calibrated["threshold"] is None:
         return None, "calibrated: no threshold reaches the target precision on the judge probe; "
     # the rule's name and what the probe promised, so the report says how the set was chosen
     return calibrated["threshold"], (
-        f"calibrated: precision {calibrated.get('precision')} on the probe at good share "
-        f"{calibrated.get('good_share')}, recall {calibrated.get('recall')} (estimated "
-        f"from the probe's made-up bad pairs; label candidates to measure it); "
+        f"calibrated: precision {calibrated['precision']} on the probe at good share {said}, recall "
+        f"{calibrated['recall']} (estimated from the probe's made-up bad pairs; label candidates to measure it); "
     )
 
 
@@ -173,10 +155,11 @@ def select(
     rule: str = "score_at_least",
     threshold: float | None = None,
     fraction: float = 0.25,
-    probe: dict | None = None,
+    probe: JudgeProbe | None = None,
     labels: dict[str, bool] | None = None,
     estimate: bool = False,
     target: float = 0.8,
+    good_share: float | None = 0.2,
 ) -> list[dict]:
     """The curated set, by ``rule``; every record keeps its values and gets ``selected_by``.
 
@@ -187,26 +170,33 @@ def select(
     - ``value_at_least``: selection_value >= threshold (a signal or combination, on its own scale).
     - ``top_fraction``: the ``fraction`` of rated candidates with the highest selection_value.
     - ``calibrated``: selection_value at least the threshold that reaches ``target`` precision: on
-      the labelled candidates when ``labels`` ({id: good?}) are given, else on the judge ``probe``
-      (its report: probe.probe_judge) at the good share estimated from the candidates' values
-      (``estimate``) or the probe's own; nothing without either.
-    With a probe whose mode was ``features``, each rating's features are first combined by the
-    weights fitted there (``combined``).
+      the labelled candidates when ``labels`` ({id: good?}) are given, else on the judge ``probe``'s
+      values at the good share estimated from the candidates' values (``estimate``) or
+      ``good_share`` (None: the probe's own mix); nothing without either.
+    With a probe that fitted detectors (features mode), each rating's features are first valued by
+    them (``combined``).
     """
-    from .probe import combined_value
-
-    combination = (probe or {}).get("combination")
-    ratings = [
-        ({**r, "combined": combined_value(r["features"], combination)} if combination and r.get("features") else r)
-        for r in ratings
-    ]
+    if probe is not None and probe.detectors is not None:
+        ratings = [
+            {**r, "combined": probe.detectors.value(r["features"])} if r.get("features") else r for r in ratings
+        ]
+    else:
+        ratings = list(ratings)
     if rule == "calibrated":
         rule, threshold, calibrated_by = (
             "value_at_least",
-            *calibrated_threshold(ratings, probe, labels, estimate, target),
+            *calibrated_threshold(
+                [selection_value(r) for r in ratings],
+                [r["id"] for r in ratings],
+                probe,
+                labels,
+                estimate,
+                target,
+                good_share,
+            ),
         )
         if threshold is None:
-            log.warning("curate.select calibrated: %s: nothing selected", calibrated_by.rstrip("; "))
+            log.warning("curate.select %s: nothing selected", calibrated_by.rstrip("; "))
             return []
     else:
         calibrated_by = ""
@@ -229,10 +219,7 @@ def select(
         chosen = sorted(valued[:keep], key=lambda r: position[id(r)]) if keep else []
         how = f"top {fraction:.0%} by value"
     else:
-        raise ValueError(
-            f"unknown selection rule {rule!r}: score_at_least, expected_at_least, value_at_least, "
-            "top_fraction or calibrated"
-        )
+        raise ValueError(f"unknown selection rule {rule!r}: {', '.join(SELECTION_RULES)}")
     return [{**r, "selected_by": calibrated_by + how} for r in chosen]
 
 
@@ -245,19 +232,17 @@ def curate(
     engine: Engine | None = None,
     executor: ExecutorConfig | None = None,
     recompute: bool = False,
-    probe: dict | None = None,
+    probe: JudgeProbe | None = None,
 ) -> list[dict]:
     """Rate into ``out_dir/ratings`` and write the curated set to ``out_dir/curated/part-00000.jsonl``
-    (selected anew from the ratings every time, by cfg.select; ``probe``: the judge's probe report,
-    for the calibrated rule and the fitted combination of features)."""
+    (selected anew from the ratings every time, by cfg.select; ``probe``: the judge's probe, for the
+    calibrated rule and the detectors of features mode). A mode and rule that cannot select
+    anything together stop here, before any rating (scoring.check_selection)."""
     cfg = cfg or CurateConfig()
+    check_selection(cfg, has_probe=probe is not None)
     with stage_output(out_dir, "curate") as out_dir:
         rate(candidates, judge_model, out_dir / "ratings", cfg, iteration, engine, executor, recompute)
-        labels = None
-        if cfg.labels is not None:
-            from .labels import labels_path, read_labels
-
-            labels, _ = read_labels(labels_path(cfg.labels))
+        labels = read_labels(labels_path(cfg.labels))[0] if cfg.labels is not None else None
         curated = select(
             read_stage(out_dir / "ratings"),
             cfg.k,
@@ -268,12 +253,10 @@ def curate(
             labels=labels,
             estimate=cfg.estimate_good_share,
             target=cfg.target_precision,
+            good_share=cfg.good_share,
         )
         write_jsonl(out_dir / "curated" / "part-00000.jsonl", curated)
     return curated
-
-
-RATING_MODES = ("generate", "logprob", "yes", "pmi", "features")
 
 
 def compare_modes(
@@ -283,15 +266,13 @@ def compare_modes(
     out_path: Path | None = None,
     engine: Engine | None = None,
     probe_pairs: list[dict] | None = None,
-    modes: Iterable[str] = RATING_MODES,
+    modes: Iterable[str] = tuple(MODES),
 ) -> dict:
     """Rate a seeded sample of ``cfg.compare_sample`` candidates both ways with the same judge and
     report how often the two ratings agree: exactly, and within one point (over the candidates
     both modes rated). With ``probe_pairs`` (human-written pairs no training saw), also probe the
     judge in every mode of ``modes`` (probe.probe_judge): which way of rating tells good pairs from
     bad, by AUC, side by side. Writes the report, with every pair of ratings, to ``out_path`` if given."""
-    from .probe import probe_judge
-
     cfg = cfg or CurateConfig()
     if isinstance(candidates, (str, Path)):
         candidates = read_stage(Path(candidates))
@@ -301,7 +282,7 @@ def compare_modes(
         generated = rate_generate(sample, engine, cfg, load_template(cfg.template, "generate"))
         by_logprob = rate_logprob(sample, engine, load_template(cfg.template, "logprob"), cfg)
         probes = (
-            [probe_judge(probe_pairs, judge_model, cfg, mode, engine, cfg.random_seed) for mode in modes]
+            [probe_judge(probe_pairs, judge_model, cfg, mode, engine, cfg.random_seed).report for mode in modes]
             if probe_pairs
             else []
         )

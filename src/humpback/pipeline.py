@@ -22,8 +22,9 @@ from .curate import curate
 from .labels import LABELS_FILE
 from .models import check_chat_template, check_model, load_tokenizer
 from .outputs import StaleOutputError, changed_fields, flat_fields, stage_output
-from .probe import answer_loss, probe_for_run, split_probe
+from .probe import JudgeProbe, answer_loss, probe_stage, split_probe
 from .report import build_report
+from .scoring import check_selection
 from .seed import load_seed
 from .segment import segment
 from .shards import read_jsonl, stage_rejects, write_json, write_jsonl
@@ -91,6 +92,8 @@ def _run(
     check_run_config(out, config)
     dump_yaml(config, out / "config.yaml")
     seed, held_out = split_probe(seed, config.probe_share, config.probe_min_pairs, config.probe_max_pairs)
+    labelled = config.curate.labels is not None or (out / "labels" / LABELS_FILE).is_file()
+    check_selection(config.curate, has_probe=bool(held_out) or labelled)  # before any work: no silent empty A_k
     clean = _decontaminator(config, out)
     seed = clean(seed, 0)
     write_jsonl(out / "probe" / "pairs.jsonl", held_out)  # no training of the run sees these
@@ -132,12 +135,13 @@ def _run(
         curate_cfg = curate_cfg.model_copy(update={"labels": out / "labels"})
     for i in range(1, config.iterations + 1):
         iteration_dir = out / f"iter{i}"
-        probe = probe_for_run(
+        probe = probe_stage(
             held_out,
             str(models / f"m{i - 1}"),
             config.curate,
-            out / "probe" / f"iter{i}.json",
+            out / "probe" / f"iter{i}",
             instruction_pool=[p["instruction"] for p in seed + held_out],
+            recompute=redo,
         )
         check_judge(probe, config, i)
         curated = curate(
@@ -197,11 +201,11 @@ def _run(
     return stats
 
 
-def check_judge(report: dict | None, config: RunConfig, iteration: int) -> None:
+def check_judge(probe: JudgeProbe | None, config: RunConfig, iteration: int) -> None:
     """Say plainly when the judge about to curate is near chance on the probe (or stop, if asked)."""
-    if report is None or report["auc"] is None or report["auc"] >= config.curate.min_probe_auc:
+    if probe is None or probe.report["auc"] is None or probe.report["auc"] >= config.curate.min_probe_auc:
         return
-    message = f"iteration {iteration}: judge m{iteration - 1} is {report['verdict']}"
+    message = f"iteration {iteration}: judge m{iteration - 1} is {probe.report.get('verdict')}"
     if config.stop_on_chance_judge:
         raise JudgeError(message + " (stop_on_chance_judge is set)")
     log.warning(message)

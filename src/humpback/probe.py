@@ -14,14 +14,23 @@ negative (0.5: chance), overall and per kind, with a bootstrap interval.
 from __future__ import annotations
 
 import functools
+import json
 import random
 import re
 import statistics
 import time
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+from .config import CurateConfig, fields_with
 from .engines import Engine, engine_for
+from .files import write_json
+from .outputs import digest, input_fingerprint, stage_output
+from .records import ProbeReport
+from .scoring import Detectors, rating_mode
+from .signals import selection_value
 
 NEGATIVE_KINDS = (
     "off_topic",
@@ -31,6 +40,10 @@ NEGATIVE_KINDS = (
     "instruction_as_answer",
     "near_instruction",
 )
+REPORT_FILE = "report.json"
+DETECTORS_FILE = "detectors.json"
+# The fields that decide a rating decide the probe's values too (config.py declares each field's effect)
+RATING_FIELDS = fields_with(CurateConfig, "output")
 BOILERPLATE = [
     "Share this article on Facebook and Twitter.",
     "Subscribe to our newsletter for weekly updates!",
@@ -152,107 +165,6 @@ def bootstrap_auc(
     return round(values[int(0.025 * rounds)], 4), round(values[int(0.975 * rounds) - 1], 4)
 
 
-def score_probe(probe: list[dict], engine: Engine, mode: str, cfg) -> list[float | None]:
-    """One number per probe pair, higher = better: the expected score (logprob mode), the parsed
-    score (generate mode) or the signal (yes, pmi)."""
-    from .rubric import load_template, rate_generate, rate_logprob
-    from .signals import SIGNALS, signal_values
-
-    if mode == "features":  # out-of-sample values of the combination fitted on the probe itself
-        features = [
-            None if v is None else v["features"] for v in signal_values(mode, probe, engine, cfg.system_prompt)
-        ]
-        return cross_validated(probe, features)
-    if mode in SIGNALS:
-        return [None if v is None else v["signal"] for v in signal_values(mode, probe, engine, cfg.system_prompt)]
-    if mode == "logprob":
-        rated = rate_logprob(probe, engine, load_template(cfg.template, "logprob"), cfg)
-        return [r.get("expected_score") for r in rated]  # below the mass floor too: the probe measures the read
-    rated = rate_generate(probe, engine, cfg, load_template(cfg.template, "generate"))
-    return [r["score"] for r in rated]
-
-
-def fit_combination(features: list[dict], labels: list[int], l2: float = 0.01) -> dict:
-    """A logistic regression of the label on the standardised FEATURES (L2-regularised): the weights
-    that rank a pair's features into one value, higher = better."""
-    import numpy as np
-    from scipy.optimize import minimize
-
-    from .signals import FEATURES
-
-    x = np.array([[f[name] for name in FEATURES] for f in features], dtype=float)
-    mean, std = x.mean(0), x.std(0)
-    std = np.where(
-        std > 1e-6, std, 1.0
-    )  # a feature constant on the probe (e.g. every answer ends the same) gets no weight
-    z, y = (x - mean) / std, np.asarray(labels, dtype=float)
-
-    def loss(w):
-        logits = z @ w[1:] + w[0]
-        return float(np.mean(np.logaddexp(0, logits) - y * logits) + l2 * np.sum(w[1:] ** 2))
-
-    w = minimize(loss, np.zeros(len(FEATURES) + 1), method="L-BFGS-B").x
-    return {
-        "features": list(FEATURES),
-        "mean": mean.round(6).tolist(),
-        "std": std.round(6).tolist(),
-        "bias": round(float(w[0]), 6),
-        "weights": w[1:].round(6).tolist(),
-    }
-
-
-def fit_detectors(probe: list[dict], features: list[dict | None]) -> dict:
-    """One fitted combination per negative kind (its positives against that kind's negatives): a
-    detector of each way a pair goes bad. A pair's value is its worst detector's (combined_value):
-    a good pair has to pass every one, and a defect that is rare among the negatives (an answer cut
-    off early) is not outweighed by the common ones, as one joint fit lets it be."""
-    detectors = {}
-    for kind in NEGATIVE_KINDS:
-        rows = [(f, p["label"]) for p, f in zip(probe, features) if f is not None and p["kind"] in ("positive", kind)]
-        if len({label for _, label in rows}) == 2:
-            detectors[kind] = fit_combination([f for f, _ in rows], [label for _, label in rows])
-    return {"detectors": detectors}
-
-
-def combined_value(features: dict, combination: dict) -> float:
-    """A pair's value under a fitted combination (the logit of its being a good pair), or under
-    fitted detectors (fit_detectors: the lowest of their logits)."""
-    if "detectors" in combination:
-        return min(combined_value(features, c) for c in combination["detectors"].values())
-    return round(
-        combination["bias"]
-        + sum(
-            w * (features[name] - m) / s
-            for name, w, m, s in zip(
-                combination["features"], combination["weights"], combination["mean"], combination["std"]
-            )
-        ),
-        6,
-    )
-
-
-def cross_validated(
-    probe: list[dict], features: list[dict | None], folds: int = 5, seed: int = 0
-) -> list[float | None]:
-    """Each probe pair's value under detectors fitted on the other folds (pairs and the negatives
-    made from them stay in one fold): the AUC of these values is out-of-sample."""
-    for pair, f in zip(probe, features):
-        pair["features"] = f
-    groups = sorted({p["id"].split(":")[0] for p in probe})
-    random.Random(seed).shuffle(groups)
-    fold_of = {g: i % folds for i, g in enumerate(groups)}
-    values: list[float | None] = [None] * len(probe)
-    for fold in range(folds):
-        train = [(p, f) for p, f in zip(probe, features) if fold_of[p["id"].split(":")[0]] != fold]
-        detectors = fit_detectors([p for p, _ in train], [f for _, f in train])
-        if not detectors["detectors"]:
-            continue
-        for i, (p, f) in enumerate(zip(probe, features)):
-            if f is not None and fold_of[p["id"].split(":")[0]] == fold:
-                values[i] = combined_value(f, detectors)
-    return values
-
-
 def calibrate(values: list[float | None], labels: list[int], target: float, prior: float | None = None) -> dict:
     """The lowest value threshold whose selection on the probe reaches ``target`` precision, with
     that precision and its recall (None when no threshold reaches it).
@@ -310,41 +222,113 @@ def _histogram(values: list[float]) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class JudgeProbe:
+    """A judge's probe: its report (AUC overall and per kind, the values of good and bad pairs)
+    and, for a mode that learns, the Detectors fitted on it. Saved as a stage folder
+    (``report.json``, ``detectors.json``: probe_stage) and loaded by curation (``load``)."""
+
+    report: ProbeReport
+    detectors: Detectors | None = None
+
+    def save(self, out_dir: Path) -> None:
+        write_json(Path(out_dir) / REPORT_FILE, self.report)
+        if self.detectors is not None:
+            self.detectors.save(Path(out_dir) / DETECTORS_FILE)
+
+    @classmethod
+    def load(cls, path: Path | str, mode: str | None = None) -> JudgeProbe:
+        """From a probe folder (a run's ``probe/iterN``, or ``humpback probe-judge``'s output, which
+        holds one folder per mode: ``mode`` picks it). Raises ProbeError when there is none."""
+        path = Path(path)
+        if not (path / REPORT_FILE).is_file() and mode and (path / mode / REPORT_FILE).is_file():
+            path = path / mode
+        if not (path / REPORT_FILE).is_file():
+            raise ProbeError(f"{path} holds no judge probe ({REPORT_FILE}): give a folder humpback probe-judge wrote")
+        report = json.loads((path / REPORT_FILE).read_text(encoding="utf-8"))
+        if mode and report.get("mode") != mode:
+            raise ProbeError(f"{path} probed the judge in mode {report.get('mode')}, not {mode}: probe it in {mode}")
+        detectors = Detectors.load(path / DETECTORS_FILE) if (path / DETECTORS_FILE).is_file() else None
+        return cls(report, detectors)
+
+    def value(self, rating: Mapping) -> float | None:
+        """What selection ranks a rating by: its features under the detectors when there are
+        some, else its own value (signals.selection_value)."""
+        if self.detectors is not None and rating.get("features"):
+            return self.detectors.value(rating["features"])
+        return selection_value(rating)
+
+
+class ProbeError(ValueError):
+    """No usable judge probe where one was named."""
+
+
 def probe_judge(
     pairs: list[dict],
     judge_model: str,
-    cfg,
+    cfg: CurateConfig,
     mode: str | None = None,
     engine: Engine | None = None,
     seed: int = 0,
     instruction_pool: list[str] | None = None,
-) -> dict:
-    """Score the probe made of ``pairs`` with the judge, one mode (default: cfg.mode); the report.
+) -> JudgeProbe:
+    """Score the probe made of ``pairs`` with the judge, one mode (default: cfg.mode).
     ``instruction_pool``: where near instructions come from (probe_pairs)."""
     mode = mode or cfg.mode
     probe = probe_pairs(pairs, seed, instruction_pool)
     start = time.time()
     with engine_for(judge_model, cfg, engine) as engine:
-        values = score_probe(probe, engine, mode, cfg)
-        features = [p.get("features") for p in probe]
+        values, detectors = rating_mode(mode).probe_values(probe, engine, cfg)
     seconds = time.time() - start
-    report = {
+    report: ProbeReport = {
         "judge_model": str(judge_model),
         "mode": mode,
         **probe_report(probe, values, seed),
         "seconds_per_pair": round(seconds / max(1, len(probe)), 4),
-    }
-    if mode == "features":
-        report["combination"] = fit_detectors(probe, features)
-    report["calibrated"] = calibrate(values, [p["label"] for p in probe], cfg.target_precision, cfg.good_share)
-    report["calibrated"]["good_share"] = cfg.good_share
-    # the values the threshold was set on: curation recalibrates at the good share it estimates
-    report["values"] = {
-        "positive": [round(v, 6) for v, p in zip(values, probe) if v is not None and p["label"] == 1],
-        "negative": [round(v, 6) for v, p in zip(values, probe) if v is not None and p["label"] == 0],
+        # the values the calibrated rule sets its threshold on (curate.calibrated_threshold)
+        "values": {
+            "positive": [round(v, 6) for v, p in zip(values, probe) if v is not None and p["label"] == 1],
+            "negative": [round(v, 6) for v, p in zip(values, probe) if v is not None and p["label"] == 0],
+        },
     }
     report["verdict"] = verdict(report["auc"], cfg.min_probe_auc)
-    return report
+    return JudgeProbe(json.loads(json.dumps(report)), detectors)  # as it reads back from report.json
+
+
+def probe_stage(
+    pairs: list[dict],
+    judge_model: str,
+    cfg: CurateConfig,
+    out_dir: Path,
+    instruction_pool: list[str] | None = None,
+    engine: Engine | None = None,
+    recompute: bool = False,
+) -> JudgeProbe | None:
+    """The judge probe as a stage: ``out_dir`` holds its report and detectors, resumed while the
+    judge, the pairs and every field that changes a rating are the same (RATING_FIELDS; the
+    selection fields use the probe's values later). None without pairs.
+    ``instruction_pool``: where near instructions come from (a run passes its seed's)."""
+    if not pairs:
+        return None
+    fields = {
+        "judge_model": input_fingerprint(judge_model),
+        "pairs": digest(pairs),
+        "instruction_pool": digest(instruction_pool),
+        "negative_kinds": list(NEGATIVE_KINDS),
+        "template": rating_mode(cfg.mode).template(cfg),
+        "config": cfg.model_dump(mode="json", include=RATING_FIELDS),
+    }
+    with stage_output(out_dir, "probe", fields, recompute) as out_dir:
+        if (out_dir / REPORT_FILE).is_file():
+            found = JudgeProbe.load(out_dir, cfg.mode)
+            now = verdict(found.report["auc"], cfg.min_probe_auc)  # min_probe_auc may change on a resume
+            if found.report.get("verdict") != now:
+                found = JudgeProbe({**found.report, "verdict": now}, found.detectors)
+                found.save(out_dir)
+            return found
+        found = probe_judge(pairs, judge_model, cfg, engine=engine, instruction_pool=instruction_pool)
+        found.save(out_dir)
+        return found
 
 
 def verdict(value: float | None, floor: float) -> str:
@@ -369,49 +353,6 @@ def split_probe(
     n = min(max(round(share * len(seed)), min_pairs), max_pairs, max(0, len(seed) - min_train))
     held = set(random.Random(random_seed).sample(range(len(seed)), n)) if n > 0 else set()
     return [p for i, p in enumerate(seed) if i not in held], [p for i, p in enumerate(seed) if i in held]
-
-
-def probe_for_run(
-    pairs: list[dict], judge_model: str, cfg, out_file: Path, executor=None, instruction_pool: list[str] | None = None
-) -> dict | None:
-    """The probe of one iteration's judge, in the mode it curates with; kept in ``out_file`` and
-    reused on a rerun while the judge, the pairs and the scoring settings are the same.
-    ``instruction_pool``: the run's seed instructions, where near instructions come from."""
-    from .files import write_json
-    from .outputs import digest, input_fingerprint
-
-    if not pairs:
-        return None
-    key = digest(
-        [
-            input_fingerprint(judge_model),
-            pairs,
-            instruction_pool,
-            NEGATIVE_KINDS,
-            cfg.model_dump(
-                mode="json",
-                exclude={
-                    "k",
-                    "select",
-                    "select_threshold",
-                    "select_fraction",
-                    "records_per_shard",
-                    "compare_sample",
-                    "batch_size",
-                },
-            ),
-        ]
-    )
-    out_file = Path(out_file)
-    if out_file.exists():
-        import json
-
-        saved = json.loads(out_file.read_text(encoding="utf-8"))
-        if saved.get("key") == key:
-            return saved["report"]
-    report = probe_judge(pairs, judge_model, cfg, instruction_pool=instruction_pool)
-    write_json(out_file, {"key": key, "report": report})
-    return report
 
 
 def answer_loss(

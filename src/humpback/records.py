@@ -5,8 +5,9 @@ here so a reader can follow one record through the stages without reading them):
 
     seed file  -> SeedPair                     (seed.py)
     corpus     -> Segment          segments/   (segment.py)
-    Segment    -> Candidate        iterN/candidates/   (augment.py)
-    Candidate  -> Rating           iterN/curate/ratings/, A_k in curated/   (curate.py)
+    Segment    -> Candidate        candidates/   (augment.py)
+    Candidate  -> Rating           iterN/ratings/, A_k in iterN/curated/   (curate.py)
+    held-out SeedPair -> ProbePair -> ProbeReport   probe/iterN/   (probe.py)
     SeedPair + Rating -> ForwardExample -> TrainingExample -> DatasetRow   (train.py)
     anything refused on the way -> Reject   in each stage's _rejects/
 """
@@ -100,6 +101,48 @@ class Rating(Candidate):
     """In curated/: the rule that picked it (``score >= 5``, ``top 25% by value``, ...)."""
     unparsed_reason: NotRequired[str]
     """logprob mode: ``low_choice_mass`` when the five scores got less than min_choice_mass."""
+    signal_mass: NotRequired[float]
+    """yes mode: the share of the judge's probability that " yes" and " no" had together."""
+    answer_logprob: NotRequired[float]
+    """pmi mode: the answer's mean per-token log-probability after its instruction."""
+    features: NotRequired[dict[str, float]]
+    """features mode: every likelihood feature (signals.FEATURES), combined by the probe's detectors."""
+    combined: NotRequired[float]
+    """In curated/ (features mode with a probe): the value the detectors gave (scoring.Detectors)."""
+
+
+class ProbePair(TypedDict):
+    """A pair of the judge probe (probe.probe_pairs): a held-out seed pair, or a bad pair made from it."""
+
+    id: str
+    """The seed pair's id; a negative's is ``ID:KIND``."""
+    kind: str
+    """``positive`` or one of probe.NEGATIVE_KINDS."""
+    label: int
+    """1 for the positive, 0 for a negative."""
+    instruction: str
+    output: str
+
+
+class ProbeReport(TypedDict):
+    """What a judge probe found (``probe/iterN/report.json``; its detectors in ``detectors.json``)."""
+
+    judge_model: str
+    mode: str
+    """The rating mode the judge was probed in (CurateConfig.mode)."""
+    pairs: int
+    positives: int
+    unscored: int
+    auc: float | None
+    """P(a positive's value > a negative's), 0.5 = chance (out of sample for features)."""
+    auc_interval: tuple[float | None, float | None]
+    by_kind: dict[str, dict]
+    """Per kind of negative: its count, AUC and interval."""
+    histogram: dict[str, dict]
+    seconds_per_pair: float
+    values: dict[str, list[float]]
+    """``positive`` and ``negative``: the values the calibrated rule sets its threshold on."""
+    verdict: NotRequired[str]
 
 
 class ForwardExample(TypedDict):

@@ -98,7 +98,8 @@ def parse_score(text: str) -> int | None:
 
 
 def load_template(path: Path | None, mode: str = "generate") -> str:
-    if path is None or mode in ("yes", "pmi", "features"):  # the likelihood signals use no rubric
+    """The rubric of ``mode`` (generate or logprob): the file at ``path``, else humpback's."""
+    if path is None:
         return LOGPROB_RUBRIC if mode == "logprob" else RUBRIC
     template = Path(path).read_text(encoding="utf-8")
     for field in ("{instruction}", "{output}"):

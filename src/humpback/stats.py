@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Iterable
 from pathlib import Path
 
-from .probe import combined_value
+from .probe import REPORT_FILE, JudgeProbe
 from .shards import read_jsonl, read_stage, stage_counters, stage_examples, stage_info
 from .signals import selection_value
 
@@ -105,12 +105,10 @@ def score_examples(ratings: Iterable[dict], per_level: int = 2, max_chars: int =
     return examples
 
 
-def _probe_report(out: Path, iteration: int) -> dict | None:
-    """The judge probe's report of an iteration (pipeline: probe/iterN.json), or None."""
-    import json
-
-    path = out / "probe" / f"iter{iteration}.json"
-    return json.loads(path.read_text(encoding="utf-8"))["report"] if path.exists() else None
+def _probe(out: Path, iteration: int) -> JudgeProbe | None:
+    """The judge probe of an iteration (pipeline: probe/iterN/), or None."""
+    path = out / "probe" / f"iter{iteration}"
+    return JudgeProbe.load(path) if (path / REPORT_FILE).is_file() else None
 
 
 def _selection_of(curated_file: Path) -> tuple[str, float | None]:
@@ -186,15 +184,13 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
         ratings_dir = out / f"iter{i}" / "ratings"
         # one streamed pass (ratings carry whole segments): scores by id, and the texts of A_min(k,4) only
         by_id, prompted, low_mass, valued, selected = {}, 0, 0, 0, []
-        probe_report = _probe_report(out, i)
-        combination = (probe_report or {}).get("combination")
-        values: list[float] = []  # what a value rule ranks by (features: combined as curate combines them)
+        probe = _probe(out, i)
+        probe_report = probe.report if probe else None
+        values: list[float] = []  # what a value rule ranks by (features: valued as curate values them)
         for r in read_stage(ratings_dir):
             by_id[r["id"]] = r.get("score")
-            if combination and r.get("features"):
-                values.append(combined_value(r["features"], combination))
-            elif r.get("signal") is not None:
-                values.append(float(r["signal"]))
+            if r.get("signal") is not None:
+                values.append(float(probe.value(r) if probe else r["signal"]))
             valued += r.get("signal") is not None  # a likelihood mode: a value, no 1..5 score
             prompted += bool(r.get("score_line_prompted"))
             low_mass += r.get("unparsed_reason") == "low_choice_mass"
@@ -268,9 +264,10 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
                 )
             }
     stats["probe"] = {}
-    for i in range(1, iterations + 1):  # the judge probe of each iteration (pipeline: probe/iterN.json)
-        report = _probe_report(out, i)
-        if report is not None:
+    for i in range(1, iterations + 1):  # the judge probe of each iteration (pipeline: probe/iterN/)
+        probe = _probe(out, i)
+        if probe is not None:
+            report = probe.report
             stats["probe"][str(i)] = {
                 key: report.get(key)
                 for key in (
