@@ -386,3 +386,51 @@ def test_selection_over_500k_ratings_is_linear():
     assert min(r["signal"] for r in top) >= max(r["signal"] for r in ratings if r["id"] not in kept)
     assert len(select(ratings, k=5)) == sum(r["score"] >= 5 for r in ratings)
     assert len(select(ratings, k=5, rule="value_at_least", threshold=0.9)) == sum(r["signal"] >= 0.9 for r in ratings)
+
+
+def test_curate_standalone_probes_the_judge_for_calibrated_features(tmp_path, tiny_model):
+    """`humpback curate --probe-seed` probes the judge first and selects as a run does; a probe made
+    by `humpback probe-judge` and given with --probe selects the same set."""
+    from typer.testing import CliRunner
+
+    from humpback.cli import app
+    from humpback.shards import read_jsonl
+
+    runner = CliRunner()
+    cands = tmp_path / "candidates"
+    write_jsonl(cands / "part-00000.jsonl", candidates(12))
+    (cands / "_SUCCESS").write_text("{}")
+    held = tmp_path / "held.jsonl"
+    write_jsonl(
+        held,
+        [
+            {
+                "instruction": f"Describe colour number {i}.",
+                "output": f"Colour {i} is a shade of blue, like a clear sky.",
+            }
+            for i in range(6)
+        ],
+    )
+    # at the assumed good share 0.2, precision 0.2 is reached by keeping everything at worst: never empty
+    args = ["curate", "--candidates", str(cands), "--model", tiny_model, "--dtype", "float32", "--mode", "features"]
+    args += ["--select", "calibrated", "--target-precision", "0.2", "--system-prompt", ""]
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "a"), "--probe-seed", str(held)])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "a" / "probe" / "report.json").is_file() and (
+        tmp_path / "a" / "probe" / "detectors.json"
+    ).is_file()
+    chosen = list(read_jsonl(tmp_path / "a" / "curated" / "part-00000.jsonl"))
+    assert chosen and all("combined" in c and c["selected_by"].startswith("calibrated: precision") for c in chosen)
+
+    r = runner.invoke(
+        app,
+        ["probe-judge", "--model", tiny_model, "--seed", str(held), "--modes", "pmi,features"]
+        + ["--out", str(tmp_path / "p"), "--dtype", "float32", "--system-prompt", ""],
+    )
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "p" / "features" / "detectors.json").is_file() and (
+        tmp_path / "p" / "pmi" / "report.json"
+    ).is_file()
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "b"), "--probe", str(tmp_path / "p")])
+    assert r.exit_code == 0, r.output
+    assert [c["id"] for c in read_jsonl(tmp_path / "b" / "curated" / "part-00000.jsonl")] == [c["id"] for c in chosen]
