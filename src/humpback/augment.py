@@ -24,7 +24,7 @@ from .executor import refuse_engine_object
 from .filters import quoted_answer
 from .models import end_of_turn_ids
 from .outputs import input_fingerprint, stage_input, stage_output
-from .records import Candidate, Segment
+from .records import Candidate, Reject, Segment
 from .shards import EngineShards, reject, run_sharded
 from .signals import PMI_TOKENS, answer_span
 
@@ -50,16 +50,20 @@ def augment_shard(
     check_refusals(engine, instructions, cfg, f"augment shard {shard_index}")
     reasons = engine.refusal_reasons
     cut_off = engine.cut_off  # instructions that reached max_new_tokens
-    candidates, rejects, counts = [], [], Counter()
+    candidates: list[Candidate] = []
+    rejects: list[Reject] = []
+    counts: Counter = Counter()
     options: list[tuple[Segment, list[dict]]] = []  # per segment, its usable instructions
     for s, segment in enumerate(segments):
-        usable, why = [], []
+        usable: list[dict] = []
+        why: list[tuple[str, str]] = []
         for i in range(s * n, s * n + n):
-            problem = _instruction_problem(instructions[i], segment, cfg, reasons.get(i))
-            if problem:
+            written = instructions[i]
+            problem = _instruction_problem(written, segment, cfg, reasons.get(i))
+            if problem is not None:
                 why.append(problem)
-            elif instructions[i].strip() not in [u["instruction"] for u in usable]:
-                usable.append({"instruction": instructions[i].strip(), "cut_off": i in cut_off, "sample": i - s * n})
+            elif written is not None and written.strip() not in [u["instruction"] for u in usable]:
+                usable.append({"instruction": written.strip(), "cut_off": i in cut_off, "sample": i - s * n})
         if not usable:  # every sample failed: the segment is a reject, for its first sample's reason
             kind, text = why[0]
             counts[kind] += 1
@@ -73,6 +77,7 @@ def augment_shard(
         counts["instructions_dropped"] += len(why)
         options.append((segment, usable))
     if n > 1 and options:
+        assert fit_engine is not None, "AugmentWorker gives best-of-n a fit engine"
         fits = fit_values([(seg["text"], [u["instruction"] for u in usable]) for seg, usable in options], fit_engine)
         for (_, usable), values in zip(options, fits):
             for u, value in zip(usable, values):
@@ -201,7 +206,7 @@ def augment(
     segments, source = stage_input(segments)
     fit_model = None
     if cfg.num_instructions > 1:
-        fit_model = input_fingerprint(cfg.fit_model) if fit_engine is None else "engine object"
+        fit_model = "engine object" if fit_engine is not None else input_fingerprint(str(cfg.fit_model))
     fields = {
         "segments": source,
         "backward_model": input_fingerprint(backward_model) if engine is None else None,

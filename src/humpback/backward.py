@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import BackwardConfig
+from .records import SeedPair, TrainingExample
 from .train import sft
 
 
@@ -14,19 +15,19 @@ def backward_prompt(output: str, system_prompt: str) -> list[dict]:
     return [{"role": "system", "content": system_prompt}, {"role": "user", "content": output}]
 
 
-def backward_examples(seed: list[dict], system_prompt: str) -> list[dict]:
+def backward_examples(seed: list[SeedPair], system_prompt: str) -> list[TrainingExample]:
     """Seed pairs reversed: output in the prompt, instruction as the completion (the only loss)."""
     return [
-        {
-            "prompt": backward_prompt(r["output"], system_prompt),
-            "completion": [{"role": "assistant", "content": r["instruction"]}],
-        }
+        TrainingExample(
+            prompt=backward_prompt(r["output"], system_prompt),
+            completion=[{"role": "assistant", "content": r["instruction"]}],
+        )
         for r in seed
     ]
 
 
 def train_backward(
-    seed: list[dict], base_model: str, out_dir: Path, cfg: BackwardConfig | None = None, recompute: bool = False
+    seed: list[SeedPair], base_model: str, out_dir: Path, cfg: BackwardConfig | None = None, recompute: bool = False
 ) -> dict:
     cfg = cfg or BackwardConfig()
     return sft(

@@ -11,7 +11,7 @@ import logging
 import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -55,7 +55,8 @@ def _flag_type(annotation: Any) -> Any | None:
     if annotation in (int, float, str, bool, Path):
         return annotation
     if typing.get_origin(annotation) is list and typing.get_args(annotation)[0] in (str, Path):
-        return list[typing.get_args(annotation)[0]]  # repeatable: --segment-languages en --segment-languages de
+        # repeatable: --segment-languages en --segment-languages de
+        return list[str] if typing.get_args(annotation)[0] is str else list[Path]
     return None
 
 
@@ -100,7 +101,7 @@ def _nest(flat: dict, model: type[BaseModel]) -> dict:
                 if key.startswith(n + "_") and isinstance(current.model_fields[n].annotation, type)
             )
             target = target.setdefault(head, {})
-            current = current.model_fields[head].annotation
+            current = typing.cast(type[BaseModel], current.model_fields[head].annotation)
             key = key[len(head) + 1 :]
         target[key] = value
     return nested
@@ -151,7 +152,7 @@ def config_command(name: str, model: type[BaseModel], extra: list[inspect.Parame
             ) as e:
                 _fail(str(e))
 
-        command.__signature__ = inspect.Signature(extra + [config_param] + fields)
+        command.__signature__ = inspect.Signature(extra + [config_param] + fields)  # type: ignore[attr-defined]
         command.__doc__ = help_text
         app.command(name, help=help_text)(command)
         return fn
@@ -346,7 +347,7 @@ def _curate(
         if report["probe"]:
             _print_probe(
                 report["probe"],
-                f"judge probe: {report['judge_model']}, {len(pairs)} held-out pairs, "
+                f"judge probe: {report['judge_model']}, {len(pairs or [])} held-out pairs, "
                 "every rating mode (AUC, 0.5 = chance)",
             )
         else:
@@ -427,7 +428,7 @@ def _probe_judge(cfg: CurateConfig, model: str, seed: str, modes: str, limit: in
     typer.echo(f"written: {out / 'probe.json'}")
 
 
-def _print_probe(reports: list[dict], title: str) -> None:
+def _print_probe(reports: Sequence[Mapping], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -515,7 +516,7 @@ def _train(
             fields["system_prompt"] = system_prompt
         info = api.train_backward(examples, base, out, BackwardConfig(**fields), recompute=recompute)
     elif kind == "forward":
-        extra = []
+        extra: list[dict] = []
         if curated is not None:
             from .train import read_curated
 
@@ -625,7 +626,8 @@ def _eval(
     out: Path | None,
     alpaca_eval_config: Path | None,
 ) -> None:
-    if cfg.prompts is None:
+    prompts = cfg.prompts
+    if prompts is None:
         raise ValueError("--prompts is required (e.g. AlpacaEval's JSON list of instructions)")
     root = Path(run) / "eval" if run is not None else Path("eval")
     if run is not None:
@@ -633,7 +635,7 @@ def _eval(
         if (Path(run) / "final" / "train.jsonl").is_file():
             from .decontaminate import check_run
 
-            found = check_run(run, cfg.prompts)
+            found = check_run(run, prompts)
             typer.echo(
                 f"contamination check: {found['overlapping']} of {found['training_rows']} training rows of {run} "
                 f"overlap {cfg.prompts} ({found['ngram']}-word runs or the same instruction)"
@@ -849,6 +851,7 @@ def _label(
             candidates, out = Path(run) / "candidates", out or Path(run) / "labels"
         if out is None:
             raise ValueError("--candidates needs --out (the labels folder)")
+        assert candidates is not None  # given, or the run's (checked above)
         if not Path(candidates).exists():
             raise FileNotFoundError(f"{candidates} does not exist")
         rows = list(api.read_stage(candidates)) if Path(candidates).is_dir() else list(api.read_jsonl(candidates))

@@ -39,7 +39,7 @@ Output, Selection, Input, Runtime = (_declared(e) for e in ("output", "selection
 def field_effect(model: type[BaseModel], name: str) -> str:
     """The effect a field of a config class declares (see EFFECTS)."""
     extra = model.model_fields[name].json_schema_extra
-    return extra["effect"] if isinstance(extra, dict) else "undeclared"
+    return str(extra["effect"]) if isinstance(extra, dict) else "undeclared"
 
 
 def fields_with(model: type[BaseModel], *effects: str) -> set[str]:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 from .config import CurateConfig, ExecutorConfig, fields_with
 from .engines import Engine, engine_for
@@ -23,7 +24,7 @@ from .files import write_json, write_jsonl
 from .labels import calibrate_on_labels, describe, estimate_good_share, labels_path, read_labels
 from .outputs import input_fingerprint, stage_input, stage_output
 from .probe import JudgeProbe, calibrate, probe_judge
-from .records import Candidate, Rating
+from .records import Candidate, Rating, Reject
 from .rubric import load_template, rate_generate, rate_logprob
 from .scoring import MODES, SELECTION_RULES, check_selection, rating_mode
 from .shards import EngineShards, read_stage, reject, run_sharded
@@ -48,7 +49,9 @@ def rate_shard(
 ):
     """One shard: a Rating for every candidate the judge behind ``engine`` ran (refusals: rejects)."""
     fields = rating_mode(cfg.mode).rate(candidates, engine, cfg, template, shard_index)
-    ratings, rejects, counts = [], [], Counter()
+    ratings: list[Rating] = []
+    rejects: list[Reject] = []
+    counts: Counter = Counter()
     for candidate, rated in zip(candidates, fields):
         score = rated["score"]
         if rated.pop("refused", False):  # counted apart from unparsed ratings, kept as a reject
@@ -61,7 +64,10 @@ def rate_shard(
         counts["low_choice_mass"] += rated.get("unparsed_reason") == "low_choice_mass"
         counts["score_line_prompted"] += rated.get("score_line_prompted", False)
         ratings.append(
-            Rating(**candidate, **rated, rating_mode=cfg.mode, judge_model=judge_model, iteration=iteration)
+            cast(  # the mode's rate gave the rating's fields (score and the mode's own)
+                Rating,
+                {**candidate, **rated, "rating_mode": cfg.mode, "judge_model": judge_model, "iteration": iteration},
+            )
         )
     return ratings, rejects, counts
 
@@ -213,7 +219,11 @@ def select(
         chosen = [r for r in ratings if (v := selection_value(r)) is not None and v >= threshold]
         how = f"value >= {threshold}"
     elif rule == "top_fraction":
-        valued = sorted((r for r in ratings if selection_value(r) is not None), key=selection_value, reverse=True)
+        valued = sorted(
+            (r for r in ratings if selection_value(r) is not None),
+            key=lambda r: selection_value(r) or 0.0,
+            reverse=True,
+        )
         keep = round(fraction * len(valued))
         position = {id(r): i for i, r in enumerate(ratings)}  # not ratings.index: quadratic at 500k rows
         chosen = sorted(valued[:keep], key=lambda r: position[id(r)]) if keep else []
@@ -265,7 +275,7 @@ def compare_modes(
     cfg: CurateConfig | None = None,
     out_path: Path | None = None,
     engine: Engine | None = None,
-    probe_pairs: list[dict] | None = None,
+    probe_pairs: Sequence[Mapping] | None = None,
     modes: Iterable[str] = tuple(MODES),
 ) -> dict:
     """Rate a seeded sample of ``cfg.compare_sample`` candidates both ways with the same judge and

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .files import safe_name
 from .filters import words
+from .records import Reject
 
 DEFAULT_N = 13
 
@@ -80,12 +81,12 @@ def load_benchmarks(paths: Iterable[Path]) -> list[dict]:
 
 def decontaminate(
     pairs: list[dict], index: BenchmarkIndex, stage: str = "decontaminate"
-) -> tuple[list[dict], list[dict], Counter]:
+) -> tuple[list[dict], list[Reject], Counter]:
     """(kept pairs, rejects naming the matching text and the benchmark item, counters)."""
     from .shards import reject
 
     kept: list[dict] = []
-    rejects: list[dict] = []
+    rejects: list[Reject] = []
     counts: Counter[str] = Counter()
     for pair in pairs:
         found = index.match(pair["instruction"], pair["output"])
@@ -113,8 +114,8 @@ def message_text(content: object) -> str | None:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        texts = [part.get("text") if isinstance(part, dict) else part for part in content]
-        texts = [t for t in texts if isinstance(t, str)]
+        parts = [part.get("text") if isinstance(part, dict) else part for part in content]
+        texts = [t for t in parts if isinstance(t, str)]
         return "\n".join(texts) if texts else None
     return None
 
@@ -145,18 +146,21 @@ def decontaminate_file(data: Path, against: list[Path], out: Path, n: int = DEFA
 
     start = time.perf_counter()
     index = BenchmarkIndex(load_benchmarks(against), n)
-    rows, pairs, rejects = [], [], []
+    rows: list[dict] = []
+    pairs: list[dict] = []
+    rejects: list[Reject] = []
     for where, row in jsonl_lines(data):
-        pair = None if isinstance(row, BadLine) or not isinstance(row, dict) else pair_of(row)
-        if pair is None:
+        pair = pair_of(row) if isinstance(row, dict) else None  # a BadLine is no dict
+        if not isinstance(row, dict) or pair is None:
             why = row.reason if isinstance(row, BadLine) else "not an (instruction, output) pair or a chat"
             rejects.append(reject("decontaminate", where, why))
             continue
         rows.append(row)
         pairs.append({**pair, "source": where, "index": len(rows) - 1})
     kept, removed, counts = decontaminate(pairs, index)
+    rejects += removed
     write_jsonl(out / "clean.jsonl", [rows[p["index"]] for p in kept])
-    write_jsonl(out / "rejects.jsonl", rejects + removed)
+    write_jsonl(out / "rejects.jsonl", rejects)
     summary = {
         "data": str(data),
         "against": [str(p) for p in against],

@@ -31,6 +31,7 @@ from .files import write_text
 from .generate import generate, read_prompts
 from .models import resolve_model
 from .outputs import writes_into
+from .records import Reject, SeedPair
 from .shards import reject, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,11 @@ def parse_verdict(text: str | None) -> str | None:
 # -- prompt sets ----------------------------------------------------------------------------
 
 
-def load_prompt_set(path: Path, limit: int | None = None, seed: int = 0) -> tuple[list[dict], list[dict]]:
+def load_prompt_set(path: Path | None, limit: int | None = None, seed: int = 0) -> tuple[list[dict], list[Reject]]:
     """Prompts from AlpacaEval's JSON list or any JSONL/JSON/text of instructions; with ``limit``,
     a seeded sample of that many (kept in file order, so the same limit and seed give the same set)."""
+    if path is None:
+        raise ValueError("no prompt set: give --prompts FILE (eval.prompts)")
     prompts, rejects = read_prompts(Path(path))
     if limit is not None and limit < len(prompts):
         keep = sorted(random.Random(seed).sample(range(len(prompts)), limit))
@@ -109,7 +112,7 @@ def alpaca_records(
     ]
 
 
-def answer(prompts: list[dict], model: str, cfg: EvalConfig, generator: str) -> tuple[list[dict], list[dict]]:
+def answer(prompts: list[dict], model: str, cfg: EvalConfig, generator: str) -> tuple[list[dict], list[Reject]]:
     model = resolve_model(model)
     with engine_for(model, cfg) as engine:
         outputs = generate([p["instruction"] for p in prompts], model, cfg, engine=engine)
@@ -316,7 +319,7 @@ def evaluate(
         reference_name = next((p.get("generator") for p in prompts if p.get("generator")), "reference")
     if not references:
         raise ValueError(f"nothing to judge against: {cfg.prompts} has no 'output' answers; pass --reference")
-    return summary | judge(outputs, references, cfg.judge, out_dir, name, reference_name)
+    return summary | judge(outputs, references, cfg.judge, out_dir, name, str(reference_name))
 
 
 @writes_into("eval")
@@ -439,7 +442,7 @@ def alpaca_eval_config(out_dir: Path, judge_model: str, base_url: str | None = N
 # -- backward-model fidelity ----------------------------------------------------------------
 
 
-def split_seed(seed: list[dict], holdout: float, split_seed: int) -> tuple[list[dict], list[dict]]:
+def split_seed(seed: list[SeedPair], holdout: float, split_seed: int) -> tuple[list[SeedPair], list[SeedPair]]:
     """(train, held out): a seeded split, held-out share ``holdout`` (at least one example)."""
     order = list(range(len(seed)))
     random.Random(split_seed).shuffle(order)
@@ -469,12 +472,12 @@ def _embedding_similarity(
 
 @writes_into("eval-backward")
 def backward_fidelity(
-    seed: list[dict],
+    seed: list[SeedPair],
     base_model: str,
     out_dir: Path,
     cfg: BackwardEvalConfig,
     backward_model: str | None = None,
-    held_out: list[dict] | None = None,
+    held_out: list[SeedPair] | None = None,
 ) -> dict:
     """Hold out part of the seed, train the backward model on the rest (unless ``backward_model``
     is given), write an instruction for every held-out output with the trained and with the

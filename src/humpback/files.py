@@ -15,9 +15,10 @@ import gzip
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # Called with each path once it is written: humpback.outputs records there which names it owns.
 WRITE_HOOKS: list[Callable[[Path], None]] = []
@@ -112,13 +113,13 @@ def new_file(path: Path | str) -> Iterator[Path]:
         _remove(tmp)
 
 
-def write_jsonl(path: Path | str, records: Iterable[dict]) -> int:
+def write_jsonl(path: Path | str, records: Iterable[Mapping[str, Any]]) -> int:
     """Records as JSON lines, written atomically and synced to disk; returns the count."""
     with atomic_path(path) as tmp:
         return write_lines(tmp, records)
 
 
-def write_lines(path: Path | str, records: Iterable[dict], mode: str = "w") -> int:
+def write_lines(path: Path | str, records: Iterable[Mapping[str, Any]], mode: str = "w") -> int:
     """Records as JSON lines to ``path`` itself (``mode`` "a" appends), synced to disk; returns the
     count. Callers that need atomicity write to a temporary path (write_jsonl, new_file)."""
     n = 0

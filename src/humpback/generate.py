@@ -10,15 +10,16 @@ from .config import GenerateConfig
 from .engines import Engine, SamplingParams, engine_for
 from .files import BadLine, jsonl_lines, new_file, safe_name, write_lines
 from .outputs import OutputError
+from .records import Reject
 from .shards import reject
 from .tags import INFERENCE_TAGS, tagged_prompt
 
 
-def read_prompts(path: Path) -> tuple[list[dict], list[dict]]:
+def read_prompts(path: Path) -> tuple[list[dict], list[Reject]]:
     """Instructions from a JSONL/JSON file (field 'instruction' or 'prompt') or a text file, one per line."""
     path = Path(path)
     prompts: list[dict] = []
-    rejects: list[dict] = []
+    rejects: list[Reject] = []
     if path.suffix == ".jsonl":
         rows = list(jsonl_lines(path))
     else:
@@ -46,7 +47,7 @@ def read_prompts(path: Path) -> tuple[list[dict], list[dict]]:
         if isinstance(row, str):  # a list of strings is a list of prompts
             row = {"instruction": row}
         instruction = row.get("instruction") or row.get("prompt") if isinstance(row, dict) else None
-        if isinstance(instruction, str) and instruction.strip():
+        if isinstance(row, dict) and isinstance(instruction, str) and instruction.strip():
             prompts.append({**row, "instruction": instruction})
         else:
             rejects.append(reject("generate", where, "no 'instruction' or 'prompt' field", row))

@@ -24,23 +24,24 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from .files import BadLine, jsonl_lines
+from .records import Reject
 
 LABELS_FILE = "labels.jsonl"
 KEYS = {"g": "good", "b": "bad", "s": "skip"}
 
 
-def read_labels(path: Path | str) -> tuple[dict[str, bool], list[dict]]:
+def read_labels(path: Path | str) -> tuple[dict[str, bool], list[Reject]]:
     """Labels from a JSONL file of {"id": candidate id, "label": "good"|"bad"|"skip"} (also
     true/false or 1/0); a later line for the same id wins, "skip" is no label. Lines that are not
     such a record become rejects naming the file and line."""
     from .shards import reject
 
     labels: dict[str, bool] = {}
-    rejects: list[dict] = []
+    rejects: list[Reject] = []
     for where, row in jsonl_lines(path):
         try:
             if isinstance(row, BadLine):
@@ -186,15 +187,15 @@ def calibrate_on_labels(values: list[float | None], labels: list[bool], target: 
 
 
 def estimate_good_share(
-    candidates: list[float], positives: list[float], negatives: list[float], grid: int = 50
+    candidates: Sequence[float | None], positives: list[float], negatives: list[float], grid: int = 50
 ) -> float | None:
     """The share ``p`` of good candidates that makes the candidates' value distribution closest
     (least squares over ``grid`` quantiles) to p x the probe positives' + (1 - p) x the probe
     negatives'. Clipped to [0.01, 0.99]; None without values on every side."""
-    candidates, positives, negatives = ([v for v in vs if v is not None] for vs in (candidates, positives, negatives))
-    if not candidates or not positives or not negatives:
+    valued = [v for v in candidates if v is not None]
+    if not valued or not positives or not negatives:
         return None
-    pooled = sorted(candidates + positives + negatives)
+    pooled = sorted(valued + positives + negatives)
     points = [pooled[min(len(pooled) - 1, int(i * len(pooled) / grid))] for i in range(grid)]
 
     def cdf(values: list[float], x: float) -> float:
@@ -202,7 +203,7 @@ def estimate_good_share(
 
     num = den = 0.0
     for x in points:
-        fc, fp, fn = cdf(candidates, x), cdf(positives, x), cdf(negatives, x)
+        fc, fp, fn = cdf(valued, x), cdf(positives, x), cdf(negatives, x)
         num += (fc - fn) * (fp - fn)
         den += (fp - fn) ** 2
     if den == 0:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .config import TrainConfig
 from .files import write_json, write_jsonl
+from .records import TrainingExample
 from .shards import SUCCESS, stage_info
 
 SHIPPED = ("ddp", "fsdp", "zero2", "zero3")
@@ -64,7 +65,12 @@ def _free_port() -> int:
 
 
 def launch_sft(
-    examples: list[dict], base_model: str, out_dir: Path, cfg: TrainConfig, desc: str, fit: dict | None = None
+    examples: list[TrainingExample],
+    base_model: str,
+    out_dir: Path,
+    cfg: TrainConfig,
+    desc: str,
+    fit: dict | None = None,
 ) -> dict:
     """Train under accelerate launch on ``cfg.num_processes`` processes; returns what process 0 recorded."""
     out_dir = Path(out_dir)

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 from .config import TrainConfig
+from .records import TrainingExample
 
 log = logging.getLogger("humpback")
 
@@ -47,7 +48,7 @@ def _template_length(tokenizer, messages: list[dict], generation_prompt: bool) -
         return len(tokenizer(" ".join(m["content"] for m in messages))["input_ids"]) + 8 * len(messages)
 
 
-def example_lengths(example: dict, tokenizer) -> tuple[int, int]:
+def example_lengths(example: TrainingExample, tokenizer) -> tuple[int, int]:
     """(prompt tokens, prompt + completion tokens) of a prompt/completion chat example, as trained."""
     prompt = list(example["prompt"])
     return (
@@ -56,13 +57,13 @@ def example_lengths(example: dict, tokenizer) -> tuple[int, int]:
     )
 
 
-def longest_tokens(examples: list[dict], tokenizer, count: int) -> list[int]:
+def longest_tokens(examples: list[TrainingExample], tokenizer, count: int) -> list[int]:
     """Token count of each of the first ``count`` prompt + completion examples, as trained."""
     return [example_lengths(e, tokenizer)[1] for e in examples[:count]]
 
 
 def estimate_training_peak(
-    examples: list[dict],
+    examples: list[TrainingExample],
     base_model: str,
     cfg: TrainConfig,
     tokenizer=None,
@@ -154,7 +155,7 @@ def _resident() -> int:
 
 
 def check_training_memory(
-    examples: list[dict], base_model: str, cfg: TrainConfig, desc: str, longest_example: int | None = None
+    examples: list[TrainingExample], base_model: str, cfg: TrainConfig, desc: str, longest_example: int | None = None
 ) -> bool:
     """Whether to train with gradient checkpointing: ``auto`` turns it on only when the estimated
     peak without it exceeds the memory free. Stops now, saying what to change, when even the

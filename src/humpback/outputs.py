@@ -33,8 +33,9 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from . import files
 from .files import safe_name, write_text
@@ -215,7 +216,7 @@ def items_fingerprint(items) -> str:
     return "stream (not hashed)"
 
 
-def stage_input(items) -> tuple[object, str]:
+def stage_input(items: Iterable[Any] | Path | str) -> tuple[Iterable[Any], str]:
     """A stage's input records and what they are: a previous stage's folder is read shard by shard
     and fingerprinted by its own fingerprint; records given in memory by items_fingerprint."""
     if isinstance(items, (str, Path)):

@@ -15,6 +15,8 @@ import logging
 import shutil
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from .augment import augment
 from .backward import train_backward
 from .config import RunConfig, dump_yaml, field_effect, load_yaml
@@ -23,6 +25,7 @@ from .labels import LABELS_FILE
 from .models import check_chat_template, check_model, load_tokenizer
 from .outputs import StaleOutputError, changed_fields, flat_fields, stage_output
 from .probe import JudgeProbe, answer_loss, probe_stage, split_probe
+from .records import Reject, SeedPair
 from .report import build_report
 from .scoring import check_selection
 from .seed import load_seed
@@ -50,12 +53,15 @@ def run(config: RunConfig, quiet: bool = False) -> dict:
 def _free(field: str) -> bool:
     """Whether a resumed run may change this field (``segment.min_chars``, ``iterations``): the
     fields config.py declares ``runtime`` change how fast or where a run goes, not what it makes."""
-    model: type = RunConfig
+    model: type[BaseModel] = RunConfig
     *sections, name = field.split(".")
     for section in sections:
         if section not in model.model_fields:
             return False
-        model = model.model_fields[section].annotation
+        annotation = model.model_fields[section].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return False
+        model = annotation
     return name in model.model_fields and field_effect(model, name) == "runtime"
 
 
@@ -87,7 +93,7 @@ def _same_spelling(cfg: dict) -> dict:
 
 
 def _run(
-    config: RunConfig, out: Path, base_model: str, seed: list[dict], seed_rejects: list[dict], quiet: bool
+    config: RunConfig, out: Path, base_model: str, seed: list[SeedPair], seed_rejects: list[Reject], quiet: bool
 ) -> dict:
     check_run_config(out, config)
     dump_yaml(config, out / "config.yaml")

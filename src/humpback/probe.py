@@ -20,7 +20,7 @@ import re
 import statistics
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from .config import CurateConfig, fields_with
 from .engines import Engine, engine_for
 from .files import write_json
 from .outputs import digest, input_fingerprint, stage_output
-from .records import ProbeReport
+from .records import ProbePair, ProbeReport, SeedPair
 from .scoring import Detectors, rating_mode
 from .signals import selection_value
 
@@ -82,7 +82,7 @@ def near_instruction(instruction: str, pool: list[str]) -> str | None:
     return best
 
 
-def probe_pairs(pairs: list[dict], seed: int = 0, instruction_pool: list[str] | None = None) -> list[dict]:
+def probe_pairs(pairs: Sequence[Mapping], seed: int = 0, instruction_pool: list[str] | None = None) -> list[ProbePair]:
     """The probe: every pair as a positive (``label`` 1, ``kind`` "positive"), and from each the
     negatives it allows (``label`` 0, ``kind`` one of NEGATIVE_KINDS), seeded. ``instruction_pool``:
     the instructions near_instruction draws from (a run passes its whole seed); default the pairs'."""
@@ -92,17 +92,11 @@ def probe_pairs(pairs: list[dict], seed: int = 0, instruction_pool: list[str] | 
     order = list(range(len(pairs)))
     rng.shuffle(order)
     other = {order[i]: order[(i + 1) % len(order)] for i in range(len(order))}  # another pair, never itself
-    probe = []
+    probe: list[ProbePair] = []
     for i, pair in enumerate(pairs):
         instruction, output = pair["instruction"], pair["output"]
         probe.append(
-            {
-                "id": f"{pair.get('id', i)}",
-                "kind": "positive",
-                "label": 1,
-                "instruction": instruction,
-                "output": output,
-            }
+            ProbePair(id=f"{pair.get('id', i)}", kind="positive", label=1, instruction=instruction, output=output)
         )
         words = list(re.finditer(r"\S+", output))
         negatives = {
@@ -124,13 +118,13 @@ def probe_pairs(pairs: list[dict], seed: int = 0, instruction_pool: list[str] | 
         for kind in NEGATIVE_KINDS:
             if kind in negatives:
                 probe.append(
-                    {
-                        "id": f"{pair.get('id', i)}:{kind}",
-                        "kind": kind,
-                        "label": 0,
-                        "instruction": asked_instead.get(kind, instruction),
-                        "output": negatives[kind],
-                    }
+                    ProbePair(
+                        id=f"{pair.get('id', i)}:{kind}",
+                        kind=kind,
+                        label=0,
+                        instruction=asked_instead.get(kind, instruction),
+                        output=negatives[kind],
+                    )
                 )
     return probe
 
@@ -165,7 +159,9 @@ def bootstrap_auc(
     return round(values[int(0.025 * rounds)], 4), round(values[int(0.975 * rounds) - 1], 4)
 
 
-def calibrate(values: list[float | None], labels: list[int], target: float, prior: float | None = None) -> dict:
+def calibrate(
+    values: Sequence[float | None], labels: Sequence[int], target: float, prior: float | None = None
+) -> dict:
     """The lowest value threshold whose selection on the probe reaches ``target`` precision, with
     that precision and its recall (None when no threshold reaches it).
 
@@ -189,11 +185,15 @@ def calibrate(values: list[float | None], labels: list[int], target: float, prio
     return best or {"threshold": None, "precision": None, "recall": 0.0}
 
 
-def probe_report(probe: list[dict], values: list[float | None], seed: int = 0) -> dict:
+def probe_report(probe: Sequence[ProbePair], values: Sequence[float | None], seed: int = 0) -> dict:
     """AUC overall and per negative kind with bootstrap intervals, and the value histograms."""
     scored = [(p, v) for p, v in zip(probe, values) if v is not None]
     positives = [v for p, v in scored if p["label"] == 1]
-    report = {"pairs": len(probe), "positives": sum(p["label"] for p in probe), "unscored": len(probe) - len(scored)}
+    report: dict = {
+        "pairs": len(probe),
+        "positives": sum(p["label"] for p in probe),
+        "unscored": len(probe) - len(scored),
+    }
     everything = [v for p, v in scored if p["label"] == 0]
     value = auc(positives, everything)
     report["auc"] = None if value is None else round(value, 4)
@@ -256,7 +256,7 @@ class JudgeProbe:
         some, else its own value (signals.selection_value)."""
         if self.detectors is not None and rating.get("features"):
             return self.detectors.value(rating["features"])
-        return selection_value(rating)
+        return selection_value(dict(rating))
 
 
 class ProbeError(ValueError):
@@ -264,7 +264,7 @@ class ProbeError(ValueError):
 
 
 def probe_judge(
-    pairs: list[dict],
+    pairs: Sequence[Mapping],
     judge_model: str,
     cfg: CurateConfig,
     mode: str | None = None,
@@ -280,7 +280,7 @@ def probe_judge(
     with engine_for(judge_model, cfg, engine) as engine:
         values, detectors = rating_mode(mode).probe_values(probe, engine, cfg)
     seconds = time.time() - start
-    report: ProbeReport = {
+    report = {
         "judge_model": str(judge_model),
         "mode": mode,
         **probe_report(probe, values, seed),
@@ -296,7 +296,7 @@ def probe_judge(
 
 
 def probe_stage(
-    pairs: list[dict],
+    pairs: Sequence[Mapping],
     judge_model: str,
     cfg: CurateConfig,
     out_dir: Path,
@@ -343,8 +343,8 @@ def verdict(value: float | None, floor: float) -> str:
 
 
 def split_probe(
-    seed: list[dict], share: float, min_pairs: int, max_pairs: int, random_seed: int = 0, min_train: int = 8
-) -> tuple[list[dict], list[dict]]:
+    seed: list[SeedPair], share: float, min_pairs: int, max_pairs: int, random_seed: int = 0, min_train: int = 8
+) -> tuple[list[SeedPair], list[SeedPair]]:
     """(training seed, probe pairs): a seeded share of the seed held out of every training set of
     the run, at least ``min_pairs`` and at most ``max_pairs``, never leaving fewer than ``min_train``
     pairs to train on (then the probe is smaller, or empty)."""
@@ -356,11 +356,11 @@ def split_probe(
 
 
 def answer_loss(
-    pairs: list[dict],
+    pairs: Sequence[Mapping],
     model: str,
     tag: str = "both",
     placement: str = "system",
-    chat_template: str | None = None,
+    chat_template: Path | str | None = None,
     engine: Engine | None = None,
 ) -> float | None:
     """Mean per-token negative log-likelihood of the pairs' answers given their instructions (asked

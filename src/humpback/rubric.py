@@ -78,7 +78,7 @@ _FINAL_SCORE = re.compile(r"^\s*\**\s*Score\s*\**\s*:\s*\**\s*([1-5])\s*\**\s*[.
 SCORE_PREFIX = "Score:"
 
 
-def parse_score(text: str) -> int | None:
+def parse_score(text: str | None) -> int | None:
     """The rating in a judge's answer, or None.
 
     Counts only when the last non-empty line is ``Score: N`` with N in 1..5 (letter case,
@@ -109,7 +109,7 @@ def load_template(path: Path | None, mode: str = "generate") -> str:
 
 
 def rating_prompt(
-    candidate: dict, template: str = RUBRIC, mode: str = "generate", system_prompt: str = ""
+    candidate: Mapping, template: str = RUBRIC, mode: str = "generate", system_prompt: str = ""
 ) -> list[dict]:
     # str.replace, not format(): web text is full of braces.
     text = template.replace("{instruction}", candidate["instruction"]).replace("{output}", candidate["output"])
@@ -124,7 +124,7 @@ def has_score_line(text: str) -> bool:
     return any(_SCORE_LINE.match(line) for line in (text or "").splitlines())
 
 
-def finish_with_score_line(prompts: list[list[dict]], answers: list[str], engine: Engine) -> list[str]:
+def finish_with_score_line(prompts: list[list[dict]], answers: list[str | None], engine: Engine) -> list[str | None]:
     """Judges that reasoned but never wrote a Score line get their own answer back, followed by
     'Score:', and write the number themselves (greedy, a few tokens). Small models rarely keep
     the format on their own; the result still goes through the strict parser."""
@@ -132,13 +132,13 @@ def finish_with_score_line(prompts: list[list[dict]], answers: list[str], engine
     if not todo:
         return answers
     continued = [
-        prompts[i] + [{"role": "assistant", "content": f"{answers[i].rstrip()}\n{SCORE_PREFIX}"}] for i in todo
+        prompts[i] + [{"role": "assistant", "content": f"{(answers[i] or '').rstrip()}\n{SCORE_PREFIX}"}] for i in todo
     ]
     endings = engine.generate(continued, SamplingParams(temperature=0.0, max_new_tokens=3))
     answers = list(answers)
     for i, ending in zip(todo, endings):
         ending = ending or ""
-        answers[i] = f"{answers[i].rstrip()}\n{SCORE_PREFIX}{ending.splitlines()[0] if ending.strip() else ''}"
+        answers[i] = f"{(answers[i] or '').rstrip()}\n{SCORE_PREFIX}{ending.splitlines()[0] if ending.strip() else ''}"
     return answers
 
 

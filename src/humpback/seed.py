@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from .files import BadLine, jsonl_lines
+from .records import Reject, SeedPair
 from .shards import reject, stable_id
 
 SHAPES = (
@@ -141,7 +142,7 @@ def _oasst_flat_pairs(messages: list[tuple[str, dict]]) -> Iterator[tuple[str, t
             yield where, (_text(m["text"]), _text(best_reply[m["message_id"]]["text"]))
 
 
-def load_seed(source: str, limit: int | None = None) -> tuple[list[dict], list[dict]]:
+def load_seed(source: str, limit: int | None = None) -> tuple[list[SeedPair], list[Reject]]:
     """Seed examples ``{id, source, instruction, output}`` and rejects, from a file or hub id.
 
     Raises SeedError when nothing usable comes out, saying what shapes are accepted.
@@ -156,8 +157,8 @@ def load_seed(source: str, limit: int | None = None) -> tuple[list[dict], list[d
     else:
         raise SeedError(f"seed file {source} does not exist; pass a JSONL, JSON or Parquet file or a hub dataset id")
 
-    examples: list[dict] = []
-    rejects: list[dict] = []
+    examples: list[SeedPair] = []
+    rejects: list[Reject] = []
     oasst_messages: list[tuple[str, dict]] = []
     seen: set[tuple[str, str]] = set()
 
@@ -176,12 +177,9 @@ def load_seed(source: str, limit: int | None = None) -> tuple[list[dict], list[d
         else:
             seen.add((instruction, output))
             examples.append(
-                {
-                    "id": "seed-" + stable_id(instruction, output),
-                    "source": where,
-                    "instruction": instruction,
-                    "output": output,
-                }
+                SeedPair(
+                    id="seed-" + stable_id(instruction, output), source=where, instruction=instruction, output=output
+                )
             )
 
     for where, record in raw:

@@ -22,7 +22,7 @@ from .config import ExecutorConfig, SegmentConfig
 from .corpus import Document, Skipped, Unreadable, corpus_fingerprint, decode_html, read_corpus
 from .filters import is_boilerplate_line, is_navigation_header
 from .outputs import items_fingerprint, stage_output
-from .records import Segment
+from .records import Reject, Segment
 from .shards import reject, run_sharded, stable_id
 
 _HEADER_TAG = re.compile(r"<h[1-6][\s>]", re.IGNORECASE)
@@ -106,10 +106,10 @@ def _clean(text: str) -> str:
     return re.sub(r"[ \t\r\f\v]+", " ", text).strip()
 
 
-def header_segments(blocks: list[tuple[int, str]], title: str = "") -> list[tuple[str, str]]:
+def header_segments(blocks: list[tuple[int, str]], title: str = "") -> list[tuple[str | None, str]]:
     """(header, text) for every header: the blocks after it up to the next header of the same
     or a higher level. Text before the first header belongs to the page title."""
-    segments = []
+    segments: list[tuple[str | None, str]] = []
     if blocks and blocks[0][0] == 0 and title:
         blocks = [(1, title)] + blocks
     for i, (level, header) in enumerate(blocks):
@@ -124,7 +124,7 @@ def header_segments(blocks: list[tuple[int, str]], title: str = "") -> list[tupl
     return segments
 
 
-def text_segments(text: str, max_chars: int) -> list[tuple[str, str]]:
+def text_segments(text: str, max_chars: int) -> list[tuple[str | None, str]]:
     """Plain text has no headers: consecutive paragraphs packed into chunks of at most max_chars."""
     chunks, current = [], ""
     for para in (p.strip() for p in re.split(r"\n\s*\n", text)):
@@ -281,12 +281,14 @@ class Deduplicator:
         self.lsh.add(m)
         return None
 
-    def learn(self, kept: Iterable[Segment]) -> None:
+    def learn(self, kept: Iterable[dict]) -> None:
         """Remember segments an earlier attempt already kept (a resumed stage's written shards)."""
         for seg in kept:
             self.check(seg["id"], *signature(seg["text"], self.cfg))
 
-    def finish_shard(self, segments: list[dict], rejects: list[dict], counts: Counter):
+    def finish_shard(
+        self, segments: list[dict], rejects: list[Reject], counts: dict
+    ) -> tuple[list[dict], list[Reject], dict]:
         """The shard's segments that are not duplicates of an earlier one, without their signatures."""
         kept = []
         for seg in segments:
@@ -313,6 +315,8 @@ def document_segments(doc: Document, cfg: SegmentConfig) -> tuple[list[tuple[str
         if not blocks:
             return [], "no main text found in the HTML"
         return header_segments(blocks, title), None
+    if isinstance(doc.content, bytes):  # only HTML is read as bytes
+        doc.content = doc.content.decode("utf-8", errors="replace")
     if not doc.content.strip():
         return [], "empty document"
     if doc.kind == "markdown" and any(level for level, _ in markdown_blocks(doc.content)):
@@ -323,7 +327,10 @@ def document_segments(doc: Document, cfg: SegmentConfig) -> tuple[list[tuple[str
 def segment_documents(docs: list[Document | Unreadable], cfg: SegmentConfig):
     """One shard: documents -> segments that pass the per-segment filters (with their dedup
     signatures), rejects and filter counters. Deduplication follows, in corpus order."""
-    kept, rejects, counts, examples = [], [], Counter(), {}
+    kept: list[dict] = []
+    rejects: list[Reject] = []
+    counts: dict = Counter()  # counters, and the filters' examples under "_examples"
+    examples: dict[str, list[str]] = {}
     for doc in docs:
         if isinstance(doc, Skipped):
             rejects.append(reject("segment", doc.source, f"skipped: {doc.reason}"))
@@ -402,6 +409,8 @@ def segment(
     and the config are what made it (else StaleOutputError, or with ``recompute`` it is redone)."""
     cfg = cfg or SegmentConfig()
     out_dir = Path(out_dir)
+    docs: Iterable
+    source: list | str  # the corpus files' names, sizes and times; or what items_fingerprint makes of records
     if isinstance(corpus, (str, Path)):
         source = corpus_fingerprint(str(corpus))
         docs = read_corpus(str(corpus), cfg.text_field, cfg.max_document_chars)

@@ -26,6 +26,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .files import read_jsonl, write_json, write_jsonl, write_parquet  # noqa: F401 - the stage files' I/O
+from .records import Reject
 
 log = logging.getLogger("humpback")
 
@@ -121,9 +122,9 @@ def stage_rejects(stage_dir: Path) -> Iterator[dict]:
         yield from read_jsonl(path)
 
 
-ShardFn = Callable[[list, int], tuple[list[dict], list[dict], dict]]
+ShardFn = Callable[[list, int], tuple[list, list[Reject], dict]]
 """process(items_of_shard, shard_index) -> (records, rejects, counters)"""
-FinishFn = Callable[[list[dict], list[dict], dict], tuple[list[dict], list[dict], dict]]
+FinishFn = Callable[[list[dict], list[Reject], dict], tuple[list[dict], list[Reject], dict]]
 """finish(records, rejects, counters) -> the same, post-processed in shard order by the driver"""
 
 
@@ -255,7 +256,7 @@ def _map_shards_here(pending: Iterator[tuple[int, list]], worker: Callable[[], S
 
 
 def write_shard(
-    stage_dir: Path, index: int, records: list[dict], rejects: list[dict], counters: dict, fmt: str = "jsonl"
+    stage_dir: Path, index: int, records: list[dict], rejects: list[Reject], counters: dict, fmt: str = "jsonl"
 ) -> None:
     write_jsonl(stage_dir / "_rejects" / shard_name(index), rejects)
     write_json(stage_dir / "_counters" / f"part-{index:05d}.json", counters)
@@ -263,10 +264,10 @@ def write_shard(
     write_parquet(out, records) if fmt == "parquet" else write_jsonl(out, records)
 
 
-def reject(stage: str, source: str, reason: str, record: object = None) -> dict:
+def reject(stage: str, source: str, reason: str, record: object = None) -> Reject:
     """A reject entry, logged now with where it came from and kept for rejects.jsonl."""
     log.warning("%s: %s (%s)", source, reason, stage)
-    entry = {"stage": stage, "source": source, "reason": reason}
+    entry = Reject(stage=stage, source=source, reason=reason)
     if record is not None:
         text = record if isinstance(record, str) else json.dumps(record, ensure_ascii=False, default=str)
         entry["record"] = text[:2000]

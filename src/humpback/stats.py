@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .probe import REPORT_FILE, JudgeProbe
+from .records import Reject
 from .shards import read_jsonl, read_stage, stage_counters, stage_examples, stage_info
 from .signals import selection_value
 
@@ -64,7 +65,7 @@ def rater_agreement(scores_by_iteration: dict[str, dict[str, int]]) -> list[dict
     return rows
 
 
-def read_labels(path: Path) -> tuple[dict[str, bool], list[dict]]:
+def read_labels(path: Path) -> tuple[dict[str, bool], list[Reject]]:
     """Quality labels (humpback.labels.read_labels): {id: good?} and the rejects."""
     from .labels import read_labels as read
 
@@ -75,7 +76,7 @@ def precision_recall(scores: dict[str, int | None], labels: dict[str, bool], thr
     """Of the labelled candidates, those scored >= threshold are "selected": precision is the
     share of selected that are good, recall the share of good that are selected (Table 7)."""
     labelled = [c for c in scores if c in labels]
-    selected = [c for c in labelled if scores[c] is not None and scores[c] >= threshold]
+    selected = [c for c in labelled if (score := scores[c]) is not None and score >= threshold]
     good = [c for c in labelled if labels[c]]
     hits = sum(labels[c] for c in selected)
     return {
@@ -189,8 +190,9 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
         values: list[float] = []  # what a value rule ranks by (features: valued as curate values them)
         for r in read_stage(ratings_dir):
             by_id[r["id"]] = r.get("score")
-            if r.get("signal") is not None:
-                values.append(float(probe.value(r) if probe else r["signal"]))
+            value = probe.value(r) if probe else r.get("signal")
+            if r.get("signal") is not None and value is not None:
+                values.append(float(value))
             valued += r.get("signal") is not None  # a likelihood mode: a value, no 1..5 score
             prompted += bool(r.get("score_line_prompted"))
             low_mass += r.get("unparsed_reason") == "low_choice_mass"
@@ -222,7 +224,9 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
         stats["iterations"][str(i)].update(
             selected_by=by or None,
             set_name=name,
-            values=value_bins(values, (probe_report or {}).get("values"), lowest if value_rule else None),
+            values=value_bins(
+                values, probe_report["values"] if probe_report else None, lowest if value_rule else None
+            ),
         )
         # the set under the name of the rule that chose it; A_4 only where there are 1..5 scores
         stats["table2"][f"{name} (iteration {i})"] = a_k

@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from .config import ForwardConfig, TrainConfig, fields_with
 from .files import write_jsonl
 from .launch import launch_sft
 from .memory import check_training_memory
 from .outputs import input_fingerprint, records_digest, stage_output
-from .records import DatasetRow, ForwardExample, SeedPair, TrainingExample
+from .records import DatasetRow, ForwardExample, Reject, SeedPair, TrainingExample
 from .shards import SUCCESS, stage_info
 from .tags import ORIGIN_TAGS, tagged_prompt
 from .trainer import (  # noqa: F401 - the training helpers are humpback.train's API too
@@ -79,8 +81,12 @@ def sft(
 
 
 def fit_examples(
-    examples: list[dict], base_model: str, max_length: int, desc: str, chat_template: str | None = None
-) -> tuple[list[dict], dict]:
+    examples: list[TrainingExample],
+    base_model: str,
+    max_length: int,
+    desc: str,
+    chat_template: Path | str | None = None,
+) -> tuple[list[TrainingExample], dict]:
     """The examples that leave something to learn within max_length tokens. One whose prompt
     alone fills the limit would be trained on no completion token at all (truncation keeps the
     start): it is dropped, said and counted, not counted as trained. Longer completions are cut."""
@@ -126,7 +132,7 @@ def fit_examples(
 # --- forward models -----------------------------------------------------------------------
 
 
-def forward_example(record: SeedPair, origin: str, placement: str = "system") -> ForwardExample:
+def forward_example(record: Mapping[str, Any], origin: str, placement: str = "system") -> ForwardExample:
     """A training example: the instruction under its origin's tag, the output as the reply."""
     prompt = tagged_prompt(record["instruction"], ORIGIN_TAGS[origin], placement)
     return ForwardExample(
@@ -134,7 +140,9 @@ def forward_example(record: SeedPair, origin: str, placement: str = "system") ->
     )
 
 
-def forward_examples(seed: list[SeedPair], curated: list[dict], placement: str = "system") -> list[ForwardExample]:
+def forward_examples(
+    seed: Sequence[SeedPair], curated: Sequence[Mapping[str, Any]], placement: str = "system"
+) -> list[ForwardExample]:
     """Seed examples tagged S_a, curated candidates tagged S_w (paper, section 2.3)."""
     return [forward_example(r, "seed", placement) for r in seed] + [
         forward_example(r, "augmented", placement) for r in curated
@@ -146,7 +154,7 @@ def as_messages(example: ForwardExample) -> DatasetRow:
     return DatasetRow(id=example["id"], origin=example["origin"], messages=example["prompt"] + example["completion"])
 
 
-def read_curated(path: Path | str) -> tuple[list[dict], list[dict]]:
+def read_curated(path: Path | str) -> tuple[list[dict], list[Reject]]:
     """Curated pairs to train on beside the seed: a stage folder of shards (``curate``'s curated/)
     or a user's JSONL of {instruction, output} rows. A row without an ``id`` gets one made from
     its text; a line that is not such a pair is a reject naming its file and line."""
@@ -155,12 +163,13 @@ def read_curated(path: Path | str) -> tuple[list[dict], list[dict]]:
 
     path = Path(path)
     if path.is_dir():
-        rows = [(f"{path}#{i}", r) for i, r in enumerate(read_stage(path), 1)]
+        rows: list[tuple[str, object]] = [(f"{path}#{i}", r) for i, r in enumerate(read_stage(path), 1)]
     elif path.is_file():
         rows = list(jsonl_lines(path))
     else:
         raise FileNotFoundError(f"curated data {path} does not exist (give curate's curated/ folder or a JSONL file)")
-    kept, rejects = [], []
+    kept: list[dict] = []
+    rejects: list[Reject] = []
     for where, row in rows:
         if isinstance(row, BadLine):
             rejects.append(reject("train", where, row.reason))
@@ -178,8 +187,8 @@ def read_curated(path: Path | str) -> tuple[list[dict], list[dict]]:
 
 
 def train_forward(
-    seed: list[dict],
-    curated: list[dict],
+    seed: Sequence[SeedPair],
+    curated: Sequence[Mapping[str, Any]],
     base_model: str,
     out_dir: Path,
     cfg: ForwardConfig | None = None,

@@ -23,6 +23,7 @@ from typing import Any
 
 from .config import TrainConfig
 from .files import read_jsonl
+from .records import TrainingExample
 from .shards import mark_done
 
 # The paper's 7B data-scaling runs: examples -> optimizer steps (batch 8 below 3,000, else 32).
@@ -108,7 +109,7 @@ def _bf16_is_fast() -> bool:
 
 
 def train_here(
-    examples: list[dict],
+    examples: list[TrainingExample],
     base_model: str,
     out_dir: Path,
     cfg: TrainConfig,
@@ -297,7 +298,10 @@ def main(job_dir: Path) -> None:
     job = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
     # the parent holds the model folder's lock and checked it; every process trains, process 0 saves
     train_here(
-        list(read_jsonl(job_dir / "examples.jsonl")),
+        [
+            TrainingExample(prompt=e["prompt"], completion=e["completion"])
+            for e in read_jsonl(job_dir / "examples.jsonl")
+        ],
         job["base_model"],
         Path(job["out_dir"]),
         TrainConfig.model_validate(job["config"]),
