@@ -158,9 +158,8 @@ def decontaminate_file(data: Path, against: list[Path], out: Path, n: int = DEFA
         rows.append(row)
         pairs.append({**pair, "source": where, "index": len(rows) - 1})
     kept, removed, counts = decontaminate(pairs, index)
-    rejects += removed
     write_jsonl(out / "clean.jsonl", [rows[p["index"]] for p in kept])
-    write_jsonl(out / "rejects.jsonl", rejects)
+    write_jsonl(out / "rejects.jsonl", [*rejects, *removed])
     summary = {
         "data": str(data),
         "against": [str(p) for p in against],
