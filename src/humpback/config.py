@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .filters import BOILERPLATE_LINE_PATTERNS, NAV_HEADER_PATTERNS
+from .outputs import flat_fields
+from .presets import DIFFERENCES, preset_values
 
 # What each field changes, declared once, here: the stages' fingerprints and what a resumed run may
 # change are derived from it (fields_with). Every field says one of:
@@ -524,6 +526,19 @@ class RunConfig(ExecutorConfig):
     """The whole loop: segment -> backward -> augment -> (curate -> train) x iterations. The
     executor fields (executor, ray_address, ...) apply to segment, augment and curate."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _start_from_preset(cls, data: Any) -> Any:
+        """A preset's values under the given ones: what is given wins, field by field."""
+        if isinstance(data, dict) and data.get("preset") is not None:
+            return deep_merge(preset_values(str(data["preset"])), data)
+        return data
+
+    preset: Literal["paper", "small-judge"] | None = Runtime(None)
+    """A shipped config the other settings start from (humpback/presets/NAME.yaml; flags and a
+    --config file override it): paper sets every choice the paper states (the summary and report
+    list what still differs), small-judge the demo's curation for a small judge (likelihood
+    features, a calibrated threshold). None: the defaults below."""
     seed: str = Input("demo")
     """Seed data: a JSONL/JSON/Parquet file, a hub dataset id, or 'demo' for the bundled pairs."""
     corpus: str = Input("demo")
@@ -574,6 +589,29 @@ class RunConfig(ExecutorConfig):
         if self.forward.tag_placement != "system" and "system_prompt" not in self.curate.model_fields_set:
             self.curate.system_prompt = ""
         return self
+
+
+def preset_report(config: RunConfig) -> dict | None:
+    """Which preset a run started from, what still differs from what it stands for (the paper, for
+    ``paper``), and every field that decides the run's output and was changed from the preset's value
+    (flags or a --config file; the seed, corpus and model are always the user's)."""
+    if config.preset is None:
+        return None
+    preset = flat_fields(RunConfig(preset=config.preset).model_dump(mode="json"))
+    named = set(flat_fields(preset_values(config.preset)))  # what the preset sets, runtime fields too
+    now = flat_fields(config.model_dump(mode="json"))
+    changed = []
+    for name, value in now.items():
+        *sections, field = name.split(".")
+        model: type[BaseModel] = RunConfig
+        for section in sections:
+            annotation = model.model_fields[section].annotation
+            model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else model
+        if name in ("seed", "corpus", "model", "preset") or (field_effect(model, field) == "runtime" and name not in named):
+            continue
+        if value != preset.get(name):
+            changed.append(f"{name}: {preset.get(name)!r} -> {value!r}")
+    return {"name": config.preset, "differences": DIFFERENCES[config.preset], "changed": changed}
 
 
 def deep_merge(base: dict, override: dict) -> dict:

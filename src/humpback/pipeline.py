@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from .augment import augment
 from .backward import train_backward
-from .config import RunConfig, dump_yaml, field_effect, load_yaml
+from .config import RunConfig, dump_yaml, field_effect, load_yaml, preset_report
 from .curate import curate
 from .labels import LABELS_FILE
 from .models import check_chat_template, check_model, load_tokenizer
@@ -184,6 +184,7 @@ def _run(
         else {}
     )
     stats["rejects"] = _collect_rejects(out, config.iterations)
+    stats["preset"] = preset_report(config)
     if config.decontaminate_against:
         from .shards import read_json_counters
 

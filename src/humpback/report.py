@@ -397,6 +397,11 @@ def headline(stats: dict) -> list[str]:
         lines.append(f"Iteration {i}: {selected} of {candidates} candidates selected ({rule}).")
         if not selected:
             lines.append(f"Warning: iteration {i} selected nothing: M_{i} was trained on the seed alone.")
+    preset = stats.get("preset")
+    if preset:
+        lines.append(f"Preset {preset['name']}; what still differs: " + "; ".join(preset["differences"]) + ".")
+        if preset["changed"]:
+            lines.append(f"Changed from the {preset['name']} preset: " + "; ".join(preset["changed"]) + ".")
     losses = {k: v for k, v in (stats.get("answer_loss") or {}).items() if v is not None}
     if losses:
         lines.append(

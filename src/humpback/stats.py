@@ -378,6 +378,19 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
     rules = {i: it.get("selected_by") for i, it in stats["iterations"].items() if it.get("selected_by")}
     if rules:
         console.print("  the curated set, selected by: " + "; ".join(f"iteration {i}: {r}" for i, r in rules.items()))
+    for i, it in stats["iterations"].items():
+        if not it.get(f"A_{k}"):
+            console.print(
+                f"[bold red]iteration {i} selected nothing[/]: M_{i} was trained on the seed alone "
+                "(see the judge probe below, or choose another curate.select)"
+            )
+    preset = stats.get("preset")
+    if preset:
+        console.print(f"preset {preset['name']}; what still differs:")
+        for line in preset["differences"]:
+            console.print(f"  - {line}")
+        if preset["changed"]:
+            console.print(f"  changed from the preset: {'; '.join(preset['changed'])}")
     for i, probe in (stats.get("probe") or {}).items():
         low, high = probe["auc_interval"] or (None, None)
         console.print(
