@@ -607,7 +607,8 @@ def preset_report(config: RunConfig) -> dict | None:
         for section in sections:
             annotation = model.model_fields[section].annotation
             model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else model
-        if name in ("seed", "corpus", "model", "preset") or (field_effect(model, field) == "runtime" and name not in named):
+        runtime = field_effect(model, field) == "runtime" and name not in named
+        if runtime or name in ("seed", "corpus", "model", "preset"):
             continue
         if value != preset.get(name):
             changed.append(f"{name}: {preset.get(name)!r} -> {value!r}")
