@@ -167,8 +167,7 @@ def real_candidates(labelled: list[dict], engine, mode: str, cfg, probe) -> dict
     """AUC of the mode's value of each labelled candidate against its hand label (``probe``: the
     judge's probe.JudgeProbe, whose detectors value the features)."""
     from humpback.probe import auc, bootstrap_auc
-    from humpback.scoring import rating_mode
-    from humpback.signals import signal_values
+    from humpback.scoring import MODES, rating_mode
 
     labels = [r["good"] for r in labelled]
     out = {"candidates": len(labelled), "good": sum(labels)}
@@ -182,7 +181,7 @@ def real_candidates(labelled: list[dict], engine, mode: str, cfg, probe) -> dict
     start = time.time()  # the rating alone: what curating a corpus of such candidates costs per candidate
     if mode == "features":
         features = [
-            None if v is None else v["features"] for v in signal_values(mode, labelled, engine, cfg.system_prompt)
+            None if v is None else v["features"] for v in MODES[mode].read(labelled, engine, cfg.system_prompt)
         ]
         values = [None if f is None else probe.detectors.value(f) for f in features]
     else:

@@ -132,7 +132,7 @@ def report() -> None:
     from humpback.labels import calibrate_on_labels, estimate_good_share, wilson
     from humpback.probe import auc, bootstrap_auc, probe_judge
     from humpback.seed import load_seed
-    from humpback.signals import signal_values
+    from humpback.signals import features_signal
 
     backward, m0, held_out = demo_models()
     text = {s["sha1"]: s["text"] for s in web_segments(WORK / "pages")}
@@ -168,7 +168,7 @@ def report() -> None:
     ]
     truth = {c["id"]: scores[(c["id"], c["instruction"])] >= 4 for c in candidates}
     engine = TransformersEngine(m0, dtype="auto", batch_size=8)
-    features = signal_values("features", candidates, engine, cfg.system_prompt)
+    features = features_signal(candidates, engine, cfg.system_prompt)
     engine.close()
     ratings = [
         {"id": c["id"], "signal": f["signal"], "features": f["features"]}

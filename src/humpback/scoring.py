@@ -27,7 +27,7 @@ from .config import CurateConfig
 from .engines import Engine, check_refusals
 from .files import write_json
 from .rubric import load_template, rate_generate, rate_logprob
-from .signals import FEATURES, signal_values
+from .signals import FEATURES, features_signal, pmi_signal, yes_signal
 
 SELECTION_RULES = ("score_at_least", "expected_at_least", "value_at_least", "top_fraction", "calibrated")
 VALUE_RULES = ("value_at_least", "top_fraction", "calibrated")  # rank by selection_value, any scale
@@ -202,11 +202,15 @@ class Signal(RatingMode):
 
     rules = VALUE_RULES
 
+    def read(self, candidates: list, engine: Engine, system_prompt: str) -> list[dict | None]:
+        """The signal's fields per candidate (None: refused), from signals.py."""
+        raise NotImplementedError
+
     def template(self, cfg):
         return ""  # a likelihood asks no rubric
 
     def rate(self, candidates, engine, cfg, template, shard_index=0):
-        values = signal_values(self.name, list(candidates), engine, cfg.system_prompt)
+        values = self.read(list(candidates), engine, cfg.system_prompt)
         check_refusals(engine, values, cfg, "rating")
         reasons = engine.refusal_reasons
         return [
@@ -217,16 +221,22 @@ class Signal(RatingMode):
         ]
 
     def probe_values(self, probe, engine, cfg):
-        values = signal_values(self.name, list(probe), engine, cfg.system_prompt)
+        values = self.read(list(probe), engine, cfg.system_prompt)
         return [None if v is None else v["signal"] for v in values], None
 
 
 class Yes(Signal):
     name = "yes"
 
+    def read(self, candidates, engine, system_prompt):
+        return yes_signal(candidates, engine, system_prompt)
+
 
 class Pmi(Signal):
     name = "pmi"
+
+    def read(self, candidates, engine, system_prompt):
+        return pmi_signal(candidates, engine, system_prompt)
 
 
 class Features(Signal):
@@ -234,11 +244,11 @@ class Features(Signal):
 
     name = "features"
 
+    def read(self, candidates, engine, system_prompt):
+        return features_signal(candidates, engine, system_prompt)
+
     def probe_values(self, probe, engine, cfg):
-        features = [
-            None if v is None else v["features"]
-            for v in signal_values(self.name, list(probe), engine, cfg.system_prompt)
-        ]
+        features = [None if v is None else v["features"] for v in self.read(list(probe), engine, cfg.system_prompt)]
         kinds = [p["kind"] for p in probe]
         groups = [p["id"].split(":")[0] for p in probe]  # a pair and the negatives made from it
         return Detectors.cross_validated(features, kinds, groups), Detectors.fit(features, kinds)

@@ -42,7 +42,6 @@ Answer:
 Is this answer a complete, on-topic and helpful reply to the instruction, as an AI assistant would write it? \
 Reply yes or no."""
 YES_CHOICES = {"yes": " yes", "no": " no"}
-SIGNALS = ("yes", "pmi", "features")
 FEATURES = (
     "pmi",
     "answer_logprob",
@@ -174,16 +173,6 @@ def _starts_open(text: str) -> bool:
     """Starts as the middle of a sentence does: a lower-case word or a closing mark."""
     text = text.lstrip()
     return bool(text) and (text[0].islower() or text[0] in ",;:.)]}")
-
-
-def signal_values(mode: str, candidates: list[dict], engine: Engine, system_prompt: str = "") -> list[dict | None]:
-    if mode == "yes":
-        return yes_signal(candidates, engine, system_prompt)
-    if mode == "pmi":
-        return pmi_signal(candidates, engine, system_prompt)
-    if mode == "features":
-        return features_signal(candidates, engine, system_prompt)
-    raise ValueError(f"unknown signal {mode!r}: {', '.join(SIGNALS)}")
 
 
 def selection_value(rating: dict) -> float | None:
