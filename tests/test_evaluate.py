@@ -2,6 +2,7 @@
 
 import json
 import math
+import sys
 
 import pytest
 import yaml
@@ -443,3 +444,44 @@ def test_eval_metric_nll_is_the_loss_on_the_reference_answers(tmp_path, tiny_mod
 
     chosen, _ = load_prompt_set(cfg.prompts, 3, 0)
     assert result["answer_loss"] == answer_loss(chosen, tiny_model)  # the same pairs, asked the same way
+
+
+def test_eval_outputs_judges_existing_answers_without_generating(tmp_path, monkeypatch):
+    """`humpback eval --outputs`: answers already written (AlpacaEval model_outputs) are judged against
+    the prompt set's references; a judge that prefers them shows them winning, beside the published rate."""
+    from typer.testing import CliRunner
+
+    from humpback.cli import app
+
+    evaluate_module = sys.modules["humpback.evaluate"]  # the package's `evaluate` attribute is the function
+
+    prompts = _alpaca_file(tmp_path)
+    asked = json.loads(prompts.read_text())
+    answers = [
+        {"instruction": p["instruction"], "output": "GOOD " + p["output"], "generator": "best_model"} for p in asked
+    ]
+    answers.append({"instruction": "Never asked.", "output": "GOOD but unmatched"})
+    answers.append({"instruction": "No answer here."})
+    outputs = tmp_path / "model_outputs.json"
+    outputs.write_text(json.dumps(answers))
+
+    def prefers_good(prompt):  # the answer starting GOOD wins, whichever side shows it
+        a, _ = _shown(prompt)
+        return "Verdict: A" if a.startswith("GOOD") else "Verdict: B"
+
+    judge_engine, original = ScriptedEngine(prefers_good), evaluate_module.engine_for
+    monkeypatch.setattr(
+        evaluate_module, "engine_for", lambda model, cfg, engine=None: original(model, cfg, judge_engine)
+    )
+    result = CliRunner().invoke(
+        app,
+        ["eval", "--outputs", str(outputs), "--prompts", str(prompts), "--out", str(tmp_path / "judged")]
+        + ["--judge-model", "test/scripted-judge", "--judge-mode", "generate", "--published-win-rate", "80.5"],
+    )
+    assert result.exit_code == 0, result.output
+    board = json.loads((tmp_path / "judged" / "leaderboard.json").read_text())
+    assert board["model"] == "best_model" and board["win_rate"] == 100.0 and board["n_prompts"] == len(asked)
+    assert board["published_win_rate"] == 80.5 and "+19.5 points" in result.output
+    assert not (tmp_path / "judged" / "model_outputs.json").exists()  # nothing was generated
+    rejects = (tmp_path / "judged" / "rejects.jsonl").read_text()
+    assert "no 'output' to judge" in rejects and "No answer here." in rejects

@@ -30,6 +30,7 @@ from .evaluate import (
     compare,
     distinct_names,
     evaluate,
+    judge_outputs,
     parse_verdict,
     reference_loss,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "build_report",
     "compare",
     "evaluate",
+    "judge_outputs",
     "parse_verdict",
     "report_run",
     "CurateConfig",

@@ -577,7 +577,13 @@ def _print_win_rate(result: dict, out: Path) -> None:
             f"judge {result['judge_model']} ({result['judge_mode']}, order {result['order']}); "
             f"judgements without a verdict {result['unjudged']}"
         )
-    console.print(f"files: {out}/model_outputs.json, judgements.jsonl, leaderboard.json")
+    if result.get("published_win_rate") is not None and result.get("win_rate") is not None:
+        console.print(
+            f"published win rate of these answers {result['published_win_rate']:.1f}% (AlpacaEval, GPT-4 judge); "
+            f"this judge {result['win_rate']:.1f}%: {result['win_rate'] - result['published_win_rate']:+.1f} points"
+        )
+    written = [f for f in ("model_outputs.json", "judgements.jsonl", "leaderboard.json") if (Path(out) / f).exists()]
+    console.print(f"files: {out}/{', '.join(written)}")
 
 
 @config_command(
@@ -608,6 +614,20 @@ def _print_win_rate(result: dict, out: Path) -> None:
         ),
         _opt("out", Optional[Path], None, "Output directory (default RUN/eval/NAME, or eval/NAME)."),
         _opt(
+            "outputs",
+            Optional[Path],
+            None,
+            "Judge these answers (an AlpacaEval model_outputs.json, e.g. a published model's) instead of "
+            "generating any; --prompts or --reference gives the references.",
+        ),
+        _opt(
+            "published_win_rate",
+            Optional[float],
+            None,
+            "--outputs: the answers' published win rate (AlpacaEval's leaderboard, GPT-4 judge), "
+            "reported beside this judge's.",
+        ),
+        _opt(
             "alpaca_eval_config",
             Optional[Path],
             None,
@@ -624,8 +644,21 @@ def _eval(
     compare: tuple[str, str] | None,
     reference: Path | None,
     out: Path | None,
+    outputs: Path | None,
+    published_win_rate: float | None,
     alpaca_eval_config: Path | None,
 ) -> None:
+    if outputs is not None:
+        if cfg.prompts is None and reference is None:
+            raise ValueError(
+                "--outputs needs the references: --prompts (AlpacaEval's set carries them) or --reference"
+            )
+        out = out or Path("eval") / f"{Path(outputs).stem}_judged"
+        result = api.judge_outputs(cfg, outputs, out, reference=reference, published_win_rate=published_win_rate)
+        _print_win_rate(result, out)
+        return
+    if published_win_rate is not None:
+        raise ValueError("--published-win-rate goes with --outputs (answers whose published win rate it is)")
     prompts = cfg.prompts
     if prompts is None:
         raise ValueError("--prompts is required (e.g. AlpacaEval's JSON list of instructions)")

@@ -286,6 +286,59 @@ def judge(
     return result
 
 
+def _references(cfg: EvalConfig, prompts: list[dict], reference: Path | None) -> tuple[dict[str, dict], str]:
+    """The answers to judge against, by instruction, and their generator's name: ``reference`` (an
+    AlpacaEval-format outputs file), else the prompt file's own ``output`` answers."""
+    if reference is not None:
+        references = reference_outputs(reference)
+        name = next((r.get("generator") for r in references.values() if r.get("generator")), Path(reference).stem)
+    else:
+        references = {p["instruction"]: p for p in prompts if isinstance(p.get("output"), str)}
+        name = next((p.get("generator") for p in prompts if p.get("generator")), "reference")
+    if not references:
+        raise ValueError(f"nothing to judge against: {cfg.prompts} has no 'output' answers; pass --reference")
+    return references, str(name)
+
+
+@writes_into("eval")
+def judge_outputs(
+    cfg: EvalConfig,
+    outputs: Path,
+    out_dir: Path,
+    reference: Path | None = None,
+    name: str | None = None,
+    published_win_rate: float | None = None,
+) -> dict:
+    """Judge answers that already exist (an AlpacaEval ``model_outputs.json``: a published model's,
+    or one `humpback eval` wrote) against the references, generating nothing: a judge is checked
+    on systems whose GPT-4 win rate is published, given as ``published_win_rate`` to be reported
+    beside its own. The prompt set (cfg.prompts, with cfg.limit) chooses which answers are judged and
+    gives the references unless ``reference`` does. An entry without an instruction and an answer
+    is a reject naming the file and item."""
+    rows, rejects = read_prompts(Path(outputs))
+    answered = []
+    for row in rows:
+        if isinstance(row.get("output"), str) and row["output"].strip():
+            answered.append(row)
+        else:
+            rejects.append(reject("eval", f"{outputs}: item {row['instruction'][:60]!r}", "no 'output' to judge", row))
+    if not answered:
+        raise ValueError(f"{outputs} holds no answers to judge (AlpacaEval model_outputs: instruction and output)")
+    prompts, prompt_rejects = load_prompt_set(cfg.prompts, cfg.limit, cfg.sample_seed) if cfg.prompts else ([], [])
+    if prompts:  # the prompt set (and its limit) decides which answers are judged
+        asked = {p["instruction"] for p in prompts}
+        answered = [a for a in answered if a["instruction"] in asked]
+    references, reference_name = _references(cfg, prompts, reference)
+    name = name or next((a.get("generator") for a in answered if a.get("generator")), Path(outputs).stem)
+    write_jsonl(Path(out_dir) / "rejects.jsonl", [*rejects, *prompt_rejects])
+    result = judge(answered, references, cfg.judge, out_dir, str(name), reference_name)
+    result |= {"model_outputs": str(outputs), "answers": len(answered), "rejects": len(rejects) + len(prompt_rejects)}
+    if published_win_rate is not None:
+        result["published_win_rate"] = published_win_rate
+        write_json(Path(out_dir) / "leaderboard.json", result)
+    return result
+
+
 @writes_into("eval")
 def evaluate(
     cfg: EvalConfig, model: str, out_dir: Path, reference: Path | None = None, name: str | None = None
@@ -309,17 +362,8 @@ def evaluate(
     }
     if not cfg.judge.enabled:
         return summary
-    if reference is not None:
-        references = reference_outputs(reference)
-        reference_name = next(
-            (r.get("generator") for r in references.values() if r.get("generator")), Path(reference).stem
-        )
-    else:
-        references = {p["instruction"]: p for p in prompts if isinstance(p.get("output"), str)}
-        reference_name = next((p.get("generator") for p in prompts if p.get("generator")), "reference")
-    if not references:
-        raise ValueError(f"nothing to judge against: {cfg.prompts} has no 'output' answers; pass --reference")
-    return summary | judge(outputs, references, cfg.judge, out_dir, name, str(reference_name))
+    references, reference_name = _references(cfg, prompts, reference)
+    return summary | judge(outputs, references, cfg.judge, out_dir, name, reference_name)
 
 
 @writes_into("eval")
