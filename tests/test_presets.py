@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from humpback.cli import _nest
-from humpback.config import RunConfig, dump_yaml, load_yaml, preset_report
+from humpback.config import RunConfig, dump_yaml, load_yaml
 from humpback.outputs import flat_fields
+from humpback.pipeline import preset_report
 from humpback.presets import DIFFERENCES, PRESETS, preset_file
 from humpback.scoring import check_selection
 

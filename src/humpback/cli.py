@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 import humpback as api
 
 from .config import (
+    AblateConfig,
     AugmentConfig,
     BackwardConfig,
     BackwardEvalConfig,
@@ -703,6 +704,52 @@ def _eval(
         _print_win_rate(result, out)
     else:
         typer.echo(f"{result['answers']} answers in {result['model_outputs']} ({result['rejects']} rejects)")
+
+
+@config_command(
+    "ablate",
+    AblateConfig,
+    [
+        inspect.Parameter(
+            "run",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Path,
+            default=typer.Argument(..., help="A finished run directory: its seed, candidates and curated set."),
+        ),
+        _RECOMPUTE,
+    ],
+    "Is the curated data worth training on? Train forward models on variants of a run's data (seed only, "
+    "curated, a random sample of the same size, ...), several seeds each, and compare their held-out loss.",
+)
+def _ablate(cfg: AblateConfig, run: Path, recompute: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .ablate import ablate
+
+    result = ablate(run, cfg, recompute=recompute)
+    table = Table(
+        title=f"ablations of {run}: {result['measure']}, {result['seeds']} seeds, {result['references']} answers"
+    )
+    for col in ("arm", "augmented", "loss", "95% interval", "minus random", "95% interval "):
+        table.add_column(col, justify="right")
+    for arm, a in result["arms"].items():
+        low, high = a["interval"]
+        d_low, d_high = a.get("minus_random_interval") or (None, None)
+        minus = "" if a.get("minus_random") is None else f"{a['minus_random']:+.4f}"
+        table.add_row(
+            arm,
+            str(a["augmented_examples"]),
+            f"{a['answer_loss']:.4f}",
+            f"{low}-{high}",
+            minus,
+            "" if d_low is None else f"{d_low:+.4f}..{d_high:+.4f}",
+        )
+    console = Console()
+    console.print(table)
+    if result["scaling"]:
+        console.print(f"data scaling: loss = {result['scaling']['alpha']} log N + {result['scaling']['c']}")
+    console.print(f"written: {Path(run) / 'ablate' / 'ablations.json'}")
 
 
 @config_command(

@@ -14,8 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .filters import BOILERPLATE_LINE_PATTERNS, NAV_HEADER_PATTERNS
-from .outputs import flat_fields
-from .presets import DIFFERENCES, preset_values
+from .presets import preset_values
 
 # What each field changes, declared once, here: the stages' fingerprints and what a resumed run may
 # change are derived from it (fields_with). Every field says one of:
@@ -503,6 +502,33 @@ class BackwardEvalConfig(EngineConfig):
     """How the backward model is trained on the rest of the seed (as in ``humpback run``)."""
 
 
+class AblateConfig(_Config):
+    """``humpback ablate RUN``: forward models trained from the base on variants of a finished run's
+    data, several training seeds each, measured the same way (the paper's Figure 3, Figure 7, Table 8
+    and its data-scaling fit, at the run's own scale)."""
+
+    arms: list[str] = Output(default_factory=lambda: ["seed", "curated", "random"])
+    """Data variants: seed (M_0's data), curated (seed + the last iteration's curated set), random
+    (seed + as many candidates drawn at random: curation against chance), all (seed + every
+    candidate), curated_only (the curated set alone, tagged S_w), untagged (seed + curated, no tags)."""
+    sizes: list[int] = Output(default_factory=list)
+    """Data scaling: also train on seed + the curated set subsampled to each of these sizes, and fit
+    the answer loss to alpha log N + C (the paper's Table 3 fits win rate; this fits held-out loss)."""
+    seeds: int = Output(3, ge=1)
+    """Training seeds per arm: each arm's models differ only by this seed."""
+    prompts: Path | None = Input(None)
+    """A prompt set with reference answers (AlpacaEval's JSON list, or JSONL of instruction and
+    output) to measure the loss on, beside the run's probe pairs."""
+    limit: int | None = Output(None, ge=1)
+    """Use a seeded sample of this many of the prompts."""
+    max_steps: int | None = Output(None, ge=1)
+    """Train every arm's model at most this many steps (None: the run's forward schedule)."""
+    random_seed: int = Output(0)
+    """Seeds the random arm's draw and the subsamples (each training seed draws its own)."""
+    bootstrap_rounds: int = Runtime(1000, ge=100)
+    """Resamples of prompts and seeds for the intervals."""
+
+
 class ExecutorConfig(_Config):
     """Where the corpus stages (segment, augment, curate) run: this process, or a Ray cluster."""
 
@@ -589,30 +615,6 @@ class RunConfig(ExecutorConfig):
         if self.forward.tag_placement != "system" and "system_prompt" not in self.curate.model_fields_set:
             self.curate.system_prompt = ""
         return self
-
-
-def preset_report(config: RunConfig) -> dict | None:
-    """Which preset a run started from, what still differs from what it stands for (the paper, for
-    ``paper``), and every field that decides the run's output and was changed from the preset's value
-    (flags or a --config file; the seed, corpus and model are always the user's)."""
-    if config.preset is None:
-        return None
-    preset = flat_fields(RunConfig(preset=config.preset).model_dump(mode="json"))
-    named = set(flat_fields(preset_values(config.preset)))  # what the preset sets, runtime fields too
-    now = flat_fields(config.model_dump(mode="json"))
-    changed = []
-    for name, value in now.items():
-        *sections, field = name.split(".")
-        model: type[BaseModel] = RunConfig
-        for section in sections:
-            annotation = model.model_fields[section].annotation
-            model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else model
-        runtime = field_effect(model, field) == "runtime" and name not in named
-        if runtime or name in ("seed", "corpus", "model", "preset"):
-            continue
-        if value != preset.get(name):
-            changed.append(f"{name}: {preset.get(name)!r} -> {value!r}")
-    return {"name": config.preset, "differences": DIFFERENCES[config.preset], "changed": changed}
 
 
 def deep_merge(base: dict, override: dict) -> dict:

@@ -19,11 +19,12 @@ from pydantic import BaseModel
 
 from .augment import augment
 from .backward import train_backward
-from .config import RunConfig, dump_yaml, field_effect, load_yaml, preset_report
+from .config import RunConfig, dump_yaml, field_effect, load_yaml
 from .curate import curate
 from .labels import LABELS_FILE
 from .models import check_chat_template, check_model, load_tokenizer
 from .outputs import StaleOutputError, changed_fields, flat_fields, stage_output
+from .presets import DIFFERENCES, preset_values
 from .probe import JudgeProbe, answer_loss, probe_stage, split_probe
 from .records import Reject, SeedPair
 from .report import build_report
@@ -216,6 +217,30 @@ def check_judge(probe: JudgeProbe | None, config: RunConfig, iteration: int) -> 
     if config.stop_on_chance_judge:
         raise JudgeError(message + " (stop_on_chance_judge is set)")
     log.warning(message)
+
+
+def preset_report(config: RunConfig) -> dict | None:
+    """Which preset a run started from, what still differs from what it stands for (the paper, for
+    ``paper``), and every field that decides the run's output and was changed from the preset's value
+    (flags or a --config file; the seed, corpus and model are always the user's)."""
+    if config.preset is None:
+        return None
+    preset = flat_fields(RunConfig(preset=config.preset).model_dump(mode="json"))
+    named = set(flat_fields(preset_values(config.preset)))  # what the preset sets, runtime fields too
+    now = flat_fields(config.model_dump(mode="json"))
+    changed = []
+    for name, value in now.items():
+        *sections, field = name.split(".")
+        model: type[BaseModel] = RunConfig
+        for section in sections:
+            annotation = model.model_fields[section].annotation
+            model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else model
+        runtime = field_effect(model, field) == "runtime" and name not in named
+        if runtime or name in ("seed", "corpus", "model", "preset"):
+            continue
+        if value != preset.get(name):
+            changed.append(f"{name}: {preset.get(name)!r} -> {value!r}")
+    return {"name": config.preset, "differences": DIFFERENCES[config.preset], "changed": changed}
 
 
 class NoSegmentsError(ValueError):

@@ -365,13 +365,28 @@ def answer_loss(
 ) -> float | None:
     """Mean per-token negative log-likelihood of the pairs' answers given their instructions (asked
     with the inference tag, as the model is used): lower is better, no judge needed."""
+    if not pairs:
+        return None
+    losses = answer_losses(pairs, model, tag, placement, chat_template, engine)
+    return round(sum(nll for nll, _ in losses) / max(1, sum(n for _, n in losses)), 4)
+
+
+def answer_losses(
+    pairs: Sequence[Mapping],
+    model: str,
+    tag: str = "both",
+    placement: str = "system",
+    chat_template: Path | str | None = None,
+    engine: Engine | None = None,
+) -> list[tuple[float, int]]:
+    """Per pair: (the answer's summed negative log-likelihood, its token count), the answer's tokens
+    and its end of turn (what training puts the loss on), read teacher-forced after the instruction
+    asked with the inference tag. A refused read counts (0.0, 0)."""
     from .config import EngineConfig
     from .models import end_of_turn_ids
     from .signals import answer_span
     from .tags import INFERENCE_TAGS, tagged_prompt
 
-    if not pairs:
-        return None
     cfg = EngineConfig(engine="transformers", dtype="float32", batch_size=8, chat_template=chat_template)
     with engine_for(model, cfg, engine) as engine:
         stops = set(end_of_turn_ids(engine.tokenizer))
@@ -385,7 +400,8 @@ def answer_loss(
             for pair in pairs
         ]
         reads = engine.token_logprobs([(full, start) for full, start, _ in spans])
-    # the answer's tokens and its end of turn: what training puts the loss on
-    values = [lp for (_, start, end), read in zip(spans, reads) for lp in (read or [])[: end - start + 1]]
-    tokens = len(values)
-    return round(-sum(values) / max(1, tokens), 4)
+    out = []
+    for (_, start, end), read in zip(spans, reads):
+        values = (read or [])[: end - start + 1]
+        out.append((-sum(values), len(values)))
+    return out

@@ -209,6 +209,46 @@ def _figures(stats: dict, out: Path, evals: list[dict]) -> dict[str, str]:
     return figures
 
 
+def ablation_rows(ablations: dict) -> list[list[str]]:
+    """The ablations table: each arm's loss and interval, and its difference from the random arm."""
+    rows = []
+    for arm, a in ablations["arms"].items():
+        low, high = a["interval"]
+        d = a.get("minus_random_interval")
+        rows.append(
+            [
+                arm,
+                str(a["augmented_examples"]),
+                f"{a['answer_loss']:.4f} [{low}, {high}]",
+                "" if a.get("minus_random") is None else f"{a['minus_random']:+.4f} [{d[0]:+.4f}, {d[1]:+.4f}]",
+            ]
+        )
+    return rows
+
+
+def _ablation_figure(ablations: dict) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = list(ablations["arms"].items())
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.45 * len(arms)))
+    values = [a["answer_loss"] for _, a in arms]
+    low = [a["answer_loss"] - a["interval"][0] for _, a in arms]
+    high = [a["interval"][1] - a["answer_loss"] for _, a in arms]
+    ax.barh([name for name, _ in arms], values, xerr=[low, high], color="#8172b2", capsize=4)
+    ax.set_xlim(min(a["interval"][0] for _, a in arms) * 0.98, max(a["interval"][1] for _, a in arms) * 1.01)
+    ax.set_xlabel("held-out answer loss per token (lower is better); bars: 95% bootstrap interval")
+    ax.set_title("Ablations: forward models on variants of the run's data")
+    return _png(fig)
+
+
+def _ablations(out: Path) -> dict | None:
+    path = out / "ablate" / "ablations.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def _evals(out: Path) -> list[dict]:
     return [
         json.loads(p.read_text(encoding="utf-8")) | {"path": str(p.parent.relative_to(out))}
@@ -450,6 +490,13 @@ def build_report(run_dir: Path, stats: dict | None = None) -> dict[str, Path]:
     evals = _evals(out)
     tables = _tables(stats, evals)
     figures = _figures(stats, out, evals)
+    ablations = _ablations(out)
+    if ablations:  # `humpback ablate RUN` measured data variants
+        header = ["arm", "augmented examples", "answer loss [95%]", "minus random [95%]"]
+        tables.append(
+            (f"Ablations ({ablations['seeds']} seeds; {ablations['measure']})", header, ablation_rows(ablations))
+        )
+        figures["ablations"] = _ablation_figure(ablations)
     write_text(out / "report.html", _html(stats, tables, figures, evals, out))
     write_text(out / "report.md", _markdown(stats, tables, evals, out))
     return {"html": out / "report.html", "markdown": out / "report.md"}
