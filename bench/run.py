@@ -71,6 +71,13 @@ class NaiveEngine:
             outputs.append(self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip())
         return outputs
 
+    def complete(self, prompts, params):
+        from humpback.engines import Completion
+
+        return [Completion(text) for text in self.generate(prompts, params)]
+
+    refusal_reasons: dict = {}  # it refuses nothing
+
     def close(self):
         self.model = None
 
@@ -86,6 +93,15 @@ class Counting:
         outputs = self.engine.generate(prompts, params)
         self.generated += sum(len(self.tokenizer(o or "", add_special_tokens=False)["input_ids"]) for o in outputs)
         return outputs
+
+    def complete(self, prompts, params):
+        done = self.engine.complete(prompts, params)
+        self.generated += sum(len(self.tokenizer(c.text or "", add_special_tokens=False)["input_ids"]) for c in done)
+        return done
+
+    @property
+    def refusal_reasons(self):
+        return self.engine.refusal_reasons
 
     def choice_logprobs(self, prompts, choices):
         from humpback.engines import encode_chat

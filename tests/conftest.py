@@ -100,6 +100,15 @@ class ScriptedEngine:
         self.calls += 1
         return [self.answer(p) for p in prompts]
 
+    def complete(self, prompts, params):
+        from humpback.engines import Completion
+
+        texts = self.generate(prompts, params)  # a subclass may set refusal_reasons or cut_off here
+        return [
+            Completion(t, self.refusal_reasons.get(i, "refused") if t is None else None, i in self.cut_off)
+            for i, t in enumerate(texts)
+        ]
+
     def choice_logprobs(self, prompts, choices):
         self.calls += 1
         return [self.logprobs(p) for p in prompts]

@@ -54,8 +54,17 @@ def test_an_arm_clearly_better_than_random_has_an_interval_below_zero():
     )
 
 
+def test_win_rates_over_m0_average_prompts_and_seeds():
+    from humpback.ablate import win_rate_summary
+
+    per_seed = [{"a": 1.0, "b": 0.5}, {"a": 1.0, "b": 1.0}]
+    found = win_rate_summary(per_seed, AblateConfig(bootstrap_rounds=200))
+    assert found["win_rate"] == 87.5 and found["prompts"] == 2
+    assert found["interval"][0] <= 87.5 <= found["interval"][1] <= 100
+
+
 @pytest.mark.slow
-def test_ablate_a_finished_run_resumes_without_retraining_finished_models(tmp_path, tiny_model):
+def test_ablate_a_finished_run_resumes_without_retraining_finished_models(tmp_path, tiny_model, monkeypatch):
     from humpback import run
     from humpback.ablate import ablate
     from humpback.config import RunConfig
@@ -84,3 +93,33 @@ def test_ablate_a_finished_run_resumes_without_retraining_finished_models(tmp_pa
     kept = {p: p.stat().st_mtime for p in done if p.exists() and "random/seed1" not in str(p)}
     assert len(kept) == 5 and all(done[p] == t for p, t in kept.items())
     assert again["arms"]["seed"] == result["arms"]["seed"]
+
+    # with a judge: one built to prefer the curated arm's answers shows that arm winning over M_0
+    import sys
+
+    from conftest import ScriptedEngine
+
+    import humpback.ablate as ablate_module
+
+    def answers(prompts, model, cfg, name):  # what each model writes (the tiny models write noise)
+        text = "CURATED answer" if "/curated/" in str(model) else "plain answer"
+        return [{"instruction": p["instruction"], "output": text, "generator": name} for p in prompts], []
+
+    def prefers_curated(prompt):
+        shown_a = prompt[-1]["content"].split("Answer A:\n", 1)[1]
+        return "Verdict: A" if shown_a.startswith("CURATED") else "Verdict: B"
+
+    evaluate_module = sys.modules["humpback.evaluate"]
+    original = evaluate_module.engine_for
+    monkeypatch.setattr(ablate_module, "answer", answers)
+    monkeypatch.setattr(
+        evaluate_module, "engine_for", lambda m, c, e=None: original(m, c, ScriptedEngine(prefers_curated))
+    )
+    judged = settings.model_copy(
+        update={
+            "judge": settings.judge.model_copy(update={"enabled": True, "model": "test/judge", "mode": "generate"})
+        }
+    )
+    rates = ablate(cfg.out, judged)["win_rate_over_m0"]
+    assert rates["curated"]["win_rate"] == 100.0 and rates["seed"]["win_rate"] == rates["random"]["win_rate"] == 50.0
+    assert rates["curated"]["prompts"] == 4

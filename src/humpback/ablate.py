@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import AblateConfig, RunConfig, load_yaml
-from .evaluate import load_prompt_set
+from .config import AblateConfig, EvalConfig, RunConfig, load_yaml
+from .evaluate import answer, judge, load_prompt_set
 from .files import write_json
 from .outputs import output_lock, stage_output
 from .probe import answer_losses
@@ -144,9 +144,11 @@ def ablate(run_dir: Path | str, cfg: AblateConfig | None = None, recompute: bool
         forward = forward.model_copy(update={"max_steps": cfg.max_steps, "num_epochs": None})
     with stage_output(run / "ablate", "ablate") as out:
         losses: dict[str, list[list[tuple[float, int]]]] = {}
+        preferences: dict[str, list[dict[str, float]]] = {}  # per seed: prompt -> preference over M_0
         sizes: dict[str, int] = {}
+        m0: list[dict] | None = None
         for arm in arms:
-            losses[arm] = []
+            losses[arm], preferences[arm] = [], []
             for s in range(cfg.seeds):
                 seed_part, augmented, placement = arm_data(arm, seed, curated, candidates, cfg.random_seed + s)
                 sizes[arm] = len(augmented)
@@ -159,7 +161,14 @@ def ablate(run_dir: Path | str, cfg: AblateConfig | None = None, recompute: bool
                 model = out / arm / f"seed{s}"
                 info = train_forward(seed_part, augmented, str(config.model), model, arm_cfg, recompute=recompute)
                 losses[arm].append(_measured(model, info, references, arm_cfg.tag_placement))
+                if cfg.judge.enabled:
+                    m0 = m0 or _m0_answers(run, config, references, cfg, out)
+                    preferences[arm].append(_judged(model, info, arm_cfg.tag_placement, references, m0, cfg))
         result = summarize(losses, sizes, len(curated), cfg)
+        if cfg.judge.enabled:
+            result["win_rate_over_m0"] = {
+                arm: win_rate_summary(per_seed, cfg) for arm, per_seed in preferences.items() if per_seed
+            }
         result |= {"run": str(run), "references": len(references), "probe_pairs": len(held), "seeds": cfg.seeds}
         write_json(out / "ablations.json", result)
     if (run / "stats.json").is_file():  # the run's report gains the ablations table and figure
@@ -179,6 +188,62 @@ def _measured(model: Path, info: dict, references: list[Mapping], placement: str
     found = answer_losses(references, str(model), placement=placement)
     write_json(path, {"key": key, "losses": found})
     return found
+
+
+def _m0_answers(run: Path, config: RunConfig, prompts: list[Mapping], cfg: AblateConfig, out: Path) -> list[dict]:
+    """M_0's answers to the prompts (what every arm is judged against), kept in OUT/m0_answers.json."""
+    path = out / "m0_answers.json"
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if [a["instruction"] for a in saved] == [p["instruction"] for p in prompts]:
+            return saved
+    asked = EvalConfig(tag_placement=config.forward.tag_placement, max_new_tokens=cfg.answer_max_new_tokens)
+    outputs, _ = answer([dict(p) for p in prompts], str(run / "models" / "m0"), asked, "m0")
+    write_json(path, outputs)
+    return outputs
+
+
+def _judged(
+    model: Path, info: dict, placement: str, prompts: list[Mapping], m0: list[dict], cfg: AblateConfig
+) -> dict[str, float]:
+    """The model's answers judged against M_0's: prompt -> the judge's mean preference for the
+    model's answer (1 win, 0.5 tie); kept beside the model, reused while it is the same one."""
+    path = model.with_name(f"{model.name}.judged.json")
+    key = [info.get("examples_digest"), cfg.judge.model_dump(mode="json"), [a["instruction"] for a in m0]]
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("key") == key:
+            return saved["preferences"]
+    asked = EvalConfig(tag_placement=placement, max_new_tokens=cfg.answer_max_new_tokens)
+    outputs, _ = answer([dict(p) for p in prompts], str(model), asked, model.parent.name)
+    judged_dir = model.with_name(f"{model.name}.judge")
+    judge(outputs, {a["instruction"]: a for a in m0}, cfg.judge, judged_dir, model.parent.name, "m0")
+    per_prompt: dict[str, list[float]] = {}
+    for j in read_jsonl(judged_dir / "judgements.jsonl"):
+        if j["preference"] is not None:
+            per_prompt.setdefault(j["instruction"], []).append(j["preference"])
+    preferences = {k: sum(v) / len(v) for k, v in per_prompt.items()}
+    write_json(path, {"key": key, "preferences": preferences})
+    return preferences
+
+
+def win_rate_summary(per_seed: list[dict[str, float]], cfg: AblateConfig) -> dict:
+    """Mean win rate over M_0 (percent) over prompts and seeds, with a bootstrap interval."""
+    prompts = sorted(set().union(*per_seed))
+    if not prompts:
+        return {"win_rate": None, "interval": (None, None), "prompts": 0}
+
+    def rate(chosen: Sequence[str], seeds: Sequence[int]) -> float:
+        values = [per_seed[s][p] for s in seeds for p in chosen if p in per_seed[s]]
+        return 100 * sum(values) / max(1, len(values))
+
+    rng = random.Random(cfg.random_seed)
+    draws = sorted(
+        rate(rng.choices(prompts, k=len(prompts)), rng.choices(range(len(per_seed)), k=len(per_seed)))
+        for _ in range(cfg.bootstrap_rounds)
+    )
+    interval = (round(draws[int(0.025 * len(draws))], 2), round(draws[int(0.975 * len(draws)) - 1], 2))
+    return {"win_rate": round(rate(prompts, range(len(per_seed))), 2), "interval": interval, "prompts": len(prompts)}
 
 
 def summarize(losses: dict[str, list[list[tuple[float, int]]]], sizes: dict[str, int], curated: int, cfg) -> dict:

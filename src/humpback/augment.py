@@ -46,10 +46,11 @@ def augment_shard(
     n = cfg.num_instructions
     prompts = [backward_prompt(s["text"], system_prompt) for s in segments for _ in range(n)]
     params = SamplingParams.from_config(cfg, seed_offset=shard_index)
-    instructions = engine.generate(prompts, params)
-    check_refusals(engine, instructions, cfg, f"augment shard {shard_index}")
-    reasons = engine.refusal_reasons
-    cut_off = engine.cut_off  # instructions that reached max_new_tokens
+    sampled = engine.complete(prompts, params)
+    check_refusals(engine, sampled, cfg, f"augment shard {shard_index}")
+    instructions = [c.text for c in sampled]
+    reasons = {i: c.refusal for i, c in enumerate(sampled) if c.refusal}
+    cut_off = {i for i, c in enumerate(sampled) if c.cut_off}  # instructions that reached max_new_tokens
     candidates: list[Candidate] = []
     rejects: list[Reject] = []
     counts: Counter = Counter()

@@ -527,6 +527,12 @@ class AblateConfig(_Config):
     """Seeds the random arm's draw and the subsamples (each training seed draws its own)."""
     bootstrap_rounds: int = Runtime(1000, ge=100)
     """Resamples of prompts and seeds for the intervals."""
+    judge: JudgeConfig = Output(default_factory=lambda: JudgeConfig(enabled=False))
+    """The pairwise judge of every arm's answers against M_0's (the run's models/m0) on the same
+    prompts: win rates with intervals. Off by default (--judge-enabled; --judge-model and the other
+    judge fields as in `humpback eval`)."""
+    answer_max_new_tokens: int = Output(256, ge=1)
+    """With the judge: the longest answer each model writes (the paper's decoding otherwise)."""
 
 
 class ExecutorConfig(_Config):

@@ -28,7 +28,7 @@ from pathlib import Path
 from .config import BackwardEvalConfig, EvalConfig, JudgeConfig
 from .engines import Engine, SamplingParams, engine_for
 from .files import write_text
-from .generate import generate, read_prompts
+from .generate import complete, read_prompts
 from .models import resolve_model
 from .outputs import writes_into
 from .records import Reject, SeedPair
@@ -114,13 +114,14 @@ def alpaca_records(
 
 def answer(prompts: list[dict], model: str, cfg: EvalConfig, generator: str) -> tuple[list[dict], list[Reject]]:
     model = resolve_model(model)
-    with engine_for(model, cfg) as engine:
-        outputs = generate([p["instruction"] for p in prompts], model, cfg, engine=engine)
-        cut_off = set(engine.cut_off)
+    written = complete([p["instruction"] for p in prompts], model, cfg)
     rejects = [
-        reject("eval", generator, "the engine refused the prompt", p) for p, o in zip(prompts, outputs) if o is None
+        reject("eval", generator, c.refusal or "the engine refused the prompt", p)
+        for p, c in zip(prompts, written)
+        if c.text is None
     ]
-    return alpaca_records(prompts, outputs, generator, cut_off), rejects
+    cut_off = {i for i, c in enumerate(written) if c.cut_off}
+    return alpaca_records(prompts, [c.text for c in written], generator, cut_off), rejects
 
 
 def write_model_outputs(out_dir: Path, outputs: list[dict]) -> Path:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from .config import GenerateConfig
-from .engines import Engine, SamplingParams, engine_for
+from .engines import Completion, Engine, SamplingParams, engine_for
 from .files import BadLine, jsonl_lines, new_file, safe_name, write_lines
 from .outputs import OutputError
 from .records import Reject
@@ -57,12 +57,20 @@ def read_prompts(path: Path) -> tuple[list[dict], list[Reject]]:
 def generate(
     instructions: list[str], model: str, cfg: GenerateConfig | None = None, engine: Engine | None = None
 ) -> list[str | None]:
-    """Answers for instructions, under the configured inference tag."""
+    """Answers for instructions, under the configured inference tag (None where refused)."""
+    return [c.text for c in complete(instructions, model, cfg, engine)]
+
+
+def complete(
+    instructions: list[str], model: str, cfg: GenerateConfig | None = None, engine: Engine | None = None
+) -> list[Completion]:
+    """What the engine wrote for each instruction, under the configured inference tag: the answer,
+    or why it was refused; whether max_new_tokens cut it off."""
     cfg = cfg or GenerateConfig()
     tag = INFERENCE_TAGS[cfg.tag]
     prompts = [tagged_prompt(i, tag, cfg.tag_placement) for i in instructions]
     with engine_for(model, cfg, engine) as engine:
-        return engine.generate(prompts, SamplingParams.from_config(cfg))
+        return engine.complete(prompts, SamplingParams.from_config(cfg))
 
 
 def generate_file(prompts_path: Path, model: str, out_path: Path, cfg: GenerateConfig | None = None) -> dict:
@@ -86,22 +94,20 @@ def generate_file(prompts_path: Path, model: str, out_path: Path, cfg: GenerateC
             raise OutputError(
                 f"{safe_name(out_path)} is being written by another process: give a new file name"
             ) from None
-        with engine_for(model, cfg) as engine:
-            outputs = generate([p["instruction"] for p in prompts], model, cfg, engine=engine)
-            reasons = dict(engine.refusal_reasons)
-            cut_off = set(getattr(engine, "cut_off", set()))
+        written = complete([p["instruction"] for p in prompts], model, cfg)
         answered = []
-        for i, (prompt, output) in enumerate(zip(prompts, outputs)):
-            if output is None:
+        for prompt, done in zip(prompts, written):
+            if done.text is None:
                 rejects.append(
-                    reject("generate", str(prompts_path), reasons.get(i, "the engine refused the prompt"), prompt)
+                    reject("generate", str(prompts_path), done.refusal or "the engine refused the prompt", prompt)
                 )
             else:
                 answered.append(
-                    {**prompt, "output": output, "generator": str(model)} | ({"cut_off": True} if i in cut_off else {})
+                    {**prompt, "output": done.text, "generator": str(model)}
+                    | ({"cut_off": True} if done.cut_off else {})
                 )
         n = write_lines(out_tmp, answered)
         write_lines(rejects_tmp, rejects)
     if not rejects:
         rejects_path.unlink()  # taken in case of rejects; there were none
-    return {"answers": n, "rejects": len(rejects), "cut_off": len(cut_off)}
+    return {"answers": n, "rejects": len(rejects), "cut_off": sum(c.cut_off for c in written)}

@@ -188,9 +188,10 @@ def rate_generate(
         cfg, seed_offset=seed_offset, follow_up=score_line_please if cfg.finish_score_line else None
     )
     prompts = [rating_prompt(c, template, "generate", cfg.system_prompt) for c in candidates]
-    judged = engine.generate(prompts, params)
-    check_refusals(engine, judged, cfg, "rating")
-    reasons = engine.refusal_reasons
+    written = engine.complete(prompts, params)
+    check_refusals(engine, written, cfg, "rating")
+    reasons = {i: c.refusal for i, c in enumerate(written) if c.refusal}
+    judged = [c.text for c in written]
     judged = [_end_at_score_line(a) if i in prompted and a is not None else a for i, a in enumerate(judged)]
     finished = finish_with_score_line(prompts, judged, engine) if cfg.finish_score_line else judged
     fields = []

@@ -6,6 +6,7 @@ torch nor vLLM."""
 from .base import (
     ENGINES,
     Chat,
+    Completion,
     Engine,
     EngineError,
     Refusal,
@@ -31,6 +32,7 @@ def __getattr__(name: str):
 __all__ = [
     "ENGINES",
     "Chat",
+    "Completion",
     "Engine",
     "EngineError",
     "Refusal",

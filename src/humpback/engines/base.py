@@ -57,17 +57,31 @@ class SamplingParams:
         return params
 
 
+@dataclass(frozen=True)
+class Completion:
+    """What an engine wrote for one prompt."""
+
+    text: str | None
+    """The assistant's text only; None where the engine refused the prompt."""
+    refusal: str | None = None
+    """Why it was refused (a server's error), when it was."""
+    cut_off: bool = False
+    """It stopped at max_new_tokens, not at an end of turn: it may end mid-sentence."""
+
+
 class Engine(Protocol):
     name: str
     tokenizer: Any
     """The model's tokenizer, with its chat template: what the likelihood reads are made of."""
     refusal_reasons: dict[int, str]
-    """Prompt index -> why the engine refused it, for the last generate call (a server's error)."""
-    cut_off: set[int]
-    """The prompts of the last generate call that stopped at max_new_tokens, not at an end of turn."""
+    """Prompt index -> why the engine refused it, for the last read call (choice_logprobs,
+    token_logprobs; a server's error). Generation says it per prompt (Completion.refusal)."""
+
+    def complete(self, prompts: list[Chat], params: SamplingParams) -> list[Completion]:
+        """One Completion per prompt: its text, or why it was refused; whether max_new_tokens cut it."""
 
     def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str | None]:
-        """One completion per prompt (the assistant's text only), None where the prompt was refused."""
+        """The texts of complete (None where a prompt was refused)."""
 
     def choice_logprobs(self, prompts: list[Chat], choices: list[str]) -> list[dict[str, float] | None]:
         """For each prompt, the log-probability of each choice's text written right after it (the
@@ -198,11 +212,13 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
 
 
 def check_refusals(engine, results: list, cfg: EngineConfig, where: str) -> None:
-    """Stop when more than ``cfg.max_refused_share`` of a call's prompts were refused: an engine
-    that refuses everything is broken, and its refusals must not be written down as data."""
-    refused = sum(r is None for r in results)
+    """Stop when more than ``cfg.max_refused_share`` of a call's prompts were refused (None, or a
+    Completion without text): an engine that refuses everything is broken, and its refusals must
+    not be written down as data."""
+    refused = sum(r is None or (isinstance(r, Completion) and r.text is None) for r in results)
     if results and refused and refused / len(results) > cfg.max_refused_share:
-        reasons = engine.refusal_reasons
+        said = {i: r.refusal for i, r in enumerate(results) if isinstance(r, Completion) and r.refusal}
+        reasons = said or engine.refusal_reasons
         first = next(iter(reasons.values()), "no reason given")
         engine_name = getattr(engine, "base_url", None) or getattr(engine, "name", "engine")
         raise EngineError(

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from ..models import end_of_turn_ids
 from ..redaction import redact_url
-from .base import Chat, ChoicePlan, EngineError, Refusal, SamplingParams, encode_chat, redact
+from .base import Chat, ChoicePlan, Completion, EngineError, Refusal, SamplingParams, encode_chat, redact
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ class OpenAIEngine:
     a server that cannot echo them stops the stage with a message saying so.
 
     A prompt the server refuses (400: too long, say) comes back as None with the server's reason
-    in ``refusal_reasons`` (index -> reason, for the last call); a stage decides how many it takes.
+    as the Completion's refusal (a read: in ``refusal_reasons``, index -> reason, for the last call); a stage
+    decides how many it takes.
     A server that cannot be reached, rejects the key, or keeps answering with something that is
     not a completion (no choices, not JSON, no logprobs when asked) raises EngineError."""
 
@@ -80,7 +81,6 @@ class OpenAIEngine:
         self.max_retries = max_retries
         self.continue_with = continue_with
         self.refusal_reasons: dict[int, str] = {}
-        self.cut_off: set[int] = set()
         self._tokenizer_source, self._chat_template = tokenizer or model, chat_template
         self._tokenizer = None
         self.stop: list[str] = []
@@ -182,6 +182,9 @@ class OpenAIEngine:
         return out
 
     def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str | None]:
+        return [c.text for c in self.complete(prompts, params)]
+
+    def complete(self, prompts: list[Chat], params: SamplingParams) -> list[Completion]:
         sampling: dict[str, Any] = dict(
             temperature=params.temperature,
             max_tokens=params.max_new_tokens,
@@ -205,8 +208,12 @@ class OpenAIEngine:
             return (text or "").strip(), response.choices[0].finish_reason == "length"
 
         results = self._map(one, prompts, "generate")
-        self.cut_off = {i for i, r in enumerate(results) if r is not None and r[1]}
-        return [None if r is None else r[0] for r in results]
+        return [
+            Completion(None, refusal=self.refusal_reasons.get(i, "the server refused the prompt"))
+            if r is None
+            else Completion(r[0], cut_off=r[1])
+            for i, r in enumerate(results)
+        ]
 
     def choice_logprobs(self, prompts: list[Chat], choices: list[str]) -> list[dict[str, float] | None]:
         """Each choice teacher-forced: prompt + choice is sent as token ids to the completions

@@ -20,7 +20,7 @@ from transformers.cache_utils import Cache, DynamicLayer, DynamicSlidingWindowLa
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 
 from ..models import load_tokenizer, stop_token_ids, torch_dtype
-from .base import Chat, ChoicePlan, SamplingParams, encode_chat
+from .base import Chat, ChoicePlan, Completion, SamplingParams, encode_chat
 
 FOLLOW_UP_ROOM = 40  # tokens of cache kept free per row for follow-up text and what comes after it
 GROUPED_ATTENTION = "humpback_grouped"
@@ -258,11 +258,15 @@ class TransformersEngine:
 
     # -- the Engine interface ----------------------------------------------------------------
 
-    def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str]:
+    def complete(self, prompts: list[Chat], params: SamplingParams) -> list[Completion]:
+        rows = self.generate_ids([encode_chat(self.tokenizer, p) for p in prompts], params)
         return [
-            self.tokenizer.decode(row, skip_special_tokens=True).strip()
-            for row in self.generate_ids([encode_chat(self.tokenizer, p) for p in prompts], params)
+            Completion(self.tokenizer.decode(row, skip_special_tokens=True).strip(), cut_off=i in self.cut_off)
+            for i, row in enumerate(rows)
         ]
+
+    def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str | None]:
+        return [c.text for c in self.complete(prompts, params)]
 
     def generate_ids(self, encoded: list[list[int]], params: SamplingParams) -> list[list[int]]:
         """The new token ids for every prompt (given as token ids), stop tokens left out. The

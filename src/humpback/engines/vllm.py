@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from .base import Chat, ChoicePlan, SamplingParams, encode_chat
+from .base import Chat, ChoicePlan, Completion, SamplingParams, encode_chat
 
 
 class VLLMEngine:
@@ -64,13 +64,15 @@ class VLLMEngine:
         self.stop_ids = stop_token_ids(self.tokenizer, generation_config(str(model_path)))
         self.model_path = model_path
         self.on_gpu = torch.cuda.is_available()
-        self.cut_off: set[int] = set()
         self.refusal_reasons: dict[int, str] = {}  # it refuses nothing
 
     def _requests(self, prompts: list[Chat]) -> list[dict]:
         return [{"prompt_token_ids": encode_chat(self.tokenizer, p)} for p in prompts]
 
-    def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str]:
+    def generate(self, prompts: list[Chat], params: SamplingParams) -> list[str | None]:
+        return [c.text for c in self.complete(prompts, params)]
+
+    def complete(self, prompts: list[Chat], params: SamplingParams) -> list[Completion]:
         from vllm import SamplingParams as VSampling
 
         # A per-request seed makes vLLM rewind its generator's offset, which a CPU generator does not
@@ -85,8 +87,7 @@ class VLLMEngine:
             stop_token_ids=self.stop_ids,
         )
         outputs = self.llm.generate(self._requests(prompts), sampling, use_tqdm=True)
-        self.cut_off = {i for i, o in enumerate(outputs) if o.outputs[0].finish_reason == "length"}
-        return [o.outputs[0].text.strip() for o in outputs]
+        return [Completion(o.outputs[0].text.strip(), cut_off=o.outputs[0].finish_reason == "length") for o in outputs]
 
     def choice_logprobs(self, prompts: list[Chat], choices: list[str]) -> list[dict[str, float]]:
         """Each choice's tokens teacher-forced, read as prompt logprobs of prompt + choice (see
