@@ -22,6 +22,7 @@ from typing import Any
 from .config import AblateConfig, EvalConfig, RunConfig, load_yaml
 from .evaluate import answer, judge, load_prompt_set
 from .files import write_json
+from .models import check_model
 from .outputs import output_lock, stage_output
 from .probe import answer_losses
 from .records import SeedPair
@@ -139,6 +140,7 @@ def ablate(run_dir: Path | str, cfg: AblateConfig | None = None, recompute: bool
             f"nothing to measure on: {run} held no probe pairs out (probe_share 0); give --prompts with "
             "reference answers (AlpacaEval's set carries them)"
         )
+    base_model = check_model(config.model)  # 'smollm2-135m' and the like: the converted checkpoint
     forward = config.forward
     if cfg.max_steps is not None:
         forward = forward.model_copy(update={"max_steps": cfg.max_steps, "num_epochs": None})
@@ -159,7 +161,7 @@ def ablate(run_dir: Path | str, cfg: AblateConfig | None = None, recompute: bool
                     }
                 )
                 model = out / arm / f"seed{s}"
-                info = train_forward(seed_part, augmented, str(config.model), model, arm_cfg, recompute=recompute)
+                info = train_forward(seed_part, augmented, base_model, model, arm_cfg, recompute=recompute)
                 losses[arm].append(_measured(model, info, references, arm_cfg.tag_placement))
                 if cfg.judge.enabled:
                     m0 = m0 or _m0_answers(run, config, references, cfg, out)
