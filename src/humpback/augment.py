@@ -178,7 +178,7 @@ class AugmentWorker(EngineShards):
 
 
 def augment(
-    segments: Iterable[dict] | Path,
+    segments: Iterable[Segment] | Path,
     backward_model: str,
     out_dir: Path,
     cfg: AugmentConfig | None = None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import cast
@@ -73,7 +73,7 @@ def rate_shard(
 
 
 def rate(
-    candidates: Iterable[dict] | Path,
+    candidates: Iterable[Candidate] | Path,
     judge_model: str,
     out_dir: Path,
     cfg: CurateConfig | None = None,
@@ -156,7 +156,7 @@ def calibrated_threshold(
 
 
 def select(
-    ratings: Iterable[dict],
+    ratings: Iterable[Rating],
     k: int,
     rule: str = "score_at_least",
     threshold: float | None = None,
@@ -207,11 +207,11 @@ def select(
     else:
         calibrated_by = ""
     if rule == "score_at_least":
-        chosen = [r for r in ratings if r.get("score") is not None and r["score"] >= k]
+        chosen = [r for r in ratings if (score := r.get("score")) is not None and score >= k]
         how = f"score >= {k}"
     elif rule == "expected_at_least":
         threshold = 4.5 if threshold is None else threshold
-        chosen = [r for r in ratings if r.get("expected_score") is not None and r["expected_score"] >= threshold]
+        chosen = [r for r in ratings if (expected := r.get("expected_score")) is not None and expected >= threshold]
         how = f"expected score >= {threshold}"
     elif rule == "value_at_least":
         if threshold is None:
@@ -234,7 +234,7 @@ def select(
 
 
 def curate(
-    candidates: Iterable[dict] | Path,
+    candidates: Iterable[Candidate] | Path,
     judge_model: str,
     out_dir: Path,
     cfg: CurateConfig | None = None,
@@ -254,7 +254,7 @@ def curate(
         rate(candidates, judge_model, out_dir / "ratings", cfg, iteration, engine, executor, recompute)
         labels = read_labels(labels_path(cfg.labels))[0] if cfg.labels is not None else None
         curated = select(
-            read_stage(out_dir / "ratings"),
+            cast(Iterator[Rating], read_stage(out_dir / "ratings")),  # the records rate wrote
             cfg.k,
             cfg.select,
             cfg.select_threshold,
@@ -270,7 +270,7 @@ def curate(
 
 
 def compare_modes(
-    candidates: Iterable[dict] | Path,
+    candidates: Iterable[Candidate] | Path,
     judge_model: str,
     cfg: CurateConfig | None = None,
     out_path: Path | None = None,
@@ -284,9 +284,9 @@ def compare_modes(
     judge in every mode of ``modes`` (probe.probe_judge): which way of rating tells good pairs from
     bad, by AUC, side by side. Writes the report, with every pair of ratings, to ``out_path`` if given."""
     cfg = cfg or CurateConfig()
-    if isinstance(candidates, (str, Path)):
-        candidates = read_stage(Path(candidates))
-    pool = list(candidates)
+    pool: list[Candidate] = list(
+        cast(Iterator[Candidate], read_stage(Path(candidates))) if isinstance(candidates, (str, Path)) else candidates
+    )
     sample = random.Random(cfg.random_seed).sample(pool, min(cfg.compare_sample, len(pool)))
     with engine_for(judge_model, cfg, engine) as engine:
         generated = rate_generate(sample, engine, cfg, load_template(cfg.template, "generate"))

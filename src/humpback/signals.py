@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 
 from .engines import Engine
 from .engines.base import chat_text
@@ -175,7 +176,7 @@ def _starts_open(text: str) -> bool:
     return bool(text) and (text[0].islower() or text[0] in ",;:.)]}")
 
 
-def selection_value(rating: dict) -> float | None:
+def selection_value(rating: Mapping) -> float | None:
     """What the value rules rank by: the probe-fitted combination of the likelihood features, else a
     likelihood signal, else the expected score, else the score."""
     for field in ("combined", "signal", "expected_score", "score"):
