@@ -231,8 +231,9 @@ def test_judges_get_their_score_line_in_the_same_pass(lively_model):
     from humpback.rubric import load_template, rate_generate
 
     engine = TransformersEngine(lively_model, dtype="float32", batch_size=4)
-    calls = []
-    generate = engine.generate
+    calls = []  # every generation pass: complete, and generate (what a second pass would use)
+    complete, generate = engine.complete, engine.generate
+    engine.complete = lambda prompts, params: calls.append(len(prompts)) or complete(prompts, params)
     engine.generate = lambda prompts, params: calls.append(len(prompts)) or generate(prompts, params)
     candidates = [{"id": str(i), "instruction": f"Say {i}.", "output": f"{i}!"} for i in range(3)]
     fields = rate_generate(candidates, engine, CurateConfig(max_new_tokens=8), load_template(None, "generate"), 0)
