@@ -51,19 +51,23 @@ def run(config: RunConfig, quiet: bool = False) -> dict:
         return _run(config, out, base_model, seed, seed_rejects, quiet)
 
 
-def _free(field: str) -> bool:
-    """Whether a resumed run may change this field (``segment.min_chars``, ``iterations``): the
-    fields config.py declares ``runtime`` change how fast or where a run goes, not what it makes."""
+def _effect(field: str) -> str | None:
+    """The effect config.py declares for a dotted RunConfig field (``segment.min_chars``); None
+    for a name the config does not have."""
     model: type[BaseModel] = RunConfig
     *sections, name = field.split(".")
     for section in sections:
-        if section not in model.model_fields:
-            return False
-        annotation = model.model_fields[section].annotation
+        annotation = model.model_fields[section].annotation if section in model.model_fields else None
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return False
+            return None
         model = annotation
-    return name in model.model_fields and field_effect(model, name) == "runtime"
+    return field_effect(model, name) if name in model.model_fields else None
+
+
+def _free(field: str) -> bool:
+    """Whether a resumed run may change this field (``segment.min_chars``, ``iterations``): the
+    fields config.py declares ``runtime`` change how fast or where a run goes, not what it makes."""
+    return _effect(field) == "runtime"
 
 
 def check_run_config(out: Path, config: RunConfig) -> None:
@@ -230,12 +234,7 @@ def preset_report(config: RunConfig) -> dict | None:
     now = flat_fields(config.model_dump(mode="json"))
     changed = []
     for name, value in now.items():
-        *sections, field = name.split(".")
-        model: type[BaseModel] = RunConfig
-        for section in sections:
-            annotation = model.model_fields[section].annotation
-            model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else model
-        runtime = field_effect(model, field) == "runtime" and name not in named
+        runtime = _effect(name) == "runtime" and name not in named
         if runtime or name in ("seed", "corpus", "model", "preset"):
             continue
         if value != preset.get(name):

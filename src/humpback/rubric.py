@@ -191,8 +191,9 @@ def rate_generate(
     written = engine.complete(prompts, params)
     check_refusals(engine, written, cfg, "rating")
     reasons = {i: c.refusal for i, c in enumerate(written) if c.refusal}
-    judged = [c.text for c in written]
-    judged = [_end_at_score_line(a) if i in prompted and a is not None else a for i, a in enumerate(judged)]
+    judged = [
+        _end_at_score_line(c.text) if i in prompted and c.text is not None else c.text for i, c in enumerate(written)
+    ]
     finished = finish_with_score_line(prompts, judged, engine) if cfg.finish_score_line else judged
     fields = []
     for i, (first, judge_output) in enumerate(zip(judged, finished)):
