@@ -143,3 +143,36 @@ def test_the_backward_engine_decodes_a_batch_of_segments_with_all_their_samples(
             assert worker.cfg.batch_size == 3  # the stage's settings (and its fingerprint) unchanged
         finally:
             worker.close()
+
+
+def test_the_stage_counts_its_tokens_and_the_counts_add_up(tmp_path, tiny_model, tokenizer):
+    """Accounting: the prompt tokens the engine ran are the prompts rebuilt from the outputs, the
+    generated tokens those of the instructions written, the read tokens the fit engine's reads."""
+    from humpback.augment import backward_prompt
+    from humpback.engines import encode_chat
+    from humpback.shards import stage_usage
+
+    class CountingFit(MarkedFit):
+        read_tokens = 0
+
+        def token_logprobs(self, reads):
+            self.read_tokens += sum(len(ids) for ids, _ in reads)
+            return super().token_logprobs(reads)
+
+    texts = [TEXT, TEXT.replace("eggs", "yolks"), TEXT.upper()]
+    segments = [{"id": f"s{i}", "source": f"x#{i}", "text": t} for i, t in enumerate(texts)]
+    fit = CountingFit(tokenizer)
+    cfg = AugmentConfig(num_instructions=2, max_new_tokens=12, dtype="float32", records_per_shard=2)
+    augment(segments, tiny_model, tmp_path / "c", cfg, system_prompt="Write the instruction.", fit_engine=fit)
+    usage = stage_usage(tmp_path / "c")
+    prompt_tokens = sum(len(encode_chat(tokenizer, backward_prompt(t, "Write the instruction."))) for t in texts)
+    assert usage["prompt_tokens"] == 2 * prompt_tokens  # every segment's prompt, once per sample
+    assert usage["prompts"] == 2 * len(texts) + fit.reads and usage["read_tokens"] == fit.read_tokens > 0
+    assert usage["engine"] == "transformers" and usage["device"] == "cpu" and usage["seconds"] > 0
+    # a random-weight model writes to max_new_tokens: every sample, as the outputs record, is cut off
+    candidates = list(read_stage(tmp_path / "c"))
+    samples_written = len(candidates) + sum(len(c["alternatives"]) for c in candidates)
+    samples_written += stage_counters(tmp_path / "c")["instructions_dropped"]
+    assert samples_written == 2 * len(texts)
+    assert stage_counters(tmp_path / "c")["instruction_cut_off"] == len(candidates)
+    assert usage["generated_tokens"] == 12 * samples_written

@@ -26,7 +26,7 @@ def tiny_config(tmp_path, tiny_model, **kw) -> RunConfig:
 
 @pytest.mark.slow
 def test_run_end_to_end_layout_and_resume(tmp_path, tiny_model):
-    cfg = tiny_config(tmp_path, tiny_model, probe_share=0.2, probe_min_pairs=2)
+    cfg = tiny_config(tmp_path, tiny_model, probe_share=0.2, probe_min_pairs=2, price_per_million_tokens=2.0)
     stats = run(cfg, quiet=True)
     out = cfg.out
     for rel in (
@@ -61,6 +61,19 @@ def test_run_end_to_end_layout_and_resume(tmp_path, tiny_model):
     assert set(stats["answer_loss"]) == {"m0", "m1", "m2"} and all(v > 0 for v in stats["answer_loss"].values())
     assert stats["rejects"] >= 2  # the demo's header-less and empty pages
     assert all(v is not None for v in stats["seconds"].values())
+    # accounting: what each stage asked of its model, and each training's tokens, priced
+    accounting = stats["accounting"]
+    n = cfg.augment.num_instructions
+    assert accounting["augment"]["prompts"] >= 9 * n and 0 < accounting["augment"]["generated_tokens"] <= 9 * n * 12
+    assert accounting["augment"]["engine"] == "transformers" and accounting["augment"]["prompt_tokens"] > 0
+    for i in ("1", "2"):
+        row = accounting[f"curate iter{i}"]
+        assert (
+            row["prompts"] >= 9
+            and row["tokens"] == row["prompt_tokens"] + row["generated_tokens"] + row["read_tokens"]
+        )
+        assert row["cost"] == pytest.approx(round(row["tokens"] / 1e6 * 2.0, 4))
+    assert all(accounting[f"train m{i}"]["steps"] == 1 and accounting[f"train m{i}"]["tokens"] > 0 for i in range(3))
 
     # ids are stable from segment to rating
     segment_ids = {s["id"] for s in read_stage(out / "segments")}
@@ -97,6 +110,8 @@ def test_run_end_to_end_layout_and_resume(tmp_path, tiny_model):
     resumed = run(cfg, quiet=True)
     assert [r["id"] for r in read_stage(ratings)] == rating_ids
     assert resumed["iterations"]["2"]["ratings"] == 9
+    # the resumed stage counts the shards its first attempt rated too
+    assert resumed["accounting"]["curate iter2"]["prompts"] == stats["accounting"]["curate iter2"]["prompts"]
 
 
 def test_missing_model_stops_at_once(tmp_path):

@@ -20,6 +20,7 @@ from pathlib import Path
 from .backward import backward_prompt
 from .config import AugmentConfig, BackwardConfig, ExecutorConfig, fields_with
 from .engines import Engine, SamplingParams, check_refusals, make_engine
+from .engines.metered import metered
 from .executor import refuse_engine_object
 from .filters import quoted_answer
 from .models import end_of_turn_ids
@@ -164,7 +165,7 @@ class AugmentWorker(EngineShards):
         if self.owns_fit:
             fit_cfg = cfg.model_copy(update={"batch_size": cfg.fit_batch_size})
             fit_engine = make_engine(str(cfg.fit_model), fit_cfg)
-        self.context["fit_engine"] = fit_engine
+        self.context["fit_engine"] = metered(fit_engine) if fit_engine is not None else None
 
     def engine_config(self, cfg: AugmentConfig) -> AugmentConfig:
         # A decoding step on a small batch costs about the same whatever its rows (it reads all the

@@ -601,6 +601,11 @@ class RunConfig(ExecutorConfig):
     removed before training and kept in rejects with the matching text and item (ours)."""
     decontaminate_ngram: int = Output(13, ge=1)
     """The n of the n-gram overlap (13 words: GPT-3's contamination check and many after it)."""
+    price_per_million_tokens: float | None = Runtime(None, ge=0)
+    """With it, the summary and the report give each stage's cost: its tokens (prompt, generated
+    and read) times this price per million (what a served model bills)."""
+    price_per_hour: float | None = Runtime(None, ge=0)
+    """With it, each stage's cost adds its wall time times this price per hour (a GPU's rent)."""
     stop_on_chance_judge: bool = Runtime(False)
     """Stop the run when an iteration's judge probes under curate.min_probe_auc, instead of warning."""
     chat_template: Path | None = Output(None)

@@ -32,7 +32,7 @@ from .scoring import check_selection
 from .seed import load_seed
 from .segment import segment
 from .shards import read_jsonl, stage_rejects, write_json, write_jsonl
-from .stats import print_summary, run_stats
+from .stats import add_cost, print_summary, run_stats
 from .train import train_forward
 
 log = logging.getLogger("humpback")
@@ -180,6 +180,7 @@ def _run(
         {"model": str(models / f"m{config.iterations}"), "examples_digest": info.get("examples_digest")},
     )
     stats = run_stats(out, config.iterations, config.curate.k, load_tokenizer(base_model))
+    add_cost(stats["accounting"], config.price_per_million_tokens, config.price_per_hour)
     stats["answer_loss"] = (
         {
             f"m{i}": answer_loss(held_out, str(models / f"m{i}"), placement=config.forward.tag_placement)

@@ -479,6 +479,36 @@ def _html(stats: dict, tables, figures: dict[str, str], evals: list[dict], out: 
     )
 
 
+def accounting_table(accounting: dict) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of the per-stage accounting (stats.stage_accounting)."""
+    priced = any("cost" in row for row in accounting.values())
+    header = ["stage", "prompts / examples", "prompt tokens", "generated tokens", "read tokens", "trained tokens"]
+    header += ["seconds", "tokens/s", "engine", *(["cost"] if priced else [])]
+    rows = []
+    for name, row in accounting.items():
+        if row.get("seconds") is None:
+            continue
+        training = "steps" in row
+        cells = [
+            name,
+            row.get("examples") if training else row.get("prompts", "-"),
+            *(
+                row.get(k, "-") if not training and "prompts" in row else "-"
+                for k in ("prompt_tokens", "generated_tokens", "read_tokens")
+            ),
+            row.get("tokens") if training else "-",
+            round(row["seconds"]),
+            row.get("tokens_per_second") or "-",
+            "trainer"
+            if training
+            else f"{row.get('engine', '-')} ({row.get('device', '-')})"
+            if "prompts" in row
+            else "-",
+        ]
+        rows.append([str(c) for c in cells + ([row.get("cost", "-")] if priced else [])])
+    return header, rows
+
+
 def build_report(run_dir: Path, stats: dict | None = None) -> dict[str, Path]:
     """Write run_dir/report.html and run_dir/report.md from the run's stats.json and files."""
     out = Path(run_dir)
@@ -490,6 +520,8 @@ def build_report(run_dir: Path, stats: dict | None = None) -> dict[str, Path]:
     evals = _evals(out)
     tables = _tables(stats, evals)
     figures = _figures(stats, out, evals)
+    if stats.get("accounting"):
+        tables.append(("Tokens and time per stage", *accounting_table(stats["accounting"])))
     ablations = _ablations(out)
     if ablations:  # `humpback ablate RUN` measured data variants
         header = ["arm", "augmented examples", "answer loss [95%]", "minus random [95%]"]
@@ -526,7 +558,7 @@ def _report_run(out: Path, labels: Path | None) -> dict[str, Path]:
     from .config import RunConfig, load_yaml
     from .models import load_tokenizer, resolve_model
     from .shards import write_json, write_jsonl
-    from .stats import read_labels, run_stats
+    from .stats import add_cost, read_labels, run_stats
 
     cfg = RunConfig.model_validate(load_yaml(out / "config.yaml"))
     previous = json.loads((out / "stats.json").read_text(encoding="utf-8")) if (out / "stats.json").exists() else {}
@@ -538,5 +570,6 @@ def _report_run(out: Path, labels: Path | None) -> dict[str, Path]:
     stats = previous | run_stats(
         out, cfg.iterations, cfg.curate.k, load_tokenizer(resolve_model(cfg.model)), label_map
     )
+    add_cost(stats["accounting"], cfg.price_per_million_tokens, cfg.price_per_hour)
     write_json(out / "stats.json", stats)
     return build_report(out, stats)

@@ -14,6 +14,7 @@ finished when its ``_SUCCESS`` marker exists. Stage directories load with
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
@@ -117,6 +118,24 @@ def stage_seconds(stage_dir: Path) -> float:
     return round(sum(c.get("_seconds", 0.0) for c in _shard_counters(stage_dir)), 2)
 
 
+def stage_usage(stage_dir: Path) -> dict | None:
+    """What a stage asked of its models over all its shards (``_usage`` counters: prompts, prompt,
+    generated and read tokens, engine seconds, engine and device); None for a stage without an engine."""
+    total: dict | None = None
+    for counters in _shard_counters(stage_dir):
+        usage = counters.get("_usage")
+        if not usage:
+            continue
+        if total is None:
+            total = {"engine": usage.get("engine", ""), "device": usage.get("device", "")}
+        for key, value in usage.items():
+            if isinstance(value, (int, float)):
+                total[key] = total.get(key, 0) + value
+    if total is not None:
+        total["seconds"] = round(total.get("seconds", 0.0), 2)
+    return total
+
+
 def stage_rejects(stage_dir: Path) -> Iterator[dict]:
     for path in sorted((Path(stage_dir) / "_rejects").glob("part-*.jsonl")):
         yield from read_jsonl(path)
@@ -190,17 +209,30 @@ class EngineShards:
 
     def __init__(self, shard_fn: Callable, model_path: str, cfg, engine=None, **context):
         from .engines import make_engine
+        from .engines.metered import metered
 
         self.shard_fn, self.cfg, self.context = shard_fn, cfg, context
         self.owns_engine = engine is None
-        self.engine = engine or make_engine(str(model_path), self.engine_config(cfg))
+        self.engine = metered(engine or make_engine(str(model_path), self.engine_config(cfg)))
 
     def engine_config(self, cfg):
         """The settings the worker's own engine is made with (a stage may batch differently)."""
         return cfg
 
+    def metered_engines(self) -> list:
+        """The engines whose work a shard's ``_usage`` counts: this worker's, and any the stage
+        holds beside it (augment's fit engine)."""
+        from .engines.metered import Metered
+
+        return [self.engine, *(e for e in self.context.values() if isinstance(e, Metered))]
+
     def __call__(self, items: list, shard_index: int):
-        return self.shard_fn(items, shard_index, self.engine, self.cfg, **self.context)
+        from .engines.metered import shard_usage
+
+        engines = self.metered_engines()
+        before = [copy.copy(e.usage) for e in engines]
+        records, rejects, counters = self.shard_fn(items, shard_index, self.engine, self.cfg, **self.context)
+        return records, rejects, {**counters, "_usage": shard_usage(engines, before)}
 
     def close(self) -> None:
         if self.owns_engine:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .probe import REPORT_FILE, JudgeProbe
 from .records import Reject
-from .shards import read_jsonl, read_stage, stage_counters, stage_examples, stage_info
+from .shards import read_jsonl, read_stage, stage_counters, stage_examples, stage_info, stage_usage
 from .signals import selection_value
 
 
@@ -250,9 +250,11 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
     for i in range(1, iterations + 1):
         stage_dirs[f"curate iter{i}"] = f"iter{i}/ratings"
         stage_dirs[f"train m{i}"] = f"models/m{i}"
+    stats["accounting"] = {}
     for name, rel in stage_dirs.items():
         info = stage_info(out / rel)
         stats["seconds"][name] = info.get("seconds")
+        stats["accounting"][name] = stage_accounting(out / rel, info)
         if name.startswith("train"):
             stats.setdefault("training", {})[name.split()[-1]] = {
                 key: info.get(key)
@@ -296,6 +298,73 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
         },
     }
     return stats
+
+
+def stage_accounting(stage_dir: Path, info: dict) -> dict:
+    """One stage's tokens and time: for a stage with an engine what it asked of the model
+    (shards.stage_usage), for a training its examples, steps and tokens; tokens per second of the
+    engine's (or the trainer's) own time; the stage's wall seconds."""
+    row: dict = {"seconds": info.get("seconds")}
+    usage = stage_usage(stage_dir)
+    if usage is not None:
+        tokens = usage.get("prompt_tokens", 0) + usage.get("generated_tokens", 0) + usage.get("read_tokens", 0)
+        row.update(usage, tokens=tokens, seconds=info.get("seconds", usage.get("seconds")))
+        row["engine_seconds"] = usage.get("seconds")
+        row["tokens_per_second"] = round(tokens / usage["seconds"], 1) if usage.get("seconds") else None
+    elif "steps" in info:  # a training
+        tokens = info.get("tokens_trained")
+        row.update(
+            examples=info.get("examples"),
+            steps=info.get("steps"),
+            tokens=tokens,
+            device=info.get("distributed_type"),
+            tokens_per_second=round(tokens / info["train_seconds"], 1)
+            if tokens and info.get("train_seconds")
+            else None,
+        )
+    return row
+
+
+def add_cost(accounting: dict, per_million_tokens: float | None, per_hour: float | None) -> None:
+    """Each stage's cost at a price per million tokens (what a served model bills) or per hour of
+    the machine (a GPU's rent, over the stage's wall time), written into its row."""
+    for row in accounting.values():
+        cost = 0.0
+        if per_million_tokens is not None and row.get("tokens"):
+            cost += row["tokens"] / 1e6 * per_million_tokens
+        if per_hour is not None and row.get("seconds"):
+            cost += row["seconds"] / 3600 * per_hour
+        if per_million_tokens is not None or per_hour is not None:
+            row["cost"] = round(cost, 4)
+
+
+def _count(n: float | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e4 else f"{n:.0f}"
+
+
+def accounting_lines(accounting: dict) -> list[str]:
+    """One line per stage: what it read and wrote in tokens, its time and speed (and cost)."""
+    lines = []
+    for name, row in accounting.items():
+        if row.get("seconds") is None:
+            continue
+        if "prompts" in row:
+            what = (
+                f"{row['prompts']} prompts, {_count(row.get('prompt_tokens'))} prompt + "
+                f"{_count(row.get('generated_tokens'))} generated + {_count(row.get('read_tokens'))} read tokens"
+            )
+            where = f"{row.get('engine') or '?'} on {row.get('device') or '?'}"
+        elif "steps" in row:
+            what = f"{row.get('examples')} examples, {row.get('steps')} steps, {_count(row.get('tokens'))} tokens"
+            where = "trainer"
+        else:
+            what, where = "no model", ""
+        speed = f", {row['tokens_per_second']:.0f} tok/s" if row.get("tokens_per_second") else ""
+        cost = f", cost {row['cost']:.2f}" if "cost" in row else ""
+        lines.append(f"{name:<15} {what}; {row['seconds']:.0f}s{speed}{' (' + where + ')' if where else ''}{cost}")
+    return lines
 
 
 def print_summary(stats: dict, out: Path, k: int) -> None:
@@ -420,8 +489,13 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
         t2.add_row(name, str(row["count"]), fmt(row["instruction_chars"]), fmt(row["output_chars"]))
     console.print(t2)
 
-    times = "  ".join(f"{name} {sec:.0f}s" for name, sec in stats["seconds"].items() if sec is not None)
-    console.print(f"time: {times}")
+    if stats.get("accounting"):
+        console.print("tokens and time per stage:", highlight=False)
+        for line in accounting_lines(stats["accounting"]):
+            console.print(f"  {line}", highlight=False, markup=False)
+    else:
+        times = "  ".join(f"{name} {sec:.0f}s" for name, sec in stats["seconds"].items() if sec is not None)
+        console.print(f"time: {times}")
     console.print(f"dataset  {stats['final_dataset']}\nmodel    {stats['final_model']}\nsummary  {out / 'stats.json'}")
     if stats.get("report"):
         console.print(f"report   {stats['report']} (and report.md)")

@@ -94,7 +94,7 @@ def fit_examples(
     from .models import load_tokenizer
 
     tokenizer = load_tokenizer(base_model, padding_side="right", chat_template=chat_template)
-    kept, dropped, truncated, longest = [], [], 0, 1
+    kept, dropped, truncated, longest, tokens = [], [], 0, 1, 0
     for i, example in enumerate(examples):
         prompt_tokens, total_tokens = example_lengths(example, tokenizer)
         if prompt_tokens >= max_length:
@@ -102,6 +102,7 @@ def fit_examples(
             continue
         truncated += total_tokens > max_length
         longest = max(longest, total_tokens)
+        tokens += min(total_tokens, max_length)
         kept.append(example)
     if dropped:
         log.warning(
@@ -126,6 +127,7 @@ def fit_examples(
         "dropped_too_long": len(dropped),
         "truncated": truncated,
         "longest_tokens": longest,
+        "tokens": tokens,  # of the kept examples, as trained (cut at max_length): one pass over them
     }
 
 

@@ -226,6 +226,8 @@ def train_here(
         "seconds": round(time.time() - start, 2),
         **(fit or {}),
     }
+    if fit and fit.get("tokens") and n:  # steps x batch examples at the set's mean length
+        info["tokens_trained"] = round(fit["tokens"] / n * info["steps"] * batch_size)
     mark_done(out_dir, info)
     return info
 

@@ -67,6 +67,10 @@ class Completion:
     """Why it was refused (a server's error), when it was."""
     cut_off: bool = False
     """It stopped at max_new_tokens, not at an end of turn: it may end mid-sentence."""
+    prompt_tokens: int | None = None
+    """The prompt's tokens as the engine ran them (a server's usage report); None: not said."""
+    generated_tokens: int | None = None
+    """The tokens the engine wrote (stop tokens left out); None: not said."""
 
 
 class Engine(Protocol):

@@ -205,13 +205,19 @@ class OpenAIEngine:
                 if isinstance(response, Refusal):
                     return response
                 text = response.choices[0].message.content
-            return (text or "").strip(), response.choices[0].finish_reason == "length"
+            usage = getattr(response, "usage", None)  # what the server counted, when it says
+            return (
+                (text or "").strip(),
+                response.choices[0].finish_reason == "length",
+                getattr(usage, "prompt_tokens", None),
+                getattr(usage, "completion_tokens", None),
+            )
 
         results = self._map(one, prompts, "generate")
         return [
             Completion(None, refusal=self.refusal_reasons.get(i, "the server refused the prompt"))
             if r is None
-            else Completion(r[0], cut_off=r[1])
+            else Completion(r[0], cut_off=r[1], prompt_tokens=r[2], generated_tokens=r[3])
             for i, r in enumerate(results)
         ]
 

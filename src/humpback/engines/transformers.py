@@ -259,9 +259,15 @@ class TransformersEngine:
     # -- the Engine interface ----------------------------------------------------------------
 
     def complete(self, prompts: list[Chat], params: SamplingParams) -> list[Completion]:
-        rows = self.generate_ids([encode_chat(self.tokenizer, p) for p in prompts], params)
+        encoded = [encode_chat(self.tokenizer, p) for p in prompts]
+        rows = self.generate_ids(encoded, params)
         return [
-            Completion(self.tokenizer.decode(row, skip_special_tokens=True).strip(), cut_off=i in self.cut_off)
+            Completion(
+                self.tokenizer.decode(row, skip_special_tokens=True).strip(),
+                cut_off=i in self.cut_off,
+                prompt_tokens=len(encoded[i]),
+                generated_tokens=len(row),
+            )
             for i, row in enumerate(rows)
         ]
 

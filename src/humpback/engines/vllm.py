@@ -87,7 +87,15 @@ class VLLMEngine:
             stop_token_ids=self.stop_ids,
         )
         outputs = self.llm.generate(self._requests(prompts), sampling, use_tqdm=True)
-        return [Completion(o.outputs[0].text.strip(), cut_off=o.outputs[0].finish_reason == "length") for o in outputs]
+        return [
+            Completion(
+                o.outputs[0].text.strip(),
+                cut_off=o.outputs[0].finish_reason == "length",
+                prompt_tokens=len(o.prompt_token_ids or []),
+                generated_tokens=len(o.outputs[0].token_ids),
+            )
+            for o in outputs
+        ]
 
     def choice_logprobs(self, prompts: list[Chat], choices: list[str]) -> list[dict[str, float]]:
         """Each choice's tokens teacher-forced, read as prompt logprobs of prompt + choice (see
