@@ -285,3 +285,72 @@ def test_segments_in_other_languages_are_removed_and_counted(tmp_path):
     assert stage_counters(tmp_path / "kept")["removed_language"] == 1
     segment(str(docs), tmp_path / "all", SegmentConfig(max_repeated_sentence_share=1.0, languages=[]))
     assert sorted(s["language"] for s in read_stage(tmp_path / "all")) == ["en", "fr"]
+
+
+def _fineweb_rows() -> list[dict]:
+    """FineWeb's layout (text, id, url, ...): the demo pages' main text, as trafilatura gives it."""
+    import trafilatura
+
+    from humpback.corpus import demo_corpus_path
+
+    rows = []
+    for i, page in enumerate(sorted(demo_corpus_path().glob("*.html"))):
+        text = trafilatura.extract(page.read_text(encoding="utf-8", errors="replace"))
+        if text:
+            rows.append(
+                {"text": text, "id": f"<urn:uuid:{i}>", "url": f"https://example.org/{page.stem}", "dump": "CC"}
+            )
+    return rows
+
+
+def test_a_fineweb_parquet_file_segments_like_the_same_documents_in_jsonl(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = _fineweb_rows()
+    assert len(rows) > 10
+    (tmp_path / "jsonl").mkdir()
+    write_jsonl(tmp_path / "jsonl" / "docs.jsonl", rows)
+    (tmp_path / "pq").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "pq" / "000_00000.parquet", row_group_size=4)
+    segment(str(tmp_path / "jsonl"), tmp_path / "a")
+    segment(str(tmp_path / "pq"), tmp_path / "b")
+    from_jsonl, from_parquet = list(read_stage(tmp_path / "a")), list(read_stage(tmp_path / "b"))
+    assert len(from_parquet) > 10
+    assert [(s["header"], s["text"]) for s in from_parquet] == [(s["header"], s["text"]) for s in from_jsonl]
+    # the source names the file, the row and the row's URL
+    first = from_parquet[0]["source"]
+    assert first.startswith(f"{tmp_path / 'pq' / '000_00000.parquet'}:row0#https://example.org/")
+    assert stage_counters(tmp_path / "b")["documents"] == len(rows)
+
+
+def test_arrow_files_and_datasets_folders_are_corpora(tmp_path):
+    import datasets
+
+    rows = _fineweb_rows()[:6]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "ds"))
+    segment(str(tmp_path / "ds"), tmp_path / "out")
+    counts = stage_counters(tmp_path / "out")
+    assert counts["documents"] == 6 and counts.get("files_skipped", 0) == 0  # its JSON metadata is no document
+    assert counts["segments_kept"] > 0 and not list(stage_rejects(tmp_path / "out"))
+
+
+def test_bad_parquet_input_is_rejected_by_name_and_the_run_goes_on(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = _fineweb_rows()
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    good = [dict(r) for r in rows[:8]]
+    good[2]["text"] = None  # a row without text
+    pq.write_table(pa.Table.from_pylist(good), corpus / "a.parquet", row_group_size=3)
+    pq.write_table(pa.table({"content": ["no text column here"]}), corpus / "b.parquet")
+    (corpus / "c.parquet").write_bytes(b"PAR1 this is not a parquet file PAR1")
+    segment(str(corpus), tmp_path / "out")
+    reasons = {r["source"]: r["reason"] for r in stage_rejects(tmp_path / "out")}
+    assert any(src.startswith(f"{corpus / 'a.parquet'}:row2#") and "no text" in why for src, why in reasons.items())
+    assert "no column 'text'" in reasons[str(corpus / "b.parquet")] and "content" in reasons[str(corpus / "b.parquet")]
+    assert "unreadable file" in reasons[str(corpus / "c.parquet")]
+    counts = stage_counters(tmp_path / "out")
+    assert counts["documents"] == 8 + 2 and counts["documents_rejected"] == 3 and counts["segments_kept"] > 0

@@ -244,7 +244,12 @@ def _executor(flags: dict) -> ExecutorConfig:
     "segment",
     SegmentConfig,
     [
-        _opt("corpus", str, ..., "Corpus file, directory or glob (HTML, WARC, JSONL, TXT/MD), or 'demo'."),
+        _opt(
+            "corpus",
+            str,
+            ...,
+            "Corpus file, directory or glob (HTML, WARC, JSONL, TXT/MD, Parquet/Arrow, a datasets folder), or 'demo'.",
+        ),
         _opt("out", Path, ..., "Output directory for the segment shards."),
         _RECOMPUTE,
         *_EXECUTOR_PARAMS,

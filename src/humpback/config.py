@@ -103,7 +103,12 @@ class SegmentConfig(_Config):
     minhash_shingle: int = Output(5, ge=1)
     """Word shingle size for MinHash."""
     text_field: str = Output("text")
-    """Field holding the text in JSONL corpora."""
+    """Field (column) holding the text in JSONL, Parquet and Arrow corpora."""
+    url_field: str = Output("url")
+    """Column of Parquet/Arrow corpora whose value a document's source names after its file and
+    row (FineWeb's and C4's ``url``); a file without it names the id column's value, or none."""
+    id_field: str = Output("id")
+    """Column naming a row where there is no URL column (FineWeb's ``id``)."""
     max_document_chars: int = Output(5_000_000, ge=1)
     """Documents larger than this are rejected (a guard against runaway inputs)."""
     documents_per_shard: int = Output(500, ge=1)
@@ -574,7 +579,7 @@ class RunConfig(ExecutorConfig):
     seed: str = Input("demo")
     """Seed data: a JSONL/JSON/Parquet file, a hub dataset id, or 'demo' for the bundled pairs."""
     corpus: str = Input("demo")
-    """Corpus: a file, directory or glob (HTML, WARC, JSONL, TXT/MD), or 'demo'."""
+    """Corpus: a file, directory or glob (HTML, WARC, JSONL, TXT/MD, Parquet/Arrow, a datasets folder), or 'demo'."""
     model: str = Input("smollm2-135m")
     """Base model: a local transformers directory, a hub id, or 'smollm2-135m' (embedded GGUF)."""
     out: Path = Runtime(Path("runs/demo"))

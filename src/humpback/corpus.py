@@ -1,9 +1,10 @@
-"""Stream documents from a corpus: HTML (optionally .gz), WARC/WARC.gz, JSONL, TXT/MD.
-
-A corpus is a file, a directory (searched recursively) or a glob. Files are read in sorted order
-and one at a time, records inside a WARC or JSONL file one at a time, so huge inputs are never
-loaded whole. Anything unreadable comes out as an ``Unreadable`` item that names the file (and
-line), which the segment stage turns into a reject.
+"""Stream documents from a corpus: HTML (optionally .gz), WARC/WARC.gz, JSONL, TXT/MD, and the
+columnar files web-scale corpora ship as: Parquet (FineWeb, C4), Arrow, a ``datasets`` folder. A
+corpus is a file, a directory (searched recursively) or a glob. Files are read in sorted order and
+one at a time, records inside a WARC or JSONL file one at a time, so huge inputs are never loaded
+whole (a Parquet file is read one row group at a time, in record batches). Anything unreadable
+comes out as an ``Unreadable`` item that names the file (and line), which the segment stage turns
+into a reject.
 """
 
 from __future__ import annotations
@@ -28,7 +29,13 @@ WARC_SUFFIXES = (".warc", ".warc.gz")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
 TEXT_SUFFIXES = (".txt", ".txt.gz")
 MARKDOWN_SUFFIXES = (".md", ".md.gz")
-SUFFIXES = HTML_SUFFIXES + WARC_SUFFIXES + JSONL_SUFFIXES + TEXT_SUFFIXES + MARKDOWN_SUFFIXES
+PARQUET_SUFFIXES = (".parquet",)
+ARROW_SUFFIXES = (".arrow",)  # Arrow IPC, stream or file: what datasets.save_to_disk writes
+TABLE_SUFFIXES = PARQUET_SUFFIXES + ARROW_SUFFIXES
+SUFFIXES = HTML_SUFFIXES + WARC_SUFFIXES + JSONL_SUFFIXES + TEXT_SUFFIXES + MARKDOWN_SUFFIXES + TABLE_SUFFIXES
+# what a datasets.save_to_disk folder holds beside its .arrow files: metadata, not documents
+DATASETS_METADATA = ("dataset_info.json", "state.json", "dataset_dict.json")
+BATCH_ROWS = 1024  # rows per record batch read from a Parquet or Arrow file
 
 
 @dataclass
@@ -168,6 +175,8 @@ def corpus_listing(spec: str) -> tuple[list[Path], list[Skipped]]:
         elif not p.is_file():
             skipped.append(Skipped(safe_name(p), "not a regular file"))
         elif not p.name.lower().endswith(SUFFIXES):
+            if p.name in DATASETS_METADATA and any(p.parent.glob("*.arrow")):
+                continue  # a datasets folder's own description of its .arrow files
             if not p.name.startswith("."):
                 skipped.append(Skipped(safe_name(p), f"not a corpus file type ({', '.join(SUFFIXES)})"))
         else:
@@ -196,7 +205,11 @@ def corpus_fingerprint(spec: str) -> list:
 
 
 def read_corpus(
-    spec: str, text_field: str = "text", max_chars: int = 5_000_000
+    spec: str,
+    text_field: str = "text",
+    max_chars: int = 5_000_000,
+    url_field: str = "url",
+    id_field: str = "id",
 ) -> Iterator[Document | Unreadable | Skipped]:
     """Every document of the corpus, in file order. Whatever goes wrong with a file (a broken
     compressed stream, a malformed WARC, an unexpected parser error) becomes an Unreadable that
@@ -212,6 +225,8 @@ def read_corpus(
                 yield from _read_warc(path, rel, max_chars)
             elif name.endswith(JSONL_SUFFIXES):
                 yield from _read_jsonl(path, rel, text_field, max_chars)
+            elif name.endswith(TABLE_SUFFIXES):
+                yield from _read_table(path, rel, (text_field, url_field, id_field), max_chars)
             else:
                 yield from _read_whole(path, rel, name, max_chars)
         except Exception as e:  # noqa: BLE001 - truncated gzip, zlib.error, permission denied, a library bug ...
@@ -270,6 +285,94 @@ def _read_jsonl(path: Path, rel: str, text_field: str, max_chars: int) -> Iterat
             yield Unreadable(where, f"record has no string field {text_field!r} (set segment.text_field)")
             continue
         yield Document(where, "text", text, f"{rel}:{where.rsplit(':', 1)[1]}")
+
+
+def _read_table(
+    path: Path, rel: str, columns: tuple[str, str, str], max_chars: int
+) -> Iterator[Document | Unreadable]:
+    """The rows of a Parquet or Arrow file, a document each: the text column's text, the source
+    ``FILE:rowN`` (rows counted from 0, as ``datasets`` indexes them) with the URL (or id) column's
+    value after a ``#`` when the file has one. A Parquet row group that cannot be read is one
+    reject naming it, and reading goes on at the next; a row without text is a reject naming it."""
+    name = safe_name(path)
+    text_field, url_field, id_field = columns
+    row = 0
+    for group, batches in _table_batches(path, text_field, (url_field, id_field)):
+        try:
+            for batch in batches:
+                texts = batch.column(text_field).to_pylist()
+                labels = _labels(batch, url_field, id_field)
+                for i, text in enumerate(texts):
+                    where = f"{name}:row{row + i}"
+                    if labels[i]:
+                        where += f"#{safe_name(labels[i])}"
+                    if not isinstance(text, str):
+                        yield Unreadable(where, f"row has no text in column {text_field!r}")
+                    elif len(text) > max_chars:
+                        yield Unreadable(where, f"document larger than max_document_chars={max_chars}")
+                    else:
+                        yield Document(where, "text", text, f"{rel}:row{row + i}")
+                row += batch.num_rows
+        except Exception as e:  # noqa: BLE001 - a corrupt page or column chunk
+            if group is None:
+                raise
+            yield Unreadable(f"{name}:rowgroup{group}", f"unreadable row group ({type(e).__name__}: {safe_name(e)})")
+        if group is not None:
+            row = group.end  # the rows of a group cut short are not renumbered onto the next
+
+
+@dataclass
+class _Group:
+    """One Parquet row group: its number and the row index after its last row."""
+
+    number: int
+    end: int
+
+    def __str__(self) -> str:
+        return str(self.number)
+
+
+def _table_batches(path: Path, text_field: str, optional: tuple[str, ...]):
+    """(row group or None, record batches) of a Parquet or Arrow file, reading only the text
+    column and those of ``optional`` the file has; a file without the text column is refused
+    naming its columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if path.name.lower().endswith(PARQUET_SUFFIXES):
+        parquet = pq.ParquetFile(path)
+        names = parquet.schema_arrow.names
+        wanted = _columns(names, text_field, optional, path)
+        end = 0
+        for number in range(parquet.num_row_groups):
+            end += parquet.metadata.row_group(number).num_rows
+            yield _Group(number, end), parquet.iter_batches(BATCH_ROWS, row_groups=[number], columns=wanted)
+        return
+    with pa.memory_map(str(path)) as source:
+        try:
+            reader = pa.ipc.open_stream(source)  # datasets writes the stream format
+            batches = iter(reader)
+        except pa.ArrowInvalid:
+            source.seek(0)
+            file_reader = pa.ipc.open_file(source)
+            reader = file_reader
+            batches = (file_reader.get_batch(i) for i in range(file_reader.num_record_batches))
+        wanted = _columns(reader.schema.names, text_field, optional, path)
+        yield None, (batch.select(wanted) for batch in batches)
+
+
+def _columns(names: list[str], text_field: str, optional: tuple[str, ...], path: Path) -> list[str]:
+    if text_field not in names:
+        raise ValueError(f"no column {text_field!r} (its columns: {', '.join(names[:12])}); set segment.text_field")
+    return [text_field, *dict.fromkeys(c for c in optional if c and c in names and c != text_field)]
+
+
+def _labels(batch, url_field: str, id_field: str) -> list[str]:
+    """Per row, the URL (else the id) a source names, or "" where the file has neither."""
+    for field in (url_field, id_field):
+        if field and field in batch.schema.names:
+            return ["" if v is None else str(v) for v in batch.column(field).to_pylist()]
+    return [""] * batch.num_rows
 
 
 def _read_warc(path: Path, rel: str, max_chars: int) -> Iterator[Document | Unreadable]:

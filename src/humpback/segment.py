@@ -413,7 +413,7 @@ def segment(
     source: list | str  # the corpus files' names, sizes and times; or what items_fingerprint makes of records
     if isinstance(corpus, (str, Path)):
         source = corpus_fingerprint(str(corpus))
-        docs = read_corpus(str(corpus), cfg.text_field, cfg.max_document_chars)
+        docs = read_corpus(str(corpus), cfg.text_field, cfg.max_document_chars, cfg.url_field, cfg.id_field)
     else:
         docs, source = corpus, items_fingerprint(corpus)
     fields = {"corpus": source, "config": cfg.model_dump(mode="json")}
