@@ -18,6 +18,8 @@ from .config import (
     ForwardConfig,
     GenerateConfig,
     JudgeConfig,
+    PreferencesConfig,
+    PreferenceTrainConfig,
     RunConfig,
     SegmentConfig,
 )
@@ -39,6 +41,7 @@ from .memory import MemoryBudgetError, estimate_training_peak
 from .models import ModelError, check_model, resolve_model
 from .outputs import OutputError, StaleOutputError, claim_output, owned_output
 from .pipeline import run
+from .preferences import preferences
 from .report import build_report, report_run
 from .rubric import RUBRIC, parse_score
 from .seed import SeedError, load_seed
@@ -46,7 +49,7 @@ from .segment import segment
 from .shards import read_jsonl, read_stage, stage_counters
 from .stats import histogram, table2
 from .tags import INFERENCE_TAGS, SEED_TAG, WEB_TAG
-from .train import train_forward
+from .train import dpo, train_forward
 
 
 def __getattr__(name: str):  # the backend classes import torch or vLLM: only when asked for
@@ -85,6 +88,8 @@ __all__ = [
     "Engine",
     "EngineConfig",
     "ForwardConfig",
+    "PreferencesConfig",
+    "PreferenceTrainConfig",
     "GenerateConfig",
     "INFERENCE_TAGS",
     "ModelError",
@@ -120,4 +125,6 @@ __all__ = [
     "table2",
     "train_backward",
     "train_forward",
+    "preferences",
+    "dpo",
 ]

@@ -30,6 +30,7 @@ from .config import (
     ExecutorConfig,
     ForwardConfig,
     GenerateConfig,
+    PreferencesConfig,
     RunConfig,
     SegmentConfig,
     deep_merge,
@@ -487,35 +488,62 @@ def _print_comparison(report: dict) -> None:
             "kind",
             str,
             "forward",
-            "'backward' (output -> instruction) or 'forward' (tagged instruction -> output).",
+            "'backward' (output -> instruction), 'forward' (tagged instruction -> output) or 'dpo' "
+            "(TRL's DPOTrainer on --preferences, from --model).",
             "--kind",
         ),
-        _opt("seed", str, ..., "Seed data file (any supported shape) or 'demo'."),
+        _opt("seed", Optional[str], None, "Backward and forward: seed data file (any supported shape) or 'demo'."),
         _opt(
             "curated",
             Optional[Path],
             None,
             "Forward only: curated candidates (a directory of shards or a JSONL file).",
         ),
+        _opt(
+            "preferences",
+            Optional[Path],
+            None,
+            "DPO only: preference pairs (a `humpback preferences` folder, or JSONL of prompt/chosen/rejected).",
+        ),
+        _opt("beta", float, 0.1, "DPO only: beta, how far the policy may move from the reference (Yuan et al.: 0.1)."),
         _opt("model", str, "smollm2-135m", "Base model."),
         _opt("out", Path, ..., "Output model directory."),
         _opt("system_prompt", Optional[str], None, "Backward only: the backward model's system message."),
         _RECOMPUTE,
     ],
-    "Fine-tune a backward model (--kind backward) or a forward model on seed (+ curated) data.",
+    "Fine-tune a backward model (--kind backward), a forward model on seed (+ curated) data, or "
+    "a model with DPO on preference pairs (--kind dpo).",
 )
 def _train(
     cfg: ForwardConfig,
     kind: str,
-    seed: str,
+    seed: str | None,
     curated: Path | None,
+    preferences: Path | None,
+    beta: float,
     model: str,
     out: Path,
     system_prompt: str | None,
     recompute: bool,
 ) -> None:
-    examples, _ = api.load_seed(seed)
     base = api.check_model(model)
+    if kind == "dpo":
+        if preferences is None:
+            raise ValueError("--kind dpo trains on preference pairs: give --preferences DIR_OR_JSONL")
+        from .config import PreferenceTrainConfig
+        from .train import dpo, read_preferences
+
+        pairs, rejects = read_preferences(preferences)
+        if rejects:
+            typer.echo(f"{len(rejects)} preference rows rejected (named above); training on the {len(pairs)} others")
+        # the flags given, over DPO's own defaults (no dropout, one epoch, a tenth of SFT's rate)
+        given = cfg.model_dump(include=cfg.model_fields_set - {"tag_placement"})
+        info = dpo(pairs, base, out, PreferenceTrainConfig(**given, beta=beta), recompute=recompute)
+        typer.echo(f"trained {out}: {info}")
+        return
+    if seed is None:
+        raise ValueError(f"--kind {kind} trains on the seed: give --seed FILE (or 'demo')")
+    examples, _ = api.load_seed(seed)
     if kind == "backward":
         fields = cfg.model_dump(exclude={"tag_placement"})
         if system_prompt:
@@ -533,8 +561,40 @@ def _train(
             examples, extra, base, out, cfg, dataset_path=Path(out) / "train.jsonl", recompute=recompute
         )
     else:
-        raise ValueError(f"--kind must be backward or forward, not {kind!r}")
+        raise ValueError(f"--kind must be backward, forward or dpo, not {kind!r}")
     typer.echo(f"trained {out}: {info}")
+
+
+@config_command(
+    "preferences",
+    PreferencesConfig,
+    [
+        _opt("model", str, ..., "The policy model whose answers are sampled (e.g. runs/NAME/models/m2)."),
+        _opt(
+            "prompts",
+            Path,
+            ...,
+            "Prompts: a stage folder (a run's candidates/), or JSONL/JSON with 'instruction' (or 'prompt'), "
+            "or a text file, one per line.",
+        ),
+        _opt("out", Path, ..., "Output directory of preference pairs (TRL's DPO format)."),
+        _RECOMPUTE,
+        *_EXECUTOR_PARAMS,
+    ],
+    "Preference pairs from a model's own answers: sample --num-answers per prompt, value each with the "
+    "judge (the model itself unless --judge-model), pair the best with the worst (Self-Rewarding LMs).",
+)
+def _preferences(cfg: PreferencesConfig, model: str, prompts: Path, out: Path, recompute: bool, **executor) -> None:
+    from .generate import read_prompts
+    from .preferences import preferences
+
+    rows: Path | list[dict] = prompts
+    if prompts.is_file():
+        rows, rejects = read_prompts(prompts)
+        if rejects:
+            typer.echo(f"{len(rejects)} prompt rows rejected (named above)")
+    info = preferences(rows, _engine_model(model, cfg), out, cfg, executor=_executor(executor), recompute=recompute)
+    typer.echo(f"{info['records']} preference pairs in {out} ({info['rejects']} prompts without one: see _rejects)")
 
 
 @config_command(

@@ -221,6 +221,22 @@ class ForwardConfig(TrainConfig):
     """Where the tag sentence goes: as the system message, appended to the instruction, or not at all."""
 
 
+class PreferenceTrainConfig(TrainConfig):
+    """Preference training with TRL's DPOTrainer on chosen/rejected answers (Self-Rewarding LMs:
+    Yuan et al. 2024 train M_t+1 from M_t with DPO on the pairs M_t sampled and judged)."""
+
+    beta: float = Output(0.1, gt=0)
+    """DPO's beta: how far the policy may move from the reference (Yuan et al.: 0.1; TRL's default)."""
+    learning_rate: float | None = Output(None, gt=0)
+    """Peak learning rate. None: 1e-6 for models of 1B parameters or more (Yuan et al. on Llama 2
+    70B), 1e-5 below (ours, not measured: small models move little at 1e-6)."""
+    num_epochs: float | None = Output(1.0, gt=0)
+    """Epochs over the preference pairs (ours; the paper's step table is for SFT). None: max_steps."""
+    dropout: float = Output(0.0, ge=0, lt=1)
+    """Dropout during training: none (Yuan et al. do not use any; dropout makes the policy's and the
+    reference's log-probabilities of the same answer differ at step 0)."""
+
+
 class EngineConfig(_Config):
     """Which engine a stage generates (or rates) with, and its settings. Each stage has its own, so
     augmentation can run on one model server and rating on another."""
@@ -437,6 +453,42 @@ class GenerateConfig(EngineConfig):
     """Must match how the model was trained (`humpback eval --run` takes the run's own)."""
     batch_size: int = Output(8, ge=1)
     """transformers: prompts per batch (answers are long: smaller batches pad less)."""
+    random_seed: int = Output(0)
+    """Sampling seed."""
+
+
+class PreferencesConfig(EngineConfig):
+    """Preference pairs (Self-Rewarding LMs, Yuan et al. 2024): sample answers per prompt from a
+    model, value each with a judge, pair the best with the worst."""
+
+    num_answers: int = Output(4, ge=2)
+    """Answers sampled per prompt (Yuan et al.: 4)."""
+    temperature: float = Output(0.7, ge=0)
+    """Sampling temperature (the paper's decoding: 0.7; Yuan et al. also 0.7)."""
+    top_p: float = Output(0.9, gt=0, le=1)
+    """Top-p (0.9)."""
+    max_new_tokens: int = Output(512, ge=1)
+    """Longest answer, in tokens."""
+    tag: Literal["both", "seed", "web", "none"] = Output("both")
+    """Inference tag the answers are sampled (and the pairs trained) under: both sentences, S_a,
+    S_w or none; a model trained by a run answers best under "both" (the paper's Table 5)."""
+    tag_placement: Literal["system", "append", "none"] = Output("system")
+    """Must match how the model was trained (`--run` takes the run's own)."""
+    batch_size: int = Output(8, ge=1)
+    """transformers: prompts per batch; a prompt's answers decode in the same batch."""
+    records_per_shard: int = Output(64, ge=1)
+    """Prompts per output shard; a finished shard is never redone."""
+    max_prompts: int | None = Output(None, ge=1)
+    """Use only the first N prompts."""
+    judge_model: str | None = Input(None)
+    """The judge: None is the model itself (self-rewarding: M_t judges its own answers), else a
+    model directory, hub id or, with judge.engine openai, a served model's name."""
+    judge_samples: int = Output(1, ge=1)
+    """Judge reads per answer, averaged: Yuan et al. sampled their judge 3 times (generate mode
+    with temperature); logprob's expected score is already an average over the five scores."""
+    judge: CurateConfig = Output(default_factory=lambda: CurateConfig(mode="logprob"))
+    """How the judge values an answer: curation's rubric and rating modes (any mode that gives a
+    value). Default logprob: the rubric's expected score, one read per answer, few ties."""
     random_seed: int = Output(0)
     """Sampling seed."""
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .config import TrainConfig
 from .files import write_json, write_jsonl
-from .records import TrainingExample
+from .records import PreferenceExample, TrainingExample
 from .shards import SUCCESS, stage_info
 
 SHIPPED = ("ddp", "fsdp", "zero2", "zero3")
@@ -65,12 +65,13 @@ def _free_port() -> int:
 
 
 def launch_sft(
-    examples: list[TrainingExample],
+    examples: list[TrainingExample] | list[PreferenceExample],
     base_model: str,
     out_dir: Path,
     cfg: TrainConfig,
     desc: str,
     fit: dict | None = None,
+    kind: str = "sft",
 ) -> dict:
     """Train under accelerate launch on ``cfg.num_processes`` processes; returns what process 0 recorded."""
     out_dir = Path(out_dir)
@@ -83,7 +84,8 @@ def launch_sft(
             "base_model": str(base_model),
             "out_dir": str(out_dir),
             "desc": desc,
-            "config": cfg.model_dump(mode="json", include=set(TrainConfig.model_fields)),
+            "config": cfg.model_dump(mode="json", include=set(type(cfg).model_fields)),
+            "kind": kind,
             "token": token,
             "fit": fit or {},
         },

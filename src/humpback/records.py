@@ -163,6 +163,30 @@ class TrainingExample(TypedDict):
     """One assistant message."""
 
 
+class PreferenceExample(TypedDict):
+    """What TRL's DPOTrainer gets (conversational preference format)."""
+
+    prompt: Chat
+    chosen: Chat
+    """One assistant message: the answer the judge valued highest."""
+    rejected: Chat
+    """One assistant message: the answer it valued lowest."""
+
+
+class PreferencePair(PreferenceExample):
+    """A prompt's best and worst sampled answers, as the judge valued them (preferences.py)."""
+
+    id: str
+    instruction: str
+    chosen_value: float
+    rejected_value: float
+    answers: list[dict]
+    """Every answer sampled for the prompt: its text and value (None: not valued), each judge read's value."""
+    policy_model: str
+    judge_model: str
+    judge_mode: str
+
+
 class DatasetRow(TypedDict):
     """A row of a run's training sets (``iterN/train.jsonl``, ``final/train.jsonl``): chat form."""
 

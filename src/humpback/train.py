@@ -15,12 +15,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import ForwardConfig, TrainConfig, fields_with
+from .config import ForwardConfig, PreferenceTrainConfig, TrainConfig, fields_with
 from .files import write_jsonl
 from .launch import launch_sft
 from .memory import check_training_memory
 from .outputs import input_fingerprint, records_digest, stage_output
-from .records import DatasetRow, ForwardExample, Reject, SeedPair, TrainingExample
+from .records import DatasetRow, ForwardExample, PreferenceExample, Reject, SeedPair, TrainingExample
 from .shards import SUCCESS, stage_info
 from .tags import ORIGIN_TAGS, tagged_prompt
 from .trainer import (  # noqa: F401 - the training helpers are humpback.train's API too
@@ -44,6 +44,7 @@ def sft(
     cfg: TrainConfig,
     desc: str = "train",
     recompute: bool = False,
+    kind: str = "sft",
 ) -> dict:
     """Fine-tune base_model on prompt/completion chat examples; save a transformers model.
 
@@ -59,6 +60,7 @@ def sft(
         "base_model": input_fingerprint(base_model),
         "examples": records_digest(examples),
         "config": cfg.model_dump(mode="json", include=fields_with(type(cfg), "output")),
+        **({"kind": kind} if kind != "sft" else {}),  # an SFT model folder's fingerprint is as it was
     }
     with stage_output(out_dir, "model", fields, recompute) as out_dir:
         if (out_dir / SUCCESS).exists():
@@ -72,12 +74,87 @@ def sft(
         )  # a batch that cannot be split fails now
         examples, fit = fit_examples(examples, base_model, cfg.max_length, desc, cfg.chat_template)
         fit["examples_digest"] = fields["examples"]  # what the model is trained on, as the dataset file holds it
-        checkpointing = check_training_memory(examples, base_model, cfg, desc, fit["longest_tokens"])
+        memory_cfg = cfg
+        if kind == "dpo":  # a pair is two sequences in every micro batch (the frozen reference's weights aside)
+            memory_cfg = cfg.model_copy(update={"micro_batch_size": 2 * cfg.micro_batch_size})
+        checkpointing = check_training_memory(
+            _as_completions(examples), base_model, memory_cfg, desc, fit["longest_tokens"]
+        )
         cfg = cfg.model_copy(update={"gradient_checkpointing": "on" if checkpointing else "off"})
         fit["gradient_checkpointing"] = checkpointing
         if cfg.launcher == "accelerate":
-            return launch_sft(examples, base_model, out_dir, cfg, desc, fit)
-        return train_here(examples, base_model, out_dir, cfg, desc, token=str(os.getpid()), fit=fit)
+            return launch_sft(examples, base_model, out_dir, cfg, desc, fit, kind=kind)
+        return train_here(examples, base_model, out_dir, cfg, desc, token=str(os.getpid()), fit=fit, kind=kind)
+
+
+def _as_completions(examples: list) -> list[TrainingExample]:
+    """Prompt/completion examples for the memory estimate: a preference pair as its longer answer."""
+    out = []
+    for e in examples:
+        if "completion" in e:
+            out.append(e)
+        else:
+            longer = max(e["chosen"], e["rejected"], key=lambda m: len(str(m[-1].get("content", ""))))
+            out.append(TrainingExample(prompt=e["prompt"], completion=longer))
+    return out
+
+
+def dpo(
+    pairs: Sequence[Mapping[str, Any]],
+    base_model: str,
+    out_dir: Path,
+    cfg: PreferenceTrainConfig | None = None,
+    desc: str = "train dpo",
+    recompute: bool = False,
+) -> dict:
+    """Train base_model with DPO (TRL's DPOTrainer) on preference pairs (prompt, chosen,
+    rejected: preferences.py writes them); the base is also the frozen reference. The same model
+    folder, launcher, memory check and resume as ``sft``."""
+    cfg = cfg or PreferenceTrainConfig()
+    examples = [PreferenceExample(prompt=p["prompt"], chosen=p["chosen"], rejected=p["rejected"]) for p in pairs]
+    return sft(examples, base_model, out_dir, cfg, desc, recompute, kind="dpo")  # type: ignore[arg-type]
+
+
+def read_preferences(path: Path | str) -> tuple[list[dict], list[Reject]]:
+    """Preference pairs to train on: a ``preferences`` stage folder, or a user's JSONL in TRL's
+    conversational preference format (``prompt`` messages or text, ``chosen``, ``rejected``); a
+    line that is not such a pair is a reject naming its file and line."""
+    from .files import BadLine, jsonl_lines
+    from .shards import read_stage, reject
+
+    path = Path(path)
+    if path.is_dir():
+        rows: list[tuple[str, object]] = [(f"{path}#{i}", r) for i, r in enumerate(read_stage(path), 1)]
+    elif path.is_file():
+        rows = list(jsonl_lines(path))
+    else:
+        raise FileNotFoundError(f"preference data {path} does not exist (give a preferences/ folder or a JSONL file)")
+    kept, rejects = [], []
+    for where, row in rows:
+        if isinstance(row, BadLine):
+            rejects.append(reject("train", where, row.reason))
+            continue
+        pair = _as_preference(row)
+        if pair is None:
+            rejects.append(reject("train", where, "not a preference pair: needs prompt, chosen and rejected", row))
+        else:
+            kept.append(pair)
+    return kept, rejects
+
+
+def _as_preference(row: object) -> dict | None:
+    """A row as chat messages (a plain-text prompt or answer becomes one message), or None."""
+    if not isinstance(row, dict):
+        return None
+    out = {}
+    for field, role in (("prompt", "user"), ("chosen", "assistant"), ("rejected", "assistant")):
+        value = row.get(field)
+        if isinstance(value, str) and value.strip():
+            value = [{"role": role, "content": value}]
+        if not (isinstance(value, list) and value and all(isinstance(m, dict) and "content" in m for m in value)):
+            return None
+        out[field] = value
+    return {**row, **out}
 
 
 def fit_examples(
@@ -90,13 +167,12 @@ def fit_examples(
     """The examples that leave something to learn within max_length tokens. One whose prompt
     alone fills the limit would be trained on no completion token at all (truncation keeps the
     start): it is dropped, said and counted, not counted as trained. Longer completions are cut."""
-    from .memory import example_lengths
     from .models import load_tokenizer
 
     tokenizer = load_tokenizer(base_model, padding_side="right", chat_template=chat_template)
     kept, dropped, truncated, longest, tokens = [], [], 0, 1, 0
     for i, example in enumerate(examples):
-        prompt_tokens, total_tokens = example_lengths(example, tokenizer)
+        prompt_tokens, total_tokens = _lengths(example, tokenizer)
         if prompt_tokens >= max_length:
             dropped.append(i)
             continue
@@ -129,6 +205,17 @@ def fit_examples(
         "longest_tokens": longest,
         "tokens": tokens,  # of the kept examples, as trained (cut at max_length): one pass over them
     }
+
+
+def _lengths(example, tokenizer) -> tuple[int, int]:
+    """(prompt tokens, longest prompt + answer tokens) of an SFT example or a preference pair."""
+    from .memory import example_lengths
+
+    if "completion" in example:
+        return example_lengths(example, tokenizer)
+    chosen = example_lengths(TrainingExample(prompt=example["prompt"], completion=example["chosen"]), tokenizer)
+    rejected = example_lengths(TrainingExample(prompt=example["prompt"], completion=example["rejected"]), tokenizer)
+    return chosen[0], max(chosen[1], rejected[1])
 
 
 # --- forward models -----------------------------------------------------------------------

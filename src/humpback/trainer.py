@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import TrainConfig
+from .config import PreferenceTrainConfig, TrainConfig
 from .files import read_jsonl
-from .records import TrainingExample
+from .records import PreferenceExample, TrainingExample
 from .shards import mark_done
 
 # The paper's 7B data-scaling runs: examples -> optimizer steps (batch 8 below 3,000, else 32).
@@ -109,21 +109,24 @@ def _bf16_is_fast() -> bool:
 
 
 def train_here(
-    examples: list[TrainingExample],
+    examples: list[TrainingExample] | list[PreferenceExample],
     base_model: str,
     out_dir: Path,
     cfg: TrainConfig,
     desc: str,
     token: str,
     fit: dict | None = None,
+    kind: str = "sft",
 ) -> dict:
     """The training itself, in this process (one of several under accelerate launch). ``token``
-    names the temporary folders inside out_dir; every process of one launch shares it."""
+    names the temporary folders inside out_dir; every process of one launch shares it. ``kind``:
+    sft (prompt/completion examples, SFTTrainer) or dpo (prompt/chosen/rejected, DPOTrainer with
+    ``cfg.beta``; the reference model is the base, frozen)."""
     import datasets
     import torch
     from datasets import Dataset
     from transformers import AutoConfig, AutoModelForCausalLM
-    from trl import SFTConfig, SFTTrainer
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
     from .models import load_tokenizer, stop_token_ids
 
@@ -133,8 +136,11 @@ def train_here(
     batch_size = cfg.batch_size or paper_batch_size(n)
     processes = int(os.environ.get("WORLD_SIZE", 1))  # > 1 under accelerate launch (launch.py)
     micro, accumulation = split_batch(batch_size, cfg.micro_batch_size, processes)
-    lr = cfg.learning_rate or default_learning_rate(base_model)
+    # DPO moves a model from where SFT left it: a tenth of SFT's rate (Yuan et al.: 1e-6 at 70B)
+    lr = cfg.learning_rate or default_learning_rate(base_model) / (10 if kind == "dpo" else 1)
     steps = -1 if cfg.num_epochs else (cfg.max_steps or paper_steps(n))
+    if kind == "dpo" and cfg.max_steps:  # the paper's step table is SFT's: a given step count wins
+        steps = cfg.max_steps
 
     config = AutoConfig.from_pretrained(base_model)
     saved_dropout = {f: getattr(config, f) for f in DROPOUT_FIELDS if isinstance(getattr(config, f, None), float)}
@@ -159,7 +165,7 @@ def train_here(
 
     work_dir = out_dir / f".work-{token}"
     checkpointing: dict[str, Any] = {_checkpointing_field(): cfg.gradient_checkpointing == "on"}
-    args = SFTConfig(
+    common = dict(
         output_dir=str(work_dir),
         max_steps=steps,
         num_train_epochs=cfg.num_epochs or 1.0,
@@ -171,7 +177,6 @@ def train_here(
         warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay,
         max_length=cfg.max_length,
-        completion_only_loss=True,
         **checkpointing,
         bf16=_bf16_is_fast() if cfg.bf16 is None else cfg.bf16,
         seed=cfg.random_seed,
@@ -183,13 +188,23 @@ def train_here(
         dataset_num_proc=None,
         use_cpu=not torch.cuda.is_available(),
     )
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list(examples),
-        processing_class=tokenizer,
-        peft_config=peft_config,
-    )
+    trainer: Any
+    if kind == "dpo":
+        trainer = DPOTrainer(
+            model=model,
+            args=DPOConfig(**common, beta=getattr(cfg, "beta", 0.1)),
+            train_dataset=Dataset.from_list(list(examples)),
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
+    else:
+        trainer = SFTTrainer(
+            model=model,
+            args=SFTConfig(**common, completion_only_loss=True),
+            train_dataset=Dataset.from_list(list(examples)),
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
     result = trainer.train()
     trained: Any = trainer.model
 
@@ -224,6 +239,7 @@ def train_here(
         "processes": processes,
         "distributed_type": trainer.accelerator.distributed_type.value,
         "seconds": round(time.time() - start, 2),
+        "kind": kind,
         **(fit or {}),
     }
     if fit and fit.get("tokens") and n:  # steps x batch examples at the set's mean length
@@ -299,17 +315,22 @@ def main(job_dir: Path) -> None:
     """One launched process: train on the job launch.py wrote (process 0 writes the model)."""
     job = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
     # the parent holds the model folder's lock and checked it; every process trains, process 0 saves
+    kind = job.get("kind", "sft")
+    rows = list(read_jsonl(job_dir / "examples.jsonl"))
+    examples: list[TrainingExample] | list[PreferenceExample] = (
+        [PreferenceExample(prompt=e["prompt"], chosen=e["chosen"], rejected=e["rejected"]) for e in rows]
+        if kind == "dpo"
+        else [TrainingExample(prompt=e["prompt"], completion=e["completion"]) for e in rows]
+    )
     train_here(
-        [
-            TrainingExample(prompt=e["prompt"], completion=e["completion"])
-            for e in read_jsonl(job_dir / "examples.jsonl")
-        ],
+        examples,
         job["base_model"],
         Path(job["out_dir"]),
-        TrainConfig.model_validate(job["config"]),
+        (PreferenceTrainConfig if kind == "dpo" else TrainConfig).model_validate(job["config"]),
         desc=job["desc"],
         token=job["token"],
         fit=job["fit"],
+        kind=kind,
     )
 
 

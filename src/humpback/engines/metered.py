@@ -68,7 +68,12 @@ class Metered:
         return str(getattr(self.engine, "device", None) or getattr(self.engine, "base_url", None) or "")
 
     def _tokens(self, text: str) -> int:
-        return len(self.engine.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+        tokenizer = getattr(self.engine, "tokenizer", None)  # an engine without one (a test's) counts none
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if text and tokenizer is not None else 0
+
+    def _prompt_tokens(self, prompt: Chat) -> int:
+        tokenizer = getattr(self.engine, "tokenizer", None)
+        return len(encode_chat(tokenizer, prompt)) if tokenizer is not None else 0
 
     def complete(self, prompts: list[Chat], params: SamplingParams) -> list[Completion]:
         start = time.perf_counter()
@@ -78,9 +83,7 @@ class Metered:
             self.usage.prompts += 1
             if c.text is None:  # refused: nothing ran
                 continue
-            self.usage.prompt_tokens += (
-                c.prompt_tokens if c.prompt_tokens is not None else len(encode_chat(self.engine.tokenizer, prompt))
-            )
+            self.usage.prompt_tokens += c.prompt_tokens if c.prompt_tokens is not None else self._prompt_tokens(prompt)
             self.usage.generated_tokens += (
                 c.generated_tokens if c.generated_tokens is not None else self._tokens(c.text)
             )
@@ -95,7 +98,7 @@ class Metered:
         self.usage.seconds += time.perf_counter() - start
         self.usage.prompts += len(prompts)
         # the prompt is read once and each choice after it (a choice is a token or two)
-        self.usage.read_tokens += sum(len(encode_chat(self.engine.tokenizer, p)) + len(choices) for p in prompts)
+        self.usage.read_tokens += sum(self._prompt_tokens(p) + len(choices) for p in prompts)
         return out
 
     def sequence_logprobs(self, reads: list[tuple[list[int], int]]) -> list:
