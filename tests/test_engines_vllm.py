@@ -167,3 +167,29 @@ def test_curate_cli_with_the_openai_engine_never_writes_the_key(embedded_model, 
     )
     written = "".join(p.read_text(errors="replace") for p in Path(out).rglob("*") if p.is_file())
     assert SERVER_KEY not in written + result.stdout + result.stderr
+
+
+def test_preferences_with_a_served_policy_and_judge(embedded_model, vllm_server, tmp_path, monkeypatch):
+    """Self-rewarding against a server: the served model samples the answers and judges them
+    (logprob read through the completions endpoint); the usage the server reports is counted."""
+    from humpback.config import CurateConfig, PreferencesConfig
+    from humpback.preferences import preferences
+    from humpback.shards import read_stage, stage_rejects, stage_usage
+
+    monkeypatch.setenv("HB_TEST_KEY", SERVER_KEY)
+    served = dict(engine="openai", base_url=vllm_server, api_key_env="HB_TEST_KEY")
+    cfg = PreferencesConfig(
+        num_answers=3,
+        max_new_tokens=24,
+        judge=CurateConfig(mode="logprob", **served),
+        judge_model=embedded_model,
+        **served,
+    )
+    prompts = [{"instruction": "Name a fruit."}, {"instruction": "What is 2 + 2?"}]
+    info = preferences(prompts, embedded_model, tmp_path / "p", cfg)
+    pairs = list(read_stage(tmp_path / "p"))
+    assert info["records"] + len(list(stage_rejects(tmp_path / "p"))) == 2
+    assert all(p["chosen_value"] > p["rejected_value"] and 1 <= p["chosen_value"] <= 5 for p in pairs)
+    usage = stage_usage(tmp_path / "p")
+    assert usage["engine"] == "openai" and usage["prompt_tokens"] > 0 and usage["generated_tokens"] > 0
+    assert usage["read_tokens"] > 0  # the judge's reads

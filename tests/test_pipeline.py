@@ -198,3 +198,22 @@ def test_an_instruction_that_quotes_its_answer_is_removed_before_rating(tmp_path
         engine=ScriptedEngine(lambda p: instructions[1]),
     )
     assert len(list(read_stage(tmp_path / "kept"))) == 3  # 0 keeps them all
+
+
+@pytest.mark.slow
+def test_a_run_with_rewrite_trains_on_the_answers_the_gate_kept(tmp_path, tiny_model):
+    cfg = tiny_config(tmp_path, tiny_model, iterations=1)
+    # a random judge writes no scores: select by a likelihood, so there is something to rewrite
+    cfg.curate.mode, cfg.curate.select, cfg.curate.select_fraction = "pmi", "top_fraction", 0.5
+    cfg.rewrite.enabled = True
+    cfg.rewrite.max_new_tokens = 16
+    cfg.rewrite.min_length_ratio = 0.0
+    stats = run(cfg, quiet=True)
+    rows = list(read_stage(cfg.out / "iter1" / "rewritten"))
+    counts = stats["iterations"]["1"]["rewrite"]
+    assert len(rows) == len(list(read_jsonl(cfg.out / "iter1" / "curated" / "part-00000.jsonl"))) > 0
+    assert counts["rewritten"] + counts["gate_rejected"] + counts["not_rewritten"] == len(rows)
+    assert counts["answers"] == "rewritten" and "rewrite iter1" in stats["accounting"]
+    assert all(r["original_output"] and ("rewrite" in r) for r in rows)
+    trained = {r["messages"][-1]["content"] for r in read_jsonl(cfg.out / "iter1" / "train.jsonl")}
+    assert {r["output"] for r in rows} <= trained  # the answer each row settled on is what was trained

@@ -31,6 +31,7 @@ from .config import (
     ForwardConfig,
     GenerateConfig,
     PreferencesConfig,
+    RewriteConfig,
     RunConfig,
     SegmentConfig,
     deep_merge,
@@ -563,6 +564,34 @@ def _train(
     else:
         raise ValueError(f"--kind must be backward, forward or dpo, not {kind!r}")
     typer.echo(f"trained {out}: {info}")
+
+
+@config_command(
+    "rewrite",
+    RewriteConfig,
+    [
+        _opt(
+            "pairs", Path, ..., "Curated pairs: a curated/ folder (a run's iterN/curated) or a stage folder of pairs."
+        ),
+        _opt("model", str, ..., "The rewriter: a model directory, hub id, or with --engine openai a served model."),
+        _opt("out", Path, ..., "Output directory: every pair with original_output, rewrite and the gate's verdict."),
+        _RECOMPUTE,
+        *_EXECUTOR_PARAMS,
+    ],
+    "Rewrite curated answers from their web text with an aligned model, keeping a rewrite only when it "
+    "stays on the original's content (back-and-forth translation, Nguyen et al. 2024).",
+)
+def _rewrite(cfg: RewriteConfig, pairs: Path, model: str, out: Path, recompute: bool, **executor) -> None:
+    from .rewrite import rewrite
+    from .shards import stage_counters
+
+    info = rewrite(pairs, _engine_model(model, cfg), out, cfg, executor=_executor(executor), recompute=recompute)
+    counts = stage_counters(out)
+    typer.echo(
+        f"{info['records']} pairs in {out}: {counts.get('rewritten', 0)} rewritten, "
+        f"{counts.get('gate_rejected', 0)} kept as web text by the faithfulness gate, "
+        f"{counts.get('not_rewritten', 0)} without a usable rewrite"
+    )
 
 
 @config_command(

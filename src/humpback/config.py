@@ -219,6 +219,9 @@ class ForwardConfig(TrainConfig):
 
     tag_placement: Literal["system", "append", "none"] = Output("system")
     """Where the tag sentence goes: as the system message, appended to the instruction, or not at all."""
+    answers: Literal["rewritten", "original"] = Selection("rewritten")
+    """With rewrite.enabled: train on the rewritten answers (where the gate kept them) or on the web
+    text as the paper does (the rewrites are still written, for comparison)."""
 
 
 class PreferenceTrainConfig(TrainConfig):
@@ -493,6 +496,49 @@ class PreferencesConfig(EngineConfig):
     """Sampling seed."""
 
 
+REWRITE_PROMPT = (
+    "Instruction: {instruction}\n\n"
+    "Text from a web page:\n{original}\n\n"
+    "Answer the instruction as a helpful assistant, using only the facts in the text above: keep "
+    "every fact that answers it, drop the page's framing (greetings, asides about the author, "
+    "links, ads, calls to action), and add nothing the text does not say."
+)
+
+
+class RewriteConfig(EngineConfig):
+    """Back-and-forth translation (Nguyen et al. 2024): after curation a rewriter model writes an
+    assistant's answer to each curated instruction from its web text, kept when it stays faithful."""
+
+    enabled: bool = Output(False)
+    """In a run: rewrite each iteration's curated pairs before training on them (off: the paper's loop)."""
+    model: str | None = Input(None)
+    """The rewriter: None is the iteration's judge, the run's latest model M_i-1; else a model
+    directory, hub id, or with engine openai a served aligned model's name (Nguyen et al. used Llama-2-70B-chat)."""
+    system_prompt: str = Output("You rewrite web text into clear, faithful answers.")
+    """The rewriter's system message ('' for none)."""
+    prompt: str = Output(REWRITE_PROMPT)
+    """The rewriter's request, with {instruction} and {original} (both required)."""
+    min_overlap: float = Output(0.6, ge=0, le=1)
+    """The faithfulness gate: the share of the rewrite's content words (stopwords aside, a shared
+    5-letter stem counts) the original text or the instruction must have; below it the original
+    answer is kept (ours; bench/rewrite_gate.py measures the separation)."""
+    min_length_ratio: float = Output(0.1, ge=0, le=1)
+    """A rewrite shorter than this share of the original (in characters) keeps the original: a
+    one-line reply to a long text drops most of its facts (ours)."""
+    temperature: float = Output(0.0, ge=0)
+    """Rewriter temperature; 0 is greedy (Nguyen et al. silent)."""
+    top_p: float = Output(0.9, gt=0, le=1)
+    """Top-p when sampling."""
+    max_new_tokens: int = Output(768, ge=1)
+    """Longest rewrite, in tokens (a cut-off rewrite keeps the original)."""
+    batch_size: int = Output(8, ge=1)
+    """transformers: prompts per batch."""
+    records_per_shard: int = Output(64, ge=1)
+    """Pairs per output shard; a finished shard is never redone."""
+    random_seed: int = Output(0)
+    """Sampling seed."""
+
+
 class JudgeConfig(EngineConfig):
     """The pairwise judge of ``humpback eval``: which model, on which engine, asked how."""
 
@@ -673,6 +719,7 @@ class RunConfig(ExecutorConfig):
     augment: AugmentConfig = Output(default_factory=AugmentConfig)
     curate: CurateConfig = Output(default_factory=CurateConfig)
     forward: ForwardConfig = Output(default_factory=ForwardConfig)
+    rewrite: RewriteConfig = Output(default_factory=RewriteConfig)
 
     @model_validator(mode="after")
     def _share_settings(self):

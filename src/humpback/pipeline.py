@@ -51,6 +51,19 @@ def run(config: RunConfig, quiet: bool = False) -> dict:
         return _run(config, out, base_model, seed, seed_rejects, quiet)
 
 
+def _rewritten(curated: list, config: RunConfig, latest_model: str, out_dir: Path, redo: bool) -> list:
+    """The curated pairs with their answers rewritten (rewrite.py), by rewrite.model or the
+    iteration's judge; with forward.answers original, the web text stays the answer."""
+    from .rewrite import rewrite
+    from .shards import read_stage
+
+    rewrite(curated, config.rewrite.model or latest_model, out_dir, config.rewrite, executor=config, recompute=redo)
+    rows = list(read_stage(out_dir))
+    if config.forward.answers == "original":
+        return [{**r, "output": r["original_output"]} for r in rows]
+    return rows
+
+
 def _effect(field: str) -> str | None:
     """The effect config.py declares for a dotted RunConfig field (``segment.min_chars``); None
     for a name the config does not have."""
@@ -166,6 +179,8 @@ def _run(
             probe=probe,
         )
         curated = clean(curated, i)
+        if config.rewrite.enabled:  # back-and-forth translation: answers rewritten from their web text
+            curated = _rewritten(curated, config, str(models / f"m{i - 1}"), iteration_dir / "rewritten", redo)
         train_set = iteration_dir / "train.jsonl"
         info = train_forward(
             seed, curated, base_model, models / f"m{i}", config.forward, dataset_path=train_set, recompute=redo
@@ -179,7 +194,9 @@ def _run(
         final / "dataset.json",
         {"model": str(models / f"m{config.iterations}"), "examples_digest": info.get("examples_digest")},
     )
-    stats = run_stats(out, config.iterations, config.curate.k, load_tokenizer(base_model))
+    stats = run_stats(
+        out, config.iterations, config.curate.k, load_tokenizer(base_model), answers=config.forward.answers
+    )
     add_cost(stats["accounting"], config.price_per_million_tokens, config.price_per_hour)
     stats["answer_loss"] = (
         {

@@ -215,6 +215,15 @@ def _card_body(run: Path, stats: dict, config: dict, rows: list[dict], fmt: str,
         lines.append(
             f"- iteration {i}: score histogram {_md(it.get('histogram'))}, selected by {_md(it.get('selected_by'))}"
         )
+    rewrites = {i: it["rewrite"] for i, it in (stats.get("iterations") or {}).items() if it.get("rewrite")}
+    if rewrites:
+        lines += ["", "## Rewritten answers (back-and-forth translation)", ""]
+        lines += [
+            f"- iteration {i}: {r.get('rewritten', 0)} rewritten, {r.get('gate_rejected', 0)} kept as web text "
+            f"by the faithfulness gate, {r.get('not_rewritten', 0)} kept as web text (no usable rewrite); "
+            f"trained on the {_md(r.get('answers'))} answers"
+            for i, r in rewrites.items()
+        ]
     probe = stats.get("probe") or {}
     lines += ["", "## Judge probe (held-out seed pairs against made-up bad ones)", ""]
     lines += [

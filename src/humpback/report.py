@@ -568,7 +568,7 @@ def _report_run(out: Path, labels: Path | None) -> dict[str, Path]:
         write_jsonl(out / "labels_rejects.jsonl", rejects)
         previous["label_rejects"] = len(rejects)
     stats = previous | run_stats(
-        out, cfg.iterations, cfg.curate.k, load_tokenizer(resolve_model(cfg.model)), label_map
+        out, cfg.iterations, cfg.curate.k, load_tokenizer(resolve_model(cfg.model)), label_map, cfg.forward.answers
     )
     add_cost(stats["accounting"], cfg.price_per_million_tokens, cfg.price_per_hour)
     write_json(out / "stats.json", stats)

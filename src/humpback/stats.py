@@ -166,7 +166,14 @@ def value_bins(values: list[float], probe_values: dict | None, threshold: float 
     }
 
 
-def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[str, bool] | None = None) -> dict:
+def run_stats(
+    out: Path,
+    iterations: int,
+    k: int,
+    tokenizer=None,
+    labels: dict[str, bool] | None = None,
+    answers: str = "rewritten",
+) -> dict:
     out = Path(out)
     seed = list(read_jsonl(out / "seed" / "part-00000.jsonl"))
     candidates = table2(read_stage(out / "candidates"), tokenizer)
@@ -218,6 +225,11 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
             "A_4": a_4["count"],
             "valued": valued,
         }
+        if (out / f"iter{i}" / "rewritten").is_dir():  # rewrite.enabled: what the gate let through
+            counted = stage_counters(out / f"iter{i}" / "rewritten")
+            stats["iterations"][str(i)]["rewrite"] = {
+                key: counted.get(key, 0) for key in ("rewritten", "gate_rejected", "not_rewritten")
+            } | {"answers": answers}
         by, lowest = _selection_of(curated_file)
         name = set_name(by, k)
         value_rule = bool(by) and not by.startswith(("score >=", "expected"))
@@ -249,6 +261,8 @@ def run_stats(out: Path, iterations: int, k: int, tokenizer=None, labels: dict[s
     }
     for i in range(1, iterations + 1):
         stage_dirs[f"curate iter{i}"] = f"iter{i}/ratings"
+        if (out / f"iter{i}" / "rewritten").is_dir():
+            stage_dirs[f"rewrite iter{i}"] = f"iter{i}/rewritten"
         stage_dirs[f"train m{i}"] = f"models/m{i}"
     stats["accounting"] = {}
     for name, rel in stage_dirs.items():
@@ -489,6 +503,15 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
         t2.add_row(name, str(row["count"]), fmt(row["instruction_chars"]), fmt(row["output_chars"]))
     console.print(t2)
 
+    for i, it in stats.get("iterations", {}).items():
+        if it.get("rewrite"):
+            r = it["rewrite"]
+            console.print(
+                f"iteration {i} rewrites: {r['rewritten']} rewritten, {r['gate_rejected']} kept as web text by "
+                f"the faithfulness gate, {r['not_rewritten']} without a usable rewrite; trained on the "
+                f"{r['answers']} answers",
+                highlight=False,
+            )
     if stats.get("accounting"):
         console.print("tokens and time per stage:", highlight=False)
         for line in accounting_lines(stats["accounting"]):
