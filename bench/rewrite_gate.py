@@ -104,9 +104,7 @@ def main() -> int:
             "precision": round(keep_faithful / kept, 4) if kept else None,
             "recall": round(keep_faithful / len(values(held, "faithful")), 4),
         }
-    result["held_out_auc"] = {
-        k: auc(values(held, "faithful"), values(held, k)) for k in ("half_invented", "invented")
-    }
+    result["held_out_auc"] = {k: auc(values(held, "faithful"), values(held, k)) for k in ("half_invented", "invented")}
     result["held_out_mean_overlap"] = {
         k: round(sum(values(held, k)) / len(values(held, k)), 4) for k in ("faithful", "half_invented", "invented")
     }

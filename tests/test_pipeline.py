@@ -217,3 +217,23 @@ def test_a_run_with_rewrite_trains_on_the_answers_the_gate_kept(tmp_path, tiny_m
     assert all(r["original_output"] and ("rewrite" in r) for r in rows)
     trained = {r["messages"][-1]["content"] for r in read_jsonl(cfg.out / "iter1" / "train.jsonl")}
     assert {r["output"] for r in rows} <= trained  # the answer each row settled on is what was trained
+
+
+@pytest.mark.slow
+def test_self_rewarding_iterations_follow_the_sft_ones(tmp_path, tiny_model):
+    """dpo_iterations: M_1 (SFT) samples and judges its own answers, M_2 = M_1 + DPO; the final model
+    is M_2, each model's held-out loss is measured, and the summary's stats count the pairs."""
+    cfg = tiny_config(tmp_path, tiny_model, iterations=1, dpo_iterations=1, probe_share=0.2, probe_min_pairs=2)
+    cfg.preferences.num_answers, cfg.preferences.max_new_tokens, cfg.preferences.max_prompts = 3, 8, 4
+    cfg.dpo.max_steps, cfg.dpo.batch_size = 1, 2
+    stats = run(cfg, quiet=True)
+    out = cfg.out
+    assert stats["final_model"].endswith("m2") and (out / "models" / "m2" / "model.safetensors").exists()
+    assert json.loads((out / "models" / "m2" / "_SUCCESS").read_text())["kind"] == "dpo"
+    [(t, d)] = stats["dpo"].items()
+    assert t == "1" and d["policy"] == "m1" and d["prompts"] == 4 and d["pairs"] + d["tied"] + d["too_few_valued"] == 4
+    assert d["steps"] == 1 and d["judge_probe_auc"] is not None and (out / "probe" / "dpo1" / "report.json").exists()
+    assert set(stats["answer_loss"]) == {"m0", "m1", "m2"}
+    assert stats["accounting"]["preferences dpo1"]["prompts"] >= 12 and stats["accounting"]["train m2"]["steps"] == 1
+    pairs = list(read_stage(out / "dpo1" / "preferences"))
+    assert all(p["policy_model"].endswith("m1") and p["chosen_value"] > p["rejected_value"] for p in pairs)

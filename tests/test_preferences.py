@@ -145,3 +145,22 @@ def test_train_kind_dpo_from_the_command_line(tmp_path, tiny_model):
     assert info["learning_rate"] == pytest.approx(1e-5)  # a tenth of SFT's for a small model
     missing = CliRunner().invoke(app, ["train", "--kind", "dpo", "--model", tiny_model, "--out", str(tmp_path / "x")])
     assert missing.exit_code == 2 and "--preferences" in missing.output
+
+
+def test_publish_writes_preference_pairs_that_datasets_loads_with_a_card(tmp_path):
+    import datasets
+    from typer.testing import CliRunner
+
+    from humpback.cli import app
+
+    answers = {p["instruction"]: [f"{p['id']} weak (2)", f"{p['id']} strong (5)"] for p in PROMPTS}
+    preferences(
+        PROMPTS, "runs/x/models/m2", tmp_path / "p", generate_judged(), engine=policy(answers), judge_engine=judge()
+    )
+    result = CliRunner().invoke(app, ["publish", str(tmp_path / "p"), "--to", str(tmp_path / "pub")])
+    assert result.exit_code == 0, result.output
+    ds = datasets.load_dataset(str(tmp_path / "pub"), split="train")
+    assert ds.num_rows == 3 and {"prompt", "chosen", "rejected", "chosen_value", "answers"} <= set(ds.column_names)
+    assert ds[0]["chosen"][0]["content"].endswith("strong (5)") and ds[0]["policy_model"] == "runs/x/models/m2"
+    card = (tmp_path / "pub" / "README.md").read_text()
+    assert "pairs 3, tied" in card and "num_answers: 4" in card and "dpo" in card.split("---")[1]

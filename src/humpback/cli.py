@@ -7,6 +7,7 @@ Every config field is a flag (``--max-chars``, and for ``run`` the stage's prefi
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import sys
 import types
@@ -220,6 +221,82 @@ def _setup_logging() -> None:
 )
 def _run(cfg: RunConfig) -> None:
     api.run(cfg)
+
+
+@config_command(
+    "plan",
+    RunConfig,
+    [
+        _opt("sample", int, 200, "Documents segmented to measure segments per document and their length.", "--sample"),
+        _opt(
+            "documents",
+            Optional[int],
+            None,
+            "The corpus's document count, when you know it (else the corpus is counted, streamed).",
+            "--documents",
+        ),
+        _opt(
+            "from_run",
+            Optional[Path],
+            None,
+            "A finished run on the hardware, engine and model you will use: its measured tokens/s per stage.",
+            "--from-run",
+        ),
+        _opt(
+            "throughput",
+            Optional[Path],
+            None,
+            'JSON of tokens/s per stage kind: {"augment": 900, "curate": 2500, "train": 4000} (and '
+            '"segment_documents": documents/s).',
+            "--throughput",
+        ),
+        _opt(
+            "selected_share",
+            float,
+            0.0833,
+            "Share of candidates curation keeps (the paper's A_5: 41.8k of 502k).",
+            "--selected-share",
+        ),
+        _opt("json_out", Optional[Path], None, "Also write the plan as JSON to this new file.", "--json"),
+    ],
+    "Estimate each stage's tokens, time and cost for a run's settings before anything runs.",
+)
+def _plan(
+    cfg: RunConfig,
+    sample: int,
+    documents: int | None,
+    from_run: Path | None,
+    throughput: Path | None,
+    selected_share: float,
+    json_out: Path | None,
+) -> None:
+    from .plan import plan, plan_lines, throughput_from_run
+
+    rates: dict[str, float] = {}
+    if from_run is not None:
+        if not (from_run / "stats.json").is_file():
+            raise FileNotFoundError(f"{from_run} is not a finished run (no stats.json)")
+        rates |= throughput_from_run(from_run)
+    if throughput is not None:
+        try:
+            given = json.loads(throughput.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"--throughput {throughput}: not a JSON file of tokens/s per stage ({e})") from None
+        if not isinstance(given, dict) or not all(isinstance(v, (int, float)) and v > 0 for v in given.values()):
+            raise ValueError(
+                f'--throughput {throughput}: give {{"stage": tokens per second, ...}} with positive numbers'
+            )
+        rates |= {str(k): float(v) for k, v in given.items()}
+    if json_out is not None and (json_out.exists() or json_out.is_symlink()):
+        raise ValueError(f"{json_out} already exists: give a new file name (humpback never overwrites a file)")
+    result = plan(cfg, sample, documents, rates, selected_share)
+    for line in plan_lines(result):
+        typer.echo(line)
+    if json_out is not None:
+        from .files import write_json
+
+        write_json(json_out, result)
+        typer.echo(f"plan written to {json_out}")
 
 
 # The corpus stages' commands take the executor flags (--executor ray, --ray-address, ...) too.
@@ -943,7 +1020,9 @@ def _decontaminate(
     "reads the folder); --repo-id pushes it to the hub.",
 )
 def _publish(
-    run: Path = typer.Argument(..., help="A finished run directory, e.g. runs/demo."),
+    run: Path = typer.Argument(
+        ..., help="A finished run directory (e.g. runs/demo), or a `humpback preferences` output folder."
+    ),
     to: Path = typer.Option(..., "--to", help="Output folder (new, or an earlier publish output)."),
     format: str = typer.Option(
         "messages", "--format", help="messages (chat), alpaca (instruction/input/output) or sharegpt (conversations)."
@@ -954,12 +1033,15 @@ def _publish(
     repo_id: Optional[str] = typer.Option(None, "--repo-id", help="ORG/NAME: also push to the hub."),
     private: bool = typer.Option(False, "--private", help="With --repo-id: a private dataset."),
 ) -> None:
-    from .publish import publish, push
+    from .publish import publish, publish_preferences, push
 
     _setup_logging()
     try:
         with owned_output(to, "publish") as owned:
-            info = publish(run, owned, format, license)
+            if output_kind(run) == "preferences":  # preference pairs: their own columns and card
+                info = publish_preferences(run, owned, license)
+            else:
+                info = publish(run, owned, format, license)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     typer.echo(f"{info['rows']} rows ({info['format']}) in {info['parquet']}; card {info['card']}")

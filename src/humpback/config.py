@@ -720,6 +720,13 @@ class RunConfig(ExecutorConfig):
     curate: CurateConfig = Output(default_factory=CurateConfig)
     forward: ForwardConfig = Output(default_factory=ForwardConfig)
     rewrite: RewriteConfig = Output(default_factory=RewriteConfig)
+    dpo_iterations: int = Output(0, ge=0)
+    """Self-rewarding iterations after the SFT ones (Yuan et al. 2024; 0: the paper's loop). In
+    each, the latest model M_t samples answers to the run's instructions, judges them itself
+    (preferences) and M_t+1 is trained from M_t with DPO (dpo); its judge is probed first, like a
+    curation iteration's."""
+    preferences: PreferencesConfig = Output(default_factory=PreferencesConfig)
+    dpo: PreferenceTrainConfig = Output(default_factory=PreferenceTrainConfig)
 
     @model_validator(mode="after")
     def _share_settings(self):

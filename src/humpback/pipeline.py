@@ -11,6 +11,7 @@ skipped when already finished, so rerunning the same command resumes.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -31,8 +32,8 @@ from .report import build_report
 from .scoring import check_selection
 from .seed import load_seed
 from .segment import segment
-from .shards import read_jsonl, stage_rejects, write_json, write_jsonl
-from .stats import add_cost, print_summary, run_stats
+from .shards import read_jsonl, stage_info, stage_rejects, write_json, write_jsonl
+from .stats import add_cost, print_summary, run_stats, stage_accounting
 from .train import train_forward
 
 log = logging.getLogger("humpback")
@@ -186,6 +187,10 @@ def _run(
             seed, curated, base_model, models / f"m{i}", config.forward, dataset_path=train_set, recompute=redo
         )
 
+    last = config.iterations
+    for t in range(1, config.dpo_iterations + 1):  # self-rewarding: M_t judges its own answers, DPO gives M_t+1
+        last = _self_rewarding(config, out, models, held_out, seed, last, t, redo)
+
     final = out / "final"
     final.mkdir(exist_ok=True)
     shutil.copyfile(train_set, final / "train.jsonl")
@@ -197,11 +202,15 @@ def _run(
     stats = run_stats(
         out, config.iterations, config.curate.k, load_tokenizer(base_model), answers=config.forward.answers
     )
+    for t in range(1, config.dpo_iterations + 1):  # the self-rewarding stages' tokens and time
+        for name, rel in ((f"preferences dpo{t}", f"dpo{t}/preferences"), (f"train m{config.iterations + t}", "")):
+            folder = out / rel if rel else models / f"m{config.iterations + t}"
+            stats["accounting"][name] = stage_accounting(folder, stage_info(folder))
     add_cost(stats["accounting"], config.price_per_million_tokens, config.price_per_hour)
     stats["answer_loss"] = (
         {
             f"m{i}": answer_loss(held_out, str(models / f"m{i}"), placement=config.forward.tag_placement)
-            for i in range(config.iterations + 1)
+            for i in range(last + 1)
         }
         if held_out
         else {}
@@ -222,13 +231,71 @@ def _run(
             },
         }
     stats["final_dataset"] = str(final / "train.jsonl")
-    stats["final_model"] = str(models / f"m{config.iterations}")
+    stats["final_model"] = str(models / f"m{last}")
+    if config.dpo_iterations:
+        stats["dpo"] = _dpo_stats(out, config)
     stats["final_dataset_count"] = sum(1 for _ in read_jsonl(final / "train.jsonl"))
     write_json(out / "stats.json", stats)
     stats["report"] = str(build_report(out, stats)["html"])
     if not quiet:
         print_summary(stats, out, config.curate.k)
     return stats
+
+
+def _self_rewarding(
+    config: RunConfig, out: Path, models: Path, held_out: list, seed: list, latest: int, t: int, redo: bool
+) -> int:
+    """One self-rewarding iteration: M_latest, its judge probed first, samples and values answers to
+    the run's instructions; M_latest+1 is M_latest trained with DPO on the best-against-worst pairs."""
+    from .preferences import preferences
+    from .shards import read_stage
+    from .train import dpo
+
+    policy = str(models / f"m{latest}")
+    probe = probe_stage(
+        held_out,
+        config.preferences.judge_model or policy,
+        config.preferences.judge,
+        out / "probe" / f"dpo{t}",
+        instruction_pool=[p["instruction"] for p in seed + held_out],
+        recompute=redo,
+    )
+    check_judge(probe, config, latest + 1)
+    folder = out / f"dpo{t}" / "preferences"
+    preferences(out / "candidates", policy, folder, config.preferences, executor=config, recompute=redo)
+    pairs = list(read_stage(folder))
+    if not pairs:
+        raise NoSegmentsError(
+            f"self-rewarding iteration {t}: m{latest} gave no preference pair (every prompt tied or had "
+            f"under two valued answers; see {folder / '_rejects'}): raise --preferences-num-answers"
+        )
+    dpo(pairs, policy, models / f"m{latest + 1}", config.dpo, desc=f"train m{latest + 1} (dpo)", recompute=redo)
+    return latest + 1
+
+
+def _dpo_stats(out: Path, config: RunConfig) -> dict:
+    """Per self-rewarding iteration: the pairs made, the ties, and the DPO training."""
+    from .shards import stage_counters, stage_info
+
+    rows = {}
+    for t in range(1, config.dpo_iterations + 1):
+        counts = stage_counters(out / f"dpo{t}" / "preferences")
+        trained = stage_info(out / "models" / f"m{config.iterations + t}")
+        report = out / "probe" / f"dpo{t}" / "report.json"
+        probe = json.loads(report.read_text(encoding="utf-8")) if report.is_file() else None
+        rows[str(t)] = {
+            "policy": f"m{config.iterations + t - 1}",
+            "model": f"m{config.iterations + t}",
+            "prompts": counts.get("prompts", 0),
+            "pairs": counts.get("pairs", 0),
+            "tied": counts.get("tied", 0),
+            "too_few_valued": counts.get("too_few_valued", 0),
+            "steps": trained.get("steps"),
+            "first_loss": trained.get("first_loss"),
+            "last_loss": trained.get("last_loss"),
+            "judge_probe_auc": probe.get("auc") if probe else None,
+        }
+    return rows
 
 
 def check_judge(probe: JudgeProbe | None, config: RunConfig, iteration: int) -> None:

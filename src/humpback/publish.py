@@ -132,6 +132,82 @@ def publish(run: Path, to: Path, fmt: str = "messages", license: str = "other", 
     return {"rows": len(rows), "parquet": str(parquet), "card": str(card_path), "format": fmt, "card_kept": edited}
 
 
+def publish_preferences(prefs: Path, to: Path, license: str = "other", name: str | None = None) -> dict:
+    """Write ``to``/data/train-00000-of-00001.parquet and a card from a ``preferences`` stage folder:
+    TRL's preference columns (prompt, chosen, rejected), every value and answer, and provenance."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .files import atomic_path
+    from .outputs import read_fingerprint
+    from .shards import is_done, read_stage, stage_counters
+
+    prefs, to = Path(prefs), Path(to)
+    if not is_done(prefs):
+        raise FileNotFoundError(f"{prefs} is not a finished preferences folder (humpback preferences --out DIR)")
+    rows = [
+        {
+            "id": r["id"],
+            "prompt": r["prompt"],
+            "chosen": r["chosen"],
+            "rejected": r["rejected"],
+            "chosen_value": r["chosen_value"],
+            "rejected_value": r["rejected_value"],
+            "answers": [{"text": a["text"], "value": a["value"]} for a in r["answers"]],
+            "policy_model": redact(r["policy_model"]),
+            "judge_model": redact(r["judge_model"]),
+            "judge_mode": r["judge_mode"],
+        }
+        for r in read_stage(prefs)
+    ]
+    if not rows:
+        raise ValueError(f"{prefs} holds no preference pairs (every prompt tied or had under two valued answers)")
+    parquet = to / "data" / "train-00000-of-00001.parquet"
+    parquet.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(parquet) as tmp:
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
+    counts = stage_counters(prefs)
+    config = cast(dict, redact_config(((read_fingerprint(prefs) or {}).get("fields") or {}).get("config") or {}))
+    card = {
+        "license": license,
+        "task_categories": ["text-generation"],
+        "tags": ["preference", "dpo", "self-rewarding", "humpback", "synthetic"],
+        "size_categories": [_size_category(len(rows))],
+        "pretty_name": name or f"humpback preferences {prefs.name}",
+        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}],
+    }
+    margin = sum(r["chosen_value"] - r["rejected_value"] for r in rows) / len(rows)
+    body = [
+        f"# {_md(prefs.name)}: preference pairs from a model's own answers",
+        "",
+        f"{len(rows)} (prompt, chosen, rejected) pairs in TRL's conversational preference format "
+        '(Yuan et al. 2024, "Self-Rewarding Language Models"): the policy '
+        f"{_code(rows[0]['policy_model'])} sampled {_md(config.get('num_answers'))} answers per prompt, the judge "
+        f"{_code(rows[0]['judge_model'])} valued each ({_md(rows[0]['judge_mode'])} mode), the best is `chosen` "
+        "and the worst `rejected`.",
+        "",
+        "## How it was made",
+        "",
+        f"- prompts {counts.get('prompts', 0)}: pairs {counts.get('pairs', 0)}, tied (no pair: best and worst "
+        f"valued the same) {counts.get('tied', 0)}, under two valued answers {counts.get('too_few_valued', 0)}",
+        f"- mean value margin between chosen and rejected: {margin:.3f}",
+        "- `answers` keeps every sampled answer with its value; the prompt carries the inference tag the "
+        "answers were sampled under.",
+        "",
+        "## Known limits",
+        "",
+        "- The judge is a model: its values are only as good as its probe AUC (`humpback probe-judge`).",
+        "",
+        "## Config",
+        "",
+        *_code_block(yaml.safe_dump(config, sort_keys=False).strip(), "yaml"),
+        "",
+    ]
+    text = "---\n" + yaml.safe_dump(card, sort_keys=False) + "---\n\n" + "\n".join(body)
+    card_path, edited = write_card(to, text)
+    return {"rows": len(rows), "parquet": str(parquet), "card": str(card_path), "format": "dpo", "card_kept": edited}
+
+
 CARD_DIGEST = "_card.sha256"  # the digest of the card as humpback last wrote it
 
 

@@ -520,6 +520,25 @@ def build_report(run_dir: Path, stats: dict | None = None) -> dict[str, Path]:
     evals = _evals(out)
     tables = _tables(stats, evals)
     figures = _figures(stats, out, evals)
+    if stats.get("dpo"):  # self-rewarding iterations after the SFT ones
+        header = ["iteration", "policy", "prompts", "pairs", "tied", "under two valued", "model", "DPO steps"]
+        header += ["loss first -> last", "judge probe AUC"]
+        rows = [
+            [
+                t,
+                d["policy"],
+                d["prompts"],
+                d["pairs"],
+                d["tied"],
+                d["too_few_valued"],
+                d["model"],
+                d["steps"],
+                f"{d['first_loss']} -> {d['last_loss']}",
+                d["judge_probe_auc"],
+            ]
+            for t, d in stats["dpo"].items()
+        ]
+        tables.append(("Self-rewarding iterations (preferences + DPO)", header, [[str(c) for c in r] for r in rows]))
     if stats.get("accounting"):
         tables.append(("Tokens and time per stage", *accounting_table(stats["accounting"])))
     ablations = _ablations(out)

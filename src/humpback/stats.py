@@ -512,6 +512,14 @@ def print_summary(stats: dict, out: Path, k: int) -> None:
                 f"{r['answers']} answers",
                 highlight=False,
             )
+    for t, d in (stats.get("dpo") or {}).items():
+        console.print(
+            f"self-rewarding {t}: {d['policy']} judged its own answers to {d['prompts']} prompts -> {d['pairs']} "
+            f"pairs ({d['tied']} tied, {d['too_few_valued']} with under two valued answers); {d['model']} = "
+            f"{d['policy']} + DPO, {d['steps']} steps, loss {d['first_loss']} -> {d['last_loss']}; judge probe AUC "
+            f"{d['judge_probe_auc']}",
+            highlight=False,
+        )
     if stats.get("accounting"):
         console.print("tokens and time per stage:", highlight=False)
         for line in accounting_lines(stats["accounting"]):

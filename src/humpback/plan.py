@@ -1,0 +1,284 @@
+"""``humpback plan``: each stage's tokens, time and cost, estimated before anything runs.
+
+What it counts is what a run's accounting (stats.json ``accounting``) counts, stage by stage:
+prompts, prompt tokens, generated tokens, tokens read without generating, and for training the
+tokens trained. The counts come from the inputs themselves: the corpus is counted (or its size
+given) and a sample of its documents segmented with the run's filters, giving segments per
+document and their length in the model's tokens; the seed gives the length of instructions and
+answers; the rubric, the backward prompt and the paper's step table give the rest. Time is tokens
+over a throughput per stage: measured by a finished run's accounting on your hardware
+(``--from-run``), or given (``--throughput FILE``); cost is the run's prices. What it cannot know
+before a run (how many candidates are selected, how long the judge reasons) is an assumption the
+plan names.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .config import RunConfig
+from .records import SeedPair
+
+# The share of candidates the paper's curation kept: A_5 of iteration 2, 41.8k of 502k (Table 2).
+PAPER_SELECTED_SHARE = 41_821 / 502_133
+# Likelihood reads per candidate, in units of (instruction + answer) tokens (signals.py): pmi reads the
+# answer's start with and without the instruction; features reads those and the yes question.
+READS_PER_CANDIDATE = {"yes": 1.0, "pmi": 2.0, "features": 3.0}
+JUDGE_WORDS = 60  # what a generate-mode judge writes before its Score line, when no run measured it
+
+
+@dataclass
+class StagePlan:
+    """One stage's estimate: what the run's accounting would count, and the time and cost it implies."""
+
+    stage: str
+    prompts: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    read_tokens: int = 0
+    trained_tokens: int = 0
+    tokens_per_second: float | None = None
+    seconds: float | None = None
+    cost: float | None = None
+    assumes: list[str] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.generated_tokens + self.read_tokens + self.trained_tokens
+
+
+def _mean(xs: list[int]) -> float:
+    return statistics.fmean(xs) if xs else 0.0
+
+
+def corpus_sample(config: RunConfig, sample: int, documents: int | None) -> dict:
+    """Segment the first ``sample`` documents with the run's filters: segments per document and
+    their lengths; the corpus's document count (counted unless given)."""
+    from .corpus import Document, read_corpus
+    from .segment import segment_documents
+
+    def docs():
+        return read_corpus(
+            str(config.corpus),
+            config.segment.text_field,
+            config.segment.max_document_chars,
+            config.segment.url_field,
+            config.segment.id_field,
+        )
+
+    head = list(itertools.islice((d for d in docs() if isinstance(d, Document)), sample))
+    kept, _, _ = segment_documents(list(head), config.segment)
+    total = documents if documents is not None else sum(1 for d in docs() if isinstance(d, Document))
+    return {
+        "documents": total,
+        "sampled_documents": len(head),
+        "segments_per_document": len(kept) / len(head) if head else 0.0,
+        "segment_texts": [s["text"] for s in kept],
+        "counted": documents is None,
+    }
+
+
+def throughput_from_run(run: Path) -> dict[str, float]:
+    """Tokens per second by stage kind (augment, curate, train, preferences) from a finished run's
+    accounting: the measured throughput of this hardware, engine and model."""
+    stats = json.loads((Path(run) / "stats.json").read_text(encoding="utf-8"))
+    rates: dict[str, list[float]] = {}
+    for name, row in (stats.get("accounting") or {}).items():
+        kind = name.split()[0]
+        if row.get("tokens_per_second"):
+            rates.setdefault(kind, []).append(float(row["tokens_per_second"]))
+        if kind == "segment" and row.get("seconds"):
+            docs = (stats.get("segment_funnel") or {}).get("documents")
+            if docs:
+                rates.setdefault("segment_documents", []).append(docs / row["seconds"])
+    if "curate" in rates and "generated_per_prompt" not in rates:
+        rows = [r for n, r in stats["accounting"].items() if n.startswith("curate") and r.get("prompts")]
+        if rows:
+            rates["judge_generated_per_prompt"] = [_mean([r["generated_tokens"] / r["prompts"] for r in rows])]
+    return {kind: statistics.fmean(values) for kind, values in rates.items()}
+
+
+def plan(
+    config: RunConfig,
+    sample: int = 200,
+    documents: int | None = None,
+    throughput: dict[str, float] | None = None,
+    selected_share: float = PAPER_SELECTED_SHARE,
+    seed: list[SeedPair] | None = None,
+) -> dict:
+    """Every stage's estimate for ``config`` (see the module's docstring)."""
+    from .backward import backward_prompt
+    from .engines import encode_chat
+    from .models import check_model, load_tokenizer
+    from .rubric import rating_prompt
+    from .scoring import rating_mode
+    from .seed import load_seed
+    from .trainer import paper_batch_size, paper_steps
+
+    throughput = throughput or {}
+    base = check_model(config.model)
+    tokenizer = load_tokenizer(base, chat_template=config.chat_template)
+    if seed is None:
+        seed, _ = load_seed(config.seed, config.max_seed_examples)
+    corpus = corpus_sample(config, sample, documents)
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    texts = corpus["segment_texts"]
+    segment_tokens = _mean([count(t) for t in texts])
+    instruction_tokens = _mean([count(p["instruction"]) for p in seed])
+    output_tokens = _mean([count(p["output"]) for p in seed])
+    segments = round(corpus["documents"] * corpus["segments_per_document"])
+    stages: list[StagePlan] = []
+    scale = (
+        f"segments: {corpus['segments_per_document']:.2f} per document in the first "
+        f"{corpus['sampled_documents']} documents, before deduplication"
+    )
+
+    # augment: n prompts per segment (the whole segment), an instruction each; with n > 1 the fit reads
+    n = config.augment.num_instructions
+    overhead = len(encode_chat(tokenizer, backward_prompt("", config.backward.system_prompt)))
+    augment = StagePlan(
+        "augment",
+        prompts=segments * n,
+        prompt_tokens=round(segments * n * (segment_tokens + overhead)),
+        generated_tokens=round(segments * n * instruction_tokens),
+        assumes=[scale, "instructions as long as the seed's"],
+    )
+    if n > 1:  # the segment's start read after each instruction and after none (augment.fit_values)
+        augment.read_tokens = round(segments * (n + 1) * (min(segment_tokens, 64) + instruction_tokens + overhead))
+    stages.append(augment)
+
+    # curate: each iteration's judge reads every candidate once (the rubric) or its likelihoods
+    mode = config.curate.mode
+    rubric = rating_mode(mode).template(config.curate)
+    per_candidate = instruction_tokens + segment_tokens
+    if rubric:
+        empty = {"instruction": "", "output": ""}
+        per_candidate += len(encode_chat(tokenizer, rating_prompt(empty, rubric, mode, config.curate.system_prompt)))
+    judged = throughput.get("judge_generated_per_prompt", float(JUDGE_WORDS))
+    for i in range(1, config.iterations + 1):
+        row = StagePlan(f"curate iter{i}", prompts=segments)
+        if mode == "generate":
+            row.prompt_tokens, row.generated_tokens = round(segments * per_candidate), round(segments * judged)
+            row.assumes.append(f"the judge writes {judged:.0f} tokens per candidate")
+        elif mode == "logprob":
+            row.read_tokens = round(segments * per_candidate)
+        else:
+            row.read_tokens = round(segments * per_candidate * READS_PER_CANDIDATE[mode])
+        stages.append(row)
+
+    # training: the paper's schedule over seed (+ the selected share of the candidates)
+    held_out = min(config.probe_max_pairs, max(config.probe_min_pairs, round(config.probe_share * len(seed))))
+    trained_seed = len(seed) - (held_out if config.probe_share > 0 else 0)
+    for name, examples, length in [
+        ("train backward", trained_seed, instruction_tokens + output_tokens),
+        ("train m0", trained_seed, instruction_tokens + output_tokens),
+    ] + [
+        (f"train m{i}", trained_seed + round(selected_share * segments), instruction_tokens + output_tokens)
+        for i in range(1, config.iterations + 1)
+    ]:
+        cfg = config.backward if name == "train backward" else config.forward
+        batch = cfg.batch_size or paper_batch_size(examples)
+        steps = cfg.max_steps or paper_steps(examples)
+        if cfg.num_epochs:
+            steps = round(cfg.num_epochs * examples / batch)
+        row = StagePlan(name, prompts=examples, trained_tokens=round(steps * batch * min(length, cfg.max_length)))
+        if name.startswith("train m") and name != "train m0":
+            row.assumes.append(f"{selected_share:.1%} of candidates selected")
+        stages.append(row)
+
+    for row in stages:
+        kind = row.stage.split()[0]
+        rate = throughput.get(kind)
+        if rate:
+            row.tokens_per_second = round(rate, 1)
+            row.seconds = round(row.tokens / rate, 1)
+        if config.price_per_million_tokens is not None and kind != "train":
+            row.cost = round(row.tokens / 1e6 * config.price_per_million_tokens, 2)
+        if config.price_per_hour is not None and row.seconds is not None:
+            row.cost = round((row.cost or 0.0) + row.seconds / 3600 * config.price_per_hour, 2)
+    segment_rate = throughput.get("segment_documents")
+    total_seconds = [r.seconds for r in stages]
+    return {
+        "model": str(config.model),
+        "corpus": str(config.corpus),
+        "documents": corpus["documents"],
+        "documents_counted": corpus["counted"],
+        "segments": segments,
+        "segment_seconds": round(corpus["documents"] / segment_rate, 1) if segment_rate else None,
+        "mean_tokens": {
+            "segment": round(segment_tokens, 1),
+            "instruction": round(instruction_tokens, 1),
+            "output": round(output_tokens, 1),
+        },
+        "stages": [{**asdict(r), "tokens": r.tokens} for r in stages],
+        "total_tokens": sum(r.tokens for r in stages),
+        "total_seconds": round(sum(s for s in total_seconds if s), 1) if all(total_seconds) else None,
+        "total_cost": round(sum(r.cost or 0.0 for r in stages), 2)
+        if config.price_per_million_tokens is not None or config.price_per_hour is not None
+        else None,
+        "throughput": throughput,
+    }
+
+
+def plan_lines(result: dict) -> list[str]:
+    """The plan as a table, one line per stage, and what it assumed."""
+
+    def n(x: float | None) -> str:
+        if x is None:
+            return "-"
+        return (
+            f"{x / 1e9:.2f}B"
+            if x >= 1e9
+            else f"{x / 1e6:.1f}M"
+            if x >= 1e6
+            else f"{x / 1e3:.1f}k"
+            if x >= 1e4
+            else f"{x:.0f}"
+        )
+
+    def t(seconds: float | None) -> str:
+        if seconds is None:
+            return "-"
+        return (
+            f"{seconds / 3600:.1f} h"
+            if seconds >= 3600
+            else f"{seconds / 60:.1f} min"
+            if seconds >= 60
+            else f"{seconds:.0f} s"
+        )
+
+    def cost(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    header = ("stage", "prompts", "prompt tok", "generated", "read", "trained", "tok/s", "time", "cost")
+    lines = [
+        f"{n(result['documents'])} documents ({'counted' if result['documents_counted'] else 'given'}) -> "
+        f"~{n(result['segments'])} segments; mean tokens: segment {result['mean_tokens']['segment']}, "
+        f"instruction {result['mean_tokens']['instruction']}, answer {result['mean_tokens']['output']}",
+        "{:<15} {:>9} {:>11} {:>10} {:>10} {:>10} {:>8} {:>9} {:>8}".format(*header),
+    ]
+    for r in result["stages"]:
+        lines.append(
+            f"{r['stage']:<15} {n(r['prompts']):>9} {n(r['prompt_tokens']):>11} {n(r['generated_tokens']):>10} "
+            f"{n(r['read_tokens']):>10} {n(r['trained_tokens']):>10} {n(r['tokens_per_second']):>8} "
+            f"{t(r['seconds']):>9} {cost(r['cost']):>8}"
+        )
+    lines.append(
+        f"total: {n(result['total_tokens'])} tokens, {t(result['total_seconds'])}"
+        + (f", cost {result['total_cost']:.2f}" if result["total_cost"] is not None else "")
+        + (f"; segmenting {t(result['segment_seconds'])}" if result["segment_seconds"] else "")
+    )
+    assumed = sorted({a for r in result["stages"] for a in r["assumes"]})
+    lines += [f"assumed: {a}" for a in assumed]
+    if not result["throughput"]:
+        lines.append(
+            "no throughput given: --from-run RUN (a finished run on this hardware) or --throughput FILE for times"
+        )
+    return lines
