@@ -13,7 +13,9 @@ from humpback.trainer import paper_batch_size, paper_steps
 
 
 def test_the_plan_counts_from_the_inputs_and_times_them_with_the_throughput(tiny_model):
-    cfg = RunConfig(model=tiny_model, iterations=2, probe_share=0.0, price_per_million_tokens=0.5)
+    cfg = RunConfig(
+        preset="small-judge", model=tiny_model, iterations=2, probe_share=0.0, price_per_million_tokens=0.5
+    )
     cfg.augment.num_instructions = 4
     result = plan(cfg, sample=50, throughput={"augment": 1000.0, "curate": 2000.0, "train": 500.0})
     stages = {s["stage"]: s for s in result["stages"]}
@@ -31,7 +33,7 @@ def test_the_plan_counts_from_the_inputs_and_times_them_with_the_throughput(tiny
     assert stages["augment"]["prompts"] == 4 * segments and stages["augment"]["read_tokens"] > 0  # best-of-4 fit reads
     assert stages["augment"]["seconds"] == pytest.approx(stages["augment"]["tokens"] / 1000.0, abs=0.1)
     assert stages["augment"]["cost"] == pytest.approx(stages["augment"]["tokens"] / 1e6 * 0.5, abs=0.01)
-    # the demo's mode reads likelihoods: no prompt is generated from
+    # the demo's mode (features) reads likelihoods: no prompt is generated from
     assert stages["curate iter1"]["generated_tokens"] == 0 and stages["curate iter1"]["read_tokens"] > 0
     seed, _ = load_seed("demo")
     m0 = stages["train m0"]

@@ -164,3 +164,25 @@ def test_publish_writes_preference_pairs_that_datasets_loads_with_a_card(tmp_pat
     assert ds[0]["chosen"][0]["content"].endswith("strong (5)") and ds[0]["policy_model"] == "runs/x/models/m2"
     card = (tmp_path / "pub" / "README.md").read_text()
     assert "pairs 3, tied" in card and "num_answers: 4" in card and "dpo" in card.split("---")[1]
+
+
+@pytest.mark.slow
+def test_dpo_under_accelerate_trains_like_one_process(tmp_path, tiny_model):
+    """The same launcher as SFT: two gloo processes with the effective batch of one give its losses."""
+    from humpback.train import dpo
+
+    pairs = [
+        {
+            "prompt": [{"role": "user", "content": f"Question {i}?"}],
+            "chosen": [{"role": "assistant", "content": f"A careful answer to question {i}."}],
+            "rejected": [{"role": "assistant", "content": "No."}],
+        }
+        for i in range(8)
+    ]
+    base = dict(max_steps=2, batch_size=4, micro_batch_size=2, max_length=128)
+    one = dpo(pairs, tiny_model, tmp_path / "one", PreferenceTrainConfig(**base))
+    two = dpo(
+        pairs, tiny_model, tmp_path / "two", PreferenceTrainConfig(**base, launcher="accelerate", num_processes=2)
+    )
+    assert two["processes"] == 2 and two["kind"] == "dpo" and two["steps"] == one["steps"] == 2
+    assert two["first_loss"] == pytest.approx(one["first_loss"], abs=1e-4)

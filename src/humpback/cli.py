@@ -70,7 +70,8 @@ def _config_params(model: type[BaseModel], prefix: str = "") -> list[inspect.Par
     for name, field in model.model_fields.items():
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            params += _config_params(annotation, f"{prefix}{name}_")
+            if not prefix:  # a section's own sections (run's preferences.judge) are YAML keys, not flags
+                params += _config_params(annotation, f"{name}_")
             continue
         kind = _flag_type(annotation)
         if kind is None:
@@ -615,7 +616,7 @@ def _train(
         if rejects:
             typer.echo(f"{len(rejects)} preference rows rejected (named above); training on the {len(pairs)} others")
         # the flags given, over DPO's own defaults (no dropout, one epoch, a tenth of SFT's rate)
-        given = cfg.model_dump(include=cfg.model_fields_set - {"tag_placement"})
+        given = cfg.model_dump(include=cfg.model_fields_set - {"tag_placement", "answers"})
         info = dpo(pairs, base, out, PreferenceTrainConfig(**given, beta=beta), recompute=recompute)
         typer.echo(f"trained {out}: {info}")
         return
@@ -623,7 +624,7 @@ def _train(
         raise ValueError(f"--kind {kind} trains on the seed: give --seed FILE (or 'demo')")
     examples, _ = api.load_seed(seed)
     if kind == "backward":
-        fields = cfg.model_dump(exclude={"tag_placement"})
+        fields = cfg.model_dump(exclude={"tag_placement", "answers"})
         if system_prompt:
             fields["system_prompt"] = system_prompt
         info = api.train_backward(examples, base, out, BackwardConfig(**fields), recompute=recompute)

@@ -20,7 +20,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from .config import TrainConfig
+from .config import PreferenceTrainConfig, TrainConfig
 from .files import write_json, write_jsonl
 from .records import PreferenceExample, TrainingExample
 from .shards import SUCCESS, stage_info
@@ -84,7 +84,10 @@ def launch_sft(
             "base_model": str(base_model),
             "out_dir": str(out_dir),
             "desc": desc,
-            "config": cfg.model_dump(mode="json", include=set(type(cfg).model_fields)),
+            # the trainer rebuilds the training's own config (a ForwardConfig's tag fields are not its)
+            "config": cfg.model_dump(
+                mode="json", include=set((PreferenceTrainConfig if kind == "dpo" else TrainConfig).model_fields)
+            ),
             "kind": kind,
             "token": token,
             "fit": fit or {},
