@@ -19,8 +19,7 @@ from pathlib import Path
 
 from .backward import backward_prompt
 from .config import AugmentConfig, BackwardConfig, ExecutorConfig, fields_with
-from .engines import Engine, SamplingParams, check_refusals, make_engine
-from .engines.metered import metered
+from .engines import Engine, SamplingParams, check_refusals
 from .executor import refuse_engine_object
 from .filters import quoted_answer
 from .models import end_of_turn_ids
@@ -161,21 +160,13 @@ class AugmentWorker(EngineShards):
         **context,
     ):
         super().__init__(augment_shard, model_path, cfg, engine, **context)
-        self.owns_fit = fit_engine is None and cfg.num_instructions > 1
-        if self.owns_fit:
-            fit_cfg = cfg.model_copy(update={"batch_size": cfg.fit_batch_size})
-            fit_engine = make_engine(str(cfg.fit_model), fit_cfg)
-        self.context["fit_engine"] = metered(fit_engine) if fit_engine is not None else None
+        fit_model = cfg.fit_model if cfg.num_instructions > 1 else None
+        self.hold("fit_engine", fit_engine, fit_model, cfg.model_copy(update={"batch_size": cfg.fit_batch_size}))
 
     def engine_config(self, cfg: AugmentConfig) -> AugmentConfig:
         # A decoding step on a small batch costs about the same whatever its rows (it reads all the
         # weights once), so batch_size counts segments: their n samples decode in the same batch.
         return cfg.model_copy(update={"batch_size": cfg.batch_size * cfg.num_instructions})
-
-    def close(self) -> None:
-        super().close()
-        if self.owns_fit and self.context.get("fit_engine") is not None:
-            self.context["fit_engine"].close()
 
 
 def augment(

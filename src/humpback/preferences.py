@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ExecutorConfig, PreferencesConfig, fields_with
-from .engines import Engine, SamplingParams, check_refusals, make_engine
-from .engines.metered import metered
+from .engines import Engine, SamplingParams, check_refusals
 from .executor import refuse_engine_object
 from .outputs import input_fingerprint, stage_input, stage_output
 from .records import PreferencePair, Reject
@@ -122,19 +121,11 @@ class PreferenceWorker(EngineShards):
 
     def __init__(self, model_path: str, cfg: PreferencesConfig, engine=None, judge_engine=None, **context):
         super().__init__(preference_shard, model_path, cfg, engine, **context)
-        self.owns_judge = judge_engine is None and cfg.judge_model is not None
-        if self.owns_judge:
-            judge_engine = make_engine(str(cfg.judge_model), cfg.judge)
-        self.context["judge_engine"] = metered(judge_engine) if judge_engine is not None else None
+        self.hold("judge_engine", judge_engine, cfg.judge_model, cfg.judge)
 
     def engine_config(self, cfg: PreferencesConfig) -> PreferencesConfig:
         # a prompt's n answers decode in one batch: batch_size counts prompts
         return cfg.model_copy(update={"batch_size": cfg.batch_size * cfg.num_answers})
-
-    def close(self) -> None:
-        super().close()
-        if self.owns_judge and self.context.get("judge_engine") is not None:
-            self.context["judge_engine"].close()
 
 
 def prompt_rows(rows: Iterable[Mapping[str, Any]]) -> Iterable[dict]:

@@ -214,6 +214,19 @@ class EngineShards:
         self.shard_fn, self.cfg, self.context = shard_fn, cfg, context
         self.owns_engine = engine is None
         self.engine = metered(engine or make_engine(str(model_path), self.engine_config(cfg)))
+        self.made: list = []  # the other engines this worker made (hold): closed with it
+
+    def hold(self, key: str, engine, model: str | None, cfg) -> None:
+        """Another engine the shard function gets as ``key`` (augment's fit engine, a judge that is
+        another model): the one given, else one made here on ``model`` with ``cfg`` and closed
+        with the worker; None when neither is given. Metered like the worker's own."""
+        from .engines import make_engine
+        from .engines.metered import metered
+
+        if engine is None and model is not None:
+            engine = make_engine(str(model), cfg)
+            self.made.append(engine)
+        self.context[key] = metered(engine) if engine is not None else None
 
     def engine_config(self, cfg):
         """The settings the worker's own engine is made with (a stage may batch differently)."""
@@ -237,6 +250,8 @@ class EngineShards:
     def close(self) -> None:
         if self.owns_engine:
             self.engine.close()
+        for engine in self.made:
+            engine.close()
 
 
 def _batches(

@@ -115,20 +115,27 @@ def dpo(
     return sft(examples, base_model, out_dir, cfg, desc, recompute, kind="dpo")  # type: ignore[arg-type]
 
 
+def _user_rows(path: Path | str, what: str, folder: str) -> list[tuple[str, object]]:
+    """(where, row) of a stage folder's records or of a user's JSONL (a bad line as a BadLine)."""
+    from .files import jsonl_lines
+    from .shards import read_stage
+
+    path = Path(path)
+    if path.is_dir():
+        return [(f"{path}#{i}", r) for i, r in enumerate(read_stage(path), 1)]
+    if path.is_file():
+        return list(jsonl_lines(path))
+    raise FileNotFoundError(f"{what} {path} does not exist (give {folder} or a JSONL file)")
+
+
 def read_preferences(path: Path | str) -> tuple[list[dict], list[Reject]]:
     """Preference pairs to train on: a ``preferences`` stage folder, or a user's JSONL in TRL's
     conversational preference format (``prompt`` messages or text, ``chosen``, ``rejected``); a
     line that is not such a pair is a reject naming its file and line."""
-    from .files import BadLine, jsonl_lines
-    from .shards import read_stage, reject
+    from .files import BadLine
+    from .shards import reject
 
-    path = Path(path)
-    if path.is_dir():
-        rows: list[tuple[str, object]] = [(f"{path}#{i}", r) for i, r in enumerate(read_stage(path), 1)]
-    elif path.is_file():
-        rows = list(jsonl_lines(path))
-    else:
-        raise FileNotFoundError(f"preference data {path} does not exist (give a preferences/ folder or a JSONL file)")
+    rows = _user_rows(path, "preference data", "a preferences/ folder")
     kept, rejects = [], []
     for where, row in rows:
         if isinstance(row, BadLine):
@@ -247,16 +254,10 @@ def read_curated(path: Path | str) -> tuple[list[dict], list[Reject]]:
     """Curated pairs to train on beside the seed: a stage folder of shards (``curate``'s curated/)
     or a user's JSONL of {instruction, output} rows. A row without an ``id`` gets one made from
     its text; a line that is not such a pair is a reject naming its file and line."""
-    from .files import BadLine, jsonl_lines
-    from .shards import read_stage, reject, stable_id
+    from .files import BadLine
+    from .shards import reject, stable_id
 
-    path = Path(path)
-    if path.is_dir():
-        rows: list[tuple[str, object]] = [(f"{path}#{i}", r) for i, r in enumerate(read_stage(path), 1)]
-    elif path.is_file():
-        rows = list(jsonl_lines(path))
-    else:
-        raise FileNotFoundError(f"curated data {path} does not exist (give curate's curated/ folder or a JSONL file)")
+    rows = _user_rows(path, "curated data", "curate's curated/ folder")
     kept: list[dict] = []
     rejects: list[Reject] = []
     for where, row in rows:
