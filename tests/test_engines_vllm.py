@@ -193,3 +193,19 @@ def test_preferences_with_a_served_policy_and_judge(embedded_model, vllm_server,
     usage = stage_usage(tmp_path / "p")
     assert usage["engine"] == "openai" and usage["prompt_tokens"] > 0 and usage["generated_tokens"] > 0
     assert usage["read_tokens"] > 0  # the judge's reads
+
+
+def test_rewrite_with_a_served_rewriter(embedded_model, vllm_server, tmp_path, monkeypatch):
+    """The rewriter behind an OpenAI-compatible server (a 70B model on a GPU box, here the embedded one)."""
+    from humpback.config import RewriteConfig
+    from humpback.rewrite import rewrite
+    from humpback.shards import read_stage, stage_usage
+
+    monkeypatch.setenv("HB_TEST_KEY", SERVER_KEY)
+    cfg = RewriteConfig(engine="openai", base_url=vllm_server, api_key_env="HB_TEST_KEY", max_new_tokens=96)
+    text = "Preheat the oven to 180C. Cream the butter and sugar until pale, then beat in the eggs one by one."
+    pairs = [{"id": "a", "instruction": "How do I start a cake?", "output": text}]
+    rewrite(pairs, embedded_model, tmp_path / "r", cfg)
+    [row] = list(read_stage(tmp_path / "r"))
+    assert row["original_output"] == text and row["rewrite"] and row["rewrite_overlap"] is not None
+    assert stage_usage(tmp_path / "r")["generated_tokens"] > 0

@@ -70,3 +70,17 @@ def test_rewrite_resumes_after_a_kill(tmp_path):
     again = ScriptedEngine(lambda prompt: FAITHFUL)
     rewrite(PAIRS, "m", tmp_path / "r", cfg, engine=again)
     assert list(read_stage(tmp_path / "r")) == first and again.calls == 1
+
+
+@pytest.mark.slow
+def test_a_real_model_rewrites_on_every_tokenizer_family(tmp_path, family_model):
+    """A tiny random model of each family as the rewriter: every pair gets a verdict and keeps both
+    texts, the prompt goes through the family's template, the counts add up."""
+    name, model = family_model
+    cfg = RewriteConfig(max_new_tokens=12, dtype="float32", min_length_ratio=0.0)
+    info = rewrite(PAIRS, model, tmp_path / "r", cfg)
+    rows = list(read_stage(tmp_path / "r"))
+    assert info["records"] == len(rows) == len(PAIRS), name
+    assert all(r["original_output"] == ORIGINAL and (r["rewritten"] or r["kept_original_because"]) for r in rows)
+    counts = stage_counters(tmp_path / "r")
+    assert counts["rewritten"] + counts["gate_rejected"] + counts["not_rewritten"] == len(PAIRS)
