@@ -134,6 +134,8 @@ def plan(
     instruction_tokens = _mean([count(p["instruction"]) for p in seed])
     output_tokens = _mean([count(p["output"]) for p in seed])
     segments = round(corpus["documents"] * corpus["segments_per_document"])
+    if config.augment.max_segments is not None:  # augment reads only the first ones (a demo's budget)
+        segments = min(segments, config.augment.max_segments)
     stages: list[StagePlan] = []
     scale = (
         f"segments: {corpus['segments_per_document']:.2f} per document in the first "

@@ -1,0 +1,75 @@
+"""How close `humpback plan` comes to what a run counted: the plan for a finished run's own
+settings, stage by stage, against the run's accounting (stats.json), and the ratio of each count.
+
+The plan is made from the inputs alone (the corpus sampled, the seed, the rubric, the step table);
+the throughput it times stages with is taken from the run itself (--from-run), so the time column
+shows the error of the token counts, not of the throughput (timing another run on the same
+hardware is the test of that). Writes bench/results/plan_check.{json,md}.
+
+    python bench/plan_check.py runs/demo-accounted
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+FIELDS = ("prompts", "prompt_tokens", "generated_tokens", "read_tokens", "tokens", "seconds")
+
+
+def main() -> int:
+    if len(sys.argv) != 2:
+        print(__doc__)
+        return 2
+    run = Path(sys.argv[1])
+    stats = json.loads((run / "stats.json").read_text(encoding="utf-8"))
+    if not stats.get("accounting"):
+        print(f"{run} has no accounting (made before it existed): run it again into a new folder")
+        return 2
+    from humpback.config import RunConfig, load_yaml
+    from humpback.plan import plan, throughput_from_run
+
+    config = RunConfig.model_validate(load_yaml(run / "config.yaml"))
+    planned = {s["stage"]: s for s in plan(config, sample=200, throughput=throughput_from_run(run))["stages"]}
+    rows = []
+    for stage, measured in stats["accounting"].items():
+        if stage not in planned:
+            continue
+        p = planned[stage]
+        p_tokens = p["tokens"]
+        m_tokens = measured.get("tokens")
+        row = {"stage": stage}
+        for f in FIELDS:
+            m = m_tokens if f == "tokens" else measured.get(f)
+            if f == "prompts" and "steps" in measured:
+                m = measured.get("examples")
+            v = p_tokens if f == "tokens" else p.get(f)
+            row[f] = {"planned": v, "measured": m, "ratio": round(v / m, 2) if v and m else None}
+        rows.append(row)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "plan_check.json").write_text(json.dumps({"run": str(run), "stages": rows}, indent=1) + "\n")
+    lines = [
+        f"# humpback plan against {run}'s accounting",
+        "",
+        "planned / measured for each count (1.0 is exact); the time uses the run's own tokens/s, so its "
+        "ratio is the token count's error.",
+        "",
+        "| stage | prompts | prompt tokens | generated | read | tokens | seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        cells = [
+            "-" if r[f]["ratio"] is None else f"{r[f]['ratio']} ({r[f]['planned']:.0f} / {r[f]['measured']:.0f})"
+            for f in FIELDS
+        ]
+        lines.append(f"| {r['stage']} | " + " | ".join(cells) + " |")
+    (RESULTS / "plan_check.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
