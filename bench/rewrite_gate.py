@@ -12,7 +12,10 @@ The gate's threshold is chosen on the pages of even index (the highest that keep
 rewrites there) and its precision and recall reported on the pages of odd index, with the AUC of
 faithful against each kind of invented. Writes bench/results/rewrite_gate.{json,md}.
 
-    python bench/rewrite_gate.py
+    python bench/rewrite_gate.py [--likelihood]
+
+With --likelihood the other candidate signal is measured beside the overlap: how much the
+original raises the likelihood of the rewrite, read by the embedded model (a few minutes).
 """
 
 from __future__ import annotations
@@ -46,6 +49,37 @@ def auc(positives: list[float], negatives: list[float]) -> float:
     return round(wins / (len(positives) * len(negatives)), 4)
 
 
+def likelihood_gains(rows: list[dict], model: str) -> list[float | None]:
+    """Per rewrite: the mean log-probability of its first 64 tokens after the rewrite prompt with the
+    original, minus after the same prompt with no original (how much the original explains it),
+    read by ``model`` on the transformers engine."""
+    from humpback.config import RewriteConfig
+    from humpback.engines.transformers import TransformersEngine
+    from humpback.models import end_of_turn_ids
+    from humpback.rewrite import rewrite_prompt
+    from humpback.signals import answer_span
+
+    engine = TransformersEngine(model, dtype="float32")
+    stops = set(end_of_turn_ids(engine.tokenizer))
+    cfg = RewriteConfig()
+    reads, owners = [], []
+    for i, row in enumerate(rows):
+        for original in (row["original"], ""):
+            full, start, _ = answer_span(
+                engine.tokenizer, rewrite_prompt(row["instruction"], original or "(none)", cfg), row["text"], stops
+            )
+            reads.append((full[: start + 64], start))
+            owners.append(i)
+    values = engine.token_logprobs(reads)
+    engine.close()
+    gains: list[float | None] = []
+    for i in range(len(rows)):
+        with_it, without = values[2 * i], values[2 * i + 1]
+        n = min(len(with_it), len(without))
+        gains.append(round(sum(with_it[:n]) / n - sum(without[:n]) / n, 4) if n else None)
+    return gains
+
+
 def main() -> int:
     if not SHARED.is_dir():
         print(f"skipped: {SHARED} is not here (the shared web pages)")
@@ -76,7 +110,21 @@ def main() -> int:
             invented = " ".join([OPENING, *other])
             for kind, text in (("faithful", faithful), ("half_invented", half), ("invented", invented)):
                 value = overlap(text, seg["text"])
-                rows.append({"page": index, "kind": kind, "overlap": value if value is not None else 0.0})
+                rows.append(
+                    {
+                        "page": index,
+                        "kind": kind,
+                        "overlap": value if value is not None else 0.0,
+                        "text": text,
+                        "original": seg["text"],
+                        "instruction": seg.get("header") or "Tell me about this.",
+                    }
+                )
+    if "--likelihood" in sys.argv:  # the other candidate signal: how much the original explains the rewrite
+        from humpback.models import resolve_model
+
+        for row, gain in zip(rows, likelihood_gains(rows, resolve_model("smollm2-135m"))):
+            row["likelihood_gain"] = gain if gain is not None else 0.0
     tune = [r for r in rows if r["page"] % 2 == 0]
     held = [r for r in rows if r["page"] % 2 == 1]
     faithful_tune = sorted(r["overlap"] for r in tune if r["kind"] == "faithful")
@@ -105,6 +153,14 @@ def main() -> int:
             "recall": round(keep_faithful / len(values(held, "faithful")), 4),
         }
     result["held_out_auc"] = {k: auc(values(held, "faithful"), values(held, k)) for k in ("half_invented", "invented")}
+    if "--likelihood" in sys.argv:
+        gains = {
+            k: [r["likelihood_gain"] for r in held if r["kind"] == k]
+            for k in ("faithful", "half_invented", "invented")
+        }
+        result["held_out_likelihood_auc"] = {
+            k: auc(gains["faithful"], gains[k]) for k in ("half_invented", "invented")
+        }
     result["held_out_mean_overlap"] = {
         k: round(sum(values(held, k)) / len(values(held, k)), 4) for k in ("faithful", "half_invented", "invented")
     }
@@ -118,6 +174,13 @@ def main() -> int:
         "",
         f"AUC, faithful against half invented: {result['held_out_auc']['half_invented']}; against invented: "
         f"{result['held_out_auc']['invented']}. Mean overlap: {result['held_out_mean_overlap']}.",
+        "",
+        (
+            f"The likelihood gain (SmolLM2-135M: the rewrite's first 64 tokens after the prompt with the original "
+            f"against without it), AUC: {result['held_out_likelihood_auc']}."
+            if "held_out_likelihood_auc" in result
+            else "(run with --likelihood for the likelihood-gain signal's AUC)"
+        ),
         "",
         "| threshold | min_overlap | faithful kept | half invented kept | invented kept | precision | recall |",
         "|---|---:|---:|---:|---:|---:|---:|",
