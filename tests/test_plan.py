@@ -81,11 +81,11 @@ def test_plan_from_the_command_line(tmp_path, tiny_model):
 
     (tmp_path / "rates.json").write_text(json.dumps({"augment": 800, "curate": 1600, "train": 400}))
     args = ["plan", "--model", tiny_model, "--sample", "20", "--throughput", str(tmp_path / "rates.json")]
-    result = CliRunner().invoke(app, [*args, "--json", str(tmp_path / "plan.json"), "--documents", "1000000"])
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "plan.json"), "--documents", "1000000"])
     assert result.exit_code == 0, result.output
     written = json.loads((tmp_path / "plan.json").read_text())
     assert written["documents"] == 1_000_000 and not written["documents_counted"] and written["total_seconds"] > 0
-    again = CliRunner().invoke(app, [*args, "--json", str(tmp_path / "plan.json")])
+    again = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "plan.json")])
     assert again.exit_code == 2 and "already exists" in again.output
     (tmp_path / "bad.json").write_text('{"augment": "fast"}')
     bad = CliRunner().invoke(app, ["plan", "--model", tiny_model, "--throughput", str(tmp_path / "bad.json")])

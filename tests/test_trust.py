@@ -443,6 +443,9 @@ def _command_args(command: str, i: dict) -> list[str]:
         "decontaminate": ["decontaminate", str(i["data"]), "--against", str(i["prompts"])],
         "publish": ["publish", str(i["run"])],
         "label": ["label", "--candidates", str(i["candidates"]), "--from", str(i["labels"])],
+        "plan": ["plan", *m, "--sample", "5"],
+        "preferences": ["preferences", "--prompts", str(i["prompts"]), *m, "--num-answers", "2"],
+        "rewrite": ["rewrite", "--pairs", str(i["candidates"]), *m, "--max-new-tokens", "4"],
     }[command]
 
 
@@ -490,6 +493,9 @@ KIND = {
     "decontaminate": "decontaminate",
     "publish": "publish",
     "label": "labels",
+    "plan": "plan",
+    "preferences": "preferences",
+    "rewrite": "rewritten",
 }
 
 

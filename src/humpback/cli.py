@@ -258,7 +258,7 @@ def _run(cfg: RunConfig) -> None:
             "Share of candidates curation keeps (the paper's A_5: 41.8k of 502k).",
             "--selected-share",
         ),
-        _opt("json_out", Optional[Path], None, "Also write the plan as JSON to this new file.", "--json"),
+        _opt("out", Optional[Path], None, "Also write the plan as JSON to this new file.", "--out"),
     ],
     "Estimate each stage's tokens, time and cost for a run's settings before anything runs.",
 )
@@ -269,7 +269,7 @@ def _plan(
     from_run: Path | None,
     throughput: Path | None,
     selected_share: float,
-    json_out: Path | None,
+    out: Path | None,
 ) -> None:
     from .plan import plan, plan_lines, throughput_from_run
 
@@ -288,16 +288,22 @@ def _plan(
                 f'--throughput {throughput}: give {{"stage": tokens per second, ...}} with positive numbers'
             )
         rates |= {str(k): float(v) for k, v in given.items()}
-    if json_out is not None and (json_out.exists() or json_out.is_symlink()):
-        raise ValueError(f"{json_out} already exists: give a new file name (humpback never overwrites a file)")
+    if out is not None and (out.exists() or out.is_symlink()):
+        raise ValueError(f"{out} already exists: give a new file name (humpback never overwrites a file)")
     result = plan(cfg, sample, documents, rates, selected_share)
     for line in plan_lines(result):
         typer.echo(line)
-    if json_out is not None:
-        from .files import write_json
+    if out is not None:
+        from .files import new_file
 
-        write_json(json_out, result)
-        typer.echo(f"plan written to {json_out}")
+        try:
+            with new_file(out) as tmp:  # taken exclusively: a file made meanwhile is never replaced
+                tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        except FileExistsError:
+            raise ValueError(
+                f"{out} already exists: give a new file name (humpback never overwrites a file)"
+            ) from None
+        typer.echo(f"plan written to {out}")
 
 
 # The corpus stages' commands take the executor flags (--executor ray, --ray-address, ...) too.

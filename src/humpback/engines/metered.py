@@ -17,6 +17,8 @@ from typing import Any
 
 from .base import Chat, Completion, SamplingParams, encode_chat
 
+_UNSET = object()
+
 
 @dataclass
 class Usage:
@@ -58,6 +60,17 @@ class Metered:
     def __init__(self, engine: Any):
         self.engine = engine
         self.usage = Usage()
+        self._counter: Any = _UNSET  # the tokenizer that counts what the engine does not say
+
+    def _tokenizer(self):
+        """The engine's tokenizer, once; None where it has none or cannot give one (a server's model
+        named without --tokenizer): then the tokens the engine did not count go uncounted."""
+        if self._counter is _UNSET:
+            try:
+                self._counter = getattr(self.engine, "tokenizer", None)
+            except Exception:  # noqa: BLE001 - the openai engine's tokenizer raises EngineError when it has none
+                self._counter = None
+        return self._counter
 
     def __getattr__(self, name: str):  # name, tokenizer, refusal_reasons, close, ...: the engine's own
         return getattr(self.engine, name)
@@ -68,11 +81,11 @@ class Metered:
         return str(getattr(self.engine, "device", None) or getattr(self.engine, "base_url", None) or "")
 
     def _tokens(self, text: str) -> int:
-        tokenizer = getattr(self.engine, "tokenizer", None)  # an engine without one (a test's) counts none
+        tokenizer = self._tokenizer()
         return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if text and tokenizer is not None else 0
 
     def _prompt_tokens(self, prompt: Chat) -> int:
-        tokenizer = getattr(self.engine, "tokenizer", None)
+        tokenizer = self._tokenizer()
         return len(encode_chat(tokenizer, prompt)) if tokenizer is not None else 0
 
     def complete(self, prompts: list[Chat], params: SamplingParams) -> list[Completion]:
