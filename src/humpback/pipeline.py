@@ -26,7 +26,7 @@ from .labels import LABELS_FILE
 from .models import check_chat_template, check_model, load_tokenizer
 from .outputs import StaleOutputError, changed_fields, flat_fields, stage_output
 from .presets import DIFFERENCES, preset_values
-from .probe import JudgeProbe, answer_loss, probe_stage, split_probe
+from .probe import REPORT_FILE, JudgeProbe, answer_loss, probe_stage, split_probe
 from .records import Reject, SeedPair
 from .report import build_report
 from .scoring import check_selection
@@ -281,7 +281,7 @@ def _dpo_stats(out: Path, config: RunConfig) -> dict:
     for t in range(1, config.dpo_iterations + 1):
         counts = stage_counters(out / f"dpo{t}" / "preferences")
         trained = stage_info(out / "models" / f"m{config.iterations + t}")
-        report = out / "probe" / f"dpo{t}" / "report.json"
+        report = out / "probe" / f"dpo{t}" / REPORT_FILE
         probe = json.loads(report.read_text(encoding="utf-8")) if report.is_file() else None
         rows[str(t)] = {
             "policy": f"m{config.iterations + t - 1}",

@@ -95,10 +95,14 @@ def throughput_from_run(run: Path) -> dict[str, float]:
             docs = (stats.get("segment_funnel") or {}).get("documents")
             if docs:
                 rates.setdefault("segment_documents", []).append(docs / row["seconds"])
-    if "curate" in rates and "generated_per_prompt" not in rates:
-        rows = [r for n, r in stats["accounting"].items() if n.startswith("curate") and r.get("prompts")]
-        if rows:
-            rates["judge_generated_per_prompt"] = [_mean([r["generated_tokens"] / r["prompts"] for r in rows])]
+    # what a generate-mode judge wrote per candidate (a likelihood mode writes nothing: not a measure of it)
+    rows = [
+        r
+        for n, r in (stats.get("accounting") or {}).items()
+        if n.startswith("curate") and r.get("prompts") and r.get("generated_tokens")
+    ]
+    if rows:
+        rates["judge_generated_per_prompt"] = [_mean([r["generated_tokens"] / r["prompts"] for r in rows])]
     return {kind: statistics.fmean(values) for kind, values in rates.items()}
 
 
