@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint typecheck docs bench bench-scale bench-quality bench-yield bench-shard-memory bench-backward clean chromium
+.PHONY: setup demo test test-fast lint typecheck docs bench bench-scale bench-scale-large bench-quality bench-yield bench-shard-memory bench-backward clean chromium
 
 setup: $(STAMP)
 
@@ -64,6 +64,12 @@ bench: setup
 # Writes bench/results/scale.{json,md}.
 bench-scale: setup
 	$(PY) bench/scale.py
+
+# Segmentation and deduplication of 10k, 30k and 100k documents built from the shared pages (2%
+# planted near-duplicates), local and on Ray: docs/s, driver and worker peak memory, copies found.
+# Not in make test (about 15 minutes here). Writes bench/results/scale_large.{json,md}.
+bench-scale-large: setup
+	$(PY) bench/scale_large.py
 
 # The judge probe on ../shared/data: AUC of each scoring mode (rubric logprob read, yes, pmi) with the
 # embedded model, untrained and as M_0. Writes bench/results/quality.{json,md}.

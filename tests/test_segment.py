@@ -354,3 +354,31 @@ def test_bad_parquet_input_is_rejected_by_name_and_the_run_goes_on(tmp_path):
     assert "unreadable file" in reasons[str(corpus / "c.parquet")]
     counts = stage_counters(tmp_path / "out")
     assert counts["documents"] == 8 + 2 and counts["documents_rejected"] == 3 and counts["segments_kept"] > 0
+
+
+def test_near_duplicates_at_jaccard_09_are_found_by_default():
+    """Copies with 3 of their 250 words replaced (word 5-gram Jaccard about 0.89): the default
+    bands (minhash_recall_weight 0.8) find nearly all; bands that weigh a miss like a false match
+    (0.5, the earlier default) miss several of them, and texts that share nothing stay apart."""
+    import random
+
+    rng = random.Random(3)
+    vocabulary = [f"w{i}" for i in range(5000)]
+    found = {}
+    for weight in (0.5, 0.8):
+        cfg = SegmentConfig(minhash_recall_weight=weight)
+        hits = strangers = 0
+        for trial in range(60):
+            words = [rng.choice(vocabulary) for _ in range(250)]
+            d = Deduplicator(cfg)
+            assert d.check("original", *signature(" ".join(words), cfg)) is None
+            copy = list(words)
+            for j in rng.sample(range(len(copy)), 3):
+                copy[j] = rng.choice(vocabulary)
+            hits += d.check("copy", *signature(" ".join(copy), cfg)) == "near_duplicate"
+            stranger = [rng.choice(vocabulary) for _ in range(250)]
+            strangers += d.check("stranger", *signature(" ".join(stranger), cfg)) is not None
+        found[weight] = hits
+        assert strangers == 0
+    assert found[0.8] >= 58, found
+    assert found[0.5] < found[0.8], found

@@ -102,6 +102,11 @@ class SegmentConfig(_Config):
     """Number of MinHash permutations."""
     minhash_shingle: int = Output(5, ge=1)
     """Word shingle size for MinHash."""
+    minhash_recall_weight: float = Output(0.8, gt=0, lt=1)
+    """How much a missed near-duplicate weighs against a false match (1 minus this) when the LSH
+    bands and rows are chosen for minhash_threshold (datasketch's optimum; a band seen before is a
+    duplicate, unverified). At 128 permutations and 0.8: 0.5 misses 7% of pairs at Jaccard 0.9;
+    0.8 misses 0.6% of them and drops 7% of pairs at 0.6 (bench/results/scale_large.md)."""
     text_field: str = Output("text")
     """Field (column) holding the text in JSONL, Parquet and Arrow corpora."""
     url_field: str = Output("url")

@@ -25,9 +25,8 @@ from .records import SeedPair
 
 # The share of candidates the paper's curation kept: A_5 of iteration 2, 41.8k of 502k (Table 2).
 PAPER_SELECTED_SHARE = 41_821 / 502_133
-# Likelihood reads per candidate, in units of (instruction + answer) tokens (signals.py): pmi reads the
-# answer's start with and without the instruction; features reads those and the yes question.
-READS_PER_CANDIDATE = {"yes": 1.0, "pmi": 2.0, "features": 3.0}
+# Likelihood reads per candidate (signals.py): yes reads the pair once inside its question; pmi and
+# features read the whole answer after the instruction and its first PMI_TOKENS after an empty one.
 JUDGE_WORDS = 60  # what a generate-mode judge writes before its Score line, when no run measured it
 
 
@@ -121,6 +120,8 @@ def plan(
     from .rubric import rating_prompt
     from .scoring import rating_mode
     from .seed import load_seed
+    from .signals import PMI_TOKENS
+    from .tags import SEED_TAG
     from .trainer import paper_batch_size, paper_steps
 
     throughput = throughput or {}
@@ -173,20 +174,27 @@ def plan(
         if mode == "generate":
             row.prompt_tokens, row.generated_tokens = round(segments * per_candidate), round(segments * judged)
             row.assumes.append(f"the judge writes {judged:.0f} tokens per candidate")
-        elif mode == "logprob":
+        elif mode in ("logprob", "yes"):
             row.read_tokens = round(segments * per_candidate)
-        else:
-            row.read_tokens = round(segments * per_candidate * READS_PER_CANDIDATE[mode])
+        else:  # pmi, features: the answer after its instruction, and its start after none
+            turn = len(encode_chat(tokenizer, [{"role": "user", "content": ""}]))
+            row.read_tokens = round(segments * (per_candidate + 2 * turn + min(segment_tokens, PMI_TOKENS)))
         stages.append(row)
 
     # training: the paper's schedule over seed (+ the selected share of the candidates)
     held_out = min(config.probe_max_pairs, max(config.probe_min_pairs, round(config.probe_share * len(seed))))
     trained_seed = len(seed) - (held_out if config.probe_share > 0 else 0)
+    def chat_overhead(system: str) -> int:  # what the chat template adds around a trained pair
+        return len(encode_chat(tokenizer, [{"role": "system", "content": system}, {"role": "user", "content": ""}]))
+
+    pair = instruction_tokens + output_tokens
+    backward_pair = pair + chat_overhead(config.backward.system_prompt)
+    forward_pair = pair + chat_overhead(SEED_TAG if config.forward.tag_placement == "system" else "")
     for name, examples, length in [
-        ("train backward", trained_seed, instruction_tokens + output_tokens),
-        ("train m0", trained_seed, instruction_tokens + output_tokens),
+        ("train backward", trained_seed, backward_pair),
+        ("train m0", trained_seed, forward_pair),
     ] + [
-        (f"train m{i}", trained_seed + round(selected_share * segments), instruction_tokens + output_tokens)
+        (f"train m{i}", trained_seed + round(selected_share * segments), forward_pair)
         for i in range(1, config.iterations + 1)
     ]:
         cfg = config.backward if name == "train backward" else config.forward

@@ -232,14 +232,14 @@ def signature(text: str, cfg: SegmentConfig) -> tuple[bytes, MinHash]:
 class BandIndex:
     """MinHash LSH reduced to what deduplication asks: has an earlier segment shared a band?
 
-    The bands (b of r rows) are datasketch's optimum for the threshold; each band of a kept
+    The bands (b of r rows) are datasketch's optimum for the threshold and the weight of a miss; each band of a kept
     segment is remembered as one 64-bit hash in that band's set. datasketch's MinHashLSH keeps a
     set of keys per bucket and every key's bucket list, which measured 3.8 GB per million
     segments here; this keeps 0.9 GB (bench/dedup_memory.py). Same answers: a segment is a
     near-duplicate candidate exactly when one of its bands was seen."""
 
-    def __init__(self, threshold: float, num_perm: int):
-        optimum = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    def __init__(self, threshold: float, num_perm: int, recall_weight: float = 0.5):
+        optimum = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(1 - recall_weight, recall_weight))
         self.b, self.r = optimum.b, optimum.r
         self.tables: list[set[int]] = [set() for _ in range(self.b)]
 
@@ -268,7 +268,7 @@ class Deduplicator:
     def __init__(self, cfg: SegmentConfig):
         self.cfg = cfg
         self.exact: set[bytes] = set()
-        self.lsh = BandIndex(cfg.minhash_threshold, cfg.minhash_num_perm)
+        self.lsh = BandIndex(cfg.minhash_threshold, cfg.minhash_num_perm, cfg.minhash_recall_weight)
 
     def check(self, key: str, digest: bytes, m: MinHash) -> str | None:
         """'exact_duplicate', 'near_duplicate' or None; remembers segments that pass. (``key``, the

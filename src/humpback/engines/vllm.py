@@ -6,6 +6,8 @@ from typing import Any, cast
 
 from .base import Chat, ChoicePlan, Completion, SamplingParams, encode_chat
 
+CHOICE_TOP_K = 20  # vLLM's default max_logprobs: the most a request may ask for without a server flag
+
 
 class VLLMEngine:
     """vLLM's offline engine: continuous batching, automatic prefix caching (the rubric of every
@@ -65,6 +67,7 @@ class VLLMEngine:
         self.model_path = model_path
         self.on_gpu = torch.cuda.is_available()
         self.refusal_reasons: dict[int, str] = {}  # it refuses nothing
+        self.fast_choice_reads = 0  # prompts of the last choice_logprobs read off next-token distributions
 
     def _requests(self, prompts: list[Chat]) -> list[dict]:
         return [{"prompt_token_ids": encode_chat(self.tokenizer, p)} for p in prompts]
@@ -98,12 +101,48 @@ class VLLMEngine:
         ]
 
     def choice_logprobs(self, prompts: list[Chat], choices: list[str]) -> list[dict[str, float]]:
-        """Each choice's tokens teacher-forced, read as prompt logprobs of prompt + choice (see
-        ChoicePlan)."""
+        """Where every choice is the same tokens and then one of its own (see ChoicePlan.chain), each
+        choice is read off next-token distributions: one request per position of the chain, each
+        generating one token with the top CHOICE_TOP_K log-probabilities, so the prompt's prefill is
+        shared through the prefix cache (prompt log-probabilities never read it). A choice outside
+        the top k, or choices that are not a chain, are read teacher-forced as prompt
+        log-probabilities of prompt + choice (one prefill each)."""
         plans = [ChoicePlan.make(self.tokenizer, p, choices) for p in prompts]
-        needed = list(dict.fromkeys(seq for plan in plans for seq in plan.sequences()))
+        results: list[dict[str, float] | None] = [None] * len(plans)
+        positions = {}  # (plan, position in its chain) -> the prefix whose next token is read
+        for i, plan in enumerate(plans):
+            if plan.chain is not None:
+                for j in range(len(plan.chain) + 1):
+                    positions[(i, j)] = plan.prompt_ids + plan.chain[:j]
+        tops = dict(zip(positions, self._next_token_logprobs(list(positions.values()))))
+        for i, plan in enumerate(plans):
+            if plan.chain is None:
+                continue
+            chain = plan.chain
+            try:
+                shared = sum(tops[(i, j)][t] for j, t in enumerate(chain))
+                last = tops[(i, len(chain))]
+                results[i] = {c: min(0.0, shared + last[plan.scored_tokens(c)[-1]]) for c in choices}
+            except KeyError:  # a token outside the top k: read this prompt teacher-forced
+                results[i] = None
+        slow = [i for i, r in enumerate(results) if r is None]
+        needed = list(dict.fromkeys(seq for i in slow for seq in plans[i].sequences()))
         read = dict(zip(needed, self.sequence_logprobs([(list(ids), start) for ids, start in needed])))
-        return [plan.combine(read) for plan in plans]
+        for i in slow:
+            results[i] = plans[i].combine(read)
+        self.fast_choice_reads = len(plans) - len(slow)  # how many prompts took the next-token path
+        return cast(list[dict[str, float]], results)
+
+    def _next_token_logprobs(self, prefixes: list[list[int]]) -> list[dict[int, float]]:
+        """For each prefix, the log-probabilities of its CHOICE_TOP_K most likely next tokens (and of
+        the one drawn), computed from the raw logits before any sampling adjustment."""
+        if not prefixes:
+            return []
+        from vllm import SamplingParams as VSampling
+
+        sampling = VSampling(temperature=0.0, max_tokens=1, logprobs=CHOICE_TOP_K)
+        outputs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prefixes], sampling, use_tqdm=True)
+        return [{t: lp.logprob for t, lp in o.outputs[0].logprobs[0].items()} for o in outputs]
 
     def sequence_logprobs(self, reads: list[tuple[list[int], int]]) -> list[float]:
         return [sum(values) for values in self.token_logprobs(reads)]
