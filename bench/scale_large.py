@@ -240,13 +240,28 @@ def write(rows: list[dict]) -> None:
             f"{r['planted_found']}/{r['planted_copies']} ({r['planted_found_share']}) | {r['driver_peak_mib']} | "
             f"{r['worker_peak_mib'] or '-'} |"
         )
+    if all("dedup_index_mib" in r for r in rows):
+        lines += [
+            "",
+            "| executor | documents | dedup index MiB | bytes per kept segment | driver peak less the index MiB |",
+        ]
+        lines += ["|---|---:|---:|---:|---:|"]
+        for r in rows:
+            lines.append(
+                f"| {r['executor']} | {r['documents']} | {r['dedup_index_mib']} | {r['index_bytes_per_segment']} | "
+                f"{round(r['driver_peak_mib'] - r['dedup_index_mib'], 1)} |"
+            )
     for executor in ("local", "ray"):
         mine = sorted((r for r in rows if r["executor"] == executor), key=lambda r: r["size"])
         if len(mine) > 1:
-            lines.append(
+            line = (
                 f"\n{executor}: driver peak at {mine[-1]['size']} documents / at {mine[0]['size']}: "
                 f"{mine[-1]['driver_peak_mib'] / mine[0]['driver_peak_mib']:.2f}x"
             )
+            if all("dedup_index_mib" in r for r in mine):
+                rest = [r["driver_peak_mib"] - r["dedup_index_mib"] for r in (mine[0], mine[-1])]
+                line += f"; less the dedup index: {rest[1] / rest[0]:.2f}x"
+            lines.append(line)
     (RESULTS / "scale_large.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -90,3 +90,23 @@ def test_plan_from_the_command_line(tmp_path, tiny_model):
     (tmp_path / "bad.json").write_text('{"augment": "fast"}')
     bad = CliRunner().invoke(app, ["plan", "--model", tiny_model, "--throughput", str(tmp_path / "bad.json")])
     assert bad.exit_code == 2 and "positive numbers" in bad.output
+
+
+def test_measure_times_every_stage_here_with_the_run_s_engines(tiny_model, tmp_path):
+    """--measure: a few batches of augmentation and rating and a few training steps with the run's
+    base model give every stage a time; a given rate still wins over a measured one."""
+    from typer.testing import CliRunner
+
+    from humpback.cli import app
+
+    cfg = RunConfig(preset="small-judge", model=tiny_model, iterations=1)
+    cfg.augment.max_new_tokens = 8
+    result = plan(cfg, sample=10, measure=True, throughput={"train": 123.0})
+    rates = result["throughput"]
+    assert rates["augment"] > 0 and rates["curate"] > 0 and rates["segment_documents"] > 0
+    assert rates["train"] == 123.0  # given, so not measured over
+    assert all(s["seconds"] is not None for s in result["stages"])
+    assert not list(tmp_path.iterdir())  # the measuring training wrote nowhere a user sees
+    out = CliRunner().invoke(app, ["plan", "--model", tiny_model, "--sample", "5", "--measure"])
+    assert out.exit_code == 0, out.output
+    assert "no throughput given" not in out.output

@@ -258,6 +258,14 @@ def _run(cfg: RunConfig) -> None:
             "Share of candidates curation keeps (the paper's A_5: 41.8k of 502k).",
             "--selected-share",
         ),
+        _opt(
+            "measure",
+            bool,
+            False,
+            "Measure tokens/s here first: a few batches of augmentation and rating and 3 training steps "
+            "with the run's engines and base model (--from-run and --throughput rates win).",
+            "--measure",
+        ),
         _opt("out", Optional[Path], None, "Also write the plan as JSON to this new file.", "--out"),
     ],
     "Estimate each stage's tokens, time and cost for a run's settings before anything runs.",
@@ -269,6 +277,7 @@ def _plan(
     from_run: Path | None,
     throughput: Path | None,
     selected_share: float,
+    measure: bool,
     out: Path | None,
 ) -> None:
     from .plan import plan, plan_lines, throughput_from_run
@@ -290,7 +299,7 @@ def _plan(
         rates |= {str(k): float(v) for k, v in given.items()}
     if out is not None and (out.exists() or out.is_symlink()):
         raise ValueError(f"{out} already exists: give a new file name (humpback never overwrites a file)")
-    result = plan(cfg, sample, documents, rates, selected_share)
+    result = plan(cfg, sample, documents, rates, selected_share, measure=measure)
     for line in plan_lines(result):
         typer.echo(line)
     if out is not None:

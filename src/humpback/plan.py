@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import statistics
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -81,6 +82,61 @@ def corpus_sample(config: RunConfig, sample: int, documents: int | None) -> dict
     }
 
 
+def measure_throughput(
+    config: RunConfig, texts: list[str], seed: list[SeedPair], items: int = 8, steps: int = 3
+) -> dict:
+    """A short measured sample on this machine, with the run's engines and base model: tokens per
+    second of augmentation (``items`` segments' backward prompts, n instructions each, the run's
+    sampling; the base model stands in for the backward model, the same size), of rating
+    (``items`` candidates, segments under seed instructions, in the run's mode), and of training
+    (``steps`` optimizer steps on the seed, from the base). Engine loads are left out; the first
+    calls and steps are included, so a sample this short errs slow."""
+    import tempfile
+
+    from .backward import backward_prompt
+    from .engines import SamplingParams, make_engine
+    from .engines.metered import Metered
+    from .models import check_model
+    from .scoring import rating_mode
+    from .train import train_forward
+
+    base = check_model(config.model)
+    sample = texts[:items] or [seed[i % len(seed)]["output"] for i in range(items)]
+    rates: dict[str, float] = {}
+    engine = Metered(make_engine(base, config.augment))
+    try:
+        n = config.augment.num_instructions
+        params = SamplingParams(
+            temperature=config.augment.temperature,
+            top_p=config.augment.top_p,
+            max_new_tokens=config.augment.max_new_tokens,
+            seed=0,
+        )
+        engine.complete([backward_prompt(t, config.backward.system_prompt) for t in sample for _ in range(n)], params)
+        rates["augment"] = engine.usage.tokens / engine.usage.seconds
+    finally:
+        engine.close()
+    engine = Metered(make_engine(base, config.curate))
+    try:
+        mode = rating_mode(config.curate.mode)
+        candidates = [
+            {"id": str(i), "source": "plan", "instruction": seed[i % len(seed)]["instruction"], "output": t}
+            for i, t in enumerate(sample)
+        ]
+        mode.rate(candidates, engine, config.curate, mode.template(config.curate))
+        rates["curate"] = engine.usage.tokens / engine.usage.seconds
+        if engine.usage.generated_tokens:
+            rates["judge_generated_per_prompt"] = engine.usage.generated_tokens / len(candidates)
+    finally:
+        engine.close()
+    with tempfile.TemporaryDirectory(prefix="humpback-plan-") as tmp:
+        cfg = config.forward.model_copy(update={"max_steps": steps, "num_epochs": None})
+        info = train_forward(seed, [], base, Path(tmp) / "model", cfg)
+        if info.get("tokens_trained") and info.get("train_seconds"):
+            rates["train"] = info["tokens_trained"] / info["train_seconds"]
+    return rates
+
+
 def throughput_from_run(run: Path) -> dict[str, float]:
     """Tokens per second by stage kind (augment, curate, train, preferences) from a finished run's
     accounting: the measured throughput of this hardware, engine and model."""
@@ -112,8 +168,11 @@ def plan(
     throughput: dict[str, float] | None = None,
     selected_share: float = PAPER_SELECTED_SHARE,
     seed: list[SeedPair] | None = None,
+    measure: bool = False,
 ) -> dict:
-    """Every stage's estimate for ``config`` (see the module's docstring)."""
+    """Every stage's estimate for ``config`` (see the module's docstring). With ``measure``, the
+    throughput is first measured here (``measure_throughput``, and the segmentation of the sample);
+    rates in ``throughput`` take precedence over measured ones."""
     from .backward import backward_prompt
     from .engines import encode_chat
     from .models import check_model, load_tokenizer
@@ -129,7 +188,13 @@ def plan(
     tokenizer = load_tokenizer(base, chat_template=config.chat_template)
     if seed is None:
         seed, _ = load_seed(config.seed, config.max_seed_examples)
+    started = time.perf_counter()
     corpus = corpus_sample(config, sample, documents)
+    if measure:
+        measured = measure_throughput(config, corpus["segment_texts"], seed)
+        if corpus["sampled_documents"]:
+            measured["segment_documents"] = corpus["sampled_documents"] / (time.perf_counter() - started)
+        throughput = {**measured, **throughput}
 
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -184,6 +249,7 @@ def plan(
     # training: the paper's schedule over seed (+ the selected share of the candidates)
     held_out = min(config.probe_max_pairs, max(config.probe_min_pairs, round(config.probe_share * len(seed))))
     trained_seed = len(seed) - (held_out if config.probe_share > 0 else 0)
+
     def chat_overhead(system: str) -> int:  # what the chat template adds around a trained pair
         return len(encode_chat(tokenizer, [{"role": "system", "content": system}, {"role": "user", "content": ""}]))
 
