@@ -85,6 +85,11 @@ def test_plan_from_the_command_line(tmp_path, tiny_model):
     assert result.exit_code == 0, result.output
     written = json.loads((tmp_path / "plan.json").read_text())
     assert written["documents"] == 1_000_000 and not written["documents_counted"] and written["total_seconds"] > 0
+    given = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "paper.json"), "--segments", "502133"])
+    assert given.exit_code == 0, given.output
+    paper = json.loads((tmp_path / "paper.json").read_text())
+    assert paper["segments"] == 502_133 and paper["stages"][0]["prompts"] == 502_133 * 4  # best-of-4 by default
+    assert "502133 given" in given.output
     again = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "plan.json")])
     assert again.exit_code == 2 and "already exists" in again.output
     (tmp_path / "bad.json").write_text('{"augment": "fast"}')

@@ -237,6 +237,14 @@ def _run(cfg: RunConfig) -> None:
             "--documents",
         ),
         _opt(
+            "segments",
+            Optional[int],
+            None,
+            "The number of segments the run will augment, when you know it (the paper's 502,133): overrides "
+            "documents x segments per document; the sample still gives their length.",
+            "--segments",
+        ),
+        _opt(
             "from_run",
             Optional[Path],
             None,
@@ -274,6 +282,7 @@ def _plan(
     cfg: RunConfig,
     sample: int,
     documents: int | None,
+    segments: int | None,
     from_run: Path | None,
     throughput: Path | None,
     selected_share: float,
@@ -299,7 +308,7 @@ def _plan(
         rates |= {str(k): float(v) for k, v in given.items()}
     if out is not None and (out.exists() or out.is_symlink()):
         raise ValueError(f"{out} already exists: give a new file name (humpback never overwrites a file)")
-    result = plan(cfg, sample, documents, rates, selected_share, measure=measure)
+    result = plan(cfg, sample, documents, rates, selected_share, measure=measure, segments=segments)
     for line in plan_lines(result):
         typer.echo(line)
     if out is not None:

@@ -169,10 +169,12 @@ def plan(
     selected_share: float = PAPER_SELECTED_SHARE,
     seed: list[SeedPair] | None = None,
     measure: bool = False,
+    segments: int | None = None,
 ) -> dict:
     """Every stage's estimate for ``config`` (see the module's docstring). With ``measure``, the
     throughput is first measured here (``measure_throughput``, and the segmentation of the sample);
-    rates in ``throughput`` take precedence over measured ones."""
+    rates in ``throughput`` take precedence over measured ones. ``segments``, when given, is the
+    number of segments the run will augment (the corpus sample then gives only their length)."""
     from .backward import backward_prompt
     from .engines import encode_chat
     from .models import check_model, load_tokenizer
@@ -203,13 +205,17 @@ def plan(
     segment_tokens = _mean([count(t) for t in texts])
     instruction_tokens = _mean([count(p["instruction"]) for p in seed])
     output_tokens = _mean([count(p["output"]) for p in seed])
-    segments = round(corpus["documents"] * corpus["segments_per_document"])
+    segments_given = segments
+    if segments is None:
+        segments = round(corpus["documents"] * corpus["segments_per_document"])
     if config.augment.max_segments is not None:  # augment reads only the first ones (a demo's budget)
         segments = min(segments, config.augment.max_segments)
     stages: list[StagePlan] = []
     scale = (
         f"segments: {corpus['segments_per_document']:.2f} per document in the first "
         f"{corpus['sampled_documents']} documents, before deduplication"
+        if segments_given is None
+        else f"segments: {segments_given} given; their length from the first {corpus['sampled_documents']} documents"
     )
 
     # augment: n prompts per segment (the whole segment), an instruction each; with n > 1 the fit reads
