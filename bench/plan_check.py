@@ -4,9 +4,12 @@ settings, stage by stage, against the run's accounting (stats.json), and the rat
 The plan is made from the inputs alone (the corpus sampled, the seed, the rubric, the step table);
 the throughput it times stages with is taken from the run itself (--from-run), so the time column
 shows the error of the token counts, not of the throughput (timing another run on the same
-hardware is the test of that). Writes bench/results/plan_check.{json,md}.
+hardware is the test of that). With --measure, a second plan times every stage with the
+throughput `humpback plan --measure` measures here before the run (a few batches per stage, three
+training steps): that column is the plan's whole error, counts and speed, as a user would see it.
+Writes bench/results/plan_check.{json,md}.
 
-    python bench/plan_check.py runs/demo-accounted
+    python bench/plan_check.py runs/demo-accounted [--measure]
 """
 
 from __future__ import annotations
@@ -20,11 +23,18 @@ RESULTS = ROOT / "bench" / "results"
 FIELDS = ("prompts", "prompt_tokens", "generated_tokens", "read_tokens", "tokens", "seconds")
 
 
+def compare(planned: float | None, measured: float | None) -> dict:
+    ratio = round(planned / measured, 2) if planned and measured else None
+    return {"planned": planned, "measured": measured, "ratio": ratio}
+
+
 def main() -> int:
-    if len(sys.argv) != 2:
+    args = [a for a in sys.argv[1:] if a != "--measure"]
+    measure = "--measure" in sys.argv[1:]
+    if len(args) != 1:
         print(__doc__)
         return 2
-    run = Path(sys.argv[1])
+    run = Path(args[0])
     stats = json.loads((run / "stats.json").read_text(encoding="utf-8"))
     if not stats.get("accounting"):
         print(f"{run} has no accounting (made before it existed): run it again into a new folder")
@@ -34,6 +44,7 @@ def main() -> int:
 
     config = RunConfig.model_validate(load_yaml(run / "config.yaml"))
     planned = {s["stage"]: s for s in plan(config, sample=200, throughput=throughput_from_run(run))["stages"]}
+    ahead = {s["stage"]: s for s in plan(config, sample=200, measure=True)["stages"]} if measure else {}
     rows = []
     for stage, measured in stats["accounting"].items():
         if stage not in planned:
@@ -47,7 +58,9 @@ def main() -> int:
             if f == "prompts" and "steps" in measured:
                 m = measured.get("examples")
             v = p_tokens if f == "tokens" else p.get(f)
-            row[f] = {"planned": v, "measured": m, "ratio": round(v / m, 2) if v and m else None}
+            row[f] = compare(v, m)
+        if stage in ahead:
+            row["seconds_measured_ahead"] = compare(ahead[stage]["seconds"], measured.get("seconds"))
         rows.append(row)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "plan_check.json").write_text(json.dumps({"run": str(run), "stages": rows}, indent=1) + "\n")
@@ -57,13 +70,17 @@ def main() -> int:
         "planned / measured for each count (1.0 is exact); the time uses the run's own tokens/s, so its "
         "ratio is the token count's error.",
         "",
-        "| stage | prompts | prompt tokens | generated | read | tokens | seconds |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| stage | prompts | prompt tokens | generated | read | tokens | seconds |"
+        + (" seconds, --measure |" if measure else ""),
+        "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if measure else ""),
     ]
+    if measure:
+        lines.insert(3, "The last column times the stage with the throughput `humpback plan --measure` measured here.")
     for r in rows:
         cells = [
             "-" if r[f]["ratio"] is None else f"{r[f]['ratio']} ({r[f]['planned']:.0f} / {r[f]['measured']:.0f})"
-            for f in FIELDS
+            for f in (*FIELDS, "seconds_measured_ahead")
+            if f in r
         ]
         lines.append(f"| {r['stage']} | " + " | ".join(cells) + " |")
     (RESULTS / "plan_check.md").write_text("\n".join(lines) + "\n")

@@ -46,6 +46,12 @@ def _by_stage(out):
     return list(read_stage(out))
 
 
+# How far a fit read in a Ray actor may be from the same read locally: the lively model's wide
+# random weights (std 0.3) magnify float differences; measured up to 2.1e-3 on one of ten fits
+# (2026-12-01). The records without their fits, the kept instruction included, must be equal.
+FIT_TOLERANCE = 5e-3
+
+
 def _fits(records: list[dict]) -> list[float | None]:
     """Every fit value of best-of-n records (the kept one's, then its alternatives'), removed from them."""
     found = []
@@ -90,14 +96,14 @@ def test_corpus_stages_on_ray_equal_local(tmp_path, corpus, lively_model):
 
     candidates = _by_stage(local / "candidates")
     remote = _by_stage(on_ray / "candidates")
-    # the fit is a float read in another process (other thread counts): equal to a few decimals
-    assert _fits(candidates) == pytest.approx(_fits(remote), abs=1e-3)
+    # the fit is a float read in another process: equal to a few decimals (FIT_TOLERANCE)
+    assert _fits(candidates) == pytest.approx(_fits(remote), abs=FIT_TOLERANCE)
     assert len(candidates) == 10 and candidates == remote
     assert len({c["instruction"] for c in candidates}) > 1  # the model's output depends on the segment
     for mode in ("logprob", "generate"):
         ratings, remote_ratings = _by_stage(local / mode / "ratings"), _by_stage(on_ray / mode / "ratings")
         assert [r["id"] for r in ratings] == [c["id"] for c in candidates]
-        assert _fits(ratings) == pytest.approx(_fits(remote_ratings), abs=1e-3)
+        assert _fits(ratings) == pytest.approx(_fits(remote_ratings), abs=FIT_TOLERANCE)
         assert ratings == remote_ratings, mode
 
 
@@ -138,8 +144,8 @@ def test_run_with_ray_executor(tmp_path, lively_model):
 
     for stage in ("segments", "candidates", "iter1/ratings", "iter2/ratings"):
         here, there = records(local, stage), records(on_ray, stage)
-        # the fit is a float read in another process (other thread counts): equal to a few decimals
-        assert _fits(here) == pytest.approx(_fits(there), abs=1e-3), stage
+        # the fit is a float read in another process: equal to a few decimals (FIT_TOLERANCE)
+        assert _fits(here) == pytest.approx(_fits(there), abs=FIT_TOLERANCE), stage
         assert here == there, stage
     assert (on_ray / "candidates" / "part-00000.parquet").exists()
     assert ray_stats["candidates"] == local_stats["candidates"] > 0
