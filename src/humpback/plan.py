@@ -86,34 +86,44 @@ def measure_throughput(
     config: RunConfig, texts: list[str], seed: list[SeedPair], items: int = 8, steps: int = 3
 ) -> dict:
     """A short measured sample on this machine, with the run's engines and base model: tokens per
-    second of augmentation (``items`` segments' backward prompts, n instructions each, the run's
-    sampling; the base model stands in for the backward model, the same size), of rating
+    second of augmentation (the augment stage over ``items`` segments, n instructions each and their
+    fit reads; the base model stands in for the backward model and M_0, the same size), of rating
     (``items`` candidates, segments under seed instructions, in the run's mode), and of training
     (``steps`` optimizer steps on the seed, from the base). Engine loads are left out; the first
-    calls and steps are included, so a sample this short errs slow."""
+    calls of rating and training are included, so a sample this short errs slow there."""
     import tempfile
 
+    from .augment import augment
     from .backward import backward_prompt
     from .engines import SamplingParams, make_engine
     from .engines.metered import Metered
     from .models import check_model
     from .scoring import rating_mode
+    from .shards import stage_usage
     from .train import train_forward
 
     base = check_model(config.model)
     sample = texts[:items] or [seed[i % len(seed)]["output"] for i in range(items)]
     rates: dict[str, float] = {}
-    engine = Metered(make_engine(base, config.augment))
+    # augmentation: the stage itself (n samples per segment and, with n > 1, the fit reads), the base
+    # model standing in for the backward model and M_0, after one short warm-up call, so the first
+    # call's one-off costs do not count against a sample this short
+    engine = make_engine(base, config.augment)
     try:
-        n = config.augment.num_instructions
-        params = SamplingParams(
-            temperature=config.augment.temperature,
-            top_p=config.augment.top_p,
-            max_new_tokens=config.augment.max_new_tokens,
-            seed=0,
-        )
-        engine.complete([backward_prompt(t, config.backward.system_prompt) for t in sample for _ in range(n)], params)
-        rates["augment"] = engine.usage.tokens / engine.usage.seconds
+        engine.complete([backward_prompt(sample[0], config.backward.system_prompt)], SamplingParams(max_new_tokens=1))
+        with tempfile.TemporaryDirectory(prefix="humpback-plan-") as tmp:
+            segments = [{"id": f"plan-{i}", "source": "plan", "header": "", "text": t} for i, t in enumerate(sample)]
+            # the base writes as long as the seed's instructions, as the plan assumes the backward
+            # model will: a base that rambles to max_new_tokens would time a decode-heavy mix
+            seed_tokens = _mean([len(engine.tokenizer(p["instruction"])["input_ids"]) for p in seed[:64]])
+            cap = min(config.augment.max_new_tokens, max(4, round(seed_tokens)))
+            cfg = config.augment.model_copy(update={"records_per_shard": max(1, len(segments)), "max_new_tokens": cap})
+            augmented = Path(tmp) / "candidates"
+            augment(segments, base, augmented, cfg, config.backward.system_prompt, engine=engine, fit_engine=engine)
+            usage = stage_usage(augmented) or {}
+        if usage.get("seconds"):
+            tokens = sum(usage.get(k, 0) for k in ("prompt_tokens", "generated_tokens", "read_tokens"))
+            rates["augment"] = tokens / usage["seconds"]
     finally:
         engine.close()
     engine = Metered(make_engine(base, config.curate))
