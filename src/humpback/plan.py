@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .config import RunConfig
-from .records import SeedPair
+from .records import SeedPair, Segment
 
 # The share of candidates the paper's curation kept: A_5 of iteration 2, 41.8k of 502k (Table 2).
 PAPER_SELECTED_SHARE = 41_821 / 502_133
@@ -112,14 +112,18 @@ def measure_throughput(
     try:
         engine.complete([backward_prompt(sample[0], config.backward.system_prompt)], SamplingParams(max_new_tokens=1))
         with tempfile.TemporaryDirectory(prefix="humpback-plan-") as tmp:
-            segments = [{"id": f"plan-{i}", "source": "plan", "header": "", "text": t} for i, t in enumerate(sample)]
+            segments = [Segment(id=f"plan-{i}", source="plan", header="", text=t) for i, t in enumerate(sample)]
             # the base writes as long as the seed's instructions, as the plan assumes the backward
             # model will: a base that rambles to max_new_tokens would time a decode-heavy mix
             seed_tokens = _mean([len(engine.tokenizer(p["instruction"])["input_ids"]) for p in seed[:64]])
             cap = min(config.augment.max_new_tokens, max(4, round(seed_tokens)))
-            cfg = config.augment.model_copy(update={"records_per_shard": max(1, len(segments)), "max_new_tokens": cap})
+            augment_cfg = config.augment.model_copy(
+                update={"records_per_shard": max(1, len(segments)), "max_new_tokens": cap}
+            )
             augmented = Path(tmp) / "candidates"
-            augment(segments, base, augmented, cfg, config.backward.system_prompt, engine=engine, fit_engine=engine)
+            augment(
+                segments, base, augmented, augment_cfg, config.backward.system_prompt, engine=engine, fit_engine=engine
+            )
             usage = stage_usage(augmented) or {}
         if usage.get("seconds"):
             tokens = sum(usage.get(k, 0) for k in ("prompt_tokens", "generated_tokens", "read_tokens"))
