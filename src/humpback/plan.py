@@ -26,8 +26,6 @@ from .records import SeedPair, Segment
 
 # The share of candidates the paper's curation kept: A_5 of iteration 2, 41.8k of 502k (Table 2).
 PAPER_SELECTED_SHARE = 41_821 / 502_133
-# Likelihood reads per candidate (signals.py): yes reads the pair once inside its question; pmi and
-# features read the whole answer after the instruction and its first PMI_TOKENS after an empty one.
 JUDGE_WORDS = 60  # what a generate-mode judge writes before its Score line, when no run measured it
 
 
@@ -261,7 +259,7 @@ def plan(
             row.assumes.append(f"the judge writes {judged:.0f} tokens per candidate")
         elif mode in ("logprob", "yes"):
             row.read_tokens = round(segments * per_candidate)
-        else:  # pmi, features: the answer after its instruction, and its start after none
+        else:  # pmi, features (signals.py): the whole answer after its instruction, its first PMI_TOKENS after none
             turn = len(encode_chat(tokenizer, [{"role": "user", "content": ""}]))
             row.read_tokens = round(segments * (per_candidate + 2 * turn + min(segment_tokens, PMI_TOKENS)))
         stages.append(row)
