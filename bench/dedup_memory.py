@@ -1,6 +1,6 @@
 """Memory of segmentation's deduplication state, per million kept segments.
 
-Inserts N synthetic segments (random word shingles, so no two collide) into the Deduplicator the
+Inserts N synthetic segments (random word shingles, so no two collide) into the DedupIndex the
 segment stage uses and measures the growth of this process's resident memory; prints the
 extrapolation to a million. Run alone: ``python bench/dedup_memory.py [N]``.
 """
@@ -22,14 +22,14 @@ def resident() -> int:
 
 def main(n: int = 50_000) -> dict:
     from humpback.config import SegmentConfig
-    from humpback.segment import Deduplicator, signature
+    from humpback.segment import band_hashes, new_index, signature
 
     cfg = SegmentConfig()
     rng = random.Random(0)
     vocab = [f"w{i}" for i in range(50_000)]
     texts = [" ".join(rng.choices(vocab, k=120)) for _ in range(2_000)]
     signatures = [signature(t, cfg) for t in texts]  # signing is per segment; the state is what grows
-    dedup = Deduplicator(cfg)
+    index = new_index(cfg)
     before = resident()
     start = time.time()
     for i in range(n):
@@ -37,8 +37,7 @@ def main(n: int = 50_000) -> dict:
         # a distinct segment each time: fresh digest and permuted signature values
         m = minhash.copy()
         m.hashvalues = m.hashvalues ^ (i * 2654435761 % (1 << 32))
-        dedup.exact.add(digest[:12] + i.to_bytes(4, "little"))
-        dedup.lsh.add(m)
+        index.verdicts([(digest[:12] + i.to_bytes(4, "little"), band_hashes(m, cfg))])
     grown = resident() - before
     result = {
         "segments": n,

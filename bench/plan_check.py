@@ -7,9 +7,9 @@ shows the error of the token counts, not of the throughput (timing another run o
 hardware is the test of that). With --measure, a second plan times every stage with the
 throughput `humpback plan --measure` measures here before the run (a few batches per stage, three
 training steps): that column is the plan's whole error, counts and speed, as a user would see it.
-Writes bench/results/plan_check.{json,md}.
+Writes bench/results/plan_check.{json,md}, or NAME.{json,md} with --name NAME.
 
-    python bench/plan_check.py runs/demo-accounted [--measure]
+    python bench/plan_check.py runs/demo-accounted [--measure] [--name plan_check_shared]
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ def compare(planned: float | None, measured: float | None) -> dict:
 def main() -> int:
     args = [a for a in sys.argv[1:] if a != "--measure"]
     measure = "--measure" in sys.argv[1:]
+    name = "plan_check"
+    if "--name" in args[:-1]:
+        at = args.index("--name")
+        name = args[at + 1]
+        del args[at : at + 2]
     if len(args) != 1:
         print(__doc__)
         return 2
@@ -63,7 +68,7 @@ def main() -> int:
             row["seconds_measured_ahead"] = compare(ahead[stage]["seconds"], measured.get("seconds"))
         rows.append(row)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "plan_check.json").write_text(json.dumps({"run": str(run), "stages": rows}, indent=1) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps({"run": str(run), "stages": rows}, indent=1) + "\n")
     lines = [
         f"# humpback plan against {run}'s accounting",
         "",
@@ -83,7 +88,7 @@ def main() -> int:
             if f in r
         ]
         lines.append(f"| {r['stage']} | " + " | ".join(cells) + " |")
-    (RESULTS / "plan_check.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -2,7 +2,7 @@
 Ray, with the driver's and the workers' peak memory at 10k, 30k and 100k documents.
 
     python bench/scale_large.py            # or: make bench-scale-large (not in make test)
-    python bench/scale_large.py --sizes 2000 --executors local   # a quick look
+    python bench/scale_large.py --sizes 2000 --runs parquet:local   # a quick look
 
 The documents are built from the 70 shared web pages (../shared/data/web; the bundled demo pages
 when absent): their segments are split into sentences, and each document is 12 sentences drawn at
@@ -12,8 +12,15 @@ documents are planted near-duplicates: a copy of an earlier document with 1% of 
 (word 5-gram Jaccard about 0.9, above the default 0.8 threshold). A planted copy is found when no
 segment of it is kept.
 
-Each (executor, size) runs in its own process, so each peak is its own: the driver's peak resident
-memory (ru_maxrss) and, on Ray, each actor process's peak resident memory, sampled every 0.2 s.
+The corpus is written as Parquet (row groups of 1,000 rows, FineWeb's columns: text, id, url) and
+as JSONL; ``--runs`` picks format and executor (default: Parquet on both executors, JSONL on Ray).
+On Ray a Parquet corpus is sharded by row groups: the actors read the text, the driver only the
+files' footers; a JSONL corpus is read by the driver and shipped to the actors.
+Deduplication's index lives in an actor of its own on Ray (in the driver locally).
+
+Each (format, executor, size) runs in its own process, so each peak is its own: the driver's peak
+resident memory (ru_maxrss) and, on Ray, each actor process's peak resident memory (the shard
+actors and the index's), sampled every 0.2 s.
 
 Writes bench/results/scale_large.{json,md}.
 """
@@ -39,6 +46,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 RESULTS = ROOT / "bench" / "results"
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 SENTENCES_PER_DOCUMENT = 12
+ROW_GROUP_ROWS = 1000
+SOURCE_ROW = re.compile(r":(row)?(\d+)(#|$)")  # FILE:LINE (JSONL, from 1) or FILE:rowN (Parquet, from 0)
 EDIT_SHARE = 0.01  # words replaced in a planted near-duplicate
 
 
@@ -56,8 +65,8 @@ def sentence_pool(work: Path) -> list[str]:
 
 
 def build(count: int, planted: float, path: Path, work: Path, seed: int = 0) -> dict:
-    """``count`` documents as JSONL (id, url, text); returns the planted copies' line numbers and
-    the line numbers of their originals."""
+    """``count`` documents as JSONL (id, url, text), and the same as Parquet beside it (``.parquet``);
+    returns the planted copies' line numbers and the line numbers of their originals."""
     pool = sentence_pool(work)
     vocabulary = sorted({w for s in pool for w in s.split()})
     rng = random.Random(seed)
@@ -77,15 +86,30 @@ def build(count: int, planted: float, path: Path, work: Path, seed: int = 0) -> 
                 text = "\n\n".join(" ".join(sentences[k : k + 4]) for k in range(0, SENTENCES_PER_DOCUMENT, 4))
             texts.append(text)
             f.write(json.dumps({"id": f"doc{i}", "url": f"https://example.org/{i}", "text": text}) + "\n")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids = [f"doc{i}" for i in range(count)]
+    table = pa.table({"text": texts, "id": ids, "url": [f"https://example.org/{i}" for i in range(count)]})
+    pq.write_table(table, path.with_suffix(".parquet"), row_group_size=ROW_GROUP_ROWS)
     return {"pool_sentences": len(pool), "copies": copies}
 
 
+def document_index(source: str) -> int:
+    """A kept segment's document, counted from 0, from its source (FILE:LINE#pos or FILE:rowN#url#pos)."""
+    match = SOURCE_ROW.search(source)
+    assert match, source
+    return int(match.group(2)) - (0 if match.group(1) else 1)
+
+
 class PeakSampler(threading.Thread):
-    """Every 0.2 s: the resident memory of each Ray actor process (``ray::`` in its name)."""
+    """Every 0.2 s: the resident memory of each Ray actor process (``ray::`` in its name): the shard
+    actors' and the deduplication index's."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.peaks: dict[int, int] = {}
+        self.index_peaks: dict[int, int] = {}
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -95,36 +119,44 @@ class PeakSampler(threading.Thread):
             for p in psutil.process_iter(["name", "cmdline"]):
                 try:
                     name = " ".join(p.info["cmdline"] or [p.info["name"] or ""])
+                    peaks = None
                     if "ray::" in name and "ShardActor" in name:
-                        self.peaks[p.pid] = max(self.peaks.get(p.pid, 0), p.memory_info().rss)
+                        peaks = self.peaks
+                    elif "ray::" in name and "DedupIndex" in name:
+                        peaks = self.index_peaks
+                    if peaks is not None:
+                        peaks[p.pid] = max(peaks.get(p.pid, 0), p.memory_info().rss)
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
-
-
-def index_size(dedup) -> int:
-    """The bytes of a Deduplicator's state: the exact-duplicate digests and every band table, the
-    Python objects themselves (what grows with the kept segments)."""
-    tables = [dedup.exact, *dedup.lsh.tables]
-    return sum(sys.getsizeof(t) + sum(sys.getsizeof(x) for x in t) for t in tables)
 
 
 def run_one(corpus: Path, executor: str, actors: int, out: Path, copies: dict[int, int]) -> dict:
     """Segment ``corpus`` (this process); time, counters, peaks and planted copies found."""
     import humpback.segment  # noqa: F401 - the module (the package attribute is the function)
     from humpback.config import ExecutorConfig, SegmentConfig
+    from humpback.executor import Hosted
     from humpback.segment import segment
     from humpback.shards import read_stage, stage_counters
 
     segment_module = sys.modules["humpback.segment"]
     cfg = SegmentConfig()
-    indexes: list = []
+    index_bytes = []  # the index's own measure of its sets (DedupIndex.nbytes), read as the stage ends
 
-    class MeasuredDeduplicator(segment_module.Deduplicator):  # kept, to weigh its index at the end
+    class MeasuredDeduplicator(segment_module.Deduplicator):  # a local index kept, to weigh at the end
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            indexes.append(self)
+            if not isinstance(self.index, Hosted):
+                index_bytes.append(self.index)
 
     segment_module.Deduplicator = MeasuredDeduplicator  # type: ignore[misc]
+    hosted_close = Hosted.close
+
+    def close_measured(self):  # the hosted index is weighed before its actor goes
+        if self._actor is not None:
+            index_bytes.append(self.nbytes())
+        hosted_close(self)
+
+    Hosted.close = close_measured  # type: ignore[method-assign]
     ex = None
     sampler = None
     if executor == "ray":
@@ -141,11 +173,11 @@ def run_one(corpus: Path, executor: str, actors: int, out: Path, copies: dict[in
     if sampler is not None:
         sampler.stopped.set()
         sampler.join()
-    index_bytes = sum(index_size(d) for d in indexes)
+    index_size = sum(x if isinstance(x, int) else x.nbytes() for x in index_bytes)
     counts = stage_counters(out)
     kept_lines: dict[int, int] = {}
-    for seg in read_stage(out):  # source: FILE:LINE#position
-        line = int(seg["source"].rsplit("#", 1)[0].rsplit(":", 1)[1])
+    for seg in read_stage(out):
+        line = document_index(seg["source"]) + 1
         kept_lines[line] = kept_lines.get(line, 0) + 1
     planted = {int(k): v for k, v in copies.items()}
     # a copy is countable when its original kept a segment (else there was nothing to duplicate)
@@ -153,6 +185,7 @@ def run_one(corpus: Path, executor: str, actors: int, out: Path, copies: dict[in
     missed = [c for c in countable if kept_lines.get(c)]
     documents = counts.get("documents", 0)
     return {
+        "format": "parquet" if corpus.suffix == ".parquet" else "jsonl",
         "executor": executor,
         "documents": documents,
         "seconds": round(seconds, 1),
@@ -165,10 +198,13 @@ def run_one(corpus: Path, executor: str, actors: int, out: Path, copies: dict[in
         "planted_found": len(countable) - len(missed),
         "planted_found_share": round((len(countable) - len(missed)) / max(1, len(countable)), 4),
         "driver_peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "dedup_index_mib": round(index_bytes / 2**20, 1),
-        "index_bytes_per_segment": round(index_bytes / max(1, counts.get("segments_kept", 0))),
+        "dedup_index_mib": round(index_size / 2**20, 1),
+        "index_bytes_per_segment": round(index_size / max(1, counts.get("segments_kept", 0))),
         "worker_peak_mib": (
             None if sampler is None else [round(v / 2**20, 1) for v in sorted(sampler.peaks.values())]
+        ),
+        "index_actor_peak_mib": (
+            None if sampler is None else [round(v / 2**20, 1) for v in sorted(sampler.index_peaks.values())]
         ),
     }
 
@@ -176,7 +212,13 @@ def run_one(corpus: Path, executor: str, actors: int, out: Path, copies: dict[in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
-    parser.add_argument("--executors", nargs="+", default=["local", "ray"], choices=["local", "ray"])
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        default=["parquet:local", "parquet:ray", "jsonl:ray"],
+        choices=[f"{f}:{e}" for f in ("parquet", "jsonl") for e in ("local", "ray")],
+        help="FORMAT:EXECUTOR pairs to run at every size",
+    )
     parser.add_argument("--actors", type=int, default=2)
     parser.add_argument("--planted", type=float, default=0.02)
     parser.add_argument("--one", nargs=4, metavar=("CORPUS", "EXECUTOR", "OUT", "COPIES"), help=argparse.SUPPRESS)
@@ -194,8 +236,8 @@ def main() -> None:
             built = build(size, args.planted, corpus, work / f"pages-{size}")
             copies = work / f"copies-{size}.json"
             copies.write_text(json.dumps(built["copies"]))
-            for executor in args.executors:
-                out = work / f"segments-{executor}-{size}"
+            for fmt, executor in (pair.split(":") for pair in args.runs):
+                out = work / f"segments-{fmt}-{executor}-{size}"
                 done = subprocess.run(
                     [
                         sys.executable,
@@ -203,7 +245,7 @@ def main() -> None:
                         "--actors",
                         str(args.actors),
                         "--one",
-                        str(corpus),
+                        str(corpus.with_suffix(f".{fmt}")),
                         executor,
                         str(out),
                         str(copies),
@@ -213,7 +255,7 @@ def main() -> None:
                 )
                 found = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
                 if not found:
-                    sys.exit(f"{executor} at {size} failed:\n{done.stderr[-3000:]}")
+                    sys.exit(f"{fmt} on {executor} at {size} failed:\n{done.stderr[-3000:]}")
                 row = {"size": size, "pool_sentences": built["pool_sentences"], **json.loads(found[0][7:])}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
@@ -227,41 +269,31 @@ def write(rows: list[dict]) -> None:
         "# The corpus stages at scale: segmentation and deduplication (bench/scale_large.py)",
         "",
         f"{os.cpu_count()} cores; documents of 12 sentences drawn from the shared pages' "
-        f"{rows[0]['pool_sentences']} sentences, 2% planted near-duplicates (1% of words replaced).",
+        f"{rows[0]['pool_sentences']} sentences, 2% planted near-duplicates (1% of words replaced). "
+        f"Parquet: row groups of {ROW_GROUP_ROWS} rows, sharded by row group on Ray (the actors read them). "
+        "On Ray the dedup index is an actor of its own; locally it is in the driver.",
         "",
-        "| executor | documents | seconds | docs/s | docs/s/core | segments kept | near-dup removed | planted found "
-        "| driver peak MiB | worker peaks MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| format | executor | documents | seconds | docs/s | docs/s/core | segments kept | near-dup removed "
+        "| planted found | driver peak MiB | shard actor peaks MiB | index MiB (its sets) | index actor peak MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['executor']} | {r['documents']} | {r['seconds']} | {r['documents_per_second']} | "
-            f"{r['documents_per_second_per_core']} | {r['segments_kept']} | {r['removed_near_duplicate']} | "
-            f"{r['planted_found']}/{r['planted_copies']} ({r['planted_found_share']}) | {r['driver_peak_mib']} | "
-            f"{r['worker_peak_mib'] or '-'} |"
+            f"| {r.get('format', 'jsonl')} | {r['executor']} | {r['documents']} | {r['seconds']} | "
+            f"{r['documents_per_second']} | {r['documents_per_second_per_core']} | {r['segments_kept']} | "
+            f"{r['removed_near_duplicate']} | {r['planted_found']}/{r['planted_copies']} ({r['planted_found_share']}) "
+            f"| {r['driver_peak_mib']} | {r['worker_peak_mib'] or '-'} | {r['dedup_index_mib']} "
+            f"({r['index_bytes_per_segment']} B per kept segment) | {r.get('index_actor_peak_mib') or '-'} |"
         )
-    if all("dedup_index_mib" in r for r in rows):
-        lines += [
-            "",
-            "| executor | documents | dedup index MiB | bytes per kept segment | driver peak less the index MiB |",
-        ]
-        lines += ["|---|---:|---:|---:|---:|"]
-        for r in rows:
-            lines.append(
-                f"| {r['executor']} | {r['documents']} | {r['dedup_index_mib']} | {r['index_bytes_per_segment']} | "
-                f"{round(r['driver_peak_mib'] - r['dedup_index_mib'], 1)} |"
-            )
-    for executor in ("local", "ray"):
-        mine = sorted((r for r in rows if r["executor"] == executor), key=lambda r: r["size"])
-        if len(mine) > 1:
-            line = (
-                f"\n{executor}: driver peak at {mine[-1]['size']} documents / at {mine[0]['size']}: "
-                f"{mine[-1]['driver_peak_mib'] / mine[0]['driver_peak_mib']:.2f}x"
-            )
-            if all("dedup_index_mib" in r for r in mine):
-                rest = [r["driver_peak_mib"] - r["dedup_index_mib"] for r in (mine[0], mine[-1])]
-                line += f"; less the dedup index: {rest[1] / rest[0]:.2f}x"
-            lines.append(line)
+    for fmt in ("parquet", "jsonl"):
+        for executor in ("local", "ray"):
+            mine = [r for r in rows if r["executor"] == executor and r.get("format", "jsonl") == fmt]
+            mine.sort(key=lambda r: r["size"])
+            if len(mine) > 1:
+                lines.append(
+                    f"\n{fmt} on {executor}: driver peak at {mine[-1]['size']} documents / at {mine[0]['size']}: "
+                    f"{mine[-1]['driver_peak_mib'] / mine[0]['driver_peak_mib']:.2f}x"
+                )
     (RESULTS / "scale_large.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -196,3 +196,53 @@ def test_the_driver_streams_shards_to_the_actors():
     rest = list(results)
     assert [index for index, _, _ in [first] + rest] == list(range(12))
     assert [output[0][0]["value"] for _, output, _ in [first] + rest] == [i * 10 for i in range(12)]
+
+
+def test_a_parquet_corpus_on_ray_is_read_by_the_actors_and_deduplicated_in_an_index_actor(tmp_path, monkeypatch):
+    """On Ray a Parquet corpus travels as row groups (the driver reads only footers), the actors read
+    and segment them, the dedup index is an actor of its own, and the segments, counters and a resume
+    after a lost shard are the local executor's."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from test_segment import _fineweb_rows
+
+    import humpback.executor
+    from humpback.corpus import RowGroup
+
+    rows = _fineweb_rows()
+    rows.append(dict(rows[0], url="https://example.org/copy"))  # an exact copy in the last row group
+    near = dict(rows[1], url="https://example.org/near")
+    near["text"] = near["text"].replace(" the ", " a ", 1)
+    rows.append(near)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), corpus / "fineweb.parquet", row_group_size=4)
+    cfg = SegmentConfig(documents_per_shard=4)
+    segment(str(corpus), tmp_path / "local", cfg)
+
+    shipped = []
+    real_map = humpback.executor.ray_map_shards
+
+    def recording(pending, *args):
+        def watched():
+            for index, items in pending:
+                shipped.extend(type(item) for item in items)
+                yield index, items
+
+        return real_map(watched(), *args)
+
+    monkeypatch.setattr(humpback.executor, "ray_map_shards", recording)
+    out = tmp_path / "ray"
+    segment(str(corpus), out, cfg, executor=RAY)
+    assert shipped and set(shipped) == {RowGroup}  # no document text left the driver
+    local = _by_stage(tmp_path / "local")
+    assert _by_stage(out) == local and stage_counters(out) == stage_counters(tmp_path / "local")
+    counts = stage_counters(out)
+    assert counts["removed_exact_duplicate"] >= 1 and counts["removed_near_duplicate"] >= 1
+    assert not any("example.org/copy#" in s["source"] or "example.org/near#" in s["source"] for s in local)
+
+    # a lost shard is redone; the index actor first learns what the written shards kept
+    (out / "part-00001.parquet").unlink()
+    (out / "_SUCCESS").unlink()
+    segment(str(corpus), out, cfg, executor=RAY)
+    assert _by_stage(out) == local

@@ -18,7 +18,7 @@ from humpback.segment import (
     strip_boilerplate_lines,
     text_segments,
 )
-from humpback.shards import read_stage, stage_counters, stage_rejects
+from humpback.shards import read_json_counters, read_stage, stage_counters, stage_rejects
 
 BOILERPLATE = [
     "Accept all",
@@ -354,6 +354,39 @@ def test_bad_parquet_input_is_rejected_by_name_and_the_run_goes_on(tmp_path):
     assert "unreadable file" in reasons[str(corpus / "c.parquet")]
     counts = stage_counters(tmp_path / "out")
     assert counts["documents"] == 8 + 2 and counts["documents_rejected"] == 3 and counts["segments_kept"] > 0
+
+
+def test_a_parquet_corpus_is_sharded_by_row_group_and_read_where_it_is_segmented(tmp_path):
+    """The stage's reader gives Parquet row groups from the footer (no text), shards are cut by their
+    rows, and a row group that cannot be read is one reject naming it while the others segment."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from humpback.corpus import RowGroup, read_corpus
+
+    rows = _fineweb_rows()[:9]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    path = corpus / "a.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=3)
+    groups = list(read_corpus(str(corpus), row_groups=True))
+    assert [(g.number, g.first_row, g.rows) for g in groups] == [(0, 0, 3), (1, 3, 3), (2, 6, 3)]
+    assert all(isinstance(g, RowGroup) and g.text_bytes > 0 for g in groups)
+    segment(str(corpus), tmp_path / "whole", SegmentConfig(documents_per_shard=5))
+    by_shard = [c["documents"] for _, c in sorted(read_json_counters(tmp_path / "whole").items())]
+    assert by_shard == [3, 3, 3]  # a second group of 3 would pass 5 documents: one group per shard
+
+    column = pq.ParquetFile(path).metadata.row_group(1).column(0)  # break the second group's text pages
+    start = column.dictionary_page_offset or column.data_page_offset
+    data = bytearray(path.read_bytes())
+    data[start : start + column.total_compressed_size] = b"\xff" * column.total_compressed_size
+    path.write_bytes(bytes(data))
+    segment(str(corpus), tmp_path / "broken", SegmentConfig(documents_per_shard=5))
+    reasons = {r["source"]: r["reason"] for r in stage_rejects(tmp_path / "broken")}
+    assert "unreadable row group" in reasons[f"{path}:rowgroup1"]
+    whole, broken = list(read_stage(tmp_path / "whole")), list(read_stage(tmp_path / "broken"))
+    assert broken == [s for s in whole if not any(f":row{i}#" in s["source"] for i in (3, 4, 5))]
+    assert len(broken) > 0
 
 
 def test_near_duplicates_at_jaccard_09_are_found_by_default():

@@ -5,6 +5,10 @@ one at a time, records inside a WARC or JSONL file one at a time, so huge inputs
 whole (a Parquet file is read one row group at a time, in record batches). Anything unreadable
 comes out as an ``Unreadable`` item that names the file (and line), which the segment stage turns
 into a reject.
+
+The segment stage asks for Parquet files as ``RowGroup`` references instead of their documents
+(``row_groups=True``): the reader then opens only each file's footer, and whoever segments a shard
+reads its row groups, so on Ray the actors read the corpus and the driver never holds its text.
 """
 
 from __future__ import annotations
@@ -47,6 +51,67 @@ class Document:
 
     def __post_init__(self):
         self.key = self.key or self.source
+
+
+@dataclass
+class RowGroup:
+    """One row group of a Parquet file, not yet read: what a shard of a Parquet corpus is made of.
+    ``rows`` and ``text_bytes`` come from the file's footer (the text column's uncompressed size),
+    so shards are cut by documents and bytes before any text is read."""
+
+    path: str
+    rel: str
+    number: int
+    first_row: int  # the row index of its first row in the file
+    rows: int
+    text_bytes: int
+    columns: tuple[str, str, str]  # text, url, id
+    max_chars: int
+
+    def documents(self) -> Iterator[Document | Unreadable]:
+        """Its rows as documents, named ``FILE:rowN`` as the streaming reader names them; a group that
+        cannot be read is one reject naming it, however far it got."""
+        import pyarrow.parquet as pq
+
+        path = Path(self.path)
+        try:
+            parquet = pq.ParquetFile(path)
+            wanted = _columns(parquet.schema_arrow.names, self.columns[0], self.columns[1:], path)
+            batches = parquet.iter_batches(BATCH_ROWS, row_groups=[self.number], columns=wanted)
+            yield from _batch_documents(
+                batches, safe_name(path), self.rel, self.first_row, self.columns, self.max_chars
+            )
+        except Exception as e:  # noqa: BLE001 - a corrupt page or column chunk, a file gone since it was listed
+            yield Unreadable(
+                f"{safe_name(path)}:rowgroup{self.number}",
+                f"unreadable row group ({type(e).__name__}: {safe_name(e)})",
+            )
+
+
+def parquet_row_groups(path: Path, rel: str, columns: tuple[str, str, str], max_chars: int) -> Iterator[RowGroup]:
+    """The row groups of a Parquet file, from its footer alone (a file without the text column is
+    refused here, naming its columns)."""
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    names = parquet.schema_arrow.names
+    _columns(names, columns[0], columns[1:], path)
+    text_column = names.index(columns[0])
+    first = 0
+    for number in range(parquet.num_row_groups):
+        meta = parquet.metadata.row_group(number)
+        size = meta.column(text_column).total_uncompressed_size if text_column < meta.num_columns else 0
+        yield RowGroup(str(path), rel, number, first, meta.num_rows, size, columns, max_chars)
+        first += meta.num_rows
+
+
+def expand_row_groups(items: list) -> Iterator:
+    """A shard's items with every RowGroup replaced by its documents (read here, in order)."""
+    for item in items:
+        if isinstance(item, RowGroup):
+            yield from item.documents()
+        else:
+            yield item
 
 
 @dataclass
@@ -210,10 +275,13 @@ def read_corpus(
     max_chars: int = 5_000_000,
     url_field: str = "url",
     id_field: str = "id",
-) -> Iterator[Document | Unreadable | Skipped]:
+    row_groups: bool = False,
+) -> Iterator[Document | Unreadable | Skipped | RowGroup]:
     """Every document of the corpus, in file order. Whatever goes wrong with a file (a broken
     compressed stream, a malformed WARC, an unexpected parser error) becomes an Unreadable that
-    names the file and where in it, and the next file is read: one bad file never stops a run."""
+    names the file and where in it, and the next file is read: one bad file never stops a run.
+    With ``row_groups`` a Parquet file gives its RowGroup references, read later by whoever
+    segments them (``expand_row_groups``)."""
     root = corpus_root(spec)
     files, skipped = corpus_listing(spec)
     yield from skipped
@@ -225,6 +293,8 @@ def read_corpus(
                 yield from _read_warc(path, rel, max_chars)
             elif name.endswith(JSONL_SUFFIXES):
                 yield from _read_jsonl(path, rel, text_field, max_chars)
+            elif row_groups and name.endswith(PARQUET_SUFFIXES):
+                yield from parquet_row_groups(path, rel, (text_field, url_field, id_field), max_chars)
             elif name.endswith(TABLE_SUFFIXES):
                 yield from _read_table(path, rel, (text_field, url_field, id_field), max_chars)
             else:
@@ -295,30 +365,37 @@ def _read_table(
     value after a ``#`` when the file has one. A Parquet row group that cannot be read is one
     reject naming it, and reading goes on at the next; a row without text is a reject naming it."""
     name = safe_name(path)
-    text_field, url_field, id_field = columns
     row = 0
-    for group, batches in _table_batches(path, text_field, (url_field, id_field)):
+    for group, batches in _table_batches(path, columns[0], columns[1:]):
         try:
-            for batch in batches:
-                texts = batch.column(text_field).to_pylist()
-                labels = _labels(batch, url_field, id_field)
-                for i, text in enumerate(texts):
-                    where = f"{name}:row{row + i}"
-                    if labels[i]:
-                        where += f"#{safe_name(labels[i])}"
-                    if not isinstance(text, str):
-                        yield Unreadable(where, f"row has no text in column {text_field!r}")
-                    elif len(text) > max_chars:
-                        yield Unreadable(where, f"document larger than max_document_chars={max_chars}")
-                    else:
-                        yield Document(where, "text", text, f"{rel}:row{row + i}")
-                row += batch.num_rows
+            yield from _batch_documents(batches, name, rel, row, columns, max_chars)
         except Exception as e:  # noqa: BLE001 - a corrupt page or column chunk
             if group is None:
                 raise
             yield Unreadable(f"{name}:rowgroup{group}", f"unreadable row group ({type(e).__name__}: {safe_name(e)})")
         if group is not None:
             row = group.end  # the rows of a group cut short are not renumbered onto the next
+
+
+def _batch_documents(
+    batches, name: str, rel: str, row: int, columns: tuple[str, str, str], max_chars: int
+) -> Iterator[Document | Unreadable]:
+    """The rows of record batches as documents, counting rows from ``row``."""
+    text_field, url_field, id_field = columns
+    for batch in batches:
+        texts = batch.column(text_field).to_pylist()
+        labels = _labels(batch, url_field, id_field)
+        for i, text in enumerate(texts):
+            where = f"{name}:row{row + i}"
+            if labels[i]:
+                where += f"#{safe_name(labels[i])}"
+            if not isinstance(text, str):
+                yield Unreadable(where, f"row has no text in column {text_field!r}")
+            elif len(text) > max_chars:
+                yield Unreadable(where, f"document larger than max_document_chars={max_chars}")
+            else:
+                yield Document(where, "text", text, f"{rel}:row{row + i}")
+        row += batch.num_rows
 
 
 @dataclass

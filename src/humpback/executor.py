@@ -15,7 +15,9 @@ pending shard before dispatching the first).
 A shard is the unit of resume, as locally: shards already written are never sent to Ray, and a
 killed run loses only the shards in flight. The driver writes because it owns the run
 directory and the corpus-wide steps that must see shards in order (segmentation's
-near-duplicate join); on a multi-node cluster the run directory is on the driver's disk.
+near-duplicate join, which asks an index held in an actor of its own: ``Hosted``); on a
+multi-node cluster the run directory is on the driver's disk. A Parquet corpus travels as row
+group references, read by the actors.
 
 Why not ``ray.data.llm`` for the vLLM engine: it hosts vLLM on Ray Data actors as we do, but our
 actors run humpback's own engines, so the prompts, the rubric, the logprob scoring of the five
@@ -129,3 +131,31 @@ def ray_map_shards(
     finally:
         for actor in actors:
             ray.kill(actor)
+
+
+class Hosted:
+    """An object of ``cls`` living in a Ray actor of its own, called like the object: ``hosted.m(x)``
+    is ``ray.get(actor.m.remote(x))``. The segment stage keeps its deduplication index in one, so
+    the driver's memory does not grow with the corpus (the index does, in the actor; the README
+    gives its budget per million segments). The actor reserves no CPU (it mostly waits), is made
+    at the first call and killed by ``close``."""
+
+    def __init__(self, cls: type, cfg: ExecutorConfig, *args):
+        self._cls, self._cfg, self._args = cls, cfg, args
+        self._actor = None
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        ray = init_ray(self._cfg)
+        if self._actor is None:
+            self._actor = ray.remote(self._cls).options(num_cpus=0).remote(*self._args)
+        method = getattr(self._actor, name)
+        return lambda *args, **kwargs: ray.get(method.remote(*args, **kwargs))
+
+    def close(self) -> None:
+        if self._actor is not None:
+            import ray
+
+            ray.kill(self._actor)
+            self._actor = None

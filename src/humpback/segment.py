@@ -9,8 +9,11 @@ repeated sentences, exact duplicates, MinHash near-duplicates.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,7 +22,16 @@ from datasketch import MinHash, MinHashLSH
 from lxml import etree
 
 from .config import ExecutorConfig, SegmentConfig
-from .corpus import Document, Skipped, Unreadable, corpus_fingerprint, decode_html, read_corpus
+from .corpus import (
+    Document,
+    RowGroup,
+    Skipped,
+    Unreadable,
+    corpus_fingerprint,
+    decode_html,
+    expand_row_groups,
+    read_corpus,
+)
 from .filters import is_boilerplate_line, is_navigation_header
 from .outputs import items_fingerprint, stage_output
 from .records import Reject, Segment
@@ -229,70 +241,103 @@ def signature(text: str, cfg: SegmentConfig) -> tuple[bytes, MinHash]:
     return digest, m
 
 
-class BandIndex:
-    """MinHash LSH reduced to what deduplication asks: has an earlier segment shared a band?
+@functools.lru_cache(maxsize=8)
+def band_shape(threshold: float, num_perm: int, recall_weight: float) -> tuple[int, int]:
+    """(bands, rows per band): datasketch's optimum for the threshold and the weight of a miss."""
+    optimum = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(1 - recall_weight, recall_weight))
+    return optimum.b, optimum.r
 
-    The bands (b of r rows) are datasketch's optimum for the threshold and the weight of a miss; each band of a kept
-    segment is remembered as one 64-bit hash in that band's set. datasketch's MinHashLSH keeps a
-    set of keys per bucket and every key's bucket list, which measured 3.8 GB per million
-    segments here; this keeps 0.9 GB (bench/dedup_memory.py). Same answers: a segment is a
-    near-duplicate candidate exactly when one of its bands was seen."""
 
-    def __init__(self, threshold: float, num_perm: int, recall_weight: float = 0.5):
-        optimum = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(1 - recall_weight, recall_weight))
-        self.b, self.r = optimum.b, optimum.r
-        self.tables: list[set[int]] = [set() for _ in range(self.b)]
+def band_hashes(m: MinHash, cfg: SegmentConfig) -> list[int]:
+    """A MinHash as its LSH bands, each one 64-bit hash: all the index compares. Computed where the
+    segment is made (on Ray, on the actors), so only b numbers travel to the index."""
+    b, r = band_shape(cfg.minhash_threshold, cfg.minhash_num_perm, cfg.minhash_recall_weight)
+    values = m.hashvalues
+    return [
+        int.from_bytes(hashlib.blake2b(values[i * r : (i + 1) * r].tobytes(), digest_size=8).digest(), "little")
+        for i in range(b)
+    ]
 
-    def _bands(self, m: MinHash) -> list[int]:
-        values = m.hashvalues
-        return [
-            int.from_bytes(
-                hashlib.blake2b(values[i * self.r : (i + 1) * self.r].tobytes(), digest_size=8).digest(), "little"
-            )
-            for i in range(self.b)
-        ]
 
-    def seen(self, m: MinHash) -> bool:
-        return any(band in table for band, table in zip(self._bands(m), self.tables))
+class DedupIndex:
+    """What deduplication remembers of the segments kept so far: their digests (exact duplicates)
+    and their LSH bands (near duplicates), one set of 64-bit hashes per band. datasketch's
+    MinHashLSH keeps a set of keys per bucket and every key's bucket list, which measured 3.8 GB
+    per million segments here; this keeps 0.9 GB (bench/dedup_memory.py). Same answers: a segment
+    is a near-duplicate candidate exactly when one of its bands was seen.
 
-    def add(self, m: MinHash) -> None:
-        for band, table in zip(self._bands(m), self.tables):
-            table.add(band)
+    On the Ray executor it lives in an actor of its own (``executor.Hosted``), so the driver that
+    writes the shards stays flat in memory whatever the corpus size; locally it is an object here."""
+
+    def __init__(self, dedup_exact: bool, bands: int):
+        self.dedup_exact = dedup_exact
+        self.exact: set[bytes] = set()
+        self.tables: list[set[int]] = [set() for _ in range(bands)]
+
+    def verdicts(self, signatures: list[tuple[bytes, list[int]]]) -> list[str | None]:
+        """Per (digest, bands), in order: 'exact_duplicate', 'near_duplicate' or None, remembering
+        each that passes (so a later one in the same list is compared with it)."""
+        out: list[str | None] = []
+        for digest, bands in signatures:
+            if self.dedup_exact and digest in self.exact:
+                out.append("exact_duplicate")
+            elif any(band in table for band, table in zip(bands, self.tables)):
+                out.append("near_duplicate")
+            else:
+                self.exact.add(digest)
+                for band, table in zip(bands, self.tables):
+                    table.add(band)
+                out.append(None)
+        return out
+
+    def nbytes(self) -> int:
+        """The bytes its sets and their members take (what grows with the kept segments)."""
+        sets: list[set] = [self.exact, *self.tables]
+        return sum(sys.getsizeof(t) + sum(sys.getsizeof(x) for x in t) for t in sets)
+
+
+def new_index(cfg: SegmentConfig) -> DedupIndex:
+    b, _ = band_shape(cfg.minhash_threshold, cfg.minhash_num_perm, cfg.minhash_recall_weight)
+    return DedupIndex(cfg.dedup_exact, b)
+
+
+LEARN_BATCH = 2000  # segments of earlier shards sent to the index per call on resume
 
 
 class Deduplicator:
     """Exact and MinHash-LSH near-duplicate removal over the whole corpus; keeps the first
-    occurrence. It sees every kept segment in corpus order, in one process, whichever executor
-    made the segments: no pair is missed because its halves were signed on different workers."""
+    occurrence. Its index sees every kept segment in corpus order, in one place, whichever executor
+    made the segments: no pair is missed because its halves were signed on different workers.
+    ``index`` is a DedupIndex here, or one hosted in a Ray actor (the same methods)."""
 
-    def __init__(self, cfg: SegmentConfig):
+    def __init__(self, cfg: SegmentConfig, index=None):
         self.cfg = cfg
-        self.exact: set[bytes] = set()
-        self.lsh = BandIndex(cfg.minhash_threshold, cfg.minhash_num_perm, cfg.minhash_recall_weight)
+        self.index = index if index is not None else new_index(cfg)
 
     def check(self, key: str, digest: bytes, m: MinHash) -> str | None:
         """'exact_duplicate', 'near_duplicate' or None; remembers segments that pass. (``key``, the
         segment id, is not stored: only whether a band was seen matters.)"""
-        if self.cfg.dedup_exact and digest in self.exact:
-            return "exact_duplicate"
-        if self.lsh.seen(m):
-            return "near_duplicate"
-        self.exact.add(digest)
-        self.lsh.add(m)
-        return None
+        return self.index.verdicts([(digest, band_hashes(m, self.cfg))])[0]
 
     def learn(self, kept: Iterable[dict]) -> None:
         """Remember segments an earlier attempt already kept (a resumed stage's written shards)."""
+        batch = []
         for seg in kept:
-            self.check(seg["id"], *signature(seg["text"], self.cfg))
+            digest, m = signature(seg["text"], self.cfg)
+            batch.append((digest, band_hashes(m, self.cfg)))
+            if len(batch) >= LEARN_BATCH:
+                self.index.verdicts(batch)
+                batch = []
+        if batch:
+            self.index.verdicts(batch)
 
     def finish_shard(
         self, segments: list[dict], rejects: list[Reject], counts: dict
     ) -> tuple[list[dict], list[Reject], dict]:
         """The shard's segments that are not duplicates of an earlier one, without their signatures."""
+        signatures = [(seg.pop("_digest"), seg.pop("_bands")) for seg in segments]
         kept = []
-        for seg in segments:
-            problem = self.check(seg["id"], seg.pop("_digest"), seg.pop("_minhash"))
+        for seg, problem in zip(segments, self.index.verdicts(signatures) if signatures else []):
             if problem:
                 counts[f"removed_{problem}"] += 1
             else:
@@ -324,14 +369,15 @@ def document_segments(doc: Document, cfg: SegmentConfig) -> tuple[list[tuple[str
     return text_segments(doc.content, cfg.max_chars), None
 
 
-def segment_documents(docs: list[Document | Unreadable], cfg: SegmentConfig):
-    """One shard: documents -> segments that pass the per-segment filters (with their dedup
-    signatures), rejects and filter counters. Deduplication follows, in corpus order."""
+def segment_documents(docs: list[Document | Unreadable | Skipped | RowGroup], cfg: SegmentConfig):
+    """One shard: documents (a Parquet row group's, read here) -> segments that pass the
+    per-segment filters (with their dedup signatures), rejects and filter counters.
+    Deduplication follows, in corpus order."""
     kept: list[dict] = []
     rejects: list[Reject] = []
     counts: dict = Counter()  # counters, and the filters' examples under "_examples"
     examples: dict[str, list[str]] = {}
-    for doc in docs:
+    for doc in expand_row_groups(docs):
         if isinstance(doc, Skipped):
             rejects.append(reject("segment", doc.source, f"skipped: {doc.reason}"))
             counts["files_skipped"] += 1
@@ -366,7 +412,7 @@ def segment_documents(docs: list[Document | Unreadable], cfg: SegmentConfig):
                 _example(examples, "language", f"{language} ({confidence:.2f}) | {text[:160]}")
                 continue
             digest, minhash = signature(text, cfg)
-            # the signature travels with the segment to the driver's deduplication, which drops it
+            # the signature travels with the segment to the deduplication, which drops it
             kept.append(
                 {
                     **Segment(
@@ -378,7 +424,7 @@ def segment_documents(docs: list[Document | Unreadable], cfg: SegmentConfig):
                         language_confidence=round(confidence, 4),
                     ),
                     "_digest": digest,
-                    "_minhash": minhash,
+                    "_bands": band_hashes(minhash, cfg),
                 }
             )
     counts["_examples"] = examples  # what each filter removed, a few per shard, for the report
@@ -413,12 +459,14 @@ def segment(
     source: list | str  # the corpus files' names, sizes and times; or what items_fingerprint makes of records
     if isinstance(corpus, (str, Path)):
         source = corpus_fingerprint(str(corpus))
-        docs = read_corpus(str(corpus), cfg.text_field, cfg.max_document_chars, cfg.url_field, cfg.id_field)
+        docs = read_corpus(
+            str(corpus), cfg.text_field, cfg.max_document_chars, cfg.url_field, cfg.id_field, row_groups=True
+        )
     else:
         docs, source = corpus, items_fingerprint(corpus)
     fields = {"corpus": source, "config": cfg.model_dump(mode="json")}
-    with stage_output(out_dir, "segments", fields, recompute):
-        dedup = Deduplicator(cfg)
+    with stage_output(out_dir, "segments", fields, recompute), _index(cfg, executor) as index:
+        dedup = Deduplicator(cfg, index)
         if executor is not None:
             executor = executor.model_copy(update={"ray_gpus_per_actor": 0.0})  # parsing needs no GPU
         return run_sharded(
@@ -432,10 +480,36 @@ def segment(
             resume=dedup.learn,
             max_bytes=cfg.shard_max_bytes,
             size_of=document_size,
+            count_of=document_count,
         )
 
 
+@contextlib.contextmanager
+def _index(cfg: SegmentConfig, executor: ExecutorConfig | None):
+    """The deduplication index: here, or on Ray in an actor of its own (made at its first use,
+    so a finished stage starts none), killed when the stage ends."""
+    if executor is None or executor.executor != "ray":
+        yield new_index(cfg)
+        return
+    from .executor import Hosted
+
+    b, _ = band_shape(cfg.minhash_threshold, cfg.minhash_num_perm, cfg.minhash_recall_weight)
+    hosted = Hosted(DedupIndex, executor, cfg.dedup_exact, b)
+    try:
+        yield hosted
+    finally:
+        hosted.close()
+
+
+def document_count(item: object) -> int:
+    """How many documents an item of the corpus stands for: a Parquet row group its rows, else one."""
+    return item.rows if isinstance(item, RowGroup) else 1
+
+
 def document_size(item: object) -> int:
-    """What a document holds in memory, roughly: its content's length (0 for a reject)."""
+    """What a document holds in memory, roughly: its content's length (0 for a reject); a Parquet
+    row group its text column's uncompressed size, from the file's footer."""
+    if isinstance(item, RowGroup):
+        return item.text_bytes
     content = getattr(item, "content", None)
     return len(content) if isinstance(content, (str, bytes)) else 0

@@ -159,17 +159,19 @@ def run_sharded(
     resume: Callable[[Iterator[dict]], None] | None = None,
     max_bytes: int | None = None,
     size_of: Callable[[object], int] | None = None,
+    count_of: Callable[[object], int] | None = None,
 ) -> dict:
     """Run a stage shard by shard: ``worker()`` builds the shard function once (it may load an
-    engine), only when a shard needs work; ``finish``, if given, post-processes each shard's
-    output in shard order in this process (segmentation's corpus-wide deduplication); ``resume``,
-    if given, is handed the records of the shards an earlier attempt wrote, before any new shard
-    is finished (the deduplication learns what they kept). ``max_bytes`` caps a shard by the sum
-    of ``size_of(item)`` as well as by ``per_shard`` items: what one shard holds in memory.
+        engine), only when a shard needs work; ``finish``, if given, post-processes each shard's
+        output in shard order in this process (segmentation's corpus-wide deduplication); ``resume``,
+        if given, is handed the records of the shards an earlier attempt wrote, before any new shard
+        is finished (the deduplication learns what they kept). ``max_bytes`` caps a shard by the sum
+        of ``size_of(item)`` as well as by ``per_shard`` items (``count_of(item)`` items each, when
+    given): what one shard holds in memory.
 
-    Shards whose output exists are skipped, so a killed stage resumes from its last complete
-    shard with nothing lost or duplicated. ``executor`` (an ExecutorConfig) with ``executor:
-    ray`` runs the shard function on Ray Data actors instead. Returns the _SUCCESS info.
+        Shards whose output exists are skipped, so a killed stage resumes from its last complete
+        shard with nothing lost or duplicated. ``executor`` (an ExecutorConfig) with ``executor:
+        ray`` runs the shard function on Ray Data actors instead. Returns the _SUCCESS info.
     """
     stage_dir = Path(stage_dir)
     if is_done(stage_dir):
@@ -179,7 +181,7 @@ def run_sharded(
         resume(read_stage(stage_dir))
     n_shards = None if total is None else max(1, -(-total // per_shard))
     bar = tqdm(total=n_shards, desc=desc, unit="shard")
-    pending = _skip_done(_batches(items, per_shard, max_bytes, size_of), stage_dir, bar)
+    pending = _skip_done(_batches(items, per_shard, max_bytes, size_of, count_of), stage_dir, bar)
     if executor is not None and executor.executor == "ray":
         from .executor import ray_map_shards
 
@@ -255,26 +257,35 @@ class EngineShards:
 
 
 def _batches(
-    items: Iterable, per_shard: int, max_bytes: int | None = None, size_of: Callable[[object], int] | None = None
+    items: Iterable,
+    per_shard: int,
+    max_bytes: int | None = None,
+    size_of: Callable[[object], int] | None = None,
+    count_of: Callable[[object], int] | None = None,
 ) -> Iterator[tuple[int, list]]:
-    """(index, items) of each shard: ``per_shard`` items, or fewer where their sizes reach
-    ``max_bytes`` (a shard holds at least one item, however large)."""
+    """(index, items) of each shard: ``per_shard`` items (or items that ``count_of`` counts as that
+    many: a Parquet row group counts its rows), or fewer where their sizes reach ``max_bytes`` (a
+    shard holds at least one item, however large)."""
     iterator = iter(items)
-    if max_bytes is None or size_of is None:
+    if (max_bytes is None or size_of is None) and count_of is None:
         for index in itertools.count():
-            batch = list(itertools.islice(iterator, per_shard))
-            if not batch:
+            chunk = list(itertools.islice(iterator, per_shard))
+            if not chunk:
                 return
-            yield index, batch
+            yield index, chunk
         return
-    batch, size, index = [], 0, 0
+    batch: list = []
+    size = count = index = 0
     for item in iterator:
-        item_size = size_of(item)
-        if batch and (len(batch) >= per_shard or size + item_size > max_bytes):
+        item_size = size_of(item) if size_of is not None and max_bytes is not None else 0
+        item_count = count_of(item) if count_of is not None else 1
+        too_big = max_bytes is not None and size + item_size > max_bytes
+        if batch and (count + item_count > per_shard or too_big):
             yield index, batch
-            batch, size, index = [], 0, index + 1
+            batch, size, count, index = [], 0, 0, index + 1
         batch.append(item)
         size += item_size
+        count += item_count
     if batch:
         yield index, batch
 
