@@ -19,8 +19,9 @@ files' footers; a JSONL corpus is read by the driver and shipped to the actors.
 Deduplication's index lives in an actor of its own on Ray (in the driver locally).
 
 Each (format, executor, size) runs in its own process, so each peak is its own: the driver's peak
-resident memory (ru_maxrss) and, on Ray, each actor process's peak resident memory (the shard
-actors and the index's), sampled every 0.2 s.
+resident memory (VmHWM: not ru_maxrss, which a child started by fork and exec inherits from its
+parent, here the process that built the corpus in memory) and, on Ray, each actor process's peak
+resident memory (the shard actors and the index's), sampled every 0.2 s.
 
 Writes bench/results/scale_large.{json,md}.
 """
@@ -32,7 +33,6 @@ import json
 import os
 import random
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -130,6 +130,15 @@ class PeakSampler(threading.Thread):
                     continue
 
 
+def peak_resident() -> int:
+    """This process's own peak resident bytes (Linux: VmHWM, the high-water mark of its memory map,
+    which starts anew at exec; ru_maxrss would carry the parent's peak at the fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
 def run_one(corpus: Path, executor: str, actors: int, out: Path, copies: dict[int, int]) -> dict:
     """Segment ``corpus`` (this process); time, counters, peaks and planted copies found."""
     import humpback.segment  # noqa: F401 - the module (the package attribute is the function)
@@ -197,7 +206,7 @@ def run_one(corpus: Path, executor: str, actors: int, out: Path, copies: dict[in
         "planted_copies": len(countable),
         "planted_found": len(countable) - len(missed),
         "planted_found_share": round((len(countable) - len(missed)) / max(1, len(countable)), 4),
-        "driver_peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "driver_peak_mib": round(peak_resident() / 2**20, 1),
         "dedup_index_mib": round(index_size / 2**20, 1),
         "index_bytes_per_segment": round(index_size / max(1, counts.get("segments_kept", 0))),
         "worker_peak_mib": (
