@@ -18,6 +18,10 @@ Rating in generate mode includes the score-line finishing pass, as the pipeline 
 configuration runs on the first --naive-items items only: it handles one prompt at a time, so its
 rate per item does not depend on how many it is given, and the full set would take most of an hour.
 
+``--only likelihood`` times the likelihood reads alone on both engines (the candidates still come
+from the transformers engine's augmentation, untimed against the others): a quicker check of the
+vLLM likelihood target, written to likelihood.{json,md} instead of latest.
+
 Writes bench/results/latest.json and bench/results/latest.md.
 """
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -165,7 +170,9 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--no-vllm", action="store_true", help="skip the vllm engine")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--only", choices=["likelihood"], help="time only the likelihood reads, both engines")
     args = parser.parse_args()
+    everything = args.only is None
 
     import torch
 
@@ -219,22 +226,24 @@ def main() -> None:
     candidates = [
         {"id": s["id"], "instruction": i or "(none)", "output": s["text"]} for s, i in zip(segments, instructions)
     ]
-    results["curate_generate"]["transformers"], _ = timed(
-        "curate, generate", ours, tokenizer, rate_generate, candidates
-    )
+    if everything:
+        results["curate_generate"]["transformers"], _ = timed(
+            "curate, generate", ours, tokenizer, rate_generate, candidates
+        )
     for stage, work in likelihood.items():
         results[stage]["transformers"], values.setdefault(stage, {})["transformers"] = timed(
             stage.replace("_", ", "), ours, tokenizer, work, candidates
         )
     ours.close()
 
-    naive = NaiveEngine(model, args.dtype)
-    print(f"naive (first {args.naive_items} items)", flush=True)
-    results["augment"]["naive"], _ = timed("augment", naive, tokenizer, augment, segments[: args.naive_items])
-    results["curate_generate"]["naive"], _ = timed(
-        "curate, generate", naive, tokenizer, rate_generate, candidates[: args.naive_items]
-    )
-    naive.close()
+    if everything:
+        naive = NaiveEngine(model, args.dtype)
+        print(f"naive (first {args.naive_items} items)", flush=True)
+        results["augment"]["naive"], _ = timed("augment", naive, tokenizer, augment, segments[: args.naive_items])
+        results["curate_generate"]["naive"], _ = timed(
+            "curate, generate", naive, tokenizer, rate_generate, candidates[: args.naive_items]
+        )
+        naive.close()
 
     if not args.no_vllm:
         try:
@@ -244,10 +253,11 @@ def main() -> None:
             engine = VLLMEngine(model, dtype=args.dtype)
             loads["vllm"] = round(time.perf_counter() - start, 1)
             print("vllm engine", flush=True)
-            results["augment"]["vllm"], _ = timed("augment", engine, tokenizer, augment, segments)
-            results["curate_generate"]["vllm"], _ = timed(
-                "curate, generate", engine, tokenizer, rate_generate, candidates
-            )
+            if everything:
+                results["augment"]["vllm"], _ = timed("augment", engine, tokenizer, augment, segments)
+                results["curate_generate"]["vllm"], _ = timed(
+                    "curate, generate", engine, tokenizer, rate_generate, candidates
+                )
             for stage, work in likelihood.items():
                 results[stage]["vllm"], values[stage]["vllm"] = timed(
                     stage.replace("_", ", "), engine, tokenizer, work, candidates
@@ -300,9 +310,11 @@ def main() -> None:
         "augment_max_new_tokens": augment_params.max_new_tokens,
         "curate_max_new_tokens": curate_cfg.max_new_tokens,
     }
+    results["setup"]["vllm_cpu_environment"] = {k: v for k, v in os.environ.items() if k.startswith("VLLM_CPU")}
+    name = "latest" if everything else "likelihood"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "latest.md").write_text(markdown(results))
+    (args.out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / f"{name}.md").write_text(markdown(results))
     print(markdown(results))
 
 
