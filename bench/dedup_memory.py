@@ -22,14 +22,14 @@ def resident() -> int:
 
 def main(n: int = 50_000) -> dict:
     from humpback.config import SegmentConfig
-    from humpback.segment import band_hashes, new_index, signature
+    from humpback.segment import DedupIndex, band_hashes, signature
 
     cfg = SegmentConfig()
     rng = random.Random(0)
     vocab = [f"w{i}" for i in range(50_000)]
     texts = [" ".join(rng.choices(vocab, k=120)) for _ in range(2_000)]
     signatures = [signature(t, cfg) for t in texts]  # signing is per segment; the state is what grows
-    index = new_index(cfg)
+    index = DedupIndex(cfg)
     before = resident()
     start = time.time()
     for i in range(n):

@@ -269,8 +269,9 @@ class DedupIndex:
     On the Ray executor it lives in an actor of its own (``executor.Hosted``), so the driver that
     writes the shards stays flat in memory whatever the corpus size; locally it is an object here."""
 
-    def __init__(self, dedup_exact: bool, bands: int):
-        self.dedup_exact = dedup_exact
+    def __init__(self, cfg: SegmentConfig):
+        bands, _ = band_shape(cfg.minhash_threshold, cfg.minhash_num_perm, cfg.minhash_recall_weight)
+        self.dedup_exact = cfg.dedup_exact
         self.exact: set[bytes] = set()
         self.tables: list[set[int]] = [set() for _ in range(bands)]
 
@@ -296,11 +297,6 @@ class DedupIndex:
         return sum(sys.getsizeof(t) + sum(sys.getsizeof(x) for x in t) for t in sets)
 
 
-def new_index(cfg: SegmentConfig) -> DedupIndex:
-    b, _ = band_shape(cfg.minhash_threshold, cfg.minhash_num_perm, cfg.minhash_recall_weight)
-    return DedupIndex(cfg.dedup_exact, b)
-
-
 LEARN_BATCH = 2000  # segments of earlier shards sent to the index per call on resume
 
 
@@ -312,7 +308,7 @@ class Deduplicator:
 
     def __init__(self, cfg: SegmentConfig, index=None):
         self.cfg = cfg
-        self.index = index if index is not None else new_index(cfg)
+        self.index = index if index is not None else DedupIndex(cfg)
 
     def check(self, key: str, digest: bytes, m: MinHash) -> str | None:
         """'exact_duplicate', 'near_duplicate' or None; remembers segments that pass. (``key``, the
@@ -489,12 +485,11 @@ def _index(cfg: SegmentConfig, executor: ExecutorConfig | None):
     """The deduplication index: here, or on Ray in an actor of its own (made at its first use,
     so a finished stage starts none), killed when the stage ends."""
     if executor is None or executor.executor != "ray":
-        yield new_index(cfg)
+        yield DedupIndex(cfg)
         return
     from .executor import Hosted
 
-    b, _ = band_shape(cfg.minhash_threshold, cfg.minhash_num_perm, cfg.minhash_recall_weight)
-    hosted = Hosted(DedupIndex, executor, cfg.dedup_exact, b)
+    hosted = Hosted(DedupIndex, executor, cfg)
     try:
         yield hosted
     finally:
