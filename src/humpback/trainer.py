@@ -332,6 +332,13 @@ def main(job_dir: Path) -> None:
         fit=job["fit"],
         kind=kind,
     )
+    # every process leaves together and closes the group: a process that returned first and tore
+    # gloo down at exit while process 0 still wrote the model has been seen to abort the launch
+    from accelerate import PartialState
+
+    state = PartialState()
+    state.wait_for_everyone()
+    state.destroy_process_group()
 
 
 if __name__ == "__main__":
