@@ -1,6 +1,7 @@
 """The transformers engine: batching, shared-prefix KV reuse and next-token choice log-probabilities."""
 
 import math
+import os
 from collections import Counter
 
 import pytest
@@ -294,3 +295,24 @@ def test_auto_dtype_is_bfloat16_only_where_the_hardware_computes_it(monkeypatch)
     assert models.resolve_dtype("auto") == "float32" and models.resolve_dtype("bfloat16") == "bfloat16"
     monkeypatch.setattr(models, "bf16_is_fast", lambda device=None: True)
     assert models.resolve_dtype("auto") == "bfloat16" and models.resolve_dtype("float32") == "float32"
+
+
+def test_vllm_threads_use_every_core_only_on_small_cpu_machines(monkeypatch):
+    """vLLM's default binding leaves a core to its scheduler: on 2 cores that halved its reads."""
+    from humpback.engines.vllm import cpu_thread_binding
+
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    with cpu_thread_binding(on_gpu=False):
+        assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in os.environ  # the caller's environment as it was
+    with cpu_thread_binding(on_gpu=True):
+        assert "VLLM_CPU_OMP_THREADS_BIND" not in os.environ
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    with cpu_thread_binding(on_gpu=False):
+        assert "VLLM_CPU_OMP_THREADS_BIND" not in os.environ  # vLLM's binding where a core is little
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0-1")
+    with cpu_thread_binding(on_gpu=False):
+        assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"  # the user's choice stands
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 from .base import Chat, ChoicePlan, Completion, SamplingParams, encode_chat
 
 CHOICE_TOP_K = 20  # vLLM's default max_logprobs: the most a request may ask for without a server flag
+# vLLM on CPU binds its model threads to all cores but one, which it leaves to the scheduler process.
+# On a machine this small that one core is a large share: on 2 cores the reads ran at 0.60-0.67x the
+# transformers engine bound, 0.98-1.1x unbound (bench/run.py --only likelihood, docs/performance.md).
+SMALL_CPU_MACHINE = 4
+
+
+@contextmanager
+def cpu_thread_binding(on_gpu: bool) -> Iterator[None]:
+    """While vLLM starts its processes: on a CPU-only machine of at most SMALL_CPU_MACHINE cores,
+    let its threads use every core (VLLM_CPU_OMP_THREADS_BIND=nobind) unless the user chose a
+    binding. The variable is restored afterwards: the started processes keep what they read."""
+    if on_gpu or "VLLM_CPU_OMP_THREADS_BIND" in os.environ or (os.cpu_count() or 1) > SMALL_CPU_MACHINE:
+        yield
+        return
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
+    try:
+        yield
+    finally:
+        os.environ.pop("VLLM_CPU_OMP_THREADS_BIND", None)
 
 
 class VLLMEngine:
@@ -53,15 +75,16 @@ class VLLMEngine:
         memory: dict[str, Any] = (
             {} if gpu_memory_utilization is None else {"gpu_memory_utilization": gpu_memory_utilization}
         )
-        self.llm: Any = LLM(
-            model=str(model_path),
-            dtype=cast(Any, dtype),
-            max_model_len=max_model_len,
-            seed=seed,
-            enable_prefix_caching=True,
-            enforce_eager=enforce_eager,
-            **memory,
-        )
+        with cpu_thread_binding(torch.cuda.is_available()):
+            self.llm: Any = LLM(
+                model=str(model_path),
+                dtype=cast(Any, dtype),
+                max_model_len=max_model_len,
+                seed=seed,
+                enable_prefix_caching=True,
+                enforce_eager=enforce_eager,
+                **memory,
+            )
         self.tokenizer = load_tokenizer(str(model_path), chat_template=chat_template)
         self.stop_ids = stop_token_ids(self.tokenizer, generation_config(str(model_path)))
         self.model_path = model_path
