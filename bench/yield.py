@@ -217,6 +217,18 @@ def report() -> None:
     ]
     for r in ratings:
         r["combined"] = probe.detectors.value(r["features"])
+    # the values behind every rule below, to try a rule without re-reading (bench/.work only)
+    (WORK / "ratings.json").write_text(
+        json.dumps(
+            {
+                "ratings": [
+                    {"id": r["id"], "combined": r["combined"], "features": r["features"], "good": truth[r["id"]]}
+                    for r in ratings
+                ],
+                "probe": probe.report["values"],
+            }
+        )
+    )
 
     def ranked(key):
         good = [r[key] for r in ratings if truth[r["id"]]]
